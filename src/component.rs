@@ -1,0 +1,311 @@
+//! The [`Component`] trait and its closure adapters.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+
+use futures::future::{BoxFuture, FutureExt};
+
+use crate::context::Context;
+use crate::error::{BoxError, Error, ErrorKind, panic_message};
+use crate::signal::lock;
+
+/// A part of a service that is started, runs, and is stopped.
+///
+/// Implement it on your own type with plain `async fn`; every method has a
+/// default, so implement only what the part needs. The lifecycle calls:
+///
+/// 1. [`start`](Component::start) once, bounded by the start timeout;
+/// 2. [`run`](Component::run), polled from the moment `start` succeeded until
+///    it returns — it runs *concurrently* with the other calls;
+/// 3. [`ready`](Component::ready) until it returns `Ok(true)`, under the
+///    component's [`Readiness`](crate::Readiness) policy;
+/// 4. on shutdown, when the component's turn comes (reverse launch order):
+///    its [stop signal](Context::stop_signal) is set, [`stop`](Component::stop)
+///    is called, and the lifecycle waits for `run` to return;
+/// 5. [`close`](Component::close) only if step 4 overran its budget or the
+///    shutdown was forced; then the `run` future is dropped.
+///
+/// Methods take `&self` because `run` is in flight while the others are
+/// called: keep mutable state behind a `Mutex` or atomics.
+///
+/// A panic in any method is caught and becomes an [`Error`] that keeps the
+/// panic message.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use lameduck::{BoxError, Component, Context};
+///
+/// #[derive(Default)]
+/// struct Cache {
+///     warm: AtomicBool,
+/// }
+///
+/// impl Component for Cache {
+///     async fn start(&self, _cx: &Context) -> Result<(), BoxError> {
+///         self.warm.store(true, Ordering::SeqCst);
+///         Ok(())
+///     }
+///
+///     async fn ready(&self, _cx: &Context) -> Result<bool, BoxError> {
+///         Ok(self.warm.load(Ordering::SeqCst))
+///     }
+///     // `run` defaults to waiting for the stop signal; `stop` and `close`
+///     // default to doing nothing.
+/// }
+/// ```
+pub trait Component: Send + Sync + 'static {
+    /// Acquires what the component needs (connect, bind, spawn…).
+    ///
+    /// `run` is polled only after `start` returned `Ok`. If `start` fails, times
+    /// out or is cancelled by a shutdown request, the component counts as never
+    /// started: neither `stop` nor `close` will be called.
+    ///
+    /// The default does nothing.
+    fn start(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = cx;
+        async { Ok(()) }
+    }
+
+    /// The readiness check: `Ok(true)` when the component can take work,
+    /// `Ok(false)` to be asked again after the backoff, `Err` to fail at once.
+    ///
+    /// The default is ready as soon as `start` returned.
+    fn ready(&self, cx: &Context) -> impl Future<Output = Result<bool, BoxError>> + Send {
+        let _ = cx;
+        async { Ok(true) }
+    }
+
+    /// The component's work. When it returns — `Ok`, `Err` or panic — the
+    /// lifecycle shuts down. It should return soon after the
+    /// [stop signal](Context::stop_signal) is set or `stop` is called.
+    ///
+    /// The default waits for the stop signal.
+    fn run(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let stop = cx.stop_signal();
+        async move {
+            stop.await;
+            Ok(())
+        }
+    }
+
+    /// Asks the component to stop gracefully: stop accepting, finish what is
+    /// in flight, make `run` return. Called once, bounded by the stop timeout
+    /// together with the wait for `run` to end.
+    ///
+    /// The default does nothing (the stop signal is set anyway).
+    fn stop(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = cx;
+        async { Ok(()) }
+    }
+
+    /// Stops the component forcefully, after a stop overran its budget or the
+    /// shutdown was forced. The `run` future is dropped right after.
+    ///
+    /// The default does nothing (dropping `run` is the forceful part).
+    fn close(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = cx;
+        async { Ok(()) }
+    }
+}
+
+/// The outcome of one user call, panics included.
+pub(crate) type CallResult<T> = Result<T, Error>;
+
+/// Runs a user future, turning `Err` and panics into [`Error`]s.
+pub(crate) async fn guard<T>(fut: impl Future<Output = Result<T, BoxError>>) -> CallResult<T> {
+    match AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Error::new(ErrorKind::Failed).with_source(e)),
+        Err(payload) => Err(Error::new(ErrorKind::Panicked).with_detail(panic_message(&*payload))),
+    }
+}
+
+/// A type-erased [`Component`]: every call is an owned, boxed, panic-guarded
+/// future, so the lifecycle can hold it across awaits and drop it at will.
+pub(crate) trait DynComponent: Send + Sync {
+    fn start(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>>;
+    fn ready(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<bool>>;
+    fn run(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>>;
+    fn stop(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>>;
+    fn close(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>>;
+}
+
+impl<C: Component> DynComponent for C {
+    fn start(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>> {
+        Box::pin(async move { guard(Component::start(&*self, &cx)).await })
+    }
+    fn ready(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<bool>> {
+        Box::pin(async move { guard(Component::ready(&*self, &cx)).await })
+    }
+    fn run(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>> {
+        Box::pin(async move { guard(Component::run(&*self, &cx)).await })
+    }
+    fn stop(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>> {
+        Box::pin(async move { guard(Component::stop(&*self, &cx)).await })
+    }
+    fn close(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>> {
+        Box::pin(async move { guard(Component::close(&*self, &cx)).await })
+    }
+}
+
+/// A component from a blocking `serve` future plus a separate `shutdown`,
+/// the shape of an HTTP server. Made by [`serve`].
+pub struct Serve<R, S> {
+    serve: Mutex<Option<R>>,
+    shutdown: Mutex<Option<S>>,
+}
+
+/// Makes a component from a `serve` closure, whose future runs until the
+/// service stops (it becomes [`Component::run`]), and a `shutdown` closure
+/// that makes it stop gracefully (it becomes [`Component::stop`]).
+///
+/// This is launch-control's run/shutdown pair: the shape of an HTTP server's
+/// `serve` and `shutdown`. Each closure is called at most once.
+///
+/// # Examples
+///
+/// ```
+/// use lameduck::{component, BoxError, Lifecycle};
+///
+/// let (tx, rx) = async_channel::bounded::<()>(1);
+/// let server = component::serve(
+///     move |_cx| async move {
+///         let _ = rx.recv().await; // serve until told to shut down
+///         Ok::<_, BoxError>(())
+///     },
+///     move |_cx| async move {
+///         tx.close();
+///         Ok::<_, BoxError>(())
+///     },
+/// );
+/// let lifecycle = Lifecycle::builder().component("http", server).build().unwrap();
+/// # lifecycle.handle().request_stop(None);
+/// # futures::executor::block_on(lifecycle.run()).unwrap();
+/// ```
+pub fn serve<R, RF, S, SF>(serve: R, shutdown: S) -> Serve<R, S>
+where
+    R: FnOnce(Context) -> RF + Send + 'static,
+    RF: Future<Output = Result<(), BoxError>> + Send + 'static,
+    S: FnOnce(Context) -> SF + Send + 'static,
+    SF: Future<Output = Result<(), BoxError>> + Send + 'static,
+{
+    Serve {
+        serve: Mutex::new(Some(serve)),
+        shutdown: Mutex::new(Some(shutdown)),
+    }
+}
+
+impl<R, RF, S, SF> Component for Serve<R, S>
+where
+    R: FnOnce(Context) -> RF + Send + 'static,
+    RF: Future<Output = Result<(), BoxError>> + Send + 'static,
+    S: FnOnce(Context) -> SF + Send + 'static,
+    SF: Future<Output = Result<(), BoxError>> + Send + 'static,
+{
+    fn run(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let f = lock(&self.serve).take();
+        let cx = cx.clone();
+        async move {
+            match f {
+                Some(f) => f(cx).await,
+                None => Err("serve called twice".into()),
+            }
+        }
+    }
+
+    fn stop(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let f = lock(&self.shutdown).take();
+        let cx = cx.clone();
+        async move {
+            match f {
+                Some(f) => f(cx).await,
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+impl<R, S> fmt::Debug for Serve<R, S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Serve").finish_non_exhaustive()
+    }
+}
+
+/// A component from a `start` and a `stop` closure, the shape of a client
+/// that connects and disconnects. Made by [`start_stop`].
+pub struct StartStop<A, B> {
+    start: Mutex<Option<A>>,
+    stop: Mutex<Option<B>>,
+}
+
+/// Makes a component from a `start` closure and a `stop` closure; its `run`
+/// waits for the stop signal.
+///
+/// This is launch-control's start/stop pair. Each closure is called at most
+/// once; `stop` only if `start` succeeded.
+///
+/// # Examples
+///
+/// ```
+/// use lameduck::{component, BoxError, Lifecycle};
+///
+/// let client = component::start_stop(
+///     |_cx| async { /* connect */ Ok::<_, BoxError>(()) },
+///     |_cx| async { /* disconnect */ Ok::<_, BoxError>(()) },
+/// );
+/// let lifecycle = Lifecycle::builder().component("client", client).build().unwrap();
+/// # lifecycle.handle().request_stop(None);
+/// # futures::executor::block_on(lifecycle.run()).unwrap();
+/// ```
+pub fn start_stop<A, AF, B, BF>(start: A, stop: B) -> StartStop<A, B>
+where
+    A: FnOnce(Context) -> AF + Send + 'static,
+    AF: Future<Output = Result<(), BoxError>> + Send + 'static,
+    B: FnOnce(Context) -> BF + Send + 'static,
+    BF: Future<Output = Result<(), BoxError>> + Send + 'static,
+{
+    StartStop {
+        start: Mutex::new(Some(start)),
+        stop: Mutex::new(Some(stop)),
+    }
+}
+
+impl<A, AF, B, BF> Component for StartStop<A, B>
+where
+    A: FnOnce(Context) -> AF + Send + 'static,
+    AF: Future<Output = Result<(), BoxError>> + Send + 'static,
+    B: FnOnce(Context) -> BF + Send + 'static,
+    BF: Future<Output = Result<(), BoxError>> + Send + 'static,
+{
+    fn start(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let f = lock(&self.start).take();
+        let cx = cx.clone();
+        async move {
+            match f {
+                Some(f) => f(cx).await,
+                None => Err("start called twice".into()),
+            }
+        }
+    }
+
+    fn stop(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let f = lock(&self.stop).take();
+        let cx = cx.clone();
+        async move {
+            match f {
+                Some(f) => f(cx).await,
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+impl<A, B> fmt::Debug for StartStop<A, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StartStop").finish_non_exhaustive()
+    }
+}

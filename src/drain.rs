@@ -1,0 +1,101 @@
+//! The [`Drainer`] trait: work for the flush phase.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use futures::future::BoxFuture;
+
+use crate::component::{CallResult, guard};
+use crate::context::Context;
+use crate::error::BoxError;
+use crate::signal::lock;
+
+/// Work done in the flush phase, after every component has stopped: flush a
+/// queue, commit offsets, upload the last batch of metrics.
+///
+/// Drainers run one at a time, in their order: [appended] ones at the end,
+/// [prepended] ones at the front. Each is bounded by what is left of the
+/// shutdown timeout. A panic is caught and becomes an error.
+///
+/// [appended]: crate::LifecycleBuilder::drainer
+/// [prepended]: crate::LifecycleBuilder::prepend_drainer
+///
+/// # Examples
+///
+/// ```
+/// use lameduck::{BoxError, Context, Drainer};
+///
+/// struct Outbox;
+/// impl Drainer for Outbox {
+///     async fn drain(&self, cx: &Context) -> Result<(), BoxError> {
+///         log::info!("{}: flushing, {:?} left", cx.name(), cx.remaining());
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Drainer: Send + Sync + 'static {
+    /// Flushes what the part holds. Called once.
+    fn drain(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send;
+}
+
+pub(crate) trait DynDrainer: Send + Sync {
+    fn drain(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>>;
+}
+
+impl<D: Drainer> DynDrainer for D {
+    fn drain(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>> {
+        Box::pin(async move { guard(Drainer::drain(&*self, &cx)).await })
+    }
+}
+
+/// A [`Drainer`] made from a closure by [`drainer_fn`].
+pub struct FnDrainer<F> {
+    f: Mutex<Option<F>>,
+}
+
+/// Makes a [`Drainer`] from a closure, called at most once.
+///
+/// # Examples
+///
+/// ```
+/// use lameduck::{drainer_fn, BoxError, Lifecycle};
+///
+/// let lifecycle = Lifecycle::builder()
+///     .drainer("outbox", drainer_fn(|_cx| async { Ok::<_, BoxError>(()) }))
+///     .build()
+///     .unwrap();
+/// # drop(lifecycle);
+/// ```
+pub fn drainer_fn<F, Fut>(f: F) -> FnDrainer<F>
+where
+    F: FnOnce(Context) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+{
+    FnDrainer {
+        f: Mutex::new(Some(f)),
+    }
+}
+
+impl<F, Fut> Drainer for FnDrainer<F>
+where
+    F: FnOnce(Context) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+{
+    fn drain(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let f = lock(&self.f).take();
+        let cx = cx.clone();
+        async move {
+            match f {
+                Some(f) => f(cx).await,
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+impl<F> fmt::Debug for FnDrainer<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnDrainer").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,344 @@
+//! The crate's one error type.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::lifecycle::Phase;
+
+/// A boxed error: what user code returns from [`Component`](crate::Component),
+/// [`Drainer`](crate::Drainer) and stop-hook methods.
+///
+/// Any `std::error::Error + Send + Sync`, a `String` or a `&str` converts into
+/// it with `?` or `.into()`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The user method (or lifecycle step) an [`Error`] happened in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Step {
+    /// [`Component::start`](crate::Component::start).
+    Start,
+    /// [`Component::ready`](crate::Component::ready), the readiness gate.
+    Ready,
+    /// [`Component::run`](crate::Component::run).
+    Run,
+    /// [`Component::stop`](crate::Component::stop), or waiting for `run` to
+    /// end after it.
+    Stop,
+    /// [`Component::close`](crate::Component::close).
+    Close,
+    /// [`Drainer::drain`](crate::Drainer::drain), the flush phase.
+    Drain,
+    /// A stop hook.
+    Hook,
+    /// A stop requested through [`Handle::request_stop`](crate::Handle::request_stop).
+    Request,
+    /// Building the lifecycle or registering a part.
+    Register,
+    /// The shutdown as a whole (a forced shutdown).
+    Shutdown,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Start => "start",
+            Step::Ready => "ready",
+            Step::Run => "run",
+            Step::Stop => "stop",
+            Step::Close => "close",
+            Step::Drain => "drain",
+            Step::Hook => "stop hook",
+            Step::Request => "stop request",
+            Step::Register => "register",
+            Step::Shutdown => "shutdown",
+        })
+    }
+}
+
+/// What went wrong, without the details. See [`Error::kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A user method returned an error.
+    Failed,
+    /// A user method panicked; the message is kept.
+    Panicked,
+    /// A call overran its budget and was cancelled.
+    TimedOut,
+    /// The readiness check did not pass within its attempts.
+    NotReady,
+    /// A component's `run` ended before the component was ready.
+    Exited,
+    /// A stop was requested with an error.
+    Requested,
+    /// The lifecycle is shutting down (or has stopped): the registration was
+    /// refused and nothing changed.
+    ShuttingDown,
+    /// An option or registration is invalid (zero attempts, duplicate name…).
+    Config,
+    /// The shutdown was forced: graceful waits were skipped.
+    Forced,
+}
+
+/// An error from the lifecycle, naming the component (or drainer, hook) and
+/// the step it happened in.
+///
+/// The error returned by [`Lifecycle::run`](crate::Lifecycle::run) is the
+/// *primary* error, the first one recorded; every later error is attached
+/// and reachable through [`Error::others`].
+///
+/// # Examples
+///
+/// ```
+/// use lameduck::{Component, Context, BoxError, Lifecycle};
+///
+/// struct Broken;
+/// impl Component for Broken {
+///     async fn start(&self, _cx: &Context) -> Result<(), BoxError> {
+///         Err("no database".into())
+///     }
+/// }
+///
+/// let err = futures::executor::block_on(
+///     Lifecycle::builder().component("db", Broken).build().unwrap().run(),
+/// )
+/// .unwrap_err();
+/// assert_eq!(err.component(), Some("db"));
+/// assert_eq!(err.step(), Some(lameduck::Step::Start));
+/// assert!(err.is_failed());
+/// assert_eq!(err.to_string(), "`db` failed in start: no database");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Error {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    kind: ErrorKind,
+    component: Option<String>,
+    step: Option<Step>,
+    phase: Option<Phase>,
+    budget: Option<Duration>,
+    detail: Option<String>,
+    source: Option<BoxError>,
+    others: Vec<Error>,
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind) -> Self {
+        Error {
+            inner: Arc::new(Inner {
+                kind,
+                component: None,
+                step: None,
+                phase: None,
+                budget: None,
+                detail: None,
+                source: None,
+                others: Vec::new(),
+            }),
+        }
+    }
+
+    fn inner_mut(&mut self) -> &mut Inner {
+        Arc::get_mut(&mut self.inner).expect("error is built before it is shared")
+    }
+
+    pub(crate) fn with_component(mut self, name: &str) -> Self {
+        self.inner_mut().component = Some(name.to_owned());
+        self
+    }
+
+    pub(crate) fn with_step(mut self, step: Step) -> Self {
+        self.inner_mut().step = Some(step);
+        self
+    }
+
+    pub(crate) fn with_phase(mut self, phase: Phase) -> Self {
+        self.inner_mut().phase = Some(phase);
+        self
+    }
+
+    pub(crate) fn with_budget(mut self, budget: Duration) -> Self {
+        self.inner_mut().budget = Some(budget);
+        self
+    }
+
+    pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.inner_mut().detail = Some(detail.into());
+        self
+    }
+
+    pub(crate) fn with_source(mut self, source: BoxError) -> Self {
+        self.inner_mut().source = Some(source);
+        self
+    }
+
+    pub(crate) fn with_others(self, others: Vec<Error>) -> Self {
+        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+            kind: shared.kind,
+            component: shared.component.clone(),
+            step: shared.step,
+            phase: shared.phase,
+            budget: shared.budget,
+            detail: shared.detail.clone(),
+            source: shared.source.as_ref().map(|s| s.to_string().into()),
+            others: shared.others.clone(),
+        });
+        Error {
+            inner: Arc::new(Inner { others, ..inner }),
+        }
+    }
+
+    pub(crate) fn config(detail: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Config)
+            .with_step(Step::Register)
+            .with_detail(detail)
+    }
+
+    pub(crate) fn shutting_down() -> Self {
+        Error::new(ErrorKind::ShuttingDown).with_step(Step::Register)
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// The name of the component, drainer or stop hook, if the error belongs
+    /// to one.
+    pub fn component(&self) -> Option<&str> {
+        self.inner.component.as_deref()
+    }
+
+    /// The method or step the error happened in.
+    pub fn step(&self) -> Option<Step> {
+        self.inner.step
+    }
+
+    /// The lifecycle phase the error happened in.
+    pub fn phase(&self) -> Option<Phase> {
+        self.inner.phase
+    }
+
+    /// For a timeout, the budget that was overrun.
+    pub fn budget(&self) -> Option<Duration> {
+        self.inner.budget
+    }
+
+    /// The panic message, for an error of kind [`ErrorKind::Panicked`].
+    pub fn panic_message(&self) -> Option<&str> {
+        match self.inner.kind {
+            ErrorKind::Panicked => self.inner.detail.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Every error recorded after this one, in the order they happened.
+    ///
+    /// Only the primary error returned by
+    /// [`Lifecycle::run`](crate::Lifecycle::run) has any.
+    pub fn others(&self) -> &[Error] {
+        &self.inner.others
+    }
+
+    /// Whether a user method returned an error.
+    pub fn is_failed(&self) -> bool {
+        self.inner.kind == ErrorKind::Failed
+    }
+
+    /// Whether a user method panicked.
+    pub fn is_panic(&self) -> bool {
+        self.inner.kind == ErrorKind::Panicked
+    }
+
+    /// Whether a call overran its budget.
+    pub fn is_timeout(&self) -> bool {
+        self.inner.kind == ErrorKind::TimedOut
+    }
+
+    /// Whether a readiness check ran out of attempts.
+    pub fn is_not_ready(&self) -> bool {
+        self.inner.kind == ErrorKind::NotReady
+    }
+
+    /// Whether a registration was refused because shutdown had begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.kind == ErrorKind::ShuttingDown
+    }
+
+    /// Whether an option or registration was invalid.
+    pub fn is_config(&self) -> bool {
+        self.inner.kind == ErrorKind::Config
+    }
+
+    /// Whether the shutdown was forced.
+    pub fn is_forced(&self) -> bool {
+        self.inner.kind == ErrorKind::Forced
+    }
+
+    /// Whether the error came from a stop requested with an error.
+    pub fn is_requested(&self) -> bool {
+        self.inner.kind == ErrorKind::Requested
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &*self.inner;
+        if let Some(name) = &i.component {
+            write!(f, "`{name}` ")?;
+        }
+        let step = i.step.map(|s| s.to_string());
+        let step = step.as_deref().unwrap_or("lifecycle");
+        match i.kind {
+            ErrorKind::Failed => write!(f, "failed in {step}")?,
+            ErrorKind::Panicked => write!(f, "panicked in {step}")?,
+            ErrorKind::TimedOut => {
+                write!(f, "timed out in {step}")?;
+                if let Some(b) = i.budget {
+                    write!(f, " after {b:?}")?;
+                }
+            }
+            ErrorKind::NotReady => write!(f, "not ready")?,
+            ErrorKind::Exited => write!(f, "run ended before the component was ready")?,
+            ErrorKind::Requested => write!(f, "stop requested with an error")?,
+            ErrorKind::ShuttingDown => write!(f, "refused: the lifecycle is shutting down")?,
+            ErrorKind::Config => write!(f, "invalid configuration")?,
+            ErrorKind::Forced => write!(f, "shutdown forced: graceful waits skipped")?,
+        }
+        if let Some(d) = &i.detail {
+            write!(f, ": {d}")?;
+        }
+        if let Some(s) = &i.source {
+            write!(f, ": {s}")?;
+        }
+        if !i.others.is_empty() {
+            write!(f, " (and {} more)", i.others.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Turns a caught panic payload into its message.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}

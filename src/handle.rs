@@ -1,0 +1,454 @@
+//! [`Handle`]: the lifecycle seen from anywhere.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
+
+use futures::future::join_all;
+
+use crate::component::{Component, DynComponent};
+use crate::drain::{Drainer, DynDrainer, drainer_fn};
+use crate::error::{BoxError, Error, ErrorKind, Step};
+use crate::health::{DynHealthChecker, HealthChecker, run_check};
+use crate::lifecycle::watchdog::Watchdog;
+use crate::lifecycle::{ComponentOptions, Phase};
+use crate::report::{ComponentRecord, Report};
+use crate::signal::{Signal, lock};
+
+/// A named part registered with the lifecycle.
+pub(crate) type Named<T> = (Arc<str>, Arc<T>);
+
+/// A component waiting to be launched.
+pub(crate) struct Registration {
+    pub(crate) name: Arc<str>,
+    pub(crate) component: Arc<dyn DynComponent>,
+    pub(crate) options: ComponentOptions,
+}
+
+/// State shared by the runner and every [`Handle`].
+pub(crate) struct Shared {
+    pub(crate) shutdown: Signal,
+    pub(crate) force: Signal,
+    pub(crate) ready: Signal,
+    pub(crate) stopped: Signal,
+    pub(crate) epoch: Instant,
+    phase: AtomicU8,
+    pub(crate) state: Mutex<State>,
+    pub(crate) register_tx: async_channel::Sender<Registration>,
+    pub(crate) watchdog: Mutex<Option<Watchdog>>,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) errors: Vec<Error>,
+    pub(crate) shutdown_at: Option<Instant>,
+    pub(crate) component_names: HashSet<Arc<str>>,
+    pub(crate) drainers: Vec<Named<dyn DynDrainer>>,
+    pub(crate) drainer_names: HashSet<Arc<str>>,
+    pub(crate) hooks: Vec<Named<dyn DynDrainer>>,
+    pub(crate) hook_names: HashSet<Arc<str>>,
+    pub(crate) checks: Vec<Named<dyn DynHealthChecker>>,
+    pub(crate) records: Vec<ComponentRecord>,
+}
+
+impl Shared {
+    pub(crate) fn new(register_tx: async_channel::Sender<Registration>) -> Self {
+        Shared {
+            shutdown: Signal::new(),
+            force: Signal::new(),
+            ready: Signal::new(),
+            stopped: Signal::new(),
+            epoch: Instant::now(),
+            phase: AtomicU8::new(Phase::Created as u8),
+            state: Mutex::new(State::default()),
+            register_tx,
+            watchdog: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        let old = Phase::from_u8(self.phase.swap(phase as u8, Ordering::AcqRel));
+        if old != phase {
+            log::info!(target: "lameduck", "phase: {old} -> {phase}");
+        }
+    }
+
+    /// Records an error, keeping the order in which errors happened.
+    pub(crate) fn record(&self, error: Error) {
+        log::warn!(target: "lameduck", "{error}");
+        lock(&self.state).errors.push(error);
+    }
+
+    /// Begins shutdown. Returns `true` if this call began it.
+    pub(crate) fn begin_shutdown(&self, error: Option<Error>, cause: &str) -> bool {
+        {
+            let mut st = lock(&self.state);
+            if st.shutdown_at.is_some() {
+                return false;
+            }
+            st.shutdown_at = Some(Instant::now());
+            if let Some(e) = error {
+                log::warn!(target: "lameduck", "{e}");
+                st.errors.push(e);
+            }
+            // Under the lock, so a registration racing with us either lands
+            // before shutdown or is refused.
+            self.phase
+                .fetch_max(Phase::LameDuck as u8, Ordering::AcqRel);
+        }
+        log::info!(target: "lameduck", "shutdown requested: {cause}");
+        self.shutdown.set();
+        if let Some(w) = lock(&self.watchdog).as_ref() {
+            w.arm();
+        }
+        true
+    }
+
+    fn refuse_if_shutting_down(&self, st: &State) -> Result<(), Error> {
+        if st.shutdown_at.is_some() {
+            Err(Error::shutting_down())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Registers a name in a namespace, refusing duplicates.
+pub(crate) fn claim(
+    names: &mut HashSet<Arc<str>>,
+    name: &Arc<str>,
+    what: &str,
+) -> Result<(), Error> {
+    if names.insert(name.clone()) {
+        Ok(())
+    } else {
+        Err(Error::config(format!("duplicate {what} name")).with_component(name))
+    }
+}
+
+/// A cheap, cloneable handle on a [`Lifecycle`](crate::Lifecycle), usable
+/// from any thread: request a stop, wait for phases, read health and the
+/// report, register parts while the lifecycle runs.
+///
+/// # Examples
+///
+/// ```
+/// use lameduck::Lifecycle;
+///
+/// let lifecycle = Lifecycle::builder().build().unwrap();
+/// let handle = lifecycle.handle();
+/// std::thread::spawn(move || {
+///     futures::executor::block_on(handle.ready());
+///     handle.request_stop(None);
+/// });
+/// futures::executor::block_on(lifecycle.run()).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Handle {
+    /// Requests shutdown, with an optional error as its cause.
+    ///
+    /// Returns `true` if this call began the shutdown, `false` if it was
+    /// already under way (the call then changes nothing: the first cause
+    /// stays the primary error). Callable from any thread, before or during
+    /// [`Lifecycle::run`](crate::Lifecycle::run).
+    pub fn request_stop(&self, error: Option<BoxError>) -> bool {
+        let error = error.map(|e| {
+            Error::new(ErrorKind::Requested)
+                .with_step(Step::Request)
+                .with_phase(self.phase())
+                .with_source(e)
+        });
+        self.shared
+            .begin_shutdown(error, "stop requested through a handle")
+    }
+
+    /// Forces the shutdown: the rest of the lame-duck period and every
+    /// graceful wait are skipped, remaining components are closed and
+    /// dropped at once. Begins the shutdown if it has not begun.
+    ///
+    /// Returns `true` if this call forced it.
+    pub fn force_stop(&self) -> bool {
+        let phase = self.phase();
+        self.shared.begin_shutdown(None, "forced stop");
+        if self.shared.force.set() {
+            if phase < Phase::Stopped {
+                self.shared.record(
+                    Error::new(ErrorKind::Forced)
+                        .with_step(Step::Shutdown)
+                        .with_phase(phase),
+                );
+            }
+            log::warn!(target: "lameduck", "shutdown forced");
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether shutdown has been requested.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.shutdown.is_set()
+    }
+
+    /// Resolves when shutdown is requested.
+    pub fn stopping(&self) -> Signal {
+        self.shared.shutdown.clone()
+    }
+
+    /// Resolves when [`Lifecycle::run`](crate::Lifecycle::run) has finished
+    /// (or was dropped).
+    pub fn stopped(&self) -> Signal {
+        self.shared.stopped.clone()
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        self.shared.phase()
+    }
+
+    /// Resolves to `true` once every component is ready (the lifecycle is
+    /// *running*), or to `false` if shutdown begins first.
+    pub fn ready(&self) -> Ready {
+        Ready {
+            ready: self.shared.ready.clone(),
+            shutdown: self.shared.shutdown.clone(),
+        }
+    }
+
+    /// Whether every component has been launched and is ready, and shutdown
+    /// has not begun.
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.is_set() && !self.shared.shutdown.is_set()
+    }
+
+    /// The aggregated health: `false` once shutdown has begun, `true` with no
+    /// checkers, otherwise `true` when no check is unhealthy (degraded
+    /// passes). Checks run concurrently.
+    ///
+    /// The returned future is `Send` and cancel-safe.
+    pub fn is_healthy(&self) -> impl Future<Output = bool> + Send + 'static {
+        let shared = self.shared.clone();
+        async move {
+            if shared.shutdown.is_set() {
+                return false;
+            }
+            let checks: Vec<_> = lock(&shared.state)
+                .checks
+                .iter()
+                .map(|(_, c)| c.clone())
+                .collect();
+            join_all(checks.into_iter().map(run_check))
+                .await
+                .iter()
+                .all(|h| h.is_passing())
+                && !shared.shutdown.is_set()
+        }
+    }
+
+    /// A snapshot of the timeline so far.
+    pub fn report(&self) -> Report {
+        let st = lock(&self.shared.state);
+        Report::new(
+            self.shared.epoch,
+            st.shutdown_at,
+            st.records.clone(),
+            self.phase(),
+        )
+    }
+
+    /// Registers a component while the lifecycle runs, with default
+    /// options. It is launched after those already registered, and stopped
+    /// before them.
+    ///
+    /// # Errors
+    ///
+    /// A [`ShuttingDown`](ErrorKind::ShuttingDown) error once shutdown has
+    /// begun, a [`Config`](ErrorKind::Config) error for a duplicate name or an
+    /// invalid option; either way nothing changes.
+    pub fn add_component<C: Component>(
+        &self,
+        name: impl Into<String>,
+        component: C,
+    ) -> Result<(), Error> {
+        self.add_component_with(name, component, ComponentOptions::default())
+    }
+
+    /// Registers a component with options. See [`Handle::add_component`].
+    pub fn add_component_with<C: Component>(
+        &self,
+        name: impl Into<String>,
+        component: C,
+        options: ComponentOptions,
+    ) -> Result<(), Error> {
+        self.insert_component(name.into().into(), Arc::new(component), options)
+    }
+
+    pub(crate) fn insert_component(
+        &self,
+        name: Arc<str>,
+        component: Arc<dyn DynComponent>,
+        options: ComponentOptions,
+    ) -> Result<(), Error> {
+        options.validate(&name)?;
+        let mut st = lock(&self.shared.state);
+        self.shared.refuse_if_shutting_down(&st)?;
+        claim(&mut st.component_names, &name, "component")?;
+        // Sent under the lock, so the runner receives components in the
+        // order of their records, and none after shutdown began.
+        let sent = self.shared.register_tx.try_send(Registration {
+            name: name.clone(),
+            component,
+            options,
+        });
+        if sent.is_err() {
+            st.component_names.remove(&name);
+            return Err(Error::shutting_down());
+        }
+        st.records.push(ComponentRecord::new(name));
+        Ok(())
+    }
+
+    /// Appends a drainer (it runs after those already registered).
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::add_component`].
+    pub fn add_drainer<D: Drainer>(
+        &self,
+        name: impl Into<String>,
+        drainer: D,
+    ) -> Result<(), Error> {
+        self.insert_drainer(name.into().into(), Arc::new(drainer), false)
+    }
+
+    /// Prepends a drainer (it runs before those already registered).
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::add_component`].
+    pub fn prepend_drainer<D: Drainer>(
+        &self,
+        name: impl Into<String>,
+        drainer: D,
+    ) -> Result<(), Error> {
+        self.insert_drainer(name.into().into(), Arc::new(drainer), true)
+    }
+
+    pub(crate) fn insert_drainer(
+        &self,
+        name: Arc<str>,
+        drainer: Arc<dyn DynDrainer>,
+        front: bool,
+    ) -> Result<(), Error> {
+        let mut st = lock(&self.shared.state);
+        self.shared.refuse_if_shutting_down(&st)?;
+        claim(&mut st.drainer_names, &name, "drainer")?;
+        if front {
+            st.drainers.insert(0, (name, drainer));
+        } else {
+            st.drainers.push((name, drainer));
+        }
+        Ok(())
+    }
+
+    /// Registers a health check.
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::add_component`].
+    pub fn add_health_check<H: HealthChecker>(
+        &self,
+        name: impl Into<String>,
+        check: H,
+    ) -> Result<(), Error> {
+        self.insert_check(name.into().into(), Arc::new(check))
+    }
+
+    pub(crate) fn insert_check(
+        &self,
+        name: Arc<str>,
+        check: Arc<dyn DynHealthChecker>,
+    ) -> Result<(), Error> {
+        let mut st = lock(&self.shared.state);
+        self.shared.refuse_if_shutting_down(&st)?;
+        if st.checks.iter().any(|(n, _)| *n == name) {
+            return Err(Error::config("duplicate health check name").with_component(&name));
+        }
+        st.checks.push((name, check));
+        Ok(())
+    }
+
+    /// Registers a stop hook: a closure run in the last phase, after the
+    /// drainers. Hooks run in reverse registration order.
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::add_component`].
+    pub fn add_stop_hook<F, Fut>(&self, name: impl Into<String>, hook: F) -> Result<(), Error>
+    where
+        F: FnOnce(crate::Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        self.insert_hook(name.into().into(), Arc::new(drainer_fn(hook)))
+    }
+
+    pub(crate) fn insert_hook(
+        &self,
+        name: Arc<str>,
+        hook: Arc<dyn DynDrainer>,
+    ) -> Result<(), Error> {
+        let mut st = lock(&self.shared.state);
+        self.shared.refuse_if_shutting_down(&st)?;
+        claim(&mut st.hook_names, &name, "stop hook")?;
+        st.hooks.push((name, hook));
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("phase", &self.phase())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future returned by [`Handle::ready`].
+///
+/// # Cancel safety
+///
+/// Cancel-safe: dropping it loses nothing.
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct Ready {
+    ready: Signal,
+    shutdown: Signal,
+}
+
+impl Future for Ready {
+    type Output = bool;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<bool> {
+        if Pin::new(&mut self.ready).poll(cx).is_ready() {
+            return Poll::Ready(true);
+        }
+        if Pin::new(&mut self.shutdown).poll(cx).is_ready() {
+            // Readiness may have landed between the two polls.
+            return Poll::Ready(self.ready.is_set());
+        }
+        Poll::Pending
+    }
+}

@@ -1,0 +1,94 @@
+//! The [`HealthChecker`] trait and the [`Health`] it reports.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures::future::{BoxFuture, FutureExt};
+
+use crate::error::panic_message;
+
+/// The result of one health check.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Health {
+    /// Everything is fine.
+    Healthy,
+    /// Working, but impaired; the probe still passes, with a warning.
+    Degraded(String),
+    /// Not working; a critical check in this state fails the probe.
+    Unhealthy(String),
+}
+
+impl Health {
+    /// Whether the check passes (healthy or degraded).
+    pub fn is_passing(&self) -> bool {
+        !matches!(self, Health::Unhealthy(_))
+    }
+
+    /// Whether the check is fully healthy.
+    pub fn is_healthy(&self) -> bool {
+        matches!(self, Health::Healthy)
+    }
+
+    /// The reason given for a degraded or unhealthy result.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Health::Healthy => None,
+            Health::Degraded(r) | Health::Unhealthy(r) => Some(r),
+        }
+    }
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Health::Healthy => f.write_str("healthy"),
+            Health::Degraded(r) => write!(f, "degraded: {r}"),
+            Health::Unhealthy(r) => write!(f, "unhealthy: {r}"),
+        }
+    }
+}
+
+/// A health check, aggregated by the lifecycle into
+/// [`Handle::is_healthy`](crate::Handle::is_healthy).
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use lameduck::{Health, HealthChecker};
+///
+/// struct QueueDepth(AtomicUsize);
+/// impl HealthChecker for QueueDepth {
+///     async fn check(&self) -> Health {
+///         match self.0.load(Ordering::Relaxed) {
+///             0..=999 => Health::Healthy,
+///             n @ 1000..=9999 => Health::Degraded(format!("{n} queued")),
+///             n => Health::Unhealthy(format!("{n} queued")),
+///         }
+///     }
+/// }
+/// ```
+pub trait HealthChecker: Send + Sync + 'static {
+    /// Reports the current health. A panic counts as unhealthy.
+    fn check(&self) -> impl Future<Output = Health> + Send;
+}
+
+pub(crate) trait DynHealthChecker: Send + Sync {
+    fn check(self: Arc<Self>) -> BoxFuture<'static, Health>;
+}
+
+impl<H: HealthChecker> DynHealthChecker for H {
+    fn check(self: Arc<Self>) -> BoxFuture<'static, Health> {
+        Box::pin(async move { HealthChecker::check(&*self).await })
+    }
+}
+
+/// Runs one check, turning a panic into an unhealthy result.
+pub(crate) async fn run_check(checker: Arc<dyn DynHealthChecker>) -> Health {
+    match AssertUnwindSafe(checker.check()).catch_unwind().await {
+        Ok(h) => h,
+        Err(p) => Health::Unhealthy(format!("check panicked: {}", panic_message(&*p))),
+    }
+}

@@ -1,0 +1,6 @@
+//! Health checks: [`HealthChecker`], [`Health`], and their aggregation.
+
+mod check;
+
+pub(crate) use check::{DynHealthChecker, run_check};
+pub use check::{Health, HealthChecker};

@@ -1,0 +1,118 @@
+//! Run a service's components in order, keep them healthy, and take them
+//! down without dropping a request — on any async runtime.
+//!
+//! # The model
+//!
+//! A [`Lifecycle`] owns [components](Component), [drainers](Drainer),
+//! [health checks](HealthChecker) and stop hooks. Its [`run`](Lifecycle::run)
+//! future drives them through these phases:
+//!
+//! 1. **Launching.** Components start one at a time, in registration order.
+//!    Each one's [`run`](Component::run) is polled as soon as its
+//!    [`start`](Component::start) succeeded; the next component starts only
+//!    once [`ready`](Component::ready) returned `Ok(true)` (asked up to the
+//!    [`Readiness`] policy's attempts, with backoff and a per-attempt timeout).
+//! 2. **Running.** Every component is ready: [`Handle::ready`] resolves.
+//!    Shutdown begins when a stop is [requested](Handle::request_stop), when
+//!    any `run` ends (`Ok`, `Err` or panic), or when a launch step fails.
+//! 3. **Lame duck.** Readiness fails at once while every component keeps
+//!    serving, for the [lame-duck period](LifecycleBuilder::lame_duck), so
+//!    load balancers stop routing here before anything closes.
+//! 4. **Draining.** Components stop one at a time in *reverse* launch order:
+//!    the stop signal is set, [`stop`](Component::stop) is called, and the
+//!    lifecycle waits for `run` to end. Past its budget, a component is
+//!    [closed](Component::close) and its futures are dropped.
+//! 5. **Flushing.** [Drainers](Drainer) run in order.
+//! 6. **Stopping.** Stop hooks run in reverse registration order.
+//!
+//! Every step is bounded: the whole shutdown by the
+//! [shutdown timeout](LifecycleBuilder::shutdown_timeout), each call by its
+//! own budget. Errors are recorded and shutdown goes on; `run` returns the
+//! first error, with every other one attached, each naming its component and
+//! step. A [forced stop](Handle::force_stop) skips every graceful wait.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use lameduck::{BoxError, Component, Context, Lifecycle};
+//!
+//! struct Database;
+//! impl Component for Database {
+//!     async fn start(&self, _cx: &Context) -> Result<(), BoxError> {
+//!         Ok(()) // connect
+//!     }
+//! }
+//!
+//! struct Server;
+//! impl Component for Server {
+//!     async fn run(&self, cx: &Context) -> Result<(), BoxError> {
+//!         cx.stop_signal().await; // serve until our turn to stop
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let lifecycle = Lifecycle::builder()
+//!     .shutdown_timeout(Duration::from_secs(5))
+//!     .component("database", Database) // starts first, stops last
+//!     .component("server", Server)
+//!     .build()?;
+//!
+//! let handle = lifecycle.handle();
+//! std::thread::spawn(move || {
+//!     futures::executor::block_on(handle.ready());
+//!     handle.request_stop(None); // e.g. on SIGTERM
+//! });
+//!
+//! let report = futures::executor::block_on(lifecycle.run())?;
+//! println!("{report}");
+//! # Ok::<(), lameduck::Error>(())
+//! ```
+//!
+//! # Runtimes
+//!
+//! The crate depends on `futures` primitives only and spawns no task unless
+//! given a [spawner](LifecycleBuilder::spawner): the same lifecycle runs
+//! under tokio, smol, async-std or `futures::executor::block_on`. Timers come
+//! from `futures-timer`.
+//!
+//! # Comparison
+//!
+//! `tokio-graceful-shutdown` runs subsystems on tokio with nested shutdown
+//! but no ordered stop, readiness gates or health. `tokio-util`'s
+//! `CancellationToken` and `TaskTracker` are primitives to build this from.
+//! `async-shutdown` gives runtime-agnostic shutdown tokens and nothing more.
+//! `lameduck` adds ordered launch with readiness, reverse-order drain with
+//! per-step budgets, lame-duck mode, drainers, stop hooks, health
+//! aggregation and a timeline report.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+#![doc(test(attr(deny(warnings))))]
+
+pub mod component;
+mod context;
+mod drain;
+mod error;
+mod handle;
+mod health;
+mod lifecycle;
+mod report;
+mod signal;
+
+pub use component::Component;
+pub use context::Context;
+pub use drain::{Drainer, FnDrainer, drainer_fn};
+pub use error::{BoxError, Error, ErrorKind, Step};
+pub use handle::{Handle, Ready};
+pub use health::{Health, HealthChecker};
+pub use lifecycle::{
+    Backoff, ComponentOptions, Lifecycle, LifecycleBuilder, Phase, Readiness, Run,
+};
+pub use report::{ComponentRecord, ComponentState, Report};
+pub use signal::Signal;

@@ -1,0 +1,217 @@
+//! [`LifecycleBuilder`].
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use super::runner::{Config, Runner, Spawner};
+use super::watchdog::Watchdog;
+use super::{ComponentOptions, Lifecycle};
+use crate::component::{Component, DynComponent};
+use crate::context::Context;
+use crate::drain::{Drainer, DynDrainer, drainer_fn};
+use crate::error::{BoxError, Error};
+use crate::handle::{Handle, Shared};
+use crate::health::{DynHealthChecker, HealthChecker};
+use crate::signal::lock;
+
+enum Part {
+    Component(String, Arc<dyn DynComponent>, ComponentOptions),
+    Drainer(String, Arc<dyn DynDrainer>, bool),
+    Check(String, Arc<dyn DynHealthChecker>),
+    Hook(String, Arc<dyn DynDrainer>),
+}
+
+/// Builds a [`Lifecycle`]. Made by [`Lifecycle::builder`].
+///
+/// Components launch in the order they are added. Invalid options and
+/// duplicate names are reported by [`build`](LifecycleBuilder::build).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use lameduck::{drainer_fn, BoxError, Component, ComponentOptions, Lifecycle, Readiness};
+///
+/// struct Db;
+/// impl Component for Db {}
+/// struct Api;
+/// impl Component for Api {}
+///
+/// let lifecycle = Lifecycle::builder()
+///     .shutdown_timeout(Duration::from_secs(20))
+///     .lame_duck(Duration::from_secs(5))
+///     .component("db", Db)
+///     .component_with(
+///         "api",
+///         Api,
+///         ComponentOptions::new().readiness(Readiness::new().attempts(20)),
+///     )
+///     .drainer("outbox", drainer_fn(|_cx| async { Ok::<_, BoxError>(()) }))
+///     .stop_hook("flush-logs", |_cx| async { Ok::<_, BoxError>(()) })
+///     .build()
+///     .unwrap();
+/// # drop(lifecycle);
+/// ```
+#[must_use = "a builder does nothing until built"]
+pub struct LifecycleBuilder {
+    config: Config,
+    watchdog: Option<(Duration, i32)>,
+    parts: Vec<Part>,
+}
+
+impl LifecycleBuilder {
+    pub(crate) fn new() -> Self {
+        LifecycleBuilder {
+            config: Config::default(),
+            watchdog: None,
+            parts: Vec::new(),
+        }
+    }
+
+    /// The bound on the whole shutdown, from the request to the return of
+    /// [`Lifecycle::run`], lame-duck period included. Default 30 s.
+    ///
+    /// Zero means no graceful time at all: every component is closed at once.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How long readiness fails while every component keeps serving, before
+    /// the drain begins, so that load balancers stop sending traffic first.
+    /// Default zero; behind a Kubernetes Service, a few seconds. Capped by
+    /// the shutdown timeout.
+    pub fn lame_duck(mut self, period: Duration) -> Self {
+        self.config.lame_duck = period;
+        self
+    }
+
+    /// Adds a component with default [`ComponentOptions`].
+    pub fn component<C: Component>(self, name: impl Into<String>, component: C) -> Self {
+        self.component_with(name, component, ComponentOptions::default())
+    }
+
+    /// Adds a component with options.
+    pub fn component_with<C: Component>(
+        mut self,
+        name: impl Into<String>,
+        component: C,
+        options: ComponentOptions,
+    ) -> Self {
+        self.parts
+            .push(Part::Component(name.into(), Arc::new(component), options));
+        self
+    }
+
+    /// Appends a drainer: drainers run in the flush phase, in order.
+    pub fn drainer<D: Drainer>(mut self, name: impl Into<String>, drainer: D) -> Self {
+        self.parts
+            .push(Part::Drainer(name.into(), Arc::new(drainer), false));
+        self
+    }
+
+    /// Prepends a drainer: it runs before every drainer added so far.
+    pub fn prepend_drainer<D: Drainer>(mut self, name: impl Into<String>, drainer: D) -> Self {
+        self.parts
+            .push(Part::Drainer(name.into(), Arc::new(drainer), true));
+        self
+    }
+
+    /// Adds a health check, aggregated by
+    /// [`Handle::is_healthy`](crate::Handle::is_healthy).
+    pub fn health_check<H: HealthChecker>(mut self, name: impl Into<String>, check: H) -> Self {
+        self.parts.push(Part::Check(name.into(), Arc::new(check)));
+        self
+    }
+
+    /// Adds a stop hook, run in the last phase. Hooks run in reverse order
+    /// of registration, each bounded by what is left of the shutdown timeout.
+    pub fn stop_hook<F, Fut>(mut self, name: impl Into<String>, hook: F) -> Self
+    where
+        F: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        self.parts
+            .push(Part::Hook(name.into(), Arc::new(drainer_fn(hook))));
+        self
+    }
+
+    /// Arms a hard-exit watchdog: if shutdown has not finished `timeout`
+    /// after it began, a dedicated thread ends the process with
+    /// `std::process::exit(code)`. This covers a component that blocks its
+    /// thread, which no future-based timeout can interrupt.
+    ///
+    /// Choose `timeout` above the shutdown timeout.
+    pub fn watchdog(mut self, timeout: Duration, code: i32) -> Self {
+        self.watchdog = Some((timeout, code));
+        self
+    }
+
+    /// Puts each component's `run` on its own task, through `spawn`, instead
+    /// of polling it inside [`Lifecycle::run`]. The lifecycle keeps a handle
+    /// that cancels the task when dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let rt = tokio::runtime::Runtime::new().unwrap();
+    /// # rt.block_on(async {
+    /// let lifecycle = lameduck::Lifecycle::builder()
+    ///     .spawner(|task| {
+    ///         tokio::spawn(task);
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// # lifecycle.handle().request_stop(None);
+    /// # lifecycle.run().await.unwrap();
+    /// # });
+    /// ```
+    pub fn spawner<S>(mut self, spawn: S) -> Self
+    where
+        S: Fn(BoxFuture<'static, ()>) + Send + Sync + 'static,
+    {
+        self.config.spawner = Some(Spawner(Arc::new(spawn)));
+        self
+    }
+
+    /// Builds the lifecycle.
+    ///
+    /// # Errors
+    ///
+    /// A [`Config`](crate::ErrorKind::Config) error naming the part for a
+    /// duplicate name (within components, drainers, health checks or stop
+    /// hooks) or an invalid option such as zero readiness attempts.
+    pub fn build(self) -> Result<Lifecycle, Error> {
+        let (tx, rx) = async_channel::unbounded();
+        let handle = Handle {
+            shared: Arc::new(Shared::new(tx)),
+        };
+        for part in self.parts {
+            match part {
+                Part::Component(name, c, opts) => handle.insert_component(name.into(), c, opts)?,
+                Part::Drainer(name, d, front) => handle.insert_drainer(name.into(), d, front)?,
+                Part::Check(name, c) => handle.insert_check(name.into(), c)?,
+                Part::Hook(name, h) => handle.insert_hook(name.into(), h)?,
+            }
+        }
+        if let Some((timeout, code)) = self.watchdog {
+            *lock(&handle.shared.watchdog) = Watchdog::spawn(timeout, code);
+        }
+        let runner = Runner::new(handle.clone(), self.config, rx);
+        Ok(Lifecycle { handle, runner })
+    }
+}
+
+impl fmt::Debug for LifecycleBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LifecycleBuilder")
+            .field("shutdown_timeout", &self.config.shutdown_timeout)
+            .field("lame_duck", &self.config.lame_duck)
+            .field("parts", &self.parts.len())
+            .finish_non_exhaustive()
+    }
+}

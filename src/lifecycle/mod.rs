@@ -1,0 +1,162 @@
+//! The [`Lifecycle`]: its builder, its phases, and the runner that drives it.
+
+mod builder;
+mod options;
+mod runner;
+pub(crate) mod watchdog;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use futures::future::BoxFuture;
+
+pub use builder::LifecycleBuilder;
+pub use options::{Backoff, ComponentOptions, Readiness};
+
+use crate::error::Error;
+use crate::handle::Handle;
+use crate::report::Report;
+
+/// Where a lifecycle is. Phases only move forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Phase {
+    /// Built, `run` not yet polled.
+    Created = 0,
+    /// Starting components in order and waiting for each to be ready.
+    Launching = 1,
+    /// Every component is ready.
+    Running = 2,
+    /// Shutdown requested: readiness fails, everything keeps serving.
+    LameDuck = 3,
+    /// Stopping components in reverse launch order.
+    Draining = 4,
+    /// Running drainers.
+    Flushing = 5,
+    /// Running stop hooks.
+    Stopping = 6,
+    /// Done: [`Lifecycle::run`] has returned.
+    Stopped = 7,
+}
+
+impl Phase {
+    pub(crate) fn from_u8(v: u8) -> Phase {
+        match v {
+            0 => Phase::Created,
+            1 => Phase::Launching,
+            2 => Phase::Running,
+            3 => Phase::LameDuck,
+            4 => Phase::Draining,
+            5 => Phase::Flushing,
+            6 => Phase::Stopping,
+            _ => Phase::Stopped,
+        }
+    }
+
+    /// The phase's name in lower case, as logged and reported.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Phase::Created => "created",
+            Phase::Launching => "launching",
+            Phase::Running => "running",
+            Phase::LameDuck => "lame duck",
+            Phase::Draining => "draining",
+            Phase::Flushing => "flushing",
+            Phase::Stopping => "stopping",
+            Phase::Stopped => "stopped",
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A service's components, drainers, health checks and stop hooks, and the
+/// rules to run them by. Made with [`Lifecycle::builder`], driven by
+/// [`Lifecycle::run`].
+///
+/// See the [crate documentation](crate) for the phase rules.
+pub struct Lifecycle {
+    handle: Handle,
+    runner: runner::Runner,
+}
+
+impl Lifecycle {
+    /// Starts building a lifecycle.
+    pub fn builder() -> LifecycleBuilder {
+        LifecycleBuilder::new()
+    }
+
+    /// A handle to request a stop, watch phases, read health and register
+    /// parts, from any thread.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Runs the lifecycle to the end: launch, run, and — once a stop is
+    /// requested or a component's `run` ends — lame duck, drain, flush, stop.
+    ///
+    /// The future spawns nothing (unless a
+    /// [spawner](LifecycleBuilder::spawner) was given): every component's
+    /// `run` is polled inside it, so any executor, or
+    /// `futures::executor::block_on`, can drive it.
+    ///
+    /// # Errors
+    ///
+    /// The first error recorded, with every later one attached (see
+    /// [`Error::others`]). A `run` that returns `Ok` is a cause of shutdown,
+    /// not an error.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: dropping the future drops every component's `run`
+    /// without stopping them. Use [`Handle::request_stop`] instead.
+    pub fn run(self) -> Run {
+        Run {
+            inner: Box::pin(self.runner.run()),
+        }
+    }
+
+    /// Runs the lifecycle on the current thread with
+    /// `futures::executor::block_on`, for a synchronous `main`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lifecycle::run`].
+    pub fn run_blocking(self) -> Result<Report, Error> {
+        futures::executor::block_on(self.run())
+    }
+}
+
+impl fmt::Debug for Lifecycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lifecycle")
+            .field("phase", &self.handle.phase())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future returned by [`Lifecycle::run`]. It is `Send`.
+#[must_use = "futures do nothing unless polled"]
+pub struct Run {
+    inner: BoxFuture<'static, Result<Report, Error>>,
+}
+
+impl Future for Run {
+    type Output = Result<Report, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl fmt::Debug for Run {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Run").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,223 @@
+//! Per-component options: timeouts and the readiness policy.
+
+use std::time::Duration;
+
+use crate::error::Error;
+
+/// How long to wait between readiness attempts.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use lameduck::Backoff;
+///
+/// let b = Backoff::exponential(Duration::from_millis(10), Duration::from_millis(50));
+/// let waits: Vec<_> = (1..=4).map(|n| b.delay(n)).collect();
+/// assert_eq!(waits, [10, 20, 40, 50].map(Duration::from_millis));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backoff {
+    /// The same wait after every failed attempt.
+    Constant(Duration),
+    /// Starts at `initial`, doubles after each failed attempt, never exceeds
+    /// `max`.
+    Exponential {
+        /// The first wait.
+        initial: Duration,
+        /// The cap.
+        max: Duration,
+    },
+}
+
+impl Backoff {
+    /// The same wait after every attempt.
+    pub fn constant(wait: Duration) -> Self {
+        Backoff::Constant(wait)
+    }
+
+    /// A doubling wait from `initial`, capped at `max`.
+    pub fn exponential(initial: Duration, max: Duration) -> Self {
+        Backoff::Exponential { initial, max }
+    }
+
+    /// The wait after failed attempt number `attempt` (counting from 1).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        match *self {
+            Backoff::Constant(d) => d,
+            Backoff::Exponential { initial, max } => {
+                let factor = 1u32
+                    .checked_shl(attempt.saturating_sub(1))
+                    .unwrap_or(u32::MAX);
+                initial.saturating_mul(factor).min(max)
+            }
+        }
+    }
+}
+
+/// The readiness policy of a component: how often and how long
+/// [`Component::ready`](crate::Component::ready) is asked.
+///
+/// The default asks up to 10 times, backing off exponentially from 10 ms to
+/// 1 s, with 5 s for each attempt.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use lameduck::{Backoff, Readiness};
+///
+/// let policy = Readiness::new()
+///     .attempts(30)
+///     .backoff(Backoff::constant(Duration::from_millis(100)))
+///     .attempt_timeout(Duration::from_secs(1));
+/// assert_eq!(policy.max_attempts(), 30);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    attempts: u32,
+    backoff: Backoff,
+    attempt_timeout: Option<Duration>,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness {
+            attempts: 10,
+            backoff: Backoff::exponential(Duration::from_millis(10), Duration::from_secs(1)),
+            attempt_timeout: Some(Duration::from_secs(5)),
+        }
+    }
+}
+
+impl Readiness {
+    /// The default policy.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The most times `ready` is asked before the component fails with a
+    /// not-ready error. Must be at least 1.
+    pub fn attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts;
+        self
+    }
+
+    /// The wait between attempts.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The budget of each attempt; an attempt that overruns it is cancelled
+    /// and fails the launch. Must not be zero.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// Lets each attempt take as long as it likes.
+    pub fn no_attempt_timeout(mut self) -> Self {
+        self.attempt_timeout = None;
+        self
+    }
+
+    /// The most attempts.
+    pub fn max_attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The backoff between attempts.
+    pub fn backoff_policy(&self) -> Backoff {
+        self.backoff
+    }
+
+    /// The budget of each attempt, if any.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.attempt_timeout
+    }
+}
+
+/// Options for one component: timeouts and readiness.
+///
+/// Every budget is further capped by what is left of the lifecycle's
+/// shutdown timeout once shutdown has begun.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use lameduck::{ComponentOptions, Readiness};
+///
+/// let opts = ComponentOptions::new()
+///     .start_timeout(Duration::from_secs(10))
+///     .stop_timeout(Duration::from_secs(5))
+///     .readiness(Readiness::new().attempts(3));
+/// # drop(opts);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ComponentOptions {
+    pub(crate) start_timeout: Option<Duration>,
+    pub(crate) stop_timeout: Option<Duration>,
+    pub(crate) close_timeout: Duration,
+    pub(crate) readiness: Readiness,
+}
+
+impl Default for ComponentOptions {
+    fn default() -> Self {
+        ComponentOptions {
+            start_timeout: None,
+            stop_timeout: None,
+            close_timeout: Duration::from_secs(5),
+            readiness: Readiness::default(),
+        }
+    }
+}
+
+impl ComponentOptions {
+    /// Defaults: no start timeout, stop bounded only by the shutdown
+    /// timeout, 5 s to close, the default [`Readiness`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The budget of `start`. Must not be zero.
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = Some(timeout);
+        self
+    }
+
+    /// The budget of `stop` plus the wait for `run` to end. Past it the
+    /// component is closed. Zero means "close at once, skip the graceful stop".
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.stop_timeout = Some(timeout);
+        self
+    }
+
+    /// The budget of `close`.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+
+    /// The readiness policy.
+    pub fn readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
+    }
+
+    pub(crate) fn validate(&self, name: &str) -> Result<(), Error> {
+        if self.readiness.attempts == 0 {
+            return Err(Error::config("readiness attempts must be at least 1").with_component(name));
+        }
+        if self.readiness.attempt_timeout == Some(Duration::ZERO) {
+            return Err(
+                Error::config("readiness attempt timeout must not be zero").with_component(name)
+            );
+        }
+        if self.start_timeout == Some(Duration::ZERO) {
+            return Err(Error::config("start timeout must not be zero").with_component(name));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! The timeline of a lifecycle: when each component started, became ready,
+//! stopped or was closed.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::lifecycle::Phase;
+
+/// Where a component's life ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ComponentState {
+    /// Registered, not started (yet, or ever: shutdown came first).
+    Pending,
+    /// `start` in progress.
+    Starting,
+    /// `start` succeeded; waiting for readiness.
+    Started,
+    /// Ready and running.
+    Ready,
+    /// `start` or readiness failed, or `run` ended before ready.
+    Failed,
+    /// Being stopped.
+    Stopping,
+    /// Stopped gracefully.
+    Stopped,
+    /// Closed forcefully.
+    Closed,
+}
+
+impl fmt::Display for ComponentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ComponentState::Pending => "pending",
+            ComponentState::Starting => "starting",
+            ComponentState::Started => "started",
+            ComponentState::Ready => "ready",
+            ComponentState::Failed => "failed",
+            ComponentState::Stopping => "stopping",
+            ComponentState::Stopped => "stopped",
+            ComponentState::Closed => "closed",
+        })
+    }
+}
+
+/// One component's timeline. Instants are offsets from the creation of the
+/// lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ComponentRecord {
+    /// The component's name.
+    pub name: Arc<str>,
+    /// Where it is now.
+    pub state: ComponentState,
+    /// When `start` was called.
+    pub start_at: Option<Duration>,
+    /// How long `start` took.
+    pub start_took: Option<Duration>,
+    /// When it became ready.
+    pub ready_at: Option<Duration>,
+    /// How many readiness attempts it took.
+    pub attempts: u32,
+    /// When its `run` ended.
+    pub run_ended_at: Option<Duration>,
+    /// When its stop began.
+    pub stop_at: Option<Duration>,
+    /// How long the graceful stop took (stop plus the wait for `run`).
+    pub stop_took: Option<Duration>,
+    /// When `close` was called, if it was.
+    pub close_at: Option<Duration>,
+    /// How long `close` took.
+    pub close_took: Option<Duration>,
+}
+
+impl ComponentRecord {
+    pub(crate) fn new(name: Arc<str>) -> Self {
+        ComponentRecord {
+            name,
+            state: ComponentState::Pending,
+            start_at: None,
+            start_took: None,
+            ready_at: None,
+            attempts: 0,
+            run_ended_at: None,
+            stop_at: None,
+            stop_took: None,
+            close_at: None,
+            close_took: None,
+        }
+    }
+}
+
+/// The timeline of a lifecycle, returned by
+/// [`Lifecycle::run`](crate::Lifecycle::run) and snapshotted by
+/// [`Handle::report`](crate::Handle::report). Its `Display` is a table.
+///
+/// # Examples
+///
+/// ```
+/// use lameduck::Lifecycle;
+///
+/// struct Noop;
+/// impl lameduck::Component for Noop {}
+///
+/// let lifecycle = Lifecycle::builder().component("noop", Noop).build().unwrap();
+/// lifecycle.handle().request_stop(None);
+/// let report = futures::executor::block_on(lifecycle.run()).unwrap();
+/// println!("{report}");
+/// assert_eq!(report.components().len(), 1);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    phase: Phase,
+    elapsed: Duration,
+    shutdown_at: Option<Duration>,
+    components: Vec<ComponentRecord>,
+}
+
+impl Report {
+    pub(crate) fn new(
+        epoch: Instant,
+        shutdown_at: Option<Instant>,
+        components: Vec<ComponentRecord>,
+        phase: Phase,
+    ) -> Self {
+        Report {
+            phase,
+            elapsed: epoch.elapsed(),
+            shutdown_at: shutdown_at.map(|t| t.saturating_duration_since(epoch)),
+            components,
+        }
+    }
+
+    /// The phase when the report was taken.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Time from the creation of the lifecycle to the report.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// When shutdown was requested, as an offset.
+    pub fn shutdown_at(&self) -> Option<Duration> {
+        self.shutdown_at
+    }
+
+    /// Every component, in registration order.
+    pub fn components(&self) -> &[ComponentRecord] {
+        &self.components
+    }
+
+    /// One component by name.
+    pub fn component(&self, name: &str) -> Option<&ComponentRecord> {
+        self.components.iter().find(|c| &*c.name == name)
+    }
+}
+
+struct Ms(Option<Duration>);
+
+impl fmt::Display for Ms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(d) => {
+                let s = format!("{:.1}", d.as_secs_f64() * 1000.0);
+                f.pad(&s)
+            }
+            None => f.pad("-"),
+        }
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let width = self
+            .components
+            .iter()
+            .map(|c| c.name.chars().count())
+            .chain(Some(9))
+            .max()
+            .unwrap_or(9);
+        writeln!(
+            f,
+            "lifecycle {} after {:.1} ms{}",
+            self.phase,
+            self.elapsed.as_secs_f64() * 1000.0,
+            match self.shutdown_at {
+                Some(t) => format!(", shutdown requested at {:.1} ms", t.as_secs_f64() * 1000.0),
+                None => String::new(),
+            }
+        )?;
+        writeln!(
+            f,
+            "{:<width$}  {:<8}  {:>9} {:>8}  {:>9} {:>4}  {:>9} {:>8}  {:>9} {:>8}",
+            "component",
+            "state",
+            "start ms",
+            "took",
+            "ready ms",
+            "try",
+            "stop ms",
+            "took",
+            "close ms",
+            "took"
+        )?;
+        for c in &self.components {
+            writeln!(
+                f,
+                "{:<width$}  {:<8}  {:>9} {:>8}  {:>9} {:>4}  {:>9} {:>8}  {:>9} {:>8}",
+                c.name,
+                c.state.to_string(),
+                Ms(c.start_at),
+                Ms(c.start_took),
+                Ms(c.ready_at),
+                c.attempts,
+                Ms(c.stop_at),
+                Ms(c.stop_took),
+                Ms(c.close_at),
+                Ms(c.close_took),
+            )?;
+        }
+        Ok(())
+    }
+}
