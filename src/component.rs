@@ -56,6 +56,9 @@ use crate::signal::lock;
 ///     // `run` defaults to waiting for the stop signal; `stop` and `close`
 ///     // default to doing nothing.
 /// }
+/// # let lifecycle = lameduck::Lifecycle::builder().component("cache", Cache::default()).build().unwrap();
+/// # lifecycle.handle().request_stop(None);
+/// # futures::executor::block_on(lifecycle.run()).unwrap();
 /// ```
 pub trait Component: Send + Sync + 'static {
     /// Acquires what the component needs (connect, bind, spawn…).

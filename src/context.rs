@@ -28,6 +28,9 @@ use crate::signal::Signal;
 ///         Ok(())
 ///     }
 /// }
+/// # let lifecycle = lameduck::Lifecycle::builder().component("ticker", Ticker).build().unwrap();
+/// # lifecycle.handle().request_stop(None);
+/// # futures::executor::block_on(lifecycle.run()).unwrap();
 /// ```
 #[derive(Debug, Clone)]
 pub struct Context {

@@ -33,6 +33,9 @@ use crate::signal::lock;
 ///         Ok(())
 ///     }
 /// }
+/// # let lifecycle = lameduck::Lifecycle::builder().drainer("outbox", Outbox).build().unwrap();
+/// # lifecycle.handle().request_stop(None);
+/// # futures::executor::block_on(lifecycle.run()).unwrap();
 /// ```
 pub trait Drainer: Send + Sync + 'static {
     /// Flushes what the part holds. Called once.

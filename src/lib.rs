@@ -116,3 +116,8 @@ pub use lifecycle::{
 };
 pub use report::{ComponentRecord, ComponentState, Report};
 pub use signal::Signal;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

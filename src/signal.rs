@@ -34,6 +34,9 @@ use futures::future::{FutureExt, Shared};
 ///         Ok(())
 ///     }
 /// }
+/// # let lifecycle = lameduck::Lifecycle::builder().component("worker", Worker).build().unwrap();
+/// # lifecycle.handle().request_stop(None);
+/// # futures::executor::block_on(lifecycle.run()).unwrap();
 /// ```
 #[derive(Clone)]
 pub struct Signal {

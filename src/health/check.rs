@@ -69,6 +69,11 @@ impl fmt::Display for Health {
 ///         }
 ///     }
 /// }
+/// let lifecycle = lameduck::Lifecycle::builder()
+///     .health_check("queue", QueueDepth(AtomicUsize::new(5)))
+///     .build()
+///     .unwrap();
+/// assert!(futures::executor::block_on(lifecycle.handle().is_healthy()));
 /// ```
 pub trait HealthChecker: Send + Sync + 'static {
     /// Reports the current health. A panic counts as unhealthy.

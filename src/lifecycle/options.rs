@@ -153,7 +153,7 @@ impl Readiness {
 ///     .start_timeout(Duration::from_secs(10))
 ///     .stop_timeout(Duration::from_secs(5))
 ///     .readiness(Readiness::new().attempts(3));
-/// # drop(opts);
+/// assert_ne!(opts, ComponentOptions::default());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ComponentOptions {

@@ -44,11 +44,8 @@ impl Watchdog {
 
 fn watch(rx: &mpsc::Receiver<Msg>, timeout: Duration, code: i32) {
     // Until shutdown begins there is nothing to watch.
-    loop {
-        match rx.recv() {
-            Ok(Msg::Arm) => break,
-            Ok(Msg::Done) | Err(_) => return,
-        }
+    if !matches!(rx.recv(), Ok(Msg::Arm)) {
+        return;
     }
     let Some(deadline) = Instant::now().checked_add(timeout) else {
         return;
