@@ -5,10 +5,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
-
-use futures::channel::oneshot;
-use futures::future::{FutureExt, Shared};
+use std::task::{Context, Poll, Waker};
 
 /// A one-shot notification, such as "this component must stop" or
 /// "shutdown was requested".
@@ -38,26 +35,68 @@ use futures::future::{FutureExt, Shared};
 /// # lifecycle.handle().request_stop(None);
 /// # futures::executor::block_on(lifecycle.run()).unwrap();
 /// ```
-#[derive(Clone)]
 pub struct Signal {
     inner: Arc<Inner>,
-    wait: Shared<oneshot::Receiver<()>>,
+    /// This clone's slot in the waiter list, once it has waited.
+    key: Option<usize>,
 }
 
 struct Inner {
     set: AtomicBool,
-    sender: Mutex<Option<oneshot::Sender<()>>>,
+    waiters: Mutex<Waiters>,
+}
+
+/// A slab of wakers. Most signals have a single waiter, kept inline so that
+/// waiting allocates nothing.
+#[derive(Default)]
+struct Waiters {
+    first: Option<Waker>,
+    first_taken: bool,
+    rest: Vec<Option<Waker>>,
+    free: Vec<usize>,
+}
+
+impl Waiters {
+    fn insert(&mut self, waker: Waker) -> usize {
+        if !self.first_taken {
+            self.first_taken = true;
+            self.first = Some(waker);
+            return 0;
+        }
+        if let Some(i) = self.free.pop() {
+            self.rest[i] = Some(waker);
+            return i + 1;
+        }
+        self.rest.push(Some(waker));
+        self.rest.len()
+    }
+
+    fn slot(&mut self, key: usize) -> &mut Option<Waker> {
+        if key == 0 {
+            &mut self.first
+        } else {
+            &mut self.rest[key - 1]
+        }
+    }
+
+    fn remove(&mut self, key: usize) {
+        *self.slot(key) = None;
+        if key == 0 {
+            self.first_taken = false;
+        } else {
+            self.free.push(key - 1);
+        }
+    }
 }
 
 impl Signal {
     pub(crate) fn new() -> Self {
-        let (tx, rx) = oneshot::channel();
         Signal {
             inner: Arc::new(Inner {
                 set: AtomicBool::new(false),
-                sender: Mutex::new(Some(tx)),
+                waiters: Mutex::new(Waiters::default()),
             }),
-            wait: rx.shared(),
+            key: None,
         }
     }
 
@@ -66,14 +105,28 @@ impl Signal {
         if self.inner.set.swap(true, Ordering::AcqRel) {
             return false;
         }
-        // Dropping the sender completes every clone of the receiver.
-        drop(lock(&self.inner.sender).take());
+        let waiters = std::mem::take(&mut *lock(&self.inner.waiters));
+        // Wake outside the lock: a waker may run code that polls this signal.
+        waiters
+            .first
+            .into_iter()
+            .chain(waiters.rest.into_iter().flatten())
+            .for_each(Waker::wake);
         true
     }
 
     /// Whether the flag is set.
     pub fn is_set(&self) -> bool {
         self.inner.set.load(Ordering::Acquire)
+    }
+}
+
+impl Clone for Signal {
+    fn clone(&self) -> Self {
+        Signal {
+            inner: self.inner.clone(),
+            key: None,
+        }
     }
 }
 
@@ -84,7 +137,36 @@ impl Future for Signal {
         if self.is_set() {
             return Poll::Ready(());
         }
-        self.wait.poll_unpin(cx).map(|_| ())
+        let inner = self.inner.clone();
+        let mut waiters = lock(&inner.waiters);
+        // Checked again under the lock: `set` takes the waiters under it, so
+        // a waker registered now is either taken by `set` or sees the flag.
+        if inner.set.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        match self.key {
+            Some(key) => {
+                let slot = waiters.slot(key);
+                match slot {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => *slot = Some(cx.waker().clone()),
+                }
+            }
+            None => self.key = Some(waiters.insert(cx.waker().clone())),
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Signal {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            let mut waiters = lock(&self.inner.waiters);
+            // Once set, the waiters were taken: there is no slot to free.
+            if !self.inner.set.load(Ordering::Acquire) {
+                waiters.remove(key);
+            }
+        }
     }
 }
 
@@ -100,4 +182,42 @@ impl fmt::Debug for Signal {
 /// leaves its data consistent, and user code never runs under these locks.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::task::noop_waker;
+
+    #[test]
+    fn every_clone_wakes_and_dropped_waiters_free_their_slot() {
+        let s = Signal::new();
+        let mut a = s.clone();
+        let mut b = s.clone();
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(Pin::new(&mut a).poll(&mut cx).is_pending());
+        assert!(Pin::new(&mut b).poll(&mut cx).is_pending());
+        drop(a);
+        let mut c = s.clone();
+        assert!(Pin::new(&mut c).poll(&mut cx).is_pending());
+        assert_eq!(c.key, Some(0), "the freed inline slot is reused");
+        assert!(s.set());
+        assert!(!s.set(), "set only once");
+        assert!(Pin::new(&mut b).poll(&mut cx).is_ready());
+        assert!(Pin::new(&mut c).poll(&mut cx).is_ready());
+        futures::executor::block_on(s.clone());
+    }
+
+    #[test]
+    fn set_from_another_thread_wakes_a_blocked_waiter() {
+        let s = Signal::new();
+        let t = {
+            let s = s.clone();
+            std::thread::spawn(move || futures::executor::block_on(s))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        s.set();
+        t.join().unwrap();
+    }
 }

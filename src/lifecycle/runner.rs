@@ -412,12 +412,14 @@ impl Runner {
             Ok(Ok(())) if !ready && !shared.shutdown.is_set() => {
                 self.fail(index, Error::new(ErrorKind::Exited), Step::Run);
             }
-            Ok(Ok(())) => {
-                if !asked {
-                    log::info!(target: "lameduck", "`{name}` finished running");
-                }
+            Ok(Ok(())) if !shared.shutdown.is_set() => {
+                log::info!(target: "lameduck", "`{name}` finished running");
                 shared.begin_shutdown(None, &format!("`{name}` finished running"));
             }
+            Ok(Ok(())) if !asked => {
+                log::info!(target: "lameduck", "`{name}` finished running during shutdown");
+            }
+            Ok(Ok(())) => {}
         }
     }
 

@@ -1,0 +1,405 @@
+//! Lifecycle benchmarks: lameduck against a hand-written floor and against
+//! what users would pick instead, measured in one run, printed as a table of
+//! ratios.
+//!
+//! ```text
+//! cargo bench --bench lifecycle            # full run: N = 1,000 / 10,000 / 100,000
+//! cargo bench --bench lifecycle -- --quick # small N, a few seconds (CI runs this)
+//! ```
+//!
+//! Workloads:
+//! * launch + shutdown of N no-op components (build, start, ready, run,
+//!   stop), under `futures::executor`, smol, and tokio current-thread and
+//!   multi-thread;
+//! * the floor: a `FuturesUnordered` of N futures and one stop broadcast;
+//! * tokio-graceful-shutdown (N subsystems) and tokio-util
+//!   (`CancellationToken` + `TaskTracker`, N tasks);
+//! * time from `request_stop` to `run` returning, 1,000 idle components;
+//! * aggregated health of 100 checks;
+//! * peak RSS per component, in a child process;
+//! * CPU used by 1,000 idle components over a second.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use futures::channel::oneshot;
+use futures::future::{FutureExt, join};
+use futures::stream::{FuturesUnordered, StreamExt};
+use lameduck::{Component, Health, HealthChecker, Lifecycle};
+
+struct Noop;
+impl Component for Noop {}
+
+struct Fine;
+impl HealthChecker for Fine {
+    async fn check(&self) -> Health {
+        Health::Healthy
+    }
+}
+
+fn lifecycle(n: usize) -> Lifecycle {
+    let mut b = Lifecycle::builder();
+    for i in 0..n {
+        b = b.component(format!("c{i}"), Noop);
+    }
+    b.build().expect("valid lifecycle")
+}
+
+/// Launch + shutdown of `n` no-op components on the current task.
+async fn lameduck_cycle(n: usize) {
+    let lc = lifecycle(n);
+    let h = lc.handle();
+    let (out, ()) = join(lc.run(), async move {
+        h.ready().await;
+        h.request_stop(None);
+    })
+    .await;
+    black_box(out.expect("clean run"));
+}
+
+/// The floor: N futures waiting on one broadcast, polled together.
+async fn baseline_cycle(n: usize) {
+    let (tx, rx) = oneshot::channel::<()>();
+    let stop = rx.shared();
+    let mut set = FuturesUnordered::new();
+    for i in 0..n {
+        let stop = stop.clone();
+        set.push(async move {
+            let _ = stop.await;
+            i
+        });
+    }
+    // Poll every future once (they all "start"), then broadcast the stop.
+    futures::future::poll_fn(|cx| {
+        let _ = set.poll_next_unpin(cx);
+        std::task::Poll::Ready(())
+    })
+    .await;
+    drop(tx);
+    while let Some(i) = set.next().await {
+        black_box(i);
+    }
+}
+
+async fn tgs_subsystem(
+    h: &mut tokio_graceful_shutdown::SubsystemHandle,
+) -> Result<(), std::io::Error> {
+    h.on_shutdown_requested().await;
+    Ok(())
+}
+
+async fn tgs_cycle(n: usize) {
+    use tokio_graceful_shutdown::{SubsystemBuilder, SubsystemHandle, Toplevel};
+    Toplevel::new(async move |s: &mut SubsystemHandle| {
+        for i in 0..n {
+            s.start(SubsystemBuilder::new(format!("c{i}"), tgs_subsystem));
+        }
+        s.request_shutdown();
+    })
+    .handle_shutdown_requests(Duration::from_secs(30))
+    .await
+    .expect("clean shutdown");
+}
+
+async fn tokio_util_cycle(n: usize) {
+    let token = tokio_util::sync::CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    for _ in 0..n {
+        let token = token.clone();
+        tracker.spawn(async move { token.cancelled().await });
+    }
+    tracker.close();
+    token.cancel();
+    tracker.wait().await;
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rt {
+    Futures,
+    Smol,
+    TokioCt,
+    TokioMt,
+}
+
+impl Rt {
+    fn name(self) -> &'static str {
+        match self {
+            Rt::Futures => "futures",
+            Rt::Smol => "smol",
+            Rt::TokioCt => "tokio-ct",
+            Rt::TokioMt => "tokio-mt",
+        }
+    }
+
+    fn block_on<F>(self, f: F) -> F::Output
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match self {
+            Rt::Futures => futures::executor::block_on(f),
+            Rt::Smol => smol::block_on(f),
+            Rt::TokioCt => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(f),
+            Rt::TokioMt => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                let task = rt.spawn(f);
+                rt.block_on(task).expect("task")
+            }
+        }
+    }
+}
+
+/// Median wall time of `f` over repeated runs (at least 3, at least
+/// `budget` in total).
+fn measure(budget: Duration, mut f: impl FnMut()) -> Duration {
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < 3 || (start.elapsed() < budget && times.len() < 50) {
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn per(d: Duration, n: usize) -> f64 {
+    d.as_nanos() as f64 / n as f64
+}
+
+fn cycle_row(rt: Rt, n: usize, budget: Duration) -> (f64, f64) {
+    let ours = measure(budget, || rt.block_on(lameduck_cycle(n)));
+    let floor = measure(budget, || rt.block_on(baseline_cycle(n)));
+    (per(ours, n), per(floor, n))
+}
+
+fn stop_latency(rt: Rt, n: usize, budget: Duration) -> Duration {
+    let mut samples = Vec::new();
+    measure(budget, || {
+        let took = rt.block_on(async move {
+            let lc = lifecycle(n);
+            let h = lc.handle();
+            // `join` completes as soon as `run` returns; the stop was
+            // requested by then.
+            let (out, t0) = join(lc.run(), async move {
+                h.ready().await;
+                let t0 = Instant::now();
+                h.request_stop(None);
+                t0
+            })
+            .await;
+            out.expect("clean run");
+            t0.elapsed()
+        });
+        samples.push(took);
+    });
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+/// CPU time of every thread of this process, from /proc (Linux only).
+fn process_cpu() -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        let text = std::fs::read_to_string(path).ok()?;
+        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(Duration::from_nanos(total))
+}
+
+fn idle_cpu(n: usize, window: Duration) -> Option<f64> {
+    let lc = lifecycle(n);
+    let h = lc.handle();
+    let runner = std::thread::spawn(move || lc.run_blocking());
+    futures::executor::block_on(h.ready());
+    let before = process_cpu()?;
+    std::thread::sleep(window);
+    let used = process_cpu()? - before;
+    h.request_stop(None);
+    runner.join().expect("runner").expect("clean run");
+    Some(used.as_secs_f64() / window.as_secs_f64() * 100.0)
+}
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Child mode: build and launch `n` components, print the peak RSS growth
+/// per component in bytes, registered and running.
+fn rss_child(n: usize) {
+    let base = peak_rss_kib().unwrap_or(0);
+    let lc = lifecycle(n);
+    let registered = peak_rss_kib().unwrap_or(0);
+    let h = lc.handle();
+    let runner = std::thread::spawn(move || lc.run_blocking());
+    futures::executor::block_on(h.ready());
+    let running = peak_rss_kib().unwrap_or(0);
+    h.request_stop(None);
+    runner.join().expect("runner").expect("clean run");
+    let per = |kib: u64| (kib.saturating_sub(base) * 1024) as f64 / n as f64;
+    println!("{:.0} {:.0}", per(registered), per(running));
+}
+
+fn rss_per_component(n: usize) -> Option<(f64, f64)> {
+    let exe = std::env::current_exe().ok()?;
+    let out = std::process::Command::new(exe)
+        .args(["--rss", &n.to_string()])
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    let mut it = text.split_whitespace().map(|v| v.parse::<f64>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--rss") {
+        let n = args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000);
+        rss_child(n);
+        return;
+    }
+    // Profiling mode: only the lameduck cycle, for perf or callgrind.
+    if let Some(i) = args.iter().position(|a| a == "--profile") {
+        let n = args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(10_000);
+        for _ in 0..20 {
+            futures::executor::block_on(lameduck_cycle(n));
+        }
+        return;
+    }
+    // `cargo bench` passes `--bench`; anything else (`cargo test --benches`,
+    // `--quick`) is the quick mode.
+    let quick = !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--quick");
+    let sizes: &[usize] = if quick {
+        &[100, 1_000]
+    } else {
+        &[1_000, 10_000, 100_000]
+    };
+    let budget = if quick {
+        Duration::from_millis(50)
+    } else {
+        Duration::from_millis(1500)
+    };
+    let runtimes = [Rt::Futures, Rt::Smol, Rt::TokioCt, Rt::TokioMt];
+
+    println!(
+        "lameduck benchmarks ({} mode, {} build)",
+        if quick { "quick" } else { "full" },
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    println!();
+    println!("launch + shutdown of N no-op components, ns per component (median):");
+    println!(
+        "{:<9} {:>8} {:>10} {:>10} {:>8} {:>10} {:>8} {:>10} {:>8}",
+        "runtime", "N", "lameduck", "floor", "x floor", "tgs", "x tgs", "tok-util", "x util"
+    );
+    let mut first_cost: Vec<(Rt, f64)> = Vec::new();
+    let mut scaling: Vec<(Rt, f64)> = Vec::new();
+    for &rt in &runtimes {
+        for &n in sizes {
+            let (ours, floor) = cycle_row(rt, n, budget);
+            let (tgs, util) = if matches!(rt, Rt::TokioCt | Rt::TokioMt) {
+                (
+                    Some(per(measure(budget, || rt.block_on(tgs_cycle(n))), n)),
+                    Some(per(measure(budget, || rt.block_on(tokio_util_cycle(n))), n)),
+                )
+            } else {
+                (None, None)
+            };
+            let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.0}"));
+            let ratio = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{:.2}", ours / v));
+            println!(
+                "{:<9} {:>8} {:>10.0} {:>10.0} {:>8.2} {:>10} {:>8} {:>10} {:>8}",
+                rt.name(),
+                n,
+                ours,
+                floor,
+                ours / floor,
+                opt(tgs),
+                ratio(tgs),
+                opt(util),
+                ratio(util),
+            );
+            if n == sizes[0] {
+                first_cost.push((rt, ours));
+            }
+            if n == *sizes.last().expect("sizes") {
+                let first = first_cost
+                    .iter()
+                    .find(|(r, _)| *r == rt)
+                    .map_or(ours, |c| c.1);
+                scaling.push((rt, ours / first));
+            }
+        }
+    }
+    println!();
+    println!(
+        "cost per component at N = {} relative to N = {} (target <= 1.2):",
+        sizes.last().expect("sizes"),
+        sizes[0]
+    );
+    for (rt, s) in &scaling {
+        println!("  {:<9} {s:.2}", rt.name());
+    }
+
+    println!();
+    println!("request_stop -> run() returns, 1,000 idle components (median):");
+    for &rt in &runtimes {
+        let d = stop_latency(rt, 1_000, budget);
+        println!("  {:<9} {:.3} ms", rt.name(), d.as_secs_f64() * 1e3);
+    }
+
+    println!();
+    let checks = 100;
+    let mut b = Lifecycle::builder();
+    for i in 0..checks {
+        b = b.health_check(format!("check{i}"), Fine);
+    }
+    let lc = b.build().expect("valid lifecycle");
+    let h = lc.handle();
+    let d = measure(budget, || {
+        assert!(futures::executor::block_on(h.is_healthy()));
+    });
+    println!(
+        "aggregated health, {checks} checks, uncached: {:.1} us per query",
+        d.as_secs_f64() * 1e6
+    );
+
+    println!();
+    let n = if quick { 10_000 } else { 100_000 };
+    match rss_per_component(n) {
+        Some((reg, run)) => println!(
+            "peak RSS per component (N = {n}): {reg:.0} B registered, {run:.0} B launched and running"
+        ),
+        None => println!("peak RSS per component: not measurable here (no /proc)"),
+    }
+    let window = if quick {
+        Duration::from_millis(300)
+    } else {
+        Duration::from_secs(2)
+    };
+    match idle_cpu(1_000, window) {
+        Some(p) => println!("CPU of 1,000 idle components over {window:?}: {p:.3}% of one core"),
+        None => println!("idle CPU: not measurable here (no /proc)"),
+    }
+}
