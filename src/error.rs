@@ -143,42 +143,10 @@ impl Error {
         }
     }
 
-    fn inner_mut(&mut self) -> &mut Inner {
-        Arc::get_mut(&mut self.inner).expect("error is built before it is shared")
-    }
-
-    pub(crate) fn with_component(mut self, name: &str) -> Self {
-        self.inner_mut().component = Some(name.to_owned());
-        self
-    }
-
-    pub(crate) fn with_step(mut self, step: Step) -> Self {
-        self.inner_mut().step = Some(step);
-        self
-    }
-
-    pub(crate) fn with_phase(mut self, phase: Phase) -> Self {
-        self.inner_mut().phase = Some(phase);
-        self
-    }
-
-    pub(crate) fn with_budget(mut self, budget: Duration) -> Self {
-        self.inner_mut().budget = Some(budget);
-        self
-    }
-
-    pub(crate) fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.inner_mut().detail = Some(detail.into());
-        self
-    }
-
-    pub(crate) fn with_source(mut self, source: BoxError) -> Self {
-        self.inner_mut().source = Some(source);
-        self
-    }
-
-    pub(crate) fn with_others(self, others: Vec<Error>) -> Self {
-        let inner = Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
+    /// The inner data, owned: errors are built before they are shared, so
+    /// this is a move; a shared one is copied (its source as text).
+    fn into_inner(self) -> Inner {
+        Arc::try_unwrap(self.inner).unwrap_or_else(|shared| Inner {
             kind: shared.kind,
             component: shared.component.clone(),
             step: shared.step,
@@ -187,10 +155,44 @@ impl Error {
             detail: shared.detail.clone(),
             source: shared.source.as_ref().map(|s| s.to_string().into()),
             others: shared.others.clone(),
-        });
+        })
+    }
+
+    fn map(self, f: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner = self.into_inner();
+        f(&mut inner);
         Error {
-            inner: Arc::new(Inner { others, ..inner }),
+            inner: Arc::new(inner),
         }
+    }
+
+    pub(crate) fn with_component(self, name: &str) -> Self {
+        self.map(|i| i.component = Some(name.to_owned()))
+    }
+
+    pub(crate) fn with_step(self, step: Step) -> Self {
+        self.map(|i| i.step = Some(step))
+    }
+
+    pub(crate) fn with_phase(self, phase: Phase) -> Self {
+        self.map(|i| i.phase = Some(phase))
+    }
+
+    pub(crate) fn with_budget(self, budget: Duration) -> Self {
+        self.map(|i| i.budget = Some(budget))
+    }
+
+    pub(crate) fn with_detail(self, detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        self.map(|i| i.detail = Some(detail))
+    }
+
+    pub(crate) fn with_source(self, source: BoxError) -> Self {
+        self.map(|i| i.source = Some(source))
+    }
+
+    pub(crate) fn with_others(self, others: Vec<Error>) -> Self {
+        self.map(|i| i.others = others)
     }
 
     pub(crate) fn config(detail: impl Into<String>) -> Self {

@@ -75,11 +75,24 @@ impl Shared {
         Phase::from_u8(self.phase.load(Ordering::Acquire))
     }
 
+    /// Moves the phase forward; phases never go back.
     pub(crate) fn set_phase(&self, phase: Phase) {
-        let old = Phase::from_u8(self.phase.swap(phase as u8, Ordering::AcqRel));
-        if old != phase {
+        let old = Phase::from_u8(self.phase.fetch_max(phase as u8, Ordering::AcqRel));
+        if old < phase {
             log::info!(target: "lameduck", "phase: {old} -> {phase}");
         }
+    }
+
+    /// Marks every component ready, unless shutdown has begun: under the
+    /// state lock, so it cannot interleave with `begin_shutdown`.
+    pub(crate) fn mark_ready(&self) -> bool {
+        let st = lock(&self.state);
+        if st.shutdown_at.is_some() {
+            return false;
+        }
+        self.set_phase(Phase::Running);
+        self.ready.set();
+        true
     }
 
     /// Records an error, keeping the order in which errors happened.

@@ -191,8 +191,9 @@ impl Runner {
                 Ok(reg) => Some(reg),
                 Err(_) => {
                     if !shared.ready.is_set() {
-                        shared.set_phase(Phase::Running);
-                        shared.ready.set();
+                        if !shared.mark_ready() {
+                            return;
+                        }
                         log::info!(target: "lameduck", "every component is ready");
                     }
                     let mut rx = std::pin::pin!(self.register_rx.clone());
@@ -663,6 +664,7 @@ impl Runner {
             abort.abort();
         }
         let took = t0.elapsed();
+        log::info!(target: "lameduck", "closed `{name}` in {took:?}");
         self.update(index, |r| {
             r.state = ComponentState::Closed;
             r.close_took = Some(took);
