@@ -183,19 +183,27 @@ impl Handle {
     pub fn force_stop(&self) -> bool {
         let phase = self.phase();
         self.shared.begin_shutdown(None, "forced stop");
-        if self.shared.force.set() {
-            if phase < Phase::Stopped {
-                self.shared.record(
-                    Error::new(ErrorKind::Forced)
-                        .with_step(Step::Shutdown)
-                        .with_phase(phase),
-                );
+        let forced = {
+            let mut st = lock(&self.shared.state);
+            if self.shared.force.is_set() {
+                false
+            } else {
+                // Recorded before the signal is set: the runner, once woken
+                // by it, may finish at once and must find the error.
+                if phase < Phase::Stopped {
+                    st.errors.push(
+                        Error::new(ErrorKind::Forced)
+                            .with_step(Step::Shutdown)
+                            .with_phase(phase),
+                    );
+                }
+                self.shared.force.set()
             }
-            log::warn!(target: "lameduck", "shutdown forced");
-            true
-        } else {
-            false
+        };
+        if forced {
+            log::warn!(target: "lameduck", "shutdown forced: graceful waits skipped");
         }
+        forced
     }
 
     /// Whether shutdown has been requested.

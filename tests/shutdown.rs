@@ -595,3 +595,49 @@ fn rule_17_registration_after_shutdown_began_is_refused_and_changes_nothing() {
     assert!(err.is_shutting_down());
     assert_eq!(handle.report().components().len(), 1);
 }
+
+/// Widens the window between `force_stop` setting the force signal and
+/// recording its error: logging from the thread named `slow-forcer` sleeps.
+struct SlowForcerLogger;
+
+impl log::Log for SlowForcerLogger {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, _: &log::Record<'_>) {
+        if std::thread::current().name() == Some("slow-forcer") {
+            std::thread::sleep(ms(100));
+        }
+    }
+    fn flush(&self) {}
+}
+
+/// Regression: `force_stop` set the force signal before recording its
+/// `Forced` error, so a runner that finished in that window returned `Ok`
+/// and the error was lost.
+#[test]
+fn regression_forced_error_lost_when_shutdown_finished_before_it_was_recorded() {
+    static LOGGER: SlowForcerLogger = SlowForcerLogger;
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Warn);
+    }
+    let lc = Lifecycle::builder()
+        .lame_duck(ms(60_000))
+        .component("a", probe(&Log::new(), "a"))
+        .build()
+        .unwrap();
+    let handle = lc.handle();
+    let forcer = std::thread::Builder::new()
+        .name("slow-forcer".into())
+        .spawn(move || {
+            assert!(block_on(handle.ready()));
+            assert!(handle.request_stop(None));
+            std::thread::sleep(ms(20));
+            handle.force_stop()
+        })
+        .unwrap();
+    let (out, took) = run(lc);
+    assert!(forcer.join().unwrap());
+    assert!(took < ms(2000), "{took:?}");
+    assert!(expect_err(out).is_forced());
+}
