@@ -42,9 +42,7 @@ fn rule_01_next_component_starts_only_after_previous_is_ready() {
         // slow start, then two "not yet" answers
         .component_with(
             "a",
-            probe(&log, "a")
-                .start(Act::sleep(ms(30)))
-                .not_ready_for(2),
+            probe(&log, "a").start(Act::sleep(ms(30))).not_ready_for(2),
             backoff(20, 5),
         )
         .component_with(
@@ -127,7 +125,10 @@ fn rule_02_attempts_exhausted_names_component_and_attempt_count() {
     assert_eq!(err.component(), Some("db"));
     assert_eq!(err.step(), Some(Step::Ready));
     let text = err.to_string();
-    assert!(text.contains("`db`") && text.contains("3 attempts"), "{text}");
+    assert!(
+        text.contains("`db`") && text.contains("3 attempts"),
+        "{text}"
+    );
     assert_eq!(log.count("ready db"), 3);
     assert!(!log.has("start b"));
 }
@@ -203,8 +204,8 @@ fn rule_03_run_is_polled_before_and_during_readiness_wait() {
     let log = Log::new();
     let (tx, rx) = oneshot::channel();
     let during = Arc::new(AtomicBool::new(false));
-    let opts = ComponentOptions::new()
-        .readiness(Readiness::new().attempts(1).attempt_timeout(ms(3000)));
+    let opts =
+        ComponentOptions::new().readiness(Readiness::new().attempts(1).attempt_timeout(ms(3000)));
     let lc = Lifecycle::builder()
         .component("z", probe(&log, "z"))
         .component_with(
@@ -251,9 +252,7 @@ fn rule_03_run_ending_before_ready_is_exited_error_and_starts_shutdown() {
         .component("z", probe(&log, "z"))
         .component_with(
             "a",
-            probe(&log, "a")
-                .run(Act::sleep(ms(20)))
-                .ready(Act::Hang),
+            probe(&log, "a").run(Act::sleep(ms(20))).ready(Act::Hang),
             ComponentOptions::new().readiness(Readiness::new().no_attempt_timeout()),
         )
         .component("b", probe(&log, "b"))
@@ -327,7 +326,10 @@ fn rule_04_shutdown_during_readiness_wait_cancels_it_and_later_components_never_
     assert!(!ready.join().unwrap(), "Handle::ready resolves false");
     assert!(log.has("cancel ready a"), "{:?}", log.events());
     assert!(!log.has("start b"));
-    assert_eq!(report.component("b").unwrap().state, ComponentState::Pending);
+    assert_eq!(
+        report.component("b").unwrap().state,
+        ComponentState::Pending
+    );
     // `a` started, so it is stopped, once
     assert_eq!(log.count("stop a"), 1);
     assert_eq!(log.count("stop z"), 1);
@@ -387,7 +389,10 @@ fn rule_04_shutdown_during_start_cancels_it_and_component_is_never_stopped() {
     assert!(!log.has("run a") && !log.has("stop a") && !log.has("close a"));
     assert!(!log.has("start b"));
     assert_eq!(log.count("stop z"), 1);
-    assert_eq!(report.component("a").unwrap().state, ComponentState::Pending);
+    assert_eq!(
+        report.component("a").unwrap().state,
+        ComponentState::Pending
+    );
     assert!(took < ms(2000), "{took:?}");
 }
 
@@ -401,7 +406,10 @@ fn rule_04_stop_requested_before_run_starts_nothing() {
     assert!(lc.handle().request_stop(None));
     let report = expect_ok(run(lc).0);
     assert!(!log.has("start a"));
-    assert_eq!(report.component("a").unwrap().state, ComponentState::Pending);
+    assert_eq!(
+        report.component("a").unwrap().state,
+        ComponentState::Pending
+    );
 }
 
 #[test]
@@ -424,7 +432,10 @@ fn rule_05_start_timeout_is_an_error_naming_budget_and_starts_shutdown() {
     assert_eq!(err.component(), Some("a"));
     assert_eq!(err.step(), Some(Step::Start));
     assert_eq!(err.budget(), Some(ms(100)));
-    assert!(err.to_string().contains("timed out in start after 100ms"), "{err}");
+    assert!(
+        err.to_string().contains("timed out in start after 100ms"),
+        "{err}"
+    );
     assert!(log.has("cancel start a"));
     assert!(!log.has("stop a") && !log.has("close a"), "never started");
     assert!(!log.has("start b"));
@@ -439,7 +450,8 @@ fn rule_05_readiness_attempt_timeout_is_an_error_and_starts_shutdown() {
         .component_with(
             "a",
             probe(&log, "a").ready(Act::Hang),
-            ComponentOptions::new().readiness(Readiness::new().attempts(5).attempt_timeout(ms(100))),
+            ComponentOptions::new()
+                .readiness(Readiness::new().attempts(5).attempt_timeout(ms(100))),
         )
         .component("b", probe(&log, "b"))
         .build()
@@ -451,7 +463,11 @@ fn rule_05_readiness_attempt_timeout_is_an_error_and_starts_shutdown() {
     assert_eq!(err.component(), Some("a"));
     assert_eq!(err.step(), Some(Step::Ready));
     assert_eq!(err.budget(), Some(ms(100)));
-    assert_eq!(log.count("ready a"), 1, "a timed-out attempt is not retried");
+    assert_eq!(
+        log.count("ready a"),
+        1,
+        "a timed-out attempt is not retried"
+    );
     assert!(log.has("cancel ready a"));
     assert!(!log.has("start b"));
     assert_eq!(log.count("stop a"), 1);

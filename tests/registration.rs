@@ -39,7 +39,11 @@ fn component_added_through_handle_while_running_is_launched_and_stopped_first() 
             let t0 = std::time::Instant::now();
             while handle.report().component("late").map(|c| c.state) != Some(ComponentState::Ready)
             {
-                assert!(t0.elapsed() < LIMIT, "`late` never ready: {:?}", log.events());
+                assert!(
+                    t0.elapsed() < LIMIT,
+                    "`late` never ready: {:?}",
+                    log.events()
+                );
                 std::thread::sleep(ms(2));
             }
             handle.request_stop(None);
@@ -78,7 +82,10 @@ fn component_added_during_launch_launches_after_those_registered() {
     let report = expect_ok(run(lc).0);
     assert!(stopper.join().unwrap());
     // `Handle::ready` waits for the dynamic component too
-    assert_eq!(report.component("dyn").unwrap().state, ComponentState::Stopped);
+    assert_eq!(
+        report.component("dyn").unwrap().state,
+        ComponentState::Stopped
+    );
     assert!(log.has("ready-end dyn"));
     assert_eq!(log.only(&["start"]), ["start s", "start b", "start dyn"]);
     assert_eq!(log.only(&["stop"]), ["stop dyn", "stop b"]);
@@ -100,11 +107,15 @@ fn drainers_hooks_and_checks_added_through_handle_take_part() {
         let (log, handle) = (log.clone(), handle.clone());
         std::thread::spawn(move || {
             block_on(handle.ready());
-            handle.add_drainer("d2", drain(&log, "d2", Act::Ok)).unwrap();
+            handle
+                .add_drainer("d2", drain(&log, "d2", Act::Ok))
+                .unwrap();
             handle
                 .prepend_drainer("d0", drain(&log, "d0", Act::Ok))
                 .unwrap();
-            handle.add_stop_hook("h2", hook(&log, "h2", Act::Ok)).unwrap();
+            handle
+                .add_stop_hook("h2", hook(&log, "h2", Act::Ok))
+                .unwrap();
             handle.add_health_check("fine", Fine).unwrap();
             assert!(block_on(handle.is_healthy()));
             handle.request_stop(None);
@@ -129,13 +140,25 @@ fn registration_after_shutdown_is_refused_with_shutting_down() {
     let err = handle.add_component("x", probe(&log, "x")).unwrap_err();
     assert!(err.is_shutting_down());
     assert_eq!(err.step(), Some(Step::Register));
-    assert_eq!(
-        err.to_string(),
-        "refused: the lifecycle is shutting down"
+    assert_eq!(err.to_string(), "refused: the lifecycle is shutting down");
+    assert!(
+        handle
+            .add_drainer("d", drain(&log, "d", Act::Ok))
+            .unwrap_err()
+            .is_shutting_down()
     );
-    assert!(handle.add_drainer("d", drain(&log, "d", Act::Ok)).unwrap_err().is_shutting_down());
-    assert!(handle.add_stop_hook("h", hook(&log, "h", Act::Ok)).unwrap_err().is_shutting_down());
-    assert!(handle.add_health_check("c", Fine).unwrap_err().is_shutting_down());
+    assert!(
+        handle
+            .add_stop_hook("h", hook(&log, "h", Act::Ok))
+            .unwrap_err()
+            .is_shutting_down()
+    );
+    assert!(
+        handle
+            .add_health_check("c", Fine)
+            .unwrap_err()
+            .is_shutting_down()
+    );
     let report = expect_ok(run(lc).0);
     assert_eq!(report.components().len(), 1);
     assert!(!log.has("start x") && !log.has("drain d") && !log.has("hook h"));
@@ -214,10 +237,26 @@ fn duplicate_names_through_handle_are_config_errors_and_change_nothing() {
         .build()
         .unwrap();
     let h = lc.handle();
-    assert!(h.add_component("a", probe(&log, "a2")).unwrap_err().is_config());
-    assert!(h.add_drainer("d", drain(&log, "d2", Act::Ok)).unwrap_err().is_config());
-    assert!(h.prepend_drainer("d", drain(&log, "d3", Act::Ok)).unwrap_err().is_config());
-    assert!(h.add_stop_hook("h", hook(&log, "h2", Act::Ok)).unwrap_err().is_config());
+    assert!(
+        h.add_component("a", probe(&log, "a2"))
+            .unwrap_err()
+            .is_config()
+    );
+    assert!(
+        h.add_drainer("d", drain(&log, "d2", Act::Ok))
+            .unwrap_err()
+            .is_config()
+    );
+    assert!(
+        h.prepend_drainer("d", drain(&log, "d3", Act::Ok))
+            .unwrap_err()
+            .is_config()
+    );
+    assert!(
+        h.add_stop_hook("h", hook(&log, "h2", Act::Ok))
+            .unwrap_err()
+            .is_config()
+    );
     assert!(h.add_health_check("c", Fine).unwrap_err().is_config());
     h.request_stop(None);
     let report = expect_ok(run(lc).0);
@@ -313,7 +352,10 @@ fn duration_max_budgets_never_panic() {
     let report = expect_ok(out);
     assert!(!log.has("start b"));
     assert_eq!(log.count("stop a"), 1);
-    assert_eq!(report.component("a").unwrap().state, ComponentState::Stopped);
+    assert_eq!(
+        report.component("a").unwrap().state,
+        ComponentState::Stopped
+    );
     assert!(took < ms(2000), "{took:?}");
 }
 

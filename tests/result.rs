@@ -39,9 +39,15 @@ fn rule_18_first_error_is_primary_with_others_attached_naming_component_and_phas
         assert!(e.others().is_empty(), "only the primary carries others");
     }
     let text = err.to_string();
-    assert!(text.starts_with("`b` failed in run: run b failed"), "{text}");
+    assert!(
+        text.starts_with("`b` failed in run: run b failed"),
+        "{text}"
+    );
     assert!(text.ends_with("(and 3 more)"), "{text}");
-    assert_eq!(err.others()[0].to_string(), "`a` failed in stop: stop a failed");
+    assert_eq!(
+        err.others()[0].to_string(),
+        "`a` failed in stop: stop a failed"
+    );
     // the user's error is the source
     let source = std::error::Error::source(&err).expect("source");
     assert_eq!(source.to_string(), "run b failed");
@@ -81,7 +87,11 @@ fn rule_18_panics_keep_their_message() {
 
     assert!(err.is_panic());
     assert_eq!(err.panic_message(), Some("run b panicked"));
-    assert!(err.to_string().contains("`b` panicked in run: run b panicked"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`b` panicked in run: run b panicked"),
+        "{err}"
+    );
     for (name, step, message) in [
         ("a", Step::Stop, "stop a panicked"),
         ("c", Step::Close, "close c panicked"),
@@ -138,9 +148,8 @@ fn rule_19_report_records_start_ready_stop_close_times_and_durations() {
                 .start(Act::sleep(ms(20)))
                 .not_ready_for(1)
                 .stop(Act::sleep(ms(20))),
-            ComponentOptions::new().readiness(
-                lameduck::Readiness::new().backoff(lameduck::Backoff::constant(ms(5))),
-            ),
+            ComponentOptions::new()
+                .readiness(lameduck::Readiness::new().backoff(lameduck::Backoff::constant(ms(5)))),
         )
         .component_with(
             "b",
@@ -213,7 +222,14 @@ fn rule_19_report_display_table_has_a_row_per_component() {
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("lifecycle stopped after"), "{table}");
     assert!(lines[0].contains("shutdown requested at"), "{table}");
-    for column in ["component", "state", "start ms", "ready ms", "stop ms", "close ms"] {
+    for column in [
+        "component",
+        "state",
+        "start ms",
+        "ready ms",
+        "stop ms",
+        "close ms",
+    ] {
         assert!(lines[1].contains(column), "{table}");
     }
     assert_eq!(lines.len(), 2 + 3, "{table}");
@@ -228,7 +244,10 @@ fn rule_19_report_display_table_has_a_row_per_component() {
     assert!(long.contains("closed"), "{table}");
     let never = row("never ");
     assert!(never.contains("pending"), "{table}");
-    assert!(never.contains(" - "), "times absent for a component never started:\n{table}");
+    assert!(
+        never.contains(" - "),
+        "times absent for a component never started:\n{table}"
+    );
     // columns line up: every row as wide as the header
     let width = lines[1].len();
     assert!(lines[2..].iter().all(|l| l.len() == width), "{table}");

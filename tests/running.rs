@@ -166,7 +166,9 @@ fn rule_08_first_requested_error_wins_and_later_requests_are_noops() {
     assert_eq!(err.phase(), Some(Phase::Running));
     assert!(err.to_string().contains("first"), "{err}");
     assert!(
-        all_errors(&err).iter().all(|e| !e.to_string().contains("second")),
+        all_errors(&err)
+            .iter()
+            .all(|e| !e.to_string().contains("second")),
         "{:#?}",
         all_errors(&err)
     );
@@ -219,7 +221,10 @@ fn rule_08_concurrent_requests_exactly_one_wins() {
         .collect();
     assert_eq!(wins.len(), 1, "{wins:?}");
     assert!(err.is_requested());
-    assert!(err.to_string().contains(&format!("request {}", wins[0])), "{err}");
+    assert!(
+        err.to_string().contains(&format!("request {}", wins[0])),
+        "{err}"
+    );
     assert!(err.others().is_empty(), "{:#?}", err.others());
     assert_eq!(log.count("stop a"), 1);
 }

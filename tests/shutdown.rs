@@ -84,7 +84,10 @@ fn rule_09_lame_duck_fails_readiness_while_components_keep_serving() {
 
     let t = report.component("t").unwrap();
     let waited = t.stop_at.unwrap() - report.shutdown_at().unwrap();
-    assert!(waited >= ms(290), "drain began {waited:?} after the request");
+    assert!(
+        waited >= ms(290),
+        "drain began {waited:?} after the request"
+    );
     assert_eq!(t.state, ComponentState::Stopped);
 }
 
@@ -114,7 +117,10 @@ fn rule_10_drain_stops_in_reverse_launch_order_one_at_a_time() {
         log.assert_before(&format!("run-end {first}"), &format!("stop {next}"));
     }
     for name in ["a", "b", "c"] {
-        assert_eq!(report.component(name).unwrap().state, ComponentState::Stopped);
+        assert_eq!(
+            report.component(name).unwrap().state,
+            ComponentState::Stopped
+        );
         assert!(!log.has(&format!("close {name}")));
     }
 }
@@ -167,7 +173,10 @@ fn rule_10_only_components_whose_start_succeeded_are_stopped() {
         .build()
         .unwrap();
     let err = expect_err(run(lc).0);
-    assert_eq!((err.component(), err.step()), (Some("b"), Some(Step::Start)));
+    assert_eq!(
+        (err.component(), err.step()),
+        (Some("b"), Some(Step::Start))
+    );
     assert_eq!(log.only(&["stop", "close"]), ["stop a"]);
 }
 
@@ -195,7 +204,11 @@ fn rule_11_stop_overrun_calls_close_and_names_component_phase_budget() {
     assert_eq!(err.step(), Some(Step::Stop));
     assert_eq!(err.phase(), Some(Phase::Draining));
     assert_eq!(err.budget(), Some(ms(100)));
-    assert!(err.to_string().contains("`b` timed out in stop after 100ms"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`b` timed out in stop after 100ms"),
+        "{err}"
+    );
     assert!(err.others().is_empty(), "{:#?}", err.others());
     // closed, its futures dropped at once, and shutdown went on
     assert_eq!(log.count("close b"), 1);
@@ -497,7 +510,11 @@ fn rule_16_force_stop_during_lame_duck_returns_promptly_and_closes_components() 
         })
     };
     let (out, took) = run(lc);
-    assert_eq!(forcer.join().unwrap(), (true, false), "a second force is a no-op");
+    assert_eq!(
+        forcer.join().unwrap(),
+        (true, false),
+        "a second force is a no-op"
+    );
     let err = expect_err(out);
 
     assert!(took < ms(2000), "{took:?}");
@@ -510,7 +527,10 @@ fn rule_16_force_stop_during_lame_duck_returns_promptly_and_closes_components() 
     assert!(log.has("cancel run a") && log.has("cancel run b"));
     let report = handle.report();
     for name in ["a", "b"] {
-        assert_eq!(report.component(name).unwrap().state, ComponentState::Closed);
+        assert_eq!(
+            report.component(name).unwrap().state,
+            ComponentState::Closed
+        );
     }
     assert!(!log.has("drain d"), "drainers are skipped when forced");
     assert_eq!(log.count("hook-end h"), 1, "hooks still run");
@@ -545,7 +565,10 @@ fn rule_16_force_stop_during_a_graceful_stop_skips_to_close() {
     assert!(took < ms(2000), "{took:?}");
     assert!(all_errors(&err).iter().any(|e| e.is_forced()));
     assert!(log.has("cancel stop b"));
-    assert_eq!(log.only(&["stop", "close"]), ["stop b", "close b", "close a"]);
+    assert_eq!(
+        log.only(&["stop", "close"]),
+        ["stop b", "close b", "close a"]
+    );
 }
 
 #[test]
@@ -581,8 +604,7 @@ fn rule_17_registration_after_shutdown_began_is_refused_and_changes_nothing() {
     assert_eq!(report.components().len(), 1);
     // the refused parts were dropped, never called
     assert!(
-        !log
-            .events()
+        !log.events()
             .iter()
             .any(|e| e.contains("late") && !e.starts_with("drop ")),
         "{:?}",

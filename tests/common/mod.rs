@@ -86,7 +86,11 @@ impl Log {
     pub fn wait_for(&self, event: &str) {
         let t0 = Instant::now();
         while !self.has(event) {
-            assert!(t0.elapsed() < LIMIT, "`{event}` never logged: {:?}", self.events());
+            assert!(
+                t0.elapsed() < LIMIT,
+                "`{event}` never logged: {:?}",
+                self.events()
+            );
             std::thread::sleep(ms(2));
         }
     }
@@ -254,7 +258,9 @@ impl Component for Probe {
             if not_ready {
                 Ok(false)
             } else {
-                perform(self.ready, "ready", &self.name, cx).await.map(|()| true)
+                perform(self.ready, "ready", &self.name, cx)
+                    .await
+                    .map(|()| true)
             }
         };
         traced(&self.log, "ready", &self.name, f).await
