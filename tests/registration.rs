@@ -466,7 +466,6 @@ fn empty_lifecycle_and_odd_call_orders_do_not_panic_or_hang() {
     // a lifecycle dropped without running: the handle still answers
     let lc = Lifecycle::builder()
         .component("a", probe(&Log::new(), "a"))
-        .watchdog(ms(1), 97)
         .build()
         .unwrap();
     let h = lc.handle();
@@ -505,3 +504,25 @@ fn dropping_the_run_future_marks_the_lifecycle_stopped() {
 }
 
 use std::future::Future as _;
+
+/// Regression: with a lifecycle dropped before `run` was ever polled,
+/// `Handle::stopped` never resolved.
+#[test]
+fn regression_stopped_hung_when_the_lifecycle_was_dropped_unrun() {
+    let lc = Lifecycle::builder()
+        .component("a", probe(&Log::new(), "a"))
+        .build()
+        .unwrap();
+    let h = lc.handle();
+    drop(lc);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = h.clone();
+    std::thread::spawn(move || {
+        block_on(waiter.stopped());
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(ms(2000))
+        .expect("Handle::stopped did not resolve");
+    assert_eq!(h.phase(), lameduck::Phase::Stopped);
+    assert!(h.add_component("b", probe(&Log::new(), "b")).is_err());
+}

@@ -84,6 +84,20 @@ fn watchdog_child() {
             lc.run_blocking().unwrap();
             std::thread::sleep(ms(500));
         }
+        // a lifecycle dropped without being run: a later stop request on a
+        // surviving handle has nothing to watch
+        "never-run" => {
+            let lc = Lifecycle::builder()
+                .watchdog(ms(50), EXIT_CODE)
+                .component("a", probe(&log, "a"))
+                .build()
+                .unwrap();
+            let h = lc.handle();
+            drop(lc);
+            h.request_stop(None);
+            std::thread::sleep(ms(300));
+            drop(h);
+        }
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -100,4 +114,10 @@ fn watchdog_is_disarmed_when_shutdown_finishes_in_time() {
     let (code, took, stderr) = run_child("watchdog_child", "in-time", Duration::from_secs(10));
     assert_eq!(code, Some(0), "stderr: {stderr}");
     assert!(took >= ms(900), "{took:?}");
+}
+
+#[test]
+fn regression_watchdog_killed_the_process_after_its_lifecycle_was_dropped_unrun() {
+    let (code, _, stderr) = run_child("watchdog_child", "never-run", Duration::from_secs(10));
+    assert_eq!(code, Some(0), "stderr: {stderr}");
 }

@@ -105,6 +105,9 @@ pub(crate) struct Runner {
     slots: Vec<Slot>,
     launched: Vec<usize>,
     runs: FuturesUnordered<RunTask>,
+    /// Held from construction, so that a lifecycle dropped without ever
+    /// being run still resolves `Handle::stopped` and disarms the watchdog.
+    guard: Option<StoppedGuard>,
 }
 
 /// Marks the lifecycle stopped however `run` ends, dropped included.
@@ -147,6 +150,7 @@ impl Runner {
         register_rx: async_channel::Receiver<Registration>,
     ) -> Self {
         Runner {
+            guard: Some(StoppedGuard(handle.clone())),
             handle,
             config,
             register_rx,
@@ -158,7 +162,7 @@ impl Runner {
 
     pub(crate) async fn run(mut self) -> Result<Report, Error> {
         let shared = self.handle.shared.clone();
-        let guard = StoppedGuard(self.handle.clone());
+        let guard = self.guard.take();
         if !shared.shutdown.is_set() {
             shared.set_phase(Phase::Launching);
             self.launch_and_serve().await;
