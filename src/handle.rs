@@ -114,7 +114,9 @@ impl Shared {
     }
 
     fn refuse_if_shutting_down(&self, st: &State) -> Result<(), Error> {
-        if st.shutdown_at.is_some() {
+        // A lifecycle can stop without a shutdown: its `run` future dropped,
+        // or the lifecycle dropped unrun. Nothing would call the part then.
+        if st.shutdown_at.is_some() || self.phase() == Phase::Stopped {
             Err(Error::shutting_down())
         } else {
             Ok(())

@@ -526,3 +526,30 @@ fn regression_stopped_hung_when_the_lifecycle_was_dropped_unrun() {
     assert_eq!(h.phase(), lameduck::Phase::Stopped);
     assert!(h.add_component("b", probe(&Log::new(), "b")).is_err());
 }
+
+/// Regression: once the lifecycle had stopped without a shutdown (its `run`
+/// future dropped, or never run), drainers, hooks and health checks were
+/// still accepted, into a lifecycle that would never call them.
+#[test]
+fn regression_registration_accepted_after_the_lifecycle_stopped_without_shutdown() {
+    let log = Log::new();
+    let lc = Lifecycle::builder()
+        .component("a", probe(&log, "a"))
+        .build()
+        .unwrap();
+    let h = lc.handle();
+    drop(lc);
+    assert_eq!(h.phase(), lameduck::Phase::Stopped);
+    assert!(!h.is_shutting_down());
+    let refused = [
+        h.add_component("c", probe(&log, "c")),
+        h.add_drainer("d", drain(&log, "d", Act::Ok)),
+        h.prepend_drainer("p", drain(&log, "p", Act::Ok)),
+        h.add_stop_hook("h", hook(&log, "h", Act::Ok)),
+        h.add_health_check("k", Fine),
+    ];
+    for r in refused {
+        let err = r.unwrap_err();
+        assert!(err.is_shutting_down(), "{err}");
+    }
+}
