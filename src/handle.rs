@@ -230,11 +230,13 @@ impl Handle {
     }
 
     /// Resolves to `true` once every component is ready (the lifecycle is
-    /// *running*), or to `false` if shutdown begins first.
+    /// *running*), or to `false` if shutdown begins first or the lifecycle
+    /// stops without one (its `run` future dropped, or never run).
     pub fn ready(&self) -> Ready {
         Ready {
             ready: self.shared.ready.clone(),
             shutdown: self.shared.shutdown.clone(),
+            stopped: self.shared.stopped.clone(),
         }
     }
 
@@ -446,6 +448,9 @@ impl fmt::Debug for Handle {
 pub struct Ready {
     ready: Signal,
     shutdown: Signal,
+    // A lifecycle can stop without a shutdown (its `run` dropped, or never
+    // run): a waiter must not hang then either.
+    stopped: Signal,
 }
 
 impl Future for Ready {
@@ -455,7 +460,9 @@ impl Future for Ready {
         if Pin::new(&mut self.ready).poll(cx).is_ready() {
             return Poll::Ready(true);
         }
-        if Pin::new(&mut self.shutdown).poll(cx).is_ready() {
+        if Pin::new(&mut self.shutdown).poll(cx).is_ready()
+            || Pin::new(&mut self.stopped).poll(cx).is_ready()
+        {
             // Readiness may have landed between the two polls.
             return Poll::Ready(self.ready.is_set());
         }

@@ -553,3 +553,44 @@ fn regression_registration_accepted_after_the_lifecycle_stopped_without_shutdown
         assert!(err.is_shutting_down(), "{err}");
     }
 }
+
+/// Regression: `Handle::ready` waited for readiness or a shutdown only, so
+/// it hung forever once the lifecycle stopped without either (its `run`
+/// future dropped during the launch, or the lifecycle dropped unrun).
+#[test]
+fn regression_handle_ready_hung_when_the_lifecycle_stopped_during_launch() {
+    let lc = Lifecycle::builder()
+        .component("a", probe(&Log::new(), "a").start(Act::Hang))
+        .build()
+        .unwrap();
+    let h = lc.handle();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = h.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(block_on(waiter.ready()));
+    });
+    let mut fut = Box::pin(lc.run());
+    let waker = futures::task::noop_waker();
+    assert!(
+        fut.as_mut()
+            .poll(&mut std::task::Context::from_waker(&waker))
+            .is_pending()
+    );
+    drop(fut);
+    let ready = rx
+        .recv_timeout(ms(2000))
+        .expect("Handle::ready did not resolve");
+    assert!(!ready);
+
+    let unrun = Lifecycle::builder().build().unwrap();
+    let h = unrun.handle();
+    drop(unrun);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(block_on(h.ready()));
+    });
+    assert!(
+        !rx.recv_timeout(ms(2000))
+            .expect("Handle::ready did not resolve")
+    );
+}
