@@ -76,8 +76,10 @@ impl Shared {
     }
 
     pub(crate) fn set_phase(&self, phase: Phase) {
-        let old = Phase::from_u8(self.phase.swap(phase as u8, Ordering::AcqRel));
-        if old != phase {
+        // `fetch_max`: a shutdown request on another thread may already
+        // have moved the phase on; phases only move forward.
+        let old = Phase::from_u8(self.phase.fetch_max(phase as u8, Ordering::AcqRel));
+        if old < phase {
             log::info!(target: "lameduck", "phase: {old} -> {phase}");
         }
     }

@@ -228,3 +228,33 @@ fn rule_08_concurrent_requests_exactly_one_wins() {
     assert!(err.others().is_empty(), "{:#?}", err.others());
     assert_eq!(log.count("stop a"), 1);
 }
+
+/// Regression: the runner set the `Running` phase with a plain store, so a
+/// `request_stop` that landed just after the last readiness check (and had
+/// already moved the phase to `LameDuck`) was overwritten: the phase went
+/// back to `Running` although shutdown had begun.
+#[test]
+fn regression_phase_went_back_to_running_after_a_racing_stop_request() {
+    use lameduck::ComponentState;
+    for round in 0..1000 {
+        let lc = Lifecycle::builder()
+            .component("a", probe(&Log::new(), "a"))
+            .build()
+            .unwrap();
+        let h = lc.handle();
+        let requester = std::thread::spawn(move || {
+            // request as the launch completes, then watch the phase
+            while h.report().component("a").map(|c| c.state) != Some(ComponentState::Ready) {
+                std::hint::spin_loop();
+            }
+            assert!(h.request_stop(None));
+            (0..2000).map(|_| h.phase()).min().unwrap()
+        });
+        expect_ok(run(lc).0);
+        let lowest = requester.join().unwrap();
+        assert!(
+            lowest >= Phase::LameDuck,
+            "round {round}: phase went back to {lowest:?}"
+        );
+    }
+}
