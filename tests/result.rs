@@ -282,3 +282,50 @@ fn rule_19_handle_report_is_a_snapshot_while_running() {
     assert_eq!(last.phase(), Phase::Stopped);
     assert_eq!(handle.report().components(), last.components());
 }
+
+/// Regression: a component whose readiness failed, or whose `run` ended
+/// before it was ready, was reported as `stopped` (or `closed`) once the
+/// drain had stopped it: the report lost that it failed, against
+/// `ComponentState::Failed` ("start or readiness failed, or run ended
+/// before ready").
+#[test]
+fn regression_report_lost_the_failed_state_of_a_component_stopped_afterwards() {
+    let log = Log::new();
+    let lc = Lifecycle::builder()
+        .component("ok", probe(&log, "ok"))
+        .component_with(
+            "unready",
+            probe(&log, "unready").ready(Act::Fail),
+            ComponentOptions::new(),
+        )
+        .build()
+        .unwrap();
+    let h = lc.handle();
+    expect_err(run(lc).0);
+    let report = h.report();
+    let unready = report.component("unready").unwrap();
+    assert_eq!(unready.state, ComponentState::Failed, "\n{report}");
+    assert!(unready.stop_at.is_some() && unready.stop_took.is_some());
+    assert_eq!(
+        report.component("ok").unwrap().state,
+        ComponentState::Stopped
+    );
+
+    let log = Log::new();
+    let lc = Lifecycle::builder()
+        .component_with(
+            "exited",
+            probe(&log, "exited").run(Act::Ok).ready(Act::Hang),
+            ComponentOptions::new().readiness(lameduck::Readiness::new().no_attempt_timeout()),
+        )
+        .build()
+        .unwrap();
+    let h = lc.handle();
+    assert_eq!(expect_err(run(lc).0).kind(), ErrorKind::Exited);
+    let report = h.report();
+    assert_eq!(
+        report.component("exited").unwrap().state,
+        ComponentState::Failed,
+        "\n{report}"
+    );
+}

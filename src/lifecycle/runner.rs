@@ -135,6 +135,16 @@ fn deadline_after(from: Instant, budget: Option<Duration>) -> Option<Instant> {
     budget.and_then(|b| from.checked_add(b))
 }
 
+/// The state a component moves to in the drain, unless it already failed:
+/// the report must keep that it did.
+fn unless_failed(now: ComponentState, next: ComponentState) -> ComponentState {
+    if now == ComponentState::Failed {
+        now
+    } else {
+        next
+    }
+}
+
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -414,6 +424,7 @@ impl Runner {
             Err(Aborted) => {}
             Ok(Err(e)) => self.fail(index, e, Step::Run),
             Ok(Ok(())) if !ready && !shared.shutdown.is_set() => {
+                self.update(index, |r| r.state = ComponentState::Failed);
                 self.fail(index, Error::new(ErrorKind::Exited), Step::Run);
             }
             Ok(Ok(())) => {
@@ -561,7 +572,7 @@ impl Runner {
         let t0 = Instant::now();
         let at = self.since_epoch(t0);
         self.update(index, |r| {
-            r.state = ComponentState::Stopping;
+            r.state = unless_failed(r.state, ComponentState::Stopping);
             r.stop_at = Some(at);
         });
         log::debug!(target: "lameduck", "stopping `{name}`");
@@ -621,7 +632,7 @@ impl Runner {
             let took = t0.elapsed();
             log::info!(target: "lameduck", "stopped `{name}` in {took:?}");
             self.update(index, |r| {
-                r.state = ComponentState::Stopped;
+                r.state = unless_failed(r.state, ComponentState::Stopped);
                 r.stop_took = Some(took);
             });
         } else {
@@ -666,7 +677,7 @@ impl Runner {
         }
         let took = t0.elapsed();
         self.update(index, |r| {
-            r.state = ComponentState::Closed;
+            r.state = unless_failed(r.state, ComponentState::Closed);
             r.close_took = Some(took);
         });
     }
