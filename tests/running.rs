@@ -193,6 +193,34 @@ fn rule_08_request_after_a_component_error_is_a_noop() {
     assert!(all_errors(&err).iter().all(|e| !e.is_requested()));
 }
 
+/// Asks for a stop with an error from inside its own `run`.
+struct GivesUp;
+
+impl Component for GivesUp {
+    async fn run(&self, cx: &Context) -> Result<(), BoxError> {
+        sleep(ms(20)).await;
+        assert!(cx.request_stop(Some("disk full".into())));
+        assert!(!cx.request_stop(None));
+        cx.stop_signal().await;
+        Ok(())
+    }
+}
+
+#[test]
+fn rule_08_request_stop_from_inside_a_component() {
+    let log = Log::new();
+    let lc = Lifecycle::builder()
+        .component("a", probe(&log, "a"))
+        .component("g", GivesUp)
+        .build()
+        .unwrap();
+    let err = expect_err(run(lc).0);
+    assert!(err.is_requested());
+    assert!(err.to_string().contains("disk full"), "{err}");
+    assert!(err.others().is_empty(), "{:#?}", err.others());
+    assert_eq!(log.count("stop a"), 1);
+}
+
 #[test]
 fn rule_08_concurrent_requests_exactly_one_wins() {
     const N: usize = 8;

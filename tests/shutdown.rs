@@ -115,6 +115,8 @@ fn rule_10_drain_stops_in_reverse_launch_order_one_at_a_time() {
     for (first, next) in [("c", "b"), ("b", "a")] {
         log.assert_before(&format!("stop-end {first}"), &format!("stop {next}"));
         log.assert_before(&format!("run-end {first}"), &format!("stop {next}"));
+        // the next one's stop signal is set only on its turn
+        log.assert_before(&format!("stop-end {first}"), &format!("run-end {next}"));
     }
     for name in ["a", "b", "c"] {
         assert_eq!(
@@ -265,6 +267,35 @@ fn rule_11_stop_timeout_zero_closes_at_once() {
     assert!(log.has("cancel run a"));
     assert_eq!(report.component("a").unwrap().state, ComponentState::Closed);
     assert!(took < ms(2000), "{took:?}");
+}
+
+#[test]
+fn rule_11_close_is_bounded_by_its_own_budget() {
+    let log = Log::new();
+    let lc = Lifecycle::builder()
+        .shutdown_timeout(ms(5000))
+        .component("a", probe(&log, "a"))
+        .component_with(
+            "b",
+            probe(&log, "b").run(Act::Hang).close(Act::Hang),
+            ComponentOptions::new()
+                .stop_timeout(ms(50))
+                .close_timeout(ms(80)),
+        )
+        .build()
+        .unwrap();
+    let stopper = stop_when_ready(&lc.handle());
+    let (out, took) = run(lc);
+    stopper.join().unwrap();
+    let err = expect_err(out);
+    assert_eq!(find(&err, "b", Step::Stop).budget(), Some(ms(50)));
+    let close = find(&err, "b", Step::Close);
+    assert!(close.is_timeout());
+    assert_eq!(close.budget(), Some(ms(80)));
+    assert_eq!(close.phase(), Some(Phase::Draining));
+    assert!(log.has("cancel close b"));
+    assert_eq!(log.count("stop-end a"), 1, "shutdown went on");
+    assert!(took >= ms(130) && took < ms(2000), "{took:?}");
 }
 
 #[test]
@@ -569,6 +600,37 @@ fn rule_16_force_stop_during_a_graceful_stop_skips_to_close() {
         log.only(&["stop", "close"]),
         ["stop b", "close b", "close a"]
     );
+}
+
+#[test]
+fn rule_16_force_stop_during_flush_interrupts_the_drainer_and_skips_the_rest() {
+    let log = Log::new();
+    let lc = Lifecycle::builder()
+        .shutdown_timeout(ms(30_000))
+        .component("a", probe(&log, "a"))
+        .drainer("d1", drain(&log, "d1", Act::Hang))
+        .drainer("d2", drain(&log, "d2", Act::Ok))
+        .stop_hook("h", hook(&log, "h", Act::Ok))
+        .build()
+        .unwrap();
+    let handle = lc.handle();
+    let forcer = {
+        let (log, handle) = (log.clone(), handle.clone());
+        std::thread::spawn(move || {
+            block_on(handle.ready());
+            handle.request_stop(None);
+            log.wait_for("drain d1");
+            handle.force_stop()
+        })
+    };
+    let (out, took) = run(lc);
+    assert!(forcer.join().unwrap());
+    let err = expect_err(out);
+    assert!(took < ms(2000), "{took:?}");
+    assert_eq!(find(&err, "d1", Step::Drain).kind(), ErrorKind::Forced);
+    assert!(log.has("cancel drain d1"));
+    assert_eq!(log.count("hook-end h"), 1);
+    assert_eq!(log.count("stop-end a"), 1, "stopped gracefully before");
 }
 
 #[test]
