@@ -127,7 +127,9 @@ impl Shared {
     }
 
     fn refuse_if_shutting_down(&self, st: &State) -> Result<(), Error> {
-        if st.shutdown_at.is_some() {
+        // A lifecycle can stop without a shutdown: its `run` future dropped,
+        // or the lifecycle dropped unrun. Nothing would call the part then.
+        if st.shutdown_at.is_some() || self.phase() == Phase::Stopped {
             Err(Error::shutting_down())
         } else {
             Ok(())
@@ -196,19 +198,27 @@ impl Handle {
     pub fn force_stop(&self) -> bool {
         let phase = self.phase();
         self.shared.begin_shutdown(None, "forced stop");
-        if self.shared.force.set() {
-            if phase < Phase::Stopped {
-                self.shared.record(
-                    Error::new(ErrorKind::Forced)
-                        .with_step(Step::Shutdown)
-                        .with_phase(phase),
-                );
+        let forced = {
+            let mut st = lock(&self.shared.state);
+            if self.shared.force.is_set() {
+                false
+            } else {
+                // Recorded before the signal is set: the runner, once woken
+                // by it, may finish at once and must find the error.
+                if phase < Phase::Stopped {
+                    st.errors.push(
+                        Error::new(ErrorKind::Forced)
+                            .with_step(Step::Shutdown)
+                            .with_phase(phase),
+                    );
+                }
+                self.shared.force.set()
             }
-            log::warn!(target: "lameduck", "shutdown forced");
-            true
-        } else {
-            false
+        };
+        if forced {
+            log::warn!(target: "lameduck", "shutdown forced: graceful waits skipped");
         }
+        forced
     }
 
     /// Whether shutdown has been requested.
@@ -233,11 +243,13 @@ impl Handle {
     }
 
     /// Resolves to `true` once every component is ready (the lifecycle is
-    /// *running*), or to `false` if shutdown begins first.
+    /// *running*), or to `false` if shutdown begins first or the lifecycle
+    /// stops without one (its `run` future dropped, or never run).
     pub fn ready(&self) -> Ready {
         Ready {
             ready: self.shared.ready.clone(),
             shutdown: self.shared.shutdown.clone(),
+            stopped: self.shared.stopped.clone(),
         }
     }
 
@@ -449,6 +461,9 @@ impl fmt::Debug for Handle {
 pub struct Ready {
     ready: Signal,
     shutdown: Signal,
+    // A lifecycle can stop without a shutdown (its `run` dropped, or never
+    // run): a waiter must not hang then either.
+    stopped: Signal,
 }
 
 impl Future for Ready {
@@ -458,7 +473,9 @@ impl Future for Ready {
         if Pin::new(&mut self.ready).poll(cx).is_ready() {
             return Poll::Ready(true);
         }
-        if Pin::new(&mut self.shutdown).poll(cx).is_ready() {
+        if Pin::new(&mut self.shutdown).poll(cx).is_ready()
+            || Pin::new(&mut self.stopped).poll(cx).is_ready()
+        {
             // Readiness may have landed between the two polls.
             return Poll::Ready(self.ready.is_set());
         }

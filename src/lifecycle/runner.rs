@@ -105,6 +105,9 @@ pub(crate) struct Runner {
     slots: Vec<Slot>,
     launched: Vec<usize>,
     runs: FuturesUnordered<RunTask>,
+    /// Held from construction, so that a lifecycle dropped without ever
+    /// being run still resolves `Handle::stopped` and disarms the watchdog.
+    guard: Option<StoppedGuard>,
 }
 
 /// Marks the lifecycle stopped however `run` ends, dropped included.
@@ -132,6 +135,16 @@ fn deadline_after(from: Instant, budget: Option<Duration>) -> Option<Instant> {
     budget.and_then(|b| from.checked_add(b))
 }
 
+/// The state a component moves to in the drain, unless it already failed:
+/// the report must keep that it did.
+fn unless_failed(now: ComponentState, next: ComponentState) -> ComponentState {
+    if now == ComponentState::Failed {
+        now
+    } else {
+        next
+    }
+}
+
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -147,6 +160,7 @@ impl Runner {
         register_rx: async_channel::Receiver<Registration>,
     ) -> Self {
         Runner {
+            guard: Some(StoppedGuard(handle.clone())),
             handle,
             config,
             register_rx,
@@ -158,7 +172,7 @@ impl Runner {
 
     pub(crate) async fn run(mut self) -> Result<Report, Error> {
         let shared = self.handle.shared.clone();
-        let guard = StoppedGuard(self.handle.clone());
+        let guard = self.guard.take();
         if !shared.shutdown.is_set() {
             shared.set_phase(Phase::Launching);
             self.launch_and_serve().await;
@@ -411,6 +425,7 @@ impl Runner {
             Err(Aborted) => {}
             Ok(Err(e)) => self.fail(index, e, Step::Run),
             Ok(Ok(())) if !ready && !shared.shutdown.is_set() => {
+                self.update(index, |r| r.state = ComponentState::Failed);
                 self.fail(index, Error::new(ErrorKind::Exited), Step::Run);
             }
             Ok(Ok(())) if !shared.shutdown.is_set() => {
@@ -560,7 +575,7 @@ impl Runner {
         let t0 = Instant::now();
         let at = self.since_epoch(t0);
         self.update(index, |r| {
-            r.state = ComponentState::Stopping;
+            r.state = unless_failed(r.state, ComponentState::Stopping);
             r.stop_at = Some(at);
         });
         log::debug!(target: "lameduck", "stopping `{name}`");
@@ -620,7 +635,7 @@ impl Runner {
             let took = t0.elapsed();
             log::info!(target: "lameduck", "stopped `{name}` in {took:?}");
             self.update(index, |r| {
-                r.state = ComponentState::Stopped;
+                r.state = unless_failed(r.state, ComponentState::Stopped);
                 r.stop_took = Some(took);
             });
         } else {
@@ -666,7 +681,7 @@ impl Runner {
         let took = t0.elapsed();
         log::info!(target: "lameduck", "closed `{name}` in {took:?}");
         self.update(index, |r| {
-            r.state = ComponentState::Closed;
+            r.state = unless_failed(r.state, ComponentState::Closed);
             r.close_took = Some(took);
         });
     }
