@@ -95,6 +95,9 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 pub mod component;
 mod context;
 mod drain;
@@ -110,7 +113,10 @@ pub use context::Context;
 pub use drain::{Drainer, FnDrainer, drainer_fn};
 pub use error::{BoxError, Error, ErrorKind, Step};
 pub use handle::{Handle, Ready};
-pub use health::{Health, HealthChecker};
+pub use health::{
+    CheckOptions, CheckResult, CheckStatus, DEFAULT_CHECK_TIMEOUT, FnCheck, Health, HealthChecker,
+    HealthMonitor, Probe, ProbeReport, ProbeRequest, ProbeResponse, Probes, check_fn,
+};
 pub use lifecycle::{
     Backoff, ComponentOptions, Lifecycle, LifecycleBuilder, Phase, Readiness, Run,
 };
