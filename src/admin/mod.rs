@@ -248,13 +248,18 @@ impl Component for AdminServer {
             .debug_lifecycle(true);
         let registry = cx.handle().shared.health.clone();
         let mut monitor = Box::pin(registry.drive(cx.stop_signal()).fuse());
+        let mut stop = cx.stop_signal();
         let mut jobs = Box::pin(jobs);
         let mut inflight = FuturesUnordered::new();
         let mut closed = false;
-        // Ends once the acceptor and every connection thread are gone (they
-        // hold the senders), after the last response is handed over.
+        // Once stopped, no new request is taken (a connection still reading
+        // its request answers 503 by itself); what was queued is answered,
+        // then `run` ends.
         poll_fn(|task| {
             let _ = monitor.poll_unpin(task);
+            if stop.poll_unpin(task).is_ready() {
+                jobs.close();
+            }
             while !closed {
                 match jobs.poll_next_unpin(task) {
                     Poll::Ready(Some(job)) => inflight.push(job.answer(&probes)),
