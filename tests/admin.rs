@@ -442,5 +442,8 @@ fn no_request_fails_under_load_during_shutdown() {
     // The slow request was still in flight when the drain began: the public
     // server's stop waited for it.
     let public = report.component("public").unwrap();
-    assert!(public.stop_took.unwrap() >= Duration::from_millis(200), "{report}");
+    assert!(
+        public.stop_took.unwrap() >= Duration::from_millis(200),
+        "{report}"
+    );
 }

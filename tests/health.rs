@@ -264,7 +264,7 @@ fn hanging_check_times_out_within_budget() {
     let handle = running(|b| {
         b.health_check_with(
             "hang",
-            check_fn(|| futures::future::pending::<Health>()),
+            check_fn(futures::future::pending::<Health>),
             CheckOptions::new().timeout(Duration::from_millis(100)),
         )
         .health_check("db", healthy())
@@ -282,8 +282,7 @@ fn hanging_check_times_out_within_budget() {
          [+]db ok\nreadyz check failed\n",
     );
     // The default timeout is well under the kubelet's 1 s.
-    let handle2 =
-        running(|b| b.health_check("hang", check_fn(|| futures::future::pending::<Health>())));
+    let handle2 = running(|b| b.health_check("hang", check_fn(futures::future::pending::<Health>)));
     let t0 = Instant::now();
     let resp = get(&handle2.probes().show_reasons(true), "/readyz/hang");
     assert!(

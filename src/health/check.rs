@@ -69,6 +69,7 @@ impl fmt::Display for Health {
 ///         }
 ///     }
 /// }
+/// # let _ = QueueDepth(AtomicUsize::new(0));
 /// ```
 pub trait HealthChecker: Send + Sync + 'static {
     /// Reports the current health. A panic counts as unhealthy.

@@ -81,6 +81,7 @@ impl ProbeResponse {
         Self::new(status, "text/plain; charset=utf-8", body)
     }
 
+    #[cfg(feature = "admin")]
     pub(crate) fn bad_request(status: u16, body: &str) -> Self {
         Self::text(status, format!("{body}\n"))
     }
