@@ -69,6 +69,25 @@
 //! # Ok::<(), lameduck::Error>(())
 //! ```
 //!
+//! # Health and probes
+//!
+//! [Health checks](HealthChecker) belong to Kubernetes [probes](Probe):
+//! liveness, readiness (the default) and startup, with
+//! [options](CheckOptions) for criticality, timeout, caching, background
+//! refresh and flap damping. Built-in checks tie readiness to the
+//! lifecycle: `launch` fails until every component is ready, `shutdown`
+//! fails from the moment a stop is requested. [`Handle::probes`] answers
+//! `/livez`, `/readyz`, `/startupz` and `/healthz` in the Kubernetes
+//! apiserver format from any HTTP server, and the [admin server](admin)
+//! serves them on loopback for services without one. See
+//! `docs/kubernetes.md`.
+//!
+//! # Features
+//!
+//! * `admin` (default): [`admin::AdminServer`], the probes and a lifecycle
+//!   snapshot over HTTP on loopback; adds `httparse`, no runtime.
+//! * `http`: [`Probes::respond_http`] for servers built on the `http` crate.
+//!
 //! # Runtimes
 //!
 //! The crate depends on `futures` primitives only and spawns no task unless

@@ -447,3 +447,37 @@ fn no_request_fails_under_load_during_shutdown() {
         "{report}"
     );
 }
+
+#[test]
+fn checks_run_on_the_applications_runtime() {
+    // A check that needs tokio's timer: it works because the admin server
+    // runs checks inside the lifecycle, which tokio drives here.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let admin = AdminServer::loopback(0).unwrap();
+    let addr = admin.local_addr();
+    let lifecycle = Lifecycle::builder()
+        .component("admin", admin)
+        .health_check(
+            "tokio-timer",
+            check_fn(|| async {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                Health::Healthy
+            }),
+        )
+        .build()
+        .unwrap();
+    let handle = lifecycle.handle();
+    let probe = std::thread::spawn(move || {
+        assert!(block_on(handle.ready()));
+        let r = get(addr, "/readyz/tokio-timer");
+        handle.request_stop(None);
+        r
+    });
+    rt.block_on(lifecycle.run()).unwrap();
+    let r = probe.join().unwrap();
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(body(&r), "ok");
+}

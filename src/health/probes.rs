@@ -239,14 +239,6 @@ impl Probes {
             }
         }
     }
-
-    /// A component that refreshes the checks registered with an
-    /// [interval](crate::CheckOptions::interval) until it is stopped.
-    /// Register it first, so it runs from the start of the launch to the end
-    /// of the drain. The [admin server](crate::admin) does this itself.
-    pub fn monitor(&self) -> HealthMonitor {
-        HealthMonitor { _private: () }
-    }
 }
 
 impl fmt::Debug for Probes {
@@ -260,8 +252,9 @@ impl fmt::Debug for Probes {
 }
 
 /// A component that runs background health checks (those registered with
-/// an [interval](crate::CheckOptions::interval)). Made by
-/// [`Probes::monitor`] or [`HealthMonitor::new`].
+/// an [interval](crate::CheckOptions::interval)) until it is stopped.
+/// Register it first, so that it runs from the start of the launch to the
+/// end of the drain. The [admin server](crate::admin) does this itself.
 #[derive(Debug, Default)]
 pub struct HealthMonitor {
     _private: (),
