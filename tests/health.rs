@@ -582,3 +582,54 @@ fn http_request_maps_to_http_response() {
     assert_eq!(resp.status(), 405);
     assert_eq!(resp.headers()["allow"], "GET, HEAD");
 }
+
+/// Blocks the thread that drives the lifecycle for a while, starving every
+/// future polled there, the background driver included.
+struct Blocker;
+
+impl Component for Blocker {
+    async fn run(&self, cx: &Context) -> Result<(), BoxError> {
+        futures_timer::Delay::new(Duration::from_millis(150)).await;
+        std::thread::sleep(Duration::from_millis(600));
+        cx.stop_signal().await;
+        Ok(())
+    }
+}
+
+#[test]
+fn background_result_goes_stale_when_the_driver_starves() {
+    let lifecycle = Lifecycle::builder()
+        .component("monitor", HealthMonitor::new())
+        .component("blocker", Blocker)
+        .health_check_with(
+            "bg",
+            healthy(),
+            CheckOptions::new()
+                .interval(Duration::from_millis(20))
+                .timeout(Duration::from_millis(50)),
+        )
+        .build()
+        .unwrap();
+    let handle = lifecycle.handle();
+    let probes = handle.probes().show_reasons(true);
+    let runner = std::thread::spawn(move || lifecycle.run_blocking());
+    assert!(block_on(handle.ready()));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let stale = loop {
+        let resp = get(&probes, "/readyz/bg");
+        if resp.body().starts_with("[-]bg failed: stale: last result ") {
+            break resp;
+        }
+        assert!(Instant::now() < deadline, "never stale: {}", resp.body());
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(stale.status(), 503);
+    // Once the driver runs again, fresh results pass.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while get(&probes, "/readyz/bg").status() != 200 {
+        assert!(Instant::now() < deadline, "never fresh again");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    handle.request_stop(None);
+    runner.join().unwrap().unwrap();
+}
