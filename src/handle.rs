@@ -14,7 +14,9 @@ use futures::future::join_all;
 use crate::component::{Component, DynComponent};
 use crate::drain::{Drainer, DynDrainer, drainer_fn};
 use crate::error::{BoxError, Error, ErrorKind, Step};
-use crate::health::{DynHealthChecker, HealthChecker, run_check};
+use crate::health::{
+    CheckOptions, DynHealthChecker, Entry, HealthChecker, Probes, RESERVED, Registry, run_check,
+};
 use crate::lifecycle::watchdog::Watchdog;
 use crate::lifecycle::{ComponentOptions, Phase};
 use crate::report::{ComponentRecord, Report};
@@ -41,6 +43,7 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     pub(crate) register_tx: async_channel::Sender<Registration>,
     pub(crate) watchdog: Mutex<Option<Watchdog>>,
+    pub(crate) health: Arc<Registry>,
 }
 
 #[derive(Default)]
@@ -68,6 +71,7 @@ impl Shared {
             state: Mutex::new(State::default()),
             register_tx,
             watchdog: Mutex::new(None),
+            health: Arc::new(Registry::default()),
         }
     }
 
@@ -399,21 +403,54 @@ impl Handle {
         name: impl Into<String>,
         check: H,
     ) -> Result<(), Error> {
-        self.insert_check(name.into().into(), Arc::new(check))
+        self.insert_check(name.into().into(), Arc::new(check), CheckOptions::default())
+    }
+
+    /// Registers a health check with options: its probes, criticality,
+    /// timeout, caching, interval and flap damping.
+    ///
+    /// # Errors
+    ///
+    /// As [`Handle::add_component`]; also a [`Config`](ErrorKind::Config)
+    /// error for a name the library's built-in checks use (`ping`, `launch`,
+    /// `shutdown`) or an invalid option.
+    pub fn add_health_check_with<H: HealthChecker>(
+        &self,
+        name: impl Into<String>,
+        check: H,
+        options: CheckOptions,
+    ) -> Result<(), Error> {
+        self.insert_check(name.into().into(), Arc::new(check), options)
     }
 
     pub(crate) fn insert_check(
         &self,
         name: Arc<str>,
         check: Arc<dyn DynHealthChecker>,
+        options: CheckOptions,
     ) -> Result<(), Error> {
+        options.validate(&name)?;
         let mut st = lock(&self.shared.state);
         self.shared.refuse_if_shutting_down(&st)?;
         if st.checks.iter().any(|(n, _)| *n == name) {
             return Err(Error::config("duplicate health check name").with_component(&name));
         }
+        if RESERVED.contains(&&*name) {
+            return Err(Error::config("name of a built-in health check").with_component(&name));
+        }
+        // Under the state lock, so both lists keep the same order.
+        self.shared
+            .health
+            .push(Entry::new(name.clone(), check.clone(), options));
         st.checks.push((name, check));
         Ok(())
+    }
+
+    /// The Kubernetes probes of this lifecycle: evaluate them, or answer
+    /// `/livez`, `/readyz`, `/startupz` and `/healthz` requests from any
+    /// HTTP server.
+    pub fn probes(&self) -> Probes {
+        Probes::new(self.clone())
     }
 
     /// Registers a stop hook: a closure run in the last phase, after the

@@ -69,6 +69,25 @@
 //! # Ok::<(), lameduck::Error>(())
 //! ```
 //!
+//! # Health and probes
+//!
+//! [Health checks](HealthChecker) belong to Kubernetes [probes](Probe):
+//! liveness, readiness (the default) and startup, with
+//! [options](CheckOptions) for criticality, timeout, caching, background
+//! refresh and flap damping. Built-in checks tie readiness to the
+//! lifecycle: `launch` fails until every component is ready, `shutdown`
+//! fails from the moment a stop is requested. [`Handle::probes`] answers
+//! `/livez`, `/readyz`, `/startupz` and `/healthz` in the Kubernetes
+//! apiserver format from any HTTP server, and the [admin server](admin)
+//! serves them on loopback for services without one. See
+//! `docs/kubernetes.md`.
+//!
+//! # Features
+//!
+//! * `admin` (default): [`admin::AdminServer`], the probes and a lifecycle
+//!   snapshot over HTTP on loopback; adds `httparse`, no runtime.
+//! * `http`: [`Probes::respond_http`] for servers built on the `http` crate.
+//!
 //! # Runtimes
 //!
 //! The crate depends on `futures` primitives only and spawns no task unless
@@ -95,6 +114,9 @@
 )]
 #![doc(test(attr(deny(warnings))))]
 
+#[cfg(feature = "admin")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
+pub mod admin;
 pub mod component;
 mod context;
 mod drain;
@@ -110,7 +132,10 @@ pub use context::Context;
 pub use drain::{Drainer, FnDrainer, drainer_fn};
 pub use error::{BoxError, Error, ErrorKind, Step};
 pub use handle::{Handle, Ready};
-pub use health::{Health, HealthChecker};
+pub use health::{
+    CheckOptions, CheckResult, CheckStatus, DEFAULT_CHECK_TIMEOUT, FnCheck, Health, HealthChecker,
+    HealthMonitor, Probe, ProbeReport, ProbeRequest, ProbeResponse, Probes, check_fn,
+};
 pub use lifecycle::{
     Backoff, ComponentOptions, Lifecycle, LifecycleBuilder, Phase, Readiness, Run,
 };

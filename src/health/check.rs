@@ -97,3 +97,49 @@ pub(crate) async fn run_check(checker: Arc<dyn DynHealthChecker>) -> Health {
         Err(p) => Health::Unhealthy(format!("check panicked: {}", panic_message(&*p))),
     }
 }
+
+/// A [`HealthChecker`] made from a closure that returns a future. Made by
+/// [`check_fn`].
+pub struct FnCheck<F>(F);
+
+impl<F> fmt::Debug for FnCheck<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnCheck").finish_non_exhaustive()
+    }
+}
+
+/// Makes a [`HealthChecker`] from a closure.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use lameduck::{check_fn, Health};
+///
+/// let connected = Arc::new(AtomicBool::new(true));
+/// let check = check_fn(move || {
+///     let up = connected.load(Ordering::Relaxed);
+///     async move {
+///         if up { Health::Healthy } else { Health::Unhealthy("disconnected".into()) }
+///     }
+/// });
+/// # let _ = check;
+/// ```
+pub fn check_fn<F, Fut>(f: F) -> FnCheck<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Health> + Send,
+{
+    FnCheck(f)
+}
+
+impl<F, Fut> HealthChecker for FnCheck<F>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Health> + Send,
+{
+    fn check(&self) -> impl Future<Output = Health> + Send {
+        (self.0)()
+    }
+}

@@ -1,6 +1,23 @@
-//! Health checks: [`HealthChecker`], [`Health`], and their aggregation.
+//! Health checks and the Kubernetes probes built from them.
+//!
+//! Every [`HealthChecker`] is registered under a name with
+//! [`CheckOptions`]: the [`Probe`]s it belongs to (readiness by default),
+//! whether it is critical, its timeout, caching, background interval and
+//! flap damping. [`Probes`] (from [`Handle::probes`](crate::Handle::probes))
+//! runs a probe's checks concurrently and answers HTTP-shaped requests in
+//! the Kubernetes apiserver format, with no HTTP crate.
 
 mod check;
+#[cfg(feature = "http")]
+mod http;
+mod options;
+mod probes;
+mod registry;
+mod response;
 
 pub(crate) use check::{DynHealthChecker, run_check};
-pub use check::{Health, HealthChecker};
+pub use check::{FnCheck, Health, HealthChecker, check_fn};
+pub use options::{CheckOptions, DEFAULT_CHECK_TIMEOUT, Probe};
+pub use probes::{CheckResult, CheckStatus, HealthMonitor, ProbeReport, Probes};
+pub(crate) use registry::{Entry, RESERVED, Registry};
+pub use response::{ProbeRequest, ProbeResponse};

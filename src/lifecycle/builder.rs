@@ -15,13 +15,13 @@ use crate::context::Context;
 use crate::drain::{Drainer, DynDrainer, drainer_fn};
 use crate::error::{BoxError, Error};
 use crate::handle::{Handle, Shared};
-use crate::health::{DynHealthChecker, HealthChecker};
+use crate::health::{CheckOptions, DynHealthChecker, HealthChecker};
 use crate::signal::lock;
 
 enum Part {
     Component(String, Arc<dyn DynComponent>, ComponentOptions),
     Drainer(String, Arc<dyn DynDrainer>, bool),
-    Check(String, Arc<dyn DynHealthChecker>),
+    Check(String, Arc<dyn DynHealthChecker>, CheckOptions),
     Hook(String, Arc<dyn DynDrainer>),
 }
 
@@ -123,8 +123,21 @@ impl LifecycleBuilder {
 
     /// Adds a health check, aggregated by
     /// [`Handle::is_healthy`](crate::Handle::is_healthy).
-    pub fn health_check<H: HealthChecker>(mut self, name: impl Into<String>, check: H) -> Self {
-        self.parts.push(Part::Check(name.into(), Arc::new(check)));
+    pub fn health_check<H: HealthChecker>(self, name: impl Into<String>, check: H) -> Self {
+        self.health_check_with(name, check, CheckOptions::default())
+    }
+
+    /// Adds a health check with options: the probes it belongs to
+    /// (readiness by default), criticality, timeout, caching, interval and
+    /// flap damping. See [`Handle::probes`](crate::Handle::probes).
+    pub fn health_check_with<H: HealthChecker>(
+        mut self,
+        name: impl Into<String>,
+        check: H,
+        options: CheckOptions,
+    ) -> Self {
+        self.parts
+            .push(Part::Check(name.into(), Arc::new(check), options));
         self
     }
 
@@ -194,7 +207,7 @@ impl LifecycleBuilder {
             match part {
                 Part::Component(name, c, opts) => handle.insert_component(name.into(), c, opts)?,
                 Part::Drainer(name, d, front) => handle.insert_drainer(name.into(), d, front)?,
-                Part::Check(name, c) => handle.insert_check(name.into(), c)?,
+                Part::Check(name, c, opts) => handle.insert_check(name.into(), c, opts)?,
                 Part::Hook(name, h) => handle.insert_hook(name.into(), h)?,
             }
         }

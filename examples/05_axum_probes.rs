@@ -1,0 +1,95 @@
+//! The probes mounted in an axum router (tokio), through the `http`
+//! feature: `/livez`, `/readyz`, `/startupz`, `/healthz` and their per-check
+//! paths served next to the application's own routes.
+//!
+//! Run it with:
+//!
+//! ```text
+//! cargo run --example 05_axum_probes --features http
+//! ```
+//!
+//! It starts, asks its own probes a few questions, stops, and exits 0.
+
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::routing::{any, get};
+use lameduck::{BoxError, CheckOptions, Health, Lifecycle, Probes, check_fn};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn probe_routes(probes: Probes) -> axum::Router {
+    let handler = move |req: Request| {
+        let probes = probes.clone();
+        async move { probes.respond_http(&req).await }
+    };
+    let mut router = axum::Router::new();
+    for probe in ["livez", "readyz", "startupz", "healthz"] {
+        router = router
+            .route(&format!("/{probe}"), any(handler.clone()))
+            .route(&format!("/{probe}/{{check}}"), any(handler.clone()));
+    }
+    router
+}
+
+async fn fetch(addr: std::net::SocketAddr, path: &str) -> Result<String, BoxError> {
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await?;
+    let status = out.get(9..12).unwrap_or("???").to_owned();
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Ok(format!("{status}\n{body}"))
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let lifecycle = Lifecycle::builder()
+        // Readiness fails for this long before anything stops, so that load
+        // balancers stop routing here first.
+        .lame_duck(Duration::from_millis(300))
+        .health_check_with(
+            "database",
+            check_fn(|| async { Health::Healthy }),
+            CheckOptions::new().timeout(Duration::from_millis(200)),
+        )
+        .health_check(
+            "cache",
+            check_fn(|| async { Health::Degraded("warming up".into()) }),
+        )
+        .build()?;
+    let handle = lifecycle.handle();
+    let probes = handle.probes().show_reasons(true);
+
+    let app = axum::Router::new()
+        .route("/", get(|| async { "hello\n" }))
+        .merge(probe_routes(probes));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let stopped = handle.stopped();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+    });
+
+    println!(
+        "before launch, GET /readyz:\n{}",
+        fetch(addr, "/readyz").await?
+    );
+    let run = tokio::spawn(lifecycle.run());
+    handle.ready().await;
+    println!(
+        "running, GET /readyz?verbose:\n{}",
+        fetch(addr, "/readyz?verbose").await?
+    );
+    println!(
+        "GET /readyz/database:\n{}\n",
+        fetch(addr, "/readyz/database").await?
+    );
+    handle.request_stop(None);
+    println!("stopping, GET /readyz:\n{}", fetch(addr, "/readyz").await?);
+    run.await??;
+    server.await??;
+    Ok(())
+}

@@ -1,0 +1,414 @@
+//! HTTP-shaped requests and responses for the probes, with no HTTP crate:
+//! the Kubernetes apiserver's text format, and JSON.
+
+use std::fmt::Write as _;
+use std::future::Future;
+
+use super::probes::{CheckStatus, ProbeReport, Probes, Target};
+use crate::report::Report;
+
+/// A request to the probe responder: method, path, query string and the
+/// `Accept` header, borrowed from whatever server received it.
+///
+/// # Examples
+///
+/// ```
+/// use lameduck::ProbeRequest;
+///
+/// let req = ProbeRequest::new("GET", "/readyz")
+///     .query("verbose&exclude=db")
+///     .accept("application/json");
+/// # let _ = req;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeRequest<'a> {
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    accept: &'a str,
+}
+
+impl<'a> ProbeRequest<'a> {
+    /// A request with no query and no `Accept` header. `path` may carry the
+    /// query after a `?`.
+    pub fn new(method: &'a str, path: &'a str) -> Self {
+        let (path, query) = path.split_once('?').unwrap_or((path, ""));
+        ProbeRequest {
+            method,
+            path,
+            query,
+            accept: "",
+        }
+    }
+
+    /// The query string, without the leading `?`.
+    pub fn query(mut self, query: &'a str) -> Self {
+        self.query = query;
+        self
+    }
+
+    /// The `Accept` header: a value naming `application/json` asks for
+    /// JSON.
+    pub fn accept(mut self, accept: &'a str) -> Self {
+        self.accept = accept;
+        self
+    }
+}
+
+/// A response from the probe responder: status, headers and body, ready to
+/// be copied into any server's response type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeResponse {
+    status: u16,
+    headers: Vec<(&'static str, String)>,
+    body: String,
+}
+
+impl ProbeResponse {
+    fn new(status: u16, content_type: &str, body: String) -> Self {
+        ProbeResponse {
+            status,
+            headers: vec![
+                ("Content-Type", content_type.to_owned()),
+                ("X-Content-Type-Options", "nosniff".to_owned()),
+                ("Cache-Control", "no-store".to_owned()),
+            ],
+            body,
+        }
+    }
+
+    fn text(status: u16, body: String) -> Self {
+        Self::new(status, "text/plain; charset=utf-8", body)
+    }
+
+    #[cfg(feature = "admin")]
+    pub(crate) fn bad_request(status: u16, body: &str) -> Self {
+        Self::text(status, format!("{body}\n"))
+    }
+
+    /// The HTTP status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The headers, in order. Names are in their usual capitalisation.
+    pub fn headers(&self) -> &[(&'static str, String)] {
+        &self.headers
+    }
+
+    /// One header by name, ignoring case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body (empty for `HEAD`).
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+
+    /// Status, headers and body.
+    pub fn into_parts(self) -> (u16, Vec<(&'static str, String)>, String) {
+        (self.status, self.headers, self.body)
+    }
+}
+
+/// What a request asks for, parsed before any check runs.
+enum Route {
+    Probe {
+        target: Target,
+        only: Option<String>,
+        exclude: Vec<String>,
+        verbose: bool,
+        json: bool,
+    },
+    Lifecycle,
+    Ready(ProbeResponse),
+}
+
+impl Probes {
+    /// Answers a request for a probe, in the Kubernetes apiserver format.
+    ///
+    /// | request | answer |
+    /// |---|---|
+    /// | `GET /livez`, `/readyz`, `/startupz`, `/healthz` | `200` `ok`, or `503` with every check listed |
+    /// | `…?verbose` | every check: `[+]name ok` …, then `readyz check passed` |
+    /// | `…?exclude=name` (repeatable) | `name` is not run: `[+]name excluded: ok` |
+    /// | `GET /readyz/name` | that check alone |
+    /// | `…?format=json`, or `Accept: application/json` | the same as JSON |
+    /// | `HEAD` | the same status and headers, no body |
+    /// | other methods | `405`, `Allow: GET, HEAD` |
+    /// | other paths | `404` |
+    ///
+    /// A failure is always detailed: `[-]name failed: reason withheld`, the
+    /// last line `<probe> check failed`. Reasons replace `reason withheld`
+    /// only with [`show_reasons`](Probes::show_reasons). A warning (a
+    /// degraded check, or a non-critical one failing) reads
+    /// `[+]name degraded: …` or `[+]name failed (non-critical): …` and the
+    /// probe passes. An excluded name that matches no check adds a line
+    /// `warn: some health checks cannot be excluded: no matches for "name"`.
+    ///
+    /// Every response has `Content-Type` (`text/plain; charset=utf-8` or
+    /// `application/json`), `X-Content-Type-Options: nosniff` and
+    /// `Cache-Control: no-store`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, like [`Probes::check`].
+    pub fn respond(
+        &self,
+        request: ProbeRequest<'_>,
+    ) -> impl Future<Output = ProbeResponse> + Send + use<> {
+        let head = request.method == "HEAD";
+        let route = self.route(request);
+        let this = self.clone();
+        async move {
+            let mut response = match route {
+                Route::Ready(r) => r,
+                Route::Lifecycle => ProbeResponse::new(
+                    200,
+                    "application/json",
+                    lifecycle_json(&this.handle.report()),
+                ),
+                Route::Probe {
+                    target,
+                    only,
+                    exclude,
+                    verbose,
+                    json,
+                } => {
+                    let report = this.evaluate(target, only, exclude).await;
+                    this.render(&report, verbose, json)
+                }
+            };
+            if head {
+                response.body.clear();
+            }
+            response
+        }
+    }
+
+    fn route(&self, req: ProbeRequest<'_>) -> Route {
+        let path = req.path.strip_prefix('/').unwrap_or(req.path);
+        let (first, rest) = match path.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (path, None),
+        };
+        let found = if self.debug && req.path == "/debug/lifecycle" {
+            Some(Route::Lifecycle)
+        } else {
+            Target::from_name(first)
+                .and_then(|target| match rest {
+                    None => Some((target, None)),
+                    Some(name) => {
+                        let name = decode(name);
+                        self.has_check(target, &name)
+                            .then_some((target, Some(name)))
+                    }
+                })
+                .map(|(target, only)| {
+                    let mut verbose = false;
+                    let mut json = req.accept.contains("application/json");
+                    let mut exclude = Vec::new();
+                    for pair in req.query.split('&').filter(|p| !p.is_empty()) {
+                        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                        match decode(k).as_str() {
+                            "verbose" => verbose = true,
+                            "exclude" => exclude.push(decode(v)),
+                            "format" => json = decode(v) == "json",
+                            _ => {}
+                        }
+                    }
+                    Route::Probe {
+                        target,
+                        only,
+                        exclude,
+                        verbose,
+                        json,
+                    }
+                })
+        };
+        match found {
+            None => Route::Ready(ProbeResponse::text(404, "404 page not found\n".into())),
+            Some(_) if req.method != "GET" && req.method != "HEAD" => {
+                let mut r = ProbeResponse::text(405, "405 method not allowed\n".into());
+                r.headers.push(("Allow", "GET, HEAD".into()));
+                Route::Ready(r)
+            }
+            Some(route) => route,
+        }
+    }
+
+    fn reason<'r>(&self, reason: &'r str) -> &'r str {
+        if self.show_reasons {
+            reason
+        } else {
+            "reason withheld"
+        }
+    }
+
+    fn render(&self, report: &ProbeReport, verbose: bool, json: bool) -> ProbeResponse {
+        let status = if report.is_passing() {
+            200
+        } else {
+            self.failure_status
+        };
+        if json {
+            return ProbeResponse::new(status, "application/json", self.render_json(report));
+        }
+        if status == 200 && !verbose {
+            return ProbeResponse::text(200, "ok".into());
+        }
+        let mut body = String::new();
+        for c in report.checks() {
+            let name = c.name();
+            let reason = c.health().and_then(|h| h.reason()).unwrap_or_default();
+            let _ = match (c.status(), c.health()) {
+                (CheckStatus::Excluded, _) => writeln!(body, "[+]{name} excluded: ok"),
+                (CheckStatus::Pass, _) => writeln!(body, "[+]{name} ok"),
+                (CheckStatus::Warn, Some(h)) if h.is_passing() => {
+                    writeln!(body, "[+]{name} degraded: {}", self.reason(reason))
+                }
+                (CheckStatus::Warn, _) => {
+                    writeln!(
+                        body,
+                        "[+]{name} failed (non-critical): {}",
+                        self.reason(reason)
+                    )
+                }
+                _ => writeln!(body, "[-]{name} failed: {}", self.reason(reason)),
+            };
+        }
+        if !report.unmatched.is_empty() {
+            let names: Vec<String> = report.unmatched.iter().map(|n| quote(n)).collect();
+            let _ = writeln!(
+                body,
+                "warn: some health checks cannot be excluded: no matches for {}",
+                names.join(",")
+            );
+        }
+        let verdict = if status == 200 { "passed" } else { "failed" };
+        let _ = writeln!(body, "{} check {verdict}", report.name());
+        ProbeResponse::text(status, body)
+    }
+
+    fn render_json(&self, report: &ProbeReport) -> String {
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            "{{\"probe\":{},\"status\":\"{}\",\"checks\":[",
+            quote(report.name()),
+            report.status().as_str()
+        );
+        for (i, c) in report.checks().iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            let _ = write!(
+                out,
+                "{{\"name\":{},\"status\":\"{}\",\"critical\":{},\"duration_ms\":{:.3}",
+                quote(c.name()),
+                c.status().as_str(),
+                c.is_critical(),
+                c.duration().as_secs_f64() * 1000.0
+            );
+            if let Some(r) = c.health().and_then(|h| h.reason()) {
+                let _ = write!(out, ",\"reason\":{}", quote(self.reason(r)));
+            }
+            out.push('}');
+        }
+        out.push_str("],\"unmatched_excludes\":[");
+        let names: Vec<String> = report.unmatched.iter().map(|n| quote(n)).collect();
+        out.push_str(&names.join(","));
+        out.push_str("]}");
+        out
+    }
+}
+
+/// A JSON snapshot of a lifecycle report: phase, timings, components.
+pub(crate) fn lifecycle_json(report: &Report) -> String {
+    let ms = |d: Option<std::time::Duration>| match d {
+        Some(d) => format!("{:.3}", d.as_secs_f64() * 1000.0),
+        None => "null".into(),
+    };
+    let mut out = format!(
+        "{{\"phase\":{},\"elapsed_ms\":{},\"shutdown_at_ms\":{},\"components\":[",
+        quote(report.phase().as_str()),
+        ms(Some(report.elapsed())),
+        ms(report.shutdown_at())
+    );
+    for (i, c) in report.components().iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "{{\"name\":{},\"state\":{},\"start_at_ms\":{},\"start_took_ms\":{},\
+             \"ready_at_ms\":{},\"attempts\":{},\"run_ended_at_ms\":{},\"stop_at_ms\":{},\
+             \"stop_took_ms\":{},\"close_at_ms\":{},\"close_took_ms\":{}}}",
+            quote(&c.name),
+            quote(&c.state.to_string()),
+            ms(c.start_at),
+            ms(c.start_took),
+            ms(c.ready_at),
+            c.attempts,
+            ms(c.run_ended_at),
+            ms(c.stop_at),
+            ms(c.stop_took),
+            ms(c.close_at),
+            ms(c.close_took)
+        );
+    }
+    out.push_str("]}");
+    out
+}
+
+/// A double-quoted string, escaped for JSON (also how the apiserver's `%q`
+/// reads for plain names).
+fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Percent-decodes a query component (`+` is a space). Invalid escapes are
+/// kept as they are.
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
