@@ -99,16 +99,21 @@ pub mod component;
 mod context;
 mod drain;
 mod error;
+mod exit;
 mod handle;
 mod health;
 mod lifecycle;
 mod report;
 mod signal;
+#[cfg(feature = "signals")]
+#[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
+pub mod signals;
 
 pub use component::Component;
 pub use context::Context;
 pub use drain::{Drainer, FnDrainer, drainer_fn};
 pub use error::{BoxError, Error, ErrorKind, Step};
+pub use exit::{FORCED_EXIT_CODE, exit_code};
 pub use handle::{Handle, Ready};
 pub use health::{Health, HealthChecker};
 pub use lifecycle::{
@@ -116,3 +121,5 @@ pub use lifecycle::{
 };
 pub use report::{ComponentRecord, ComponentState, Report};
 pub use signal::Signal;
+#[cfg(feature = "signals")]
+pub use signals::{Listener, SignalKind, Signals};
