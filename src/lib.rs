@@ -69,6 +69,42 @@
 //! # Ok::<(), lameduck::Error>(())
 //! ```
 //!
+//! # Signals and exit codes
+//!
+//! With the `signals` feature (on by default),
+//! [`LifecycleBuilder::signals`] turns the first SIGINT or SIGTERM (Ctrl-C
+//! on Windows) into a graceful shutdown — lame duck, drain, flush, stop — and
+//! a second one into a forced stop; [`exit_code`] maps the outcome to the
+//! process exit code (0 clean, 1 error, 130 forced). A signal-driven service:
+//!
+//! ```no_run
+//! # #[cfg(feature = "signals")]
+//! use std::time::Duration;
+//! # #[cfg(feature = "signals")]
+//! use lameduck::{Lifecycle, Signals};
+//!
+//! # #[cfg(feature = "signals")]
+//! fn main() -> std::process::ExitCode {
+//!     let lifecycle = Lifecycle::builder()
+//!         .lame_duck(Duration::from_secs(3)) // readiness fails, still serving
+//!         .signals(Signals::new())            // SIGINT, SIGTERM
+//!         // .component("db", db).component("http", http)
+//!         .build()
+//!         .expect("valid configuration");
+//!     lameduck::exit_code(&lifecycle.run_blocking())
+//! }
+//! # #[cfg(not(feature = "signals"))]
+//! # fn main() {}
+//! ```
+//!
+//! The [`signals`] module has the rules: replacing the set, a custom
+//! shutdown path, and what becomes of each signal's default action.
+//!
+//! # Features
+//!
+//! * `signals` (default): shutdown on signals through a dedicated thread
+//!   (signal-hook); no async runtime involved.
+//!
 //! # Runtimes
 //!
 //! The crate depends on `futures` primitives only and spawns no task unless

@@ -18,7 +18,7 @@
 //! * **Any later signal**: [`Handle::force_stop`]. The rest of the lame-duck
 //!   period and every graceful wait are skipped, running components are
 //!   closed and dropped, and [`Lifecycle::run`](crate::Lifecycle::run)
-//!   returns promptly with an [`ErrorKind::Forced`](crate::ErrorKind::Forced)
+//!   returns promptly with an [`ErrorKind::Forced`]
 //!   error. Signals are counted, not shutdowns: a SIGTERM that arrives while
 //!   a shutdown caused by something else is under way still gets a graceful
 //!   stop.
@@ -249,7 +249,7 @@ impl Signals {
     /// ```
     /// # use std::sync::atomic::{AtomicUsize, Ordering};
     /// # let seen = AtomicUsize::new(0);
-    /// # let f = |_kind: lameduck::SignalKind, handle: &lameduck::Handle| {
+    /// # let _f = |_kind: lameduck::SignalKind, handle: &lameduck::Handle| {
     /// if seen.fetch_add(1, Ordering::SeqCst) == 0 {
     ///     handle.request_stop(None);
     /// } else {

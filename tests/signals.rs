@@ -13,7 +13,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lameduck::{BoxError, Component, Context, FORCED_EXIT_CODE, Lifecycle, SignalKind, Signals};
@@ -21,32 +21,35 @@ use lameduck::{BoxError, Component, Context, FORCED_EXIT_CODE, Lifecycle, Signal
 const SIGUSR2: i32 = 12;
 const SIGWINCH: i32 = 28;
 
-/// Builds the example once per test binary and returns its path.
-fn example() -> &'static PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
+/// Builds an example once per test binary and returns its path.
+fn example(name: &'static str) -> PathBuf {
+    static BUILT: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    // target/<profile>/deps/signals-<hash> → target/<profile>/examples/
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join(name);
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.contains(&name) {
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
-            "build",
-            "--quiet",
-            "--example",
-            "02_signals",
-        ]);
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "--quiet", "--example", name]);
         if !cfg!(debug_assertions) {
             cmd.arg("--release");
         }
         let status = cmd.status().expect("cargo runs");
-        assert!(status.success(), "cargo build --example 02_signals failed");
-        // target/<profile>/deps/signals-<hash> → target/<profile>/examples/
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap();
-        let path = profile_dir.join("examples").join("02_signals");
+        assert!(status.success(), "cargo build --example {name} failed");
         assert!(path.exists(), "{} not found", path.display());
-        path
-    })
+        built.push(name);
+    }
+    path
 }
 
-/// A running `02_signals` and the lines it printed, stamped on arrival.
+/// A running example and the lines it printed, stamped on arrival.
 struct Service {
     child: Child,
     lines: mpsc::Receiver<(Instant, String)>,
@@ -55,8 +58,13 @@ struct Service {
 }
 
 impl Service {
+    /// Starts `02_signals` and waits until it is ready.
     fn spawn(args: &[&str]) -> Service {
-        let mut child = Command::new(example())
+        Service::spawn_example("02_signals", args)
+    }
+
+    fn spawn_example(name: &'static str, args: &[&str]) -> Service {
+        let mut child = Command::new(example(name))
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -179,7 +187,10 @@ const PHASES: &[&str] = &[
 fn get(port: u16, path: &str) -> std::io::Result<u16> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
     let mut response = String::new();
     s.read_to_string(&mut response)?;
     let code = response.split(' ').nth(1).unwrap_or("0");
@@ -337,6 +348,47 @@ fn forced_under_tokio_and_smol() {
         let status = svc.wait(Duration::from_secs(5));
         assert_eq!(status.code(), Some(i32::from(FORCED_EXIT_CODE)), "{rt}");
     }
+}
+
+#[test]
+fn axum_in_flight_request_completes_within_the_period() {
+    let mut svc = Service::spawn_example(
+        "06_axum_lameduck",
+        &["--lame-duck-ms", "200", "--period-ms", "5000"],
+    );
+    let port = svc.port;
+    let slow = std::thread::spawn(move || get(port, "/slow/1000"));
+    std::thread::sleep(Duration::from_millis(100));
+    svc.kill("TERM");
+    svc.wait_for("lame duck:", Duration::from_secs(5));
+    assert_eq!(get(port, "/readyz").unwrap(), 503);
+    assert_eq!(get(port, "/").unwrap(), 200);
+    assert_eq!(slow.join().unwrap().unwrap(), 200);
+    assert_eq!(svc.wait(Duration::from_secs(10)).code(), Some(0));
+    svc.line("period expired: false");
+}
+
+#[test]
+fn axum_period_expires_then_close_and_the_error_says_so() {
+    let mut svc = Service::spawn_example(
+        "06_axum_lameduck",
+        &["--lame-duck-ms", "0", "--period-ms", "300"],
+    );
+    let port = svc.port;
+    let slow = std::thread::spawn(move || get(port, "/slow/20000"));
+    std::thread::sleep(Duration::from_millis(100));
+    let sent = Instant::now();
+    svc.kill("TERM");
+    assert_eq!(svc.wait(Duration::from_secs(10)).code(), Some(1));
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        sent.elapsed()
+    );
+    svc.assert_order(&["period expired, closing", "timed out in stop after 300ms"]);
+    svc.line("period expired: true");
+    // The request was cut: no 200.
+    assert_ne!(slow.join().unwrap().unwrap_or(0), 200);
 }
 
 // ---- in-process ----------------------------------------------------------

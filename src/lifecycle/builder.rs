@@ -178,7 +178,7 @@ impl LifecycleBuilder {
     ///     .build()?;
     /// let outcome = lifecycle.run_blocking(); // until SIGINT or SIGTERM
     /// let code: std::process::ExitCode = lameduck::exit_code(&outcome);
-    /// # drop(code);
+    /// # let _ = code;
     /// # Ok::<(), lameduck::Error>(())
     /// ```
     #[cfg(feature = "signals")]
