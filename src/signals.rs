@@ -25,18 +25,19 @@
 //! * **Custom path.** [`Signals::on_signal`] replaces both rules with your
 //!   own function, like GoFastr's `RunWithSignalsUsing`.
 //! * **When it stops.** The listener stops when the lifecycle stops
-//!   ([`Handle::stopped`]): the thread exits and its handlers are
-//!   unregistered. A lifecycle that is built but never run keeps no thread
-//!   busy: the listener waits, holding no reference to it, and on the next
-//!   signal gives the signal its default action and exits.
+//!   ([`Handle::stopped`]): before [`run`](crate::Lifecycle::run) returns,
+//!   the signals' default actions are back; then the thread exits and its
+//!   handlers are unregistered. A lifecycle that is built but never run
+//!   keeps no thread busy: the listener waits, holding no reference to it,
+//!   and on the next signal gives the signal its default action and exits.
 //!
 //! # Default actions
 //!
 //! While a lifecycle listens for a signal, that signal no longer has its
 //! default action: SIGTERM does **not** kill the process, it starts the
 //! graceful shutdown. Signals outside the set keep their default action
-//! throughout (with [`Signals::only`]`([SIGUSR1])`, SIGTERM still kills the
-//! process at once). Once no lifecycle listens for it any more, the signal's
+//! throughout: with `Signals::only([SignalKind::user_defined1()])`, SIGTERM
+//! still kills the process at once. Once no lifecycle listens for it any more, the signal's
 //! default action comes back (signal-hook cannot uninstall its handler; this
 //! module asks it to emulate the default action instead), so a program that
 //! goes on after its lifecycle stopped can still be interrupted.
@@ -415,51 +416,72 @@ struct Taken {
 
 static TAKEN: Mutex<BTreeMap<c_int, Taken>> = Mutex::new(BTreeMap::new());
 
-/// Marks `kinds` as listened for: their default action is off until
-/// [`give_back`].
-fn take_over(kinds: &[SignalKind]) -> Result<(), Error> {
-    let mut taken = lock(&TAKEN);
-    for (i, kind) in kinds.iter().enumerate() {
-        let entry = match taken.entry(kind.0) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(v) => {
-                let flag = Arc::new(AtomicBool::new(false));
-                // Registered once per signal for the life of the process;
-                // it acts only while the flag is set.
-                if let Err(e) =
-                    signal_hook::flag::register_conditional_default(kind.0, flag.clone())
-                {
-                    drop(taken);
-                    give_back(&kinds[..i]);
-                    return Err(Error::config(format!("cannot listen for {kind}: {e}")));
-                }
-                v.insert(Taken {
-                    listeners: 0,
-                    restore_default: flag,
-                })
-            }
-        };
-        entry.listeners += 1;
-        entry.restore_default.store(false, Ordering::SeqCst);
-    }
-    Ok(())
+/// One listener's claim on its signals: while it is held, their default
+/// action is off. Released once, by whoever gets there first (the
+/// lifecycle stopping, the listener thread ending, or drop).
+struct Claim {
+    kinds: Vec<SignalKind>,
+    released: AtomicBool,
 }
 
-/// Ends one listener's claim on `kinds`; a signal no listener holds any
-/// more gets its default action back. Returns those signals.
-fn give_back(kinds: &[SignalKind]) -> Vec<SignalKind> {
-    let mut taken = lock(&TAKEN);
-    let mut freed = Vec::new();
-    for kind in kinds {
-        if let Some(t) = taken.get_mut(&kind.0) {
-            t.listeners = t.listeners.saturating_sub(1);
-            if t.listeners == 0 {
-                t.restore_default.store(true, Ordering::SeqCst);
-                freed.push(*kind);
+impl Claim {
+    fn take(kinds: &[SignalKind]) -> Result<Arc<Claim>, Error> {
+        let mut claim = Claim {
+            kinds: Vec::with_capacity(kinds.len()),
+            released: AtomicBool::new(false),
+        };
+        let mut taken = lock(&TAKEN);
+        for kind in kinds {
+            let entry = match taken.entry(kind.0) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(v) => {
+                    let flag = Arc::new(AtomicBool::new(false));
+                    // Registered once per signal for the life of the
+                    // process; it acts only while the flag is set.
+                    if let Err(e) =
+                        signal_hook::flag::register_conditional_default(kind.0, flag.clone())
+                    {
+                        drop(taken); // `claim` gives back what it took
+                        return Err(Error::config(format!("cannot listen for {kind}: {e}")));
+                    }
+                    v.insert(Taken {
+                        listeners: 0,
+                        restore_default: flag,
+                    })
+                }
+            };
+            entry.listeners += 1;
+            entry.restore_default.store(false, Ordering::SeqCst);
+            claim.kinds.push(*kind);
+        }
+        Ok(Arc::new(claim))
+    }
+
+    /// Ends the claim; a signal no listener holds any more gets its default
+    /// action back. Returns those signals (none if already released).
+    fn release(&self) -> Vec<SignalKind> {
+        if self.released.swap(true, Ordering::SeqCst) {
+            return Vec::new();
+        }
+        let mut taken = lock(&TAKEN);
+        let mut freed = Vec::new();
+        for kind in &self.kinds {
+            if let Some(t) = taken.get_mut(&kind.0) {
+                t.listeners = t.listeners.saturating_sub(1);
+                if t.listeners == 0 {
+                    t.restore_default.store(true, Ordering::SeqCst);
+                    freed.push(*kind);
+                }
             }
         }
+        freed
     }
-    freed
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 #[cfg(unix)]
@@ -471,27 +493,37 @@ mod imp {
 
     use futures::task::ArcWake;
 
-    use super::{Listener, Signals, check, dispatch, give_back, take_over};
+    use super::{Claim, Listener, Signals, check, dispatch};
     use crate::error::Error;
     use crate::handle::{Handle, Shared};
 
     pub(super) type Closer = signal_hook::iterator::Handle;
 
-    /// Closes the listener when the lifecycle's `stopped` signal fires.
+    /// Runs when the lifecycle's `stopped` signal fires, on the thread that
+    /// finishes `run`, before `run` returns: gives the default actions back
+    /// and closes the self-pipe, which ends the listener thread.
     ///
     /// It holds no `Signal`: it is dropped under the lock of the signal's
     /// waker list, and dropping the last clone of a `Signal` wakes that
     /// same list.
-    struct CloseOnStopped {
+    struct OnStopped {
         closer: Closer,
+        claim: Arc<Claim>,
         shared: Weak<Shared>,
     }
 
-    impl ArcWake for CloseOnStopped {
+    impl OnStopped {
+        fn fire(&self) {
+            self.claim.release();
+            self.closer.close();
+        }
+    }
+
+    impl ArcWake for OnStopped {
         fn wake_by_ref(this: &Arc<Self>) {
             if let Some(shared) = this.shared.upgrade() {
                 if shared.stopped.is_set() {
-                    this.closer.close();
+                    this.fire();
                 }
             }
         }
@@ -500,31 +532,26 @@ mod imp {
     pub(super) fn spawn(signals: &Signals, handle: &Handle) -> Result<Listener, Error> {
         check(&signals.kinds)?;
         let raws: Vec<i32> = signals.kinds.iter().map(|k| k.0).collect();
-        take_over(&signals.kinds)?;
-        let mut source = match signal_hook::iterator::Signals::new(&raws) {
-            Ok(s) => s,
-            Err(e) => {
-                give_back(&signals.kinds);
-                return Err(Error::config(format!("cannot listen for signals: {e}")));
-            }
-        };
+        let claim = Claim::take(&signals.kinds)?;
+        let mut source = signal_hook::iterator::Signals::new(&raws)
+            .map_err(|e| Error::config(format!("cannot listen for signals: {e}")))?;
         let closer = source.handle();
 
         // No thread waits for the lifecycle to stop: its `stopped` signal
-        // wakes a waker that closes the self-pipe, and the listener thread
-        // sees the close. The polled future must live as long as the
-        // registration, so the thread owns it.
+        // wakes `OnStopped`. The polled future must live as long as the
+        // registration, so the listener thread owns it.
         let mut stopped = handle.stopped();
         let shared = Arc::downgrade(&handle.shared);
-        let waker = futures::task::waker(Arc::new(CloseOnStopped {
+        let on_stopped = Arc::new(OnStopped {
             closer: closer.clone(),
+            claim: claim.clone(),
             shared: shared.clone(),
-        }));
+        });
+        let waker = futures::task::waker(on_stopped.clone());
         if let Poll::Ready(()) = Pin::new(&mut stopped).poll(&mut Context::from_waker(&waker)) {
-            closer.close();
+            on_stopped.fire();
         }
 
-        let kinds = signals.kinds.clone();
         let signals = signals.clone();
         let thread = std::thread::Builder::new()
             .name("lameduck-signal".into())
@@ -540,7 +567,7 @@ mod imp {
                 }
                 // Default actions come back before the handlers go, so no
                 // signal falls between the two.
-                let freed = give_back(&signals.kinds);
+                let freed = claim.release();
                 drop(source);
                 log::debug!(target: "lameduck", "signal listener stopped");
                 if let Some(raw) = orphan {
@@ -551,19 +578,13 @@ mod imp {
                     }
                 }
             });
-        match thread {
-            Ok(thread) => Ok(Listener {
-                closer,
-                thread: Some(thread),
-            }),
-            Err(e) => {
-                // The thread never ran: undo the claim it would have undone.
-                give_back(&kinds);
-                Err(Error::config(format!(
-                    "cannot start the signal listener thread: {e}"
-                )))
-            }
-        }
+        // If the thread did not start, dropping its closure released the claim.
+        let thread = thread
+            .map_err(|e| Error::config(format!("cannot start the signal listener thread: {e}")))?;
+        Ok(Listener {
+            closer,
+            thread: Some(thread),
+        })
     }
 }
 
@@ -573,7 +594,7 @@ mod imp {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
 
-    use super::{Listener, Signals, check, dispatch, give_back, take_over};
+    use super::{Claim, Listener, Signals, check, dispatch};
     use crate::error::Error;
     use crate::handle::Handle;
 
@@ -589,28 +610,31 @@ mod imp {
 
     const POLL: Duration = Duration::from_millis(20);
 
+    /// Handlers that unregister when dropped.
+    struct Flags(Vec<(i32, Arc<AtomicBool>, signal_hook::SigId)>);
+
+    impl Drop for Flags {
+        fn drop(&mut self) {
+            for (_, _, id) in &self.0 {
+                signal_hook::low_level::unregister(*id);
+            }
+        }
+    }
+
     pub(super) fn spawn(signals: &Signals, handle: &Handle) -> Result<Listener, Error> {
         check(&signals.kinds)?;
-        take_over(&signals.kinds)?;
-        let mut flags = Vec::new();
+        let claim = Claim::take(&signals.kinds)?;
+        let mut flags = Flags(Vec::new());
         for kind in &signals.kinds {
             let flag = Arc::new(AtomicBool::new(false));
-            match signal_hook::flag::register(kind.0, flag.clone()) {
-                Ok(id) => flags.push((kind.0, flag, id)),
-                Err(e) => {
-                    for (_, _, id) in flags {
-                        signal_hook::low_level::unregister(id);
-                    }
-                    give_back(&signals.kinds);
-                    return Err(Error::config(format!("cannot listen for {kind}: {e}")));
-                }
-            }
+            let id = signal_hook::flag::register(kind.0, flag.clone())
+                .map_err(|e| Error::config(format!("cannot listen for {kind}: {e}")))?;
+            flags.0.push((kind.0, flag, id));
         }
         let closer = Closer(Arc::new(AtomicBool::new(false)));
         let closed = closer.clone();
         let stopped = handle.stopped();
         let shared = Arc::downgrade(&handle.shared);
-        let kinds = signals.kinds.clone();
         let signals = signals.clone();
         let thread = std::thread::Builder::new()
             .name("lameduck-signal".into())
@@ -618,7 +642,7 @@ mod imp {
                 let mut count = 0;
                 'listen: while !closed.0.load(Ordering::SeqCst) && !stopped.is_set() {
                     std::thread::sleep(POLL);
-                    for (raw, flag, _) in &flags {
+                    for (raw, flag, _) in &flags.0 {
                         if flag.swap(false, Ordering::SeqCst)
                             && !dispatch(*raw, &mut count, &signals, &shared)
                         {
@@ -626,22 +650,14 @@ mod imp {
                         }
                     }
                 }
-                give_back(&signals.kinds);
-                for (_, _, id) in flags {
-                    signal_hook::low_level::unregister(id);
-                }
+                claim.release();
+                drop(flags);
             });
-        match thread {
-            Ok(thread) => Ok(Listener {
-                closer,
-                thread: Some(thread),
-            }),
-            Err(e) => {
-                give_back(&kinds);
-                Err(Error::config(format!(
-                    "cannot start the signal listener thread: {e}"
-                )))
-            }
-        }
+        let thread = thread
+            .map_err(|e| Error::config(format!("cannot start the signal listener thread: {e}")))?;
+        Ok(Listener {
+            closer,
+            thread: Some(thread),
+        })
     }
 }

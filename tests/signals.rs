@@ -5,7 +5,10 @@
 //! with `kill`, and read its log. Talk to it only on 127.0.0.1.
 //! In-process tests use signals whose default action is harmless or that
 //! no other test uses, one test at a time.
-#![cfg(all(unix, feature = "signals"))]
+//!
+//! Linux only: signal numbers are Linux's, and listener threads are
+//! counted in `/proc/self/task`.
+#![cfg(all(target_os = "linux", feature = "signals"))]
 
 use std::io::{BufRead, BufReader, ErrorKind as IoErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -19,6 +22,7 @@ use std::time::{Duration, Instant};
 use lameduck::{BoxError, Component, Context, FORCED_EXIT_CODE, Lifecycle, SignalKind, Signals};
 
 const SIGUSR2: i32 = 12;
+/// Ignored by default: harmless if it arrives when nobody listens.
 const SIGWINCH: i32 = 28;
 
 /// Builds an example once per test binary and returns its path.
