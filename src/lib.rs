@@ -82,11 +82,44 @@
 //! serves them on loopback for services without one. See
 //! `docs/kubernetes.md`.
 //!
+//! # Signals and exit codes
+//!
+//! With the `signals` feature (on by default),
+//! [`LifecycleBuilder::signals`] turns the first SIGINT or SIGTERM (Ctrl-C
+//! on Windows) into a graceful shutdown — lame duck, drain, flush, stop — and
+//! a second one into a forced stop; [`exit_code`] maps the outcome to the
+//! process exit code (0 clean, 1 error, 130 forced). A signal-driven service:
+//!
+//! ```no_run
+//! # #[cfg(feature = "signals")]
+//! use std::time::Duration;
+//! # #[cfg(feature = "signals")]
+//! use lameduck::{Lifecycle, Signals};
+//!
+//! # #[cfg(feature = "signals")]
+//! fn main() -> std::process::ExitCode {
+//!     let lifecycle = Lifecycle::builder()
+//!         .lame_duck(Duration::from_secs(3)) // readiness fails, still serving
+//!         .signals(Signals::new())            // SIGINT, SIGTERM
+//!         // .component("db", db).component("http", http)
+//!         .build()
+//!         .expect("valid configuration");
+//!     lameduck::exit_code(&lifecycle.run_blocking())
+//! }
+//! # #[cfg(not(feature = "signals"))]
+//! # fn main() {}
+//! ```
+//!
+//! The [`signals`] module has the rules: replacing the set, a custom
+//! shutdown path, and what becomes of each signal's default action.
+//!
 //! # Features
 //!
 //! * `admin` (default): [`admin::AdminServer`], the probes and a lifecycle
 //!   snapshot over HTTP on loopback; adds `httparse`, no runtime.
 //! * `http`: [`Probes::respond_http`] for servers built on the `http` crate.
+//! * `signals` (default): shutdown on signals through a dedicated thread
+//!   (signal-hook); no async runtime involved.
 //!
 //! # Runtimes
 //!
@@ -121,16 +154,21 @@ pub mod component;
 mod context;
 mod drain;
 mod error;
+mod exit;
 mod handle;
 mod health;
 mod lifecycle;
 mod report;
 mod signal;
+#[cfg(feature = "signals")]
+#[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
+pub mod signals;
 
 pub use component::Component;
 pub use context::Context;
 pub use drain::{Drainer, FnDrainer, drainer_fn};
 pub use error::{BoxError, Error, ErrorKind, Step};
+pub use exit::{FORCED_EXIT_CODE, exit_code};
 pub use handle::{Handle, Ready};
 pub use health::{
     CheckOptions, CheckResult, CheckStatus, DEFAULT_CHECK_TIMEOUT, FnCheck, Health, HealthChecker,
@@ -146,3 +184,5 @@ pub use signal::Signal;
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+#[cfg(feature = "signals")]
+pub use signals::{Listener, SignalKind, Signals};

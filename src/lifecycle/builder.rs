@@ -61,6 +61,8 @@ pub struct LifecycleBuilder {
     config: Config,
     watchdog: Option<(Duration, i32)>,
     parts: Vec<Part>,
+    #[cfg(feature = "signals")]
+    signals: Option<crate::signals::Signals>,
 }
 
 impl LifecycleBuilder {
@@ -69,6 +71,8 @@ impl LifecycleBuilder {
             config: Config::default(),
             watchdog: None,
             parts: Vec::new(),
+            #[cfg(feature = "signals")]
+            signals: None,
         }
     }
 
@@ -164,6 +168,39 @@ impl LifecycleBuilder {
         self
     }
 
+    /// Shuts the lifecycle down on signals: by default the first SIGINT or
+    /// SIGTERM (Ctrl-C on Windows) requests a stop — lame duck, drain, flush,
+    /// stop — and any later one forces it. See [`Signals`](crate::Signals)
+    /// and the [`signals`](crate::signals) module for the rules, custom
+    /// paths and what happens to each signal's default action.
+    ///
+    /// The listener starts in [`build`](LifecycleBuilder::build), so a
+    /// signal that arrives before [`Lifecycle::run`] is polled is not lost
+    /// (`run` then goes straight to shutdown), and stops when the lifecycle
+    /// stops.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use lameduck::{Lifecycle, Signals};
+    ///
+    /// let lifecycle = Lifecycle::builder()
+    ///     .lame_duck(Duration::from_secs(3))
+    ///     .signals(Signals::new())
+    ///     .build()?;
+    /// let outcome = lifecycle.run_blocking(); // until SIGINT or SIGTERM
+    /// let code: std::process::ExitCode = lameduck::exit_code(&outcome);
+    /// # let _ = code;
+    /// # Ok::<(), lameduck::Error>(())
+    /// ```
+    #[cfg(feature = "signals")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
+    pub fn signals(mut self, signals: crate::signals::Signals) -> Self {
+        self.signals = Some(signals);
+        self
+    }
+
     /// Puts each component's `run` on its own task, through `spawn`, instead
     /// of polling it inside [`Lifecycle::run`]. The lifecycle keeps a handle
     /// that cancels the task when dropped.
@@ -210,6 +247,11 @@ impl LifecycleBuilder {
                 Part::Check(name, c, opts) => handle.insert_check(name.into(), c, opts)?,
                 Part::Hook(name, h) => handle.insert_hook(name.into(), h)?,
             }
+        }
+        // Last fallible step, so a failed build leaves no listener behind.
+        #[cfg(feature = "signals")]
+        if let Some(signals) = &self.signals {
+            signals.listen(&handle)?.detach();
         }
         if let Some((timeout, code)) = self.watchdog {
             *lock(&handle.shared.watchdog) = Watchdog::spawn(timeout, code);

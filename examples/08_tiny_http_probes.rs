@@ -5,7 +5,7 @@
 //! Run it with:
 //!
 //! ```text
-//! cargo run --example 06_tiny_http_probes
+//! cargo run --example 08_tiny_http_probes
 //! ```
 //!
 //! It starts, asks its own probes a few questions, stops, and exits 0.
