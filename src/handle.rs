@@ -350,6 +350,34 @@ impl Handle {
         Ok(())
     }
 
+    /// Makes room for `n` more components, so a large builder does not
+    /// rehash the name set and grow the records as it goes.
+    pub(crate) fn reserve_components(&self, n: usize) {
+        let mut st = lock(&self.shared.state);
+        st.component_names.reserve(n);
+        st.records.reserve(n);
+    }
+
+    /// Admits a component registered on the builder: validated and recorded
+    /// like any other, but handed straight to the runner rather than sent
+    /// through the registration channel.
+    pub(crate) fn admit_component(
+        &self,
+        name: Arc<str>,
+        component: Arc<dyn DynComponent>,
+        options: ComponentOptions,
+    ) -> Result<Registration, Error> {
+        options.validate(&name)?;
+        let mut st = lock(&self.shared.state);
+        claim(&mut st.component_names, &name, "component")?;
+        st.records.push(ComponentRecord::new(name.clone()));
+        Ok(Registration {
+            name,
+            component,
+            options,
+        })
+    }
+
     /// Appends a drainer (it runs after those already registered).
     ///
     /// # Errors

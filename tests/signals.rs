@@ -300,7 +300,9 @@ fn http_in_flight_requests_complete_lame_duck_serves_then_port_refuses() {
 
 #[test]
 fn replaced_set_sigusr1_stops_and_sigterm_keeps_its_default_action() {
-    let mut usr1 = Service::spawn(&["--signals", "USR1", "--lame-duck-ms", "0"]);
+    // A lame-duck period, so the service observes it before the drain: with
+    // none, its `run` may print only after the drain began.
+    let mut usr1 = Service::spawn(&["--signals", "USR1", "--lame-duck-ms", "50"]);
     usr1.kill("USR1");
     assert_eq!(usr1.wait(Duration::from_secs(10)).code(), Some(0));
     usr1.line("received SIGUSR1: shutting down");

@@ -240,9 +240,18 @@ impl LifecycleBuilder {
         let handle = Handle {
             shared: Arc::new(Shared::new(tx)),
         };
+        let components = self
+            .parts
+            .iter()
+            .filter(|p| matches!(p, Part::Component(..)))
+            .count();
+        let mut initial = Vec::with_capacity(components);
+        handle.reserve_components(components);
         for part in self.parts {
             match part {
-                Part::Component(name, c, opts) => handle.insert_component(name.into(), c, opts)?,
+                Part::Component(name, c, opts) => {
+                    initial.push(handle.admit_component(name.into(), c, opts)?);
+                }
                 Part::Drainer(name, d, front) => handle.insert_drainer(name.into(), d, front)?,
                 Part::Check(name, c, opts) => handle.insert_check(name.into(), c, opts)?,
                 Part::Hook(name, h) => handle.insert_hook(name.into(), h)?,
@@ -256,7 +265,7 @@ impl LifecycleBuilder {
         if let Some((timeout, code)) = self.watchdog {
             *lock(&handle.shared.watchdog) = Watchdog::spawn(timeout, code);
         }
-        let runner = Runner::new(handle.clone(), self.config, rx);
+        let runner = Runner::new(handle.clone(), self.config, rx, initial);
         Ok(Lifecycle { handle, runner })
     }
 }

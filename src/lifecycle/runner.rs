@@ -102,6 +102,9 @@ pub(crate) struct Runner {
     handle: Handle,
     config: Config,
     register_rx: async_channel::Receiver<Registration>,
+    /// Components registered on the builder, launched before any that
+    /// arrive through `register_rx`.
+    initial: std::vec::IntoIter<Registration>,
     slots: Vec<Slot>,
     launched: Vec<usize>,
     runs: FuturesUnordered<RunTask>,
@@ -158,14 +161,16 @@ impl Runner {
         handle: Handle,
         config: Config,
         register_rx: async_channel::Receiver<Registration>,
+        initial: Vec<Registration>,
     ) -> Self {
         Runner {
             guard: Some(StoppedGuard(handle.clone())),
             handle,
             config,
             register_rx,
-            slots: Vec::new(),
-            launched: Vec::new(),
+            slots: Vec::with_capacity(initial.len()),
+            launched: Vec::with_capacity(initial.len()),
+            initial: initial.into_iter(),
             runs: FuturesUnordered::new(),
         }
     }
@@ -201,7 +206,11 @@ impl Runner {
     async fn launch_and_serve(&mut self) {
         let shared = self.handle.shared.clone();
         loop {
-            let next = match self.register_rx.try_recv() {
+            let next = match self
+                .initial
+                .next()
+                .map_or_else(|| self.register_rx.try_recv(), Ok)
+            {
                 Ok(reg) => Some(reg),
                 Err(_) => {
                     if !shared.ready.is_set() {
