@@ -107,6 +107,7 @@ impl Shared {
 
     /// Begins shutdown. Returns `true` if this call began it.
     pub(crate) fn begin_shutdown(&self, error: Option<Error>, cause: &str) -> bool {
+        let error_text = error.as_ref().map(ToString::to_string);
         {
             let mut st = lock(&self.state);
             if st.shutdown_at.is_some() {
@@ -114,16 +115,23 @@ impl Shared {
             }
             st.shutdown_at = Some(Instant::now());
             if let Some(e) = error {
-                log::warn!(target: "lameduck", "{e}");
                 st.errors.push(e);
             }
-            // Under the lock, so a registration racing with us either lands
-            // before shutdown or is refused.
+            // All under the lock: a registration racing with us either lands
+            // before the shutdown or is refused, and whoever sees
+            // `shutdown_at` set also sees the shutdown signal set (readiness
+            // fails, the launch stops) — never one without the other.
             self.phase
                 .fetch_max(Phase::LameDuck as u8, Ordering::AcqRel);
+            self.shutdown.raise();
+        }
+        // Wakers and the logger run outside the lock: either may call back
+        // into a handle.
+        self.shutdown.wake();
+        if let Some(e) = error_text {
+            log::warn!(target: "lameduck", "{e}");
         }
         log::info!(target: "lameduck", "shutdown requested: {cause}");
-        self.shutdown.set();
         if let Some(w) = lock(&self.watchdog).as_ref() {
             w.arm();
         }
@@ -216,10 +224,11 @@ impl Handle {
                             .with_phase(phase),
                     );
                 }
-                self.shared.force.set()
+                self.shared.force.raise()
             }
         };
         if forced {
+            self.shared.force.wake();
             log::warn!(target: "lameduck", "shutdown forced: graceful waits skipped");
         }
         forced

@@ -102,9 +102,22 @@ impl Signal {
 
     /// Sets the flag and wakes every waiter. Returns `true` if this call set it.
     pub(crate) fn set(&self) -> bool {
-        if self.inner.set.swap(true, Ordering::AcqRel) {
-            return false;
+        let raised = self.raise();
+        if raised {
+            self.wake();
         }
+        raised
+    }
+
+    /// Sets the flag without waking anyone yet: lets a caller make the flag
+    /// visible under its own lock and run the wakers after releasing it.
+    /// Returns `true` if this call set it; then [`Signal::wake`] must follow.
+    pub(crate) fn raise(&self) -> bool {
+        !self.inner.set.swap(true, Ordering::AcqRel)
+    }
+
+    /// Wakes every waiter registered before the flag was raised.
+    pub(crate) fn wake(&self) {
         let waiters = std::mem::take(&mut *lock(&self.inner.waiters));
         // Wake outside the lock: a waker may run code that polls this signal.
         waiters
@@ -112,7 +125,6 @@ impl Signal {
             .into_iter()
             .chain(waiters.rest.into_iter().flatten())
             .for_each(Waker::wake);
-        true
     }
 
     /// Whether the flag is set.

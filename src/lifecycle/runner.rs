@@ -449,8 +449,9 @@ impl Runner {
     }
 
     /// Polls `goal` until it is ready, while polling every `run`. Gives up
-    /// when `interrupt` fires or `deadline` passes (a deadline already past
-    /// still polls the goal once).
+    /// when `interrupt` fires (checked before the goal is polled) or
+    /// `deadline` passes (a deadline already past still polls the goal
+    /// once).
     async fn drive<T>(
         &mut self,
         deadline: Option<Instant>,
@@ -469,13 +470,15 @@ impl Runner {
             while let Poll::Ready(Some((index, out))) = self.runs.poll_next_unpin(cx) {
                 self.on_run_end(index, out);
             }
-            if let Poll::Ready(v) = goal(self, cx) {
-                return Poll::Ready(Driven::Done(v));
-            }
+            // The interrupt first: once shutdown has begun, no `start`,
+            // `ready` or registration may be polled even once.
             if let Some(s) = signal.as_mut() {
                 if s.poll_unpin(cx).is_ready() {
                     return Poll::Ready(Driven::Interrupted);
                 }
+            }
+            if let Poll::Ready(v) = goal(self, cx) {
+                return Poll::Ready(Driven::Done(v));
             }
             if let Some(deadline) = deadline {
                 let now = Instant::now();
@@ -513,16 +516,18 @@ impl Runner {
 
         shared.set_phase(Phase::Flushing);
         let drainers = std::mem::take(&mut lock(&shared.state).drainers);
-        if shared.force.is_set() && !drainers.is_empty() {
-            log::warn!(target: "lameduck", "forced: skipping {} drainer(s)", drainers.len());
-        } else {
-            self.run_parts(drainers, deadline, Step::Drain).await;
-        }
+        self.run_parts(drainers, deadline, Step::Drain).await;
 
         shared.set_phase(Phase::Stopping);
         let mut hooks = std::mem::take(&mut lock(&shared.state).hooks);
         hooks.reverse();
         self.run_parts(hooks, deadline, Step::Hook).await;
+
+        // Components registered but never launched must not outlive `run`:
+        // they sit in the channel, whose sender every handle keeps alive.
+        self.register_rx.close();
+        while self.register_rx.try_recv().is_ok() {}
+        self.initial = Vec::new().into_iter();
     }
 
     /// Runs drainers or stop hooks one at a time, each bounded by the
@@ -536,11 +541,19 @@ impl Runner {
     ) {
         let shared = self.handle.shared.clone();
         for (name, part) in parts {
+            let forced = shared.force.is_set();
+            if forced && step == Step::Drain {
+                // A force skips the flush, including what a force interrupted.
+                log::warn!(target: "lameduck", "forced: skipping drainer `{name}`");
+                continue;
+            }
             let t0 = Instant::now();
-            let bound = if shared.force.is_set() {
-                Some(t0)
+            // Once forced, a stop hook is polled exactly once: synchronous
+            // clean-up completes, any wait is abandoned.
+            let (bound, interrupt) = if forced {
+                (Some(t0), Interrupt::Never)
             } else {
-                deadline
+                (deadline, Interrupt::Force)
             };
             let cx = Context {
                 name: name.clone(),
@@ -550,7 +563,7 @@ impl Runner {
             };
             let mut fut = part.drain(cx);
             let outcome = self
-                .drive(bound, Interrupt::Force, |_, cx| fut.poll_unpin(cx))
+                .drive(bound, interrupt, |_, cx| fut.poll_unpin(cx))
                 .await;
             drop(fut);
             let error = match outcome {
