@@ -86,7 +86,7 @@
 //! per-step budgets, lame-duck mode, drainers, stop hooks, health
 //! aggregation and a timeline report.
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -104,6 +104,12 @@ mod health;
 mod lifecycle;
 mod report;
 mod signal;
+#[cfg(all(unix, feature = "systemd"))]
+#[cfg_attr(docsrs, doc(cfg(all(unix, feature = "systemd"))))]
+pub mod systemd;
+#[cfg(all(unix, feature = "upgrade"))]
+#[cfg_attr(docsrs, doc(cfg(all(unix, feature = "upgrade"))))]
+pub mod upgrade;
 
 pub use component::Component;
 pub use context::Context;
