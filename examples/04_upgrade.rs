@@ -11,7 +11,8 @@
 //!
 //! Paths: `/` answers the PID, `/slow` the same after 1.5 s, `/fds` the
 //! number of open descriptors, `/sock` the listening address (and the Unix
-//! socket's inode). Settings come from the environment:
+//! socket's inode). Settings come from `NAME=value` arguments or the
+//! environment:
 //!
 //! | variable | meaning |
 //! |---|---|
@@ -22,6 +23,7 @@
 //! | `DEMO_INIT_MS` | pretend initialisation takes this long |
 //! | `DEMO_FAIL_FILE` | a new generation reads this file, if present: `exit1`, `panic` or `hang` during init |
 //! | `DEMO_TAG` | a word added to every answer |
+//! | `DEMO_QUIET` | no log lines |
 //!
 //! With `--features systemd` it also talks to systemd (see `docs/upgrades.md`).
 
@@ -36,14 +38,21 @@ use lameduck::upgrade::Upgrader;
 use lameduck::{BoxError, Component, Context, Lifecycle};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
+/// A setting: a `NAME=value` argument, else the environment variable.
 fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
+    std::env::args()
+        .skip(1)
+        .find_map(|a| a.strip_prefix(name)?.strip_prefix('=').map(str::to_owned))
+        .or_else(|| std::env::var(name).ok())
+        .filter(|v| !v.is_empty())
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
     let started = Instant::now();
-    log::set_logger(&STDOUT_LOGGER).map_err(|e| e.to_string())?;
-    log::set_max_level(log::LevelFilter::Info);
+    if env("DEMO_QUIET").is_none() {
+        log::set_logger(&STDOUT_LOGGER).map_err(|e| e.to_string())?;
+        log::set_max_level(log::LevelFilter::Info);
+    }
 
     let mut builder = Upgrader::builder();
     if let Some(path) = env("DEMO_PID_FILE") {

@@ -166,6 +166,13 @@ impl Upgrader {
             .collect()
     }
 
+    /// Whether this generation is ready: every component of its lifecycle
+    /// was ready, and the [component](Upgrader::component) then closed the
+    /// unused inherited sockets, wrote the PID file and told the parent.
+    pub fn is_ready(&self) -> bool {
+        self.inner.readied.load(Ordering::Acquire)
+    }
+
     /// Whether this process was started by an upgrade.
     pub fn is_upgraded(&self) -> bool {
         self.inner.is_child
