@@ -69,6 +69,14 @@
 //! # Ok::<(), lameduck::Error>(())
 //! ```
 //!
+//! # Features
+//!
+//! * `upgrade` (Unix): zero-downtime upgrades (module `upgrade`): hand the
+//!   listening sockets to a new process of the same program on SIGHUP; the
+//!   old one drains and exits through its lifecycle.
+//! * `systemd` (Unix, implies `upgrade`): the notify protocol and socket
+//!   activation (module `systemd`).
+//!
 //! # Runtimes
 //!
 //! The crate depends on `futures` primitives only and spawns no task unless

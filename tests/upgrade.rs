@@ -381,7 +381,7 @@ fn upgrade_under(block_on: impl Fn(std::pin::Pin<Box<dyn std::future::Future<Out
 
 #[test]
 fn upgrade_api_under_futures_executor() {
-    upgrade_under(|f| futures::executor::block_on(f));
+    upgrade_under(futures::executor::block_on);
 }
 
 #[test]
@@ -397,7 +397,7 @@ fn upgrade_api_under_tokio() {
 
 #[test]
 fn upgrade_api_under_smol() {
-    upgrade_under(|f| smol::block_on(f));
+    upgrade_under(smol::block_on);
 }
 
 fn field(body: &str, name: &str) -> String {

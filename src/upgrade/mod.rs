@@ -206,8 +206,12 @@ impl Inner {
             pidfile::write(path, std::process::id())?;
         }
         if let Some(fd) = lock(&self.ready_pipe).take() {
+            // A parent that died meanwhile cannot be told; this generation
+            // is then the only one serving and carries on.
             let mut f = std::fs::File::from(fd);
-            io::Write::write_all(&mut f, b"R")?;
+            if let Err(e) = io::Write::write_all(&mut f, b"R") {
+                log::warn!(target: "lameduck::upgrade", "telling the parent we are ready: {e}");
+            }
         }
         self.readied.store(true, Ordering::Release);
         Ok(())
