@@ -244,6 +244,64 @@ fn replaced_binary_is_the_one_that_runs() {
     assert!(body.contains("tag=v2"), "the new binary runs: {body}");
 }
 
+#[test]
+fn child_checks_each_descriptor_before_adopting_it() {
+    use command_fds::{CommandFdExt, FdMapping};
+    use std::os::fd::OwnedFd;
+    let real = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let claimed = free_addr();
+    let not_listening = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let cases: Vec<(String, OwnedFd)> = vec![
+        // Bound elsewhere than the manifest says.
+        (
+            format!("tcp:{claimed}"),
+            OwnedFd::from(real.try_clone().unwrap()),
+        ),
+        // Not a stream socket.
+        (
+            format!("tcp:{}", not_listening.local_addr().unwrap()),
+            OwnedFd::from(not_listening),
+        ),
+        // Not a socket at all.
+        (
+            format!("tcp:{claimed}"),
+            OwnedFd::from(std::fs::File::open(example()).unwrap()),
+        ),
+    ];
+    for (addr, fd) in cases {
+        let out = std::process::Command::new(example())
+            .arg(format!("DEMO_ADDR={claimed}"))
+            .arg("DEMO_QUIET=1")
+            .env(
+                "LAMEDUCK_UPGRADE",
+                format!("lameduck-upgrade/1;listener=5,http,{addr}"),
+            )
+            .fd_mappings(vec![FdMapping {
+                parent_fd: fd,
+                child_fd: 5,
+            }])
+            .unwrap()
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "{addr}: adopted a descriptor that does not match"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("kind: Manifest") && err.contains("on descriptor 5"),
+            "{err}"
+        );
+    }
+    // A manifest of another version is refused whole.
+    let out = std::process::Command::new(example())
+        .env("LAMEDUCK_UPGRADE", "lameduck-upgrade/2;ready=3")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unsupported manifest version"));
+}
+
 /// A parent generation inside this test process, with the example as child.
 struct InProcess {
     upgrader: Upgrader,

@@ -75,7 +75,8 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .env_remove("LAMEDUCK_UPGRADE")
-            .env_remove("NOTIFY_SOCKET");
+            .env_remove("NOTIFY_SOCKET")
+            .env("RUST_BACKTRACE", "0");
         cmd(&mut c);
         let mut first = c.spawn().expect("start the example");
         let out = first.stdout.take().unwrap();
