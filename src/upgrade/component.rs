@@ -79,6 +79,14 @@ impl Component for UpgradeComponent {
             cx.shutdown_signal().await;
             return Ok(());
         };
+        // A SIGHUP that arrived during launch was a request made before the
+        // lifecycle was ready: refused, not deferred.
+        while rx.try_recv().is_ok() {
+            log::warn!(
+                target: "lameduck::upgrade",
+                "upgrade refused: SIGHUP arrived before the lifecycle was ready"
+            );
+        }
         loop {
             match select(std::pin::pin!(rx.recv()), cx.shutdown_signal()).await {
                 Either::Left((Ok(()), _)) => {}

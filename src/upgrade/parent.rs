@@ -274,12 +274,14 @@ fn spawn(inner: &Inner) -> Result<Spawned, UpgradeError> {
         .env_remove("LISTEN_FDS")
         .env_remove("LISTEN_PID")
         .env_remove("LISTEN_FDNAMES");
+    let first_unnamed = FIRST_LISTENER_FD + manifest.listeners.len() as i32;
     cmd.fd_mappings(mappings).map_err(|e| {
         io(
             "descriptor mapping",
             std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
         )
     })?;
+    super::sys::cloexec_from(&mut cmd, first_unnamed);
     let child = cmd.spawn().map_err(|e| {
         UpgradeError::io(
             UpgradeErrorKind::Spawn,

@@ -4,11 +4,13 @@
 //! arrive as bare numbers. Everything else in the crate works on `OwnedFd` /
 //! `BorrowedFd` through safe APIs; only this module may create them from a
 //! number, and it does so at most once per number for the whole process.
+//! It also holds the one hook that runs between fork and exec.
 #![allow(unsafe_code)]
 
 use std::collections::HashSet;
 use std::io;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 /// Numbers already taken (adopted), so no number is ever owned twice.
@@ -65,3 +67,37 @@ pub(crate) fn adopt(raw: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: as above.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
+
+/// Marks every descriptor from `first` up close-on-exec in the child, after
+/// the descriptor mapping (registered before) and right before exec: a
+/// descriptor this process inherited without close-on-exec from whoever
+/// started it (a shell, a supervisor) is not passed on. Linux ≥ 5.11
+/// (`close_range` with `CLOSE_RANGE_CLOEXEC`); elsewhere, and on older
+/// kernels, only descriptors already marked close-on-exec are kept back.
+#[cfg(target_os = "linux")]
+pub(crate) fn cloexec_from(cmd: &mut Command, first: RawFd) {
+    use std::os::unix::process::CommandExt;
+    let first = first as libc::c_uint;
+    let hook = move || {
+        // Best effort: an old kernel answers ENOSYS or EINVAL, and the
+        // descriptors then stay as they were.
+        // SAFETY: a raw system call with integer arguments only; it touches
+        // no memory of this process.
+        unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                first,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        };
+        Ok(())
+    };
+    // SAFETY: `pre_exec` runs the hook in the forked child, where only
+    // async-signal-safe work is allowed: the hook makes one system call,
+    // allocates nothing and takes no lock.
+    unsafe { cmd.pre_exec(hook) };
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn cloexec_from(_cmd: &mut Command, _first: RawFd) {}
