@@ -250,25 +250,36 @@ fn crash_during_init_is_harmless() {
 #[test]
 fn no_descriptor_leak_after_20_upgrades() {
     let mut server = Server::start(&[]);
-    let fds = |server: &Server| field(&http_get(server.addr, "/fds").unwrap(), "fds");
+    // A new generation closes its parent pipe a moment after the parent
+    // exits (a thread sees end-of-file): count once the number is steady.
+    let fds = |server: &Server| {
+        let count = || -> u32 {
+            field(&http_get(server.addr, "/fds").unwrap(), "fds")
+                .parse()
+                .unwrap()
+        };
+        let mut last = count();
+        for _ in 0..60 {
+            std::thread::sleep(Duration::from_millis(50));
+            let now = count();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        last
+    };
     // The first generation may hold descriptors its launcher leaked into it
     // (this test harness's, a shell's); they are not passed on. Count from
     // the second generation.
     let launched = fds(&server);
     server.upgrade();
     let before = fds(&server);
-    assert!(before.parse::<u32>().unwrap() <= launched.parse::<u32>().unwrap());
+    assert!(before <= launched);
     for _ in 0..20 {
         server.upgrade();
     }
-    // The new generation closes its parent pipe once it sees the parent
-    // exit; give that thread a moment.
-    let mut after = fds(&server);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while after != before && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        after = fds(&server);
-    }
+    let after = fds(&server);
     assert_eq!(after, before, "open descriptors after 20 upgrades");
 }
 
@@ -495,6 +506,43 @@ fn refusals_before_ready_and_after_shutdown() {
     handle.request_stop(None);
     let late = futures::executor::block_on(p.upgrader.upgrade()).unwrap_err();
     assert_eq!(late.kind(), UpgradeErrorKind::ShuttingDown, "{late}");
+    runner.join().unwrap().unwrap();
+}
+
+#[test]
+fn shutdown_during_an_upgrade_kills_the_new_process() {
+    let mut p = InProcess::new(1000);
+    let lifecycle = p.lifecycle.take().unwrap();
+    let handle = lifecycle.handle();
+    let runner = std::thread::spawn(move || futures::executor::block_on(lifecycle.run()));
+    futures::executor::block_on(p.ready());
+    let stopper = {
+        let handle = handle.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            handle.request_stop(None);
+        })
+    };
+    let start = Instant::now();
+    let err = futures::executor::block_on(p.upgrader.upgrade()).unwrap_err();
+    assert_eq!(err.kind(), UpgradeErrorKind::ShuttingDown, "{err}");
+    assert!(
+        start.elapsed() < Duration::from_millis(900),
+        "aborted before the child's init ended"
+    );
+    let kids: Vec<_> = children_of(std::process::id())
+        .into_iter()
+        .filter(|k| {
+            std::fs::read(format!("/proc/{k}/cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c).contains(&format!("DEMO_ADDR={}", p.addr))
+            })
+        })
+        .collect();
+    assert!(
+        kids.iter().all(|k| !process_exists(*k)),
+        "killed and reaped: {kids:?}"
+    );
+    stopper.join().unwrap();
     runner.join().unwrap().unwrap();
 }
 

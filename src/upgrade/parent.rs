@@ -13,8 +13,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use command_fds::{CommandFdExt, FdMapping};
+use futures::FutureExt;
 use futures::channel::oneshot;
-use futures::future::{Either, select};
+use futures::future::FusedFuture;
 use rustix::pipe::PipeFlags;
 
 use super::manifest::{self, Entry, Manifest};
@@ -108,7 +109,14 @@ impl Attempt {
             }
         }
         #[cfg(feature = "systemd")]
-        crate::systemd::notify_reload_failed();
+        if !self
+            .inner
+            .handle
+            .get()
+            .is_some_and(|h| h.is_shutting_down())
+        {
+            crate::systemd::notify_reload_failed();
+        }
     }
 }
 
@@ -192,19 +200,36 @@ async fn run(inner: Arc<Inner>) -> Result<Upgraded, UpgradeError> {
     attempt.child = Some(child.clone());
     log::info!(target: "lameduck::upgrade", "started new process {pid}");
 
-    let grace = futures_timer::Delay::new(inner.grace);
-    let result = match select(outcome, grace).await {
-        Either::Left((Ok(Outcome::Ready), _)) => Ok(()),
-        Either::Left((Ok(Outcome::Exited(status)), _)) => Err(exited(pid, status)),
-        Either::Left((Err(_), _)) => Err(UpgradeError::new(
+    let stopping = match inner.handle.get() {
+        Some(h) => h.stopping(),
+        None => Signal::new(),
+    };
+    let mut outcome = outcome.fuse();
+    let mut grace = futures_timer::Delay::new(inner.grace).fuse();
+    let mut stopping = stopping.fuse();
+    let waited = futures::select_biased! {
+        o = outcome => Some(o),
+        () = grace => None,
+        () = stopping => None,
+    };
+    let result = match waited {
+        Some(Ok(Outcome::Ready)) if inner.handle.get().is_some_and(|h| h.is_shutting_down()) => {
+            abort(&child, &mut outcome).await;
+            Err(stopped_meanwhile())
+        }
+        Some(Ok(Outcome::Ready)) => Ok(()),
+        Some(Ok(Outcome::Exited(status))) => Err(exited(pid, status)),
+        Some(Err(_)) => Err(UpgradeError::new(
             UpgradeErrorKind::ChildExited,
             format!("lost track of new process {pid}"),
         )),
-        Either::Right(((), outcome)) => {
-            let _ = lock(&child).kill();
-            // The waiting thread reaps it on end-of-file.
-            let _ = outcome.await;
-            Err(UpgradeError::timeout(inner.grace))
+        None => {
+            abort(&child, &mut outcome).await;
+            if stopping.is_terminated() {
+                Err(stopped_meanwhile())
+            } else {
+                Err(UpgradeError::timeout(inner.grace))
+            }
         }
     };
     result?;
@@ -218,6 +243,29 @@ async fn run(inner: Arc<Inner>) -> Result<Upgraded, UpgradeError> {
         handle.request_stop(None);
     }
     Ok(Upgraded { pid, elapsed })
+}
+
+/// Kills the new process and waits until it is reaped.
+async fn abort(
+    child: &Mutex<Child>,
+    outcome: &mut futures::future::Fuse<oneshot::Receiver<Outcome>>,
+) {
+    let _ = lock(child).kill();
+    if outcome.is_terminated() {
+        // The waiting thread is gone (the child had said it was ready):
+        // reap here; after SIGKILL this returns at once.
+        let _ = lock(child).wait();
+    } else {
+        // The waiting thread reaps it on end-of-file.
+        let _ = outcome.await;
+    }
+}
+
+fn stopped_meanwhile() -> UpgradeError {
+    UpgradeError::new(
+        UpgradeErrorKind::ShuttingDown,
+        "shutdown began while the new process was starting; it was killed",
+    )
 }
 
 fn exited(pid: u32, status: std::io::Result<ExitStatus>) -> UpgradeError {
