@@ -68,6 +68,8 @@ fn check_listening(fd: BorrowedFd<'_>) -> io::Result<Addr> {
     if sockopt::socket_type(fd)? != SocketType::STREAM {
         return Err(invalid("not a stream socket"));
     }
+    // Apple platforms do not implement SO_ACCEPTCONN.
+    #[cfg(not(target_vendor = "apple"))]
     if !sockopt::socket_acceptconn(fd)? {
         return Err(invalid("not listening"));
     }

@@ -16,7 +16,6 @@ use command_fds::{CommandFdExt, FdMapping};
 use futures::FutureExt;
 use futures::channel::oneshot;
 use futures::future::FusedFuture;
-use rustix::pipe::PipeFlags;
 
 use super::manifest::{self, Entry, Manifest};
 use super::{Inner, UpgradeError, UpgradeErrorKind, Upgrader, pidfile};
@@ -276,14 +275,39 @@ fn exited(pid: u32, status: std::io::Result<ExitStatus>) -> UpgradeError {
     UpgradeError::new(UpgradeErrorKind::ChildExited, msg)
 }
 
+/// A pipe whose both ends are close-on-exec.
+fn cloexec_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    #[cfg(not(any(
+        target_vendor = "apple",
+        target_os = "aix",
+        target_os = "haiku",
+        target_os = "nto"
+    )))]
+    {
+        Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
+    }
+    // No pipe2 here: set the flag right after (a fork in between could leak
+    // the pipe into an unrelated child, which only delays its end-of-file).
+    #[cfg(any(
+        target_vendor = "apple",
+        target_os = "aix",
+        target_os = "haiku",
+        target_os = "nto"
+    ))]
+    {
+        let (r, w) = rustix::pipe::pipe()?;
+        rustix::io::fcntl_setfd(&r, rustix::io::FdFlags::CLOEXEC)?;
+        rustix::io::fcntl_setfd(&w, rustix::io::FdFlags::CLOEXEC)?;
+        Ok((r, w))
+    }
+}
+
 type Spawned = (Arc<Mutex<Child>>, OwnedFd, oneshot::Receiver<Outcome>);
 
 fn spawn(inner: &Inner) -> Result<Spawned, UpgradeError> {
     let io = |what, e: std::io::Error| UpgradeError::io(UpgradeErrorKind::Io, what, e);
-    let (ready_r, ready_w) =
-        rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(|e| io("readiness pipe", e.into()))?;
-    let (parent_r, parent_w) =
-        rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(|e| io("parent pipe", e.into()))?;
+    let (ready_r, ready_w) = cloexec_pipe().map_err(|e| io("readiness pipe", e))?;
+    let (parent_r, parent_w) = cloexec_pipe().map_err(|e| io("parent pipe", e))?;
 
     let mut manifest = Manifest {
         ready: Some(READY_FD),
