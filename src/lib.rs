@@ -120,6 +120,11 @@
 //! * `http`: [`Probes::respond_http`] for servers built on the `http` crate.
 //! * `signals` (default): shutdown on signals through a dedicated thread
 //!   (signal-hook); no async runtime involved.
+//! * `upgrade` (Unix): zero-downtime upgrades (module `upgrade`): hand the
+//!   listening sockets to a new process of the same program on SIGHUP; the
+//!   old one drains and exits through its lifecycle.
+//! * `systemd` (Unix, implies `upgrade`): the notify protocol and socket
+//!   activation (module `systemd`).
 //!
 //! # Runtimes
 //!
@@ -138,7 +143,7 @@
 //! per-step budgets, lame-duck mode, drainers, stop hooks, health
 //! aggregation and a timeline report.
 #![cfg_attr(docsrs, feature(doc_cfg))]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -163,6 +168,12 @@ mod signal;
 #[cfg(feature = "signals")]
 #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
 pub mod signals;
+#[cfg(all(unix, feature = "systemd"))]
+#[cfg_attr(docsrs, doc(cfg(all(unix, feature = "systemd"))))]
+pub mod systemd;
+#[cfg(all(unix, feature = "upgrade"))]
+#[cfg_attr(docsrs, doc(cfg(all(unix, feature = "upgrade"))))]
+pub mod upgrade;
 
 pub use component::Component;
 pub use context::Context;

@@ -1,0 +1,284 @@
+//! Zero-downtime upgrades: an HTTP server that answers with its PID; SIGHUP
+//! starts a new process that inherits the listening socket, and the old one
+//! drains and exits.
+//!
+//! ```text
+//! cargo run --example 04_upgrade --features upgrade
+//! curl localhost:8080/          # pid=1234
+//! kill -HUP 1234
+//! curl localhost:8080/          # pid=1240
+//! ```
+//!
+//! Paths: `/` answers the PID, `/slow` the same after 1.5 s, `/fds` the
+//! number of open descriptors, `/sock` the listening address (and the Unix
+//! socket's inode). Settings come from `NAME=value` arguments or the
+//! environment:
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `DEMO_ADDR` | TCP address (default `127.0.0.1:8080`) |
+//! | `DEMO_UNIX` | also listen on this Unix socket path |
+//! | `DEMO_PID_FILE` | PID file |
+//! | `DEMO_GRACE_MS` | grace period for a new process (default 60 s) |
+//! | `DEMO_INIT_MS` | pretend initialisation takes this long |
+//! | `DEMO_FAIL_FILE` | a new generation reads this file, if present: `exit1`, `panic` or `hang` during init |
+//! | `DEMO_TAG` | a word added to every answer |
+//! | `DEMO_QUIET` | no log lines |
+//!
+//! With `--features systemd` it also talks to systemd (see `docs/upgrades.md`).
+
+#[cfg(unix)]
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    app::main()
+}
+
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("04_upgrade needs Unix: upgrades hand sockets over by descriptor number");
+}
+
+#[cfg(unix)]
+mod app {
+    use std::error::Error;
+    use std::os::fd::AsFd;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use futures::future::{Either, select};
+    use lameduck::upgrade::Upgrader;
+    use lameduck::{BoxError, Component, Context, Lifecycle};
+    use smol::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A setting: a `NAME=value` argument, else the environment variable.
+    fn env(name: &str) -> Option<String> {
+        std::env::args()
+            .skip(1)
+            .find_map(|a| a.strip_prefix(name)?.strip_prefix('=').map(str::to_owned))
+            .or_else(|| std::env::var(name).ok())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub(crate) fn main() -> Result<(), Box<dyn Error>> {
+        let started = Instant::now();
+        if env("DEMO_QUIET").is_none() {
+            log::set_logger(&STDOUT_LOGGER).map_err(|e| e.to_string())?;
+            log::set_max_level(log::LevelFilter::Info);
+        }
+
+        let mut builder = Upgrader::builder();
+        if let Some(path) = env("DEMO_PID_FILE") {
+            builder = builder.pid_file(path);
+        }
+        if let Some(ms) = env("DEMO_GRACE_MS") {
+            builder = builder.grace_period(Duration::from_millis(ms.parse()?));
+        }
+        let upgrader = builder.build()?;
+        if upgrader.is_upgraded() {
+            misbehave_if_asked();
+        }
+        if let Some(ms) = env("DEMO_INIT_MS") {
+            std::thread::sleep(Duration::from_millis(ms.parse()?));
+        }
+
+        let addr = env("DEMO_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into());
+        let tcp = upgrader.listen_tcp("http", addr.parse()?)?;
+        let sock_info = Arc::new(format!("tcp={}", tcp.local_addr()?));
+        let mut lifecycle = Lifecycle::builder()
+            .shutdown_timeout(Duration::from_secs(10))
+            .component(
+                "http",
+                Server::new(smol::net::TcpListener::try_from(tcp)?, sock_info.clone()),
+            );
+        if let Some(path) = env("DEMO_UNIX") {
+            let unix = upgrader.listen_unix("unix", &path)?;
+            let ino = rustix_free_inode(&unix)?;
+            let info = Arc::new(format!("{sock_info} unix_ino={ino}"));
+            lifecycle = lifecycle.component(
+                "unix",
+                Server::new(smol::net::unix::UnixListener::try_from(unix)?, info),
+            );
+        }
+        lifecycle = lifecycle.component("upgrade", upgrader.component());
+        #[cfg(feature = "systemd")]
+        {
+            lifecycle = lifecycle.component("systemd", lameduck::systemd::component());
+        }
+        let lifecycle = lifecycle.build()?;
+
+        let handle = lifecycle.handle();
+        std::thread::spawn(move || {
+            if futures::executor::block_on(handle.ready()) {
+                println!(
+                    "ready pid={} init_ms={:.1}",
+                    std::process::id(),
+                    started.elapsed().as_secs_f64() * 1e3
+                );
+            }
+        });
+        let result = smol::block_on(lifecycle.run());
+        println!("exit pid={} ok={}", std::process::id(), result.is_ok());
+        result?;
+        Ok(())
+    }
+
+    /// The inode of a Unix socket: the same across generations when the socket
+    /// was handed over rather than bound anew.
+    fn rustix_free_inode(l: &std::os::unix::net::UnixListener) -> std::io::Result<u64> {
+        use std::os::unix::fs::MetadataExt;
+        let fd = l.as_fd().try_clone_to_owned()?;
+        Ok(std::fs::File::from(fd).metadata()?.ino())
+    }
+
+    /// Test hooks: a new generation that fails during init.
+    fn misbehave_if_asked() {
+        let Some(path) = env("DEMO_FAIL_FILE") else {
+            return;
+        };
+        match std::fs::read_to_string(path).unwrap_or_default().trim() {
+            "exit1" => std::process::exit(1),
+            "panic" => panic!("asked to panic during init"),
+            "hang" => loop {
+                std::thread::sleep(Duration::from_secs(60));
+            },
+            _ => {}
+        }
+    }
+
+    /// Serves one listener until its turn to stop, then finishes the requests in
+    /// flight.
+    struct Server<L> {
+        listener: L,
+        info: Arc<String>,
+        in_flight: Arc<AtomicUsize>,
+    }
+
+    impl<L> Server<L> {
+        fn new(listener: L, info: Arc<String>) -> Self {
+            Server {
+                listener,
+                info,
+                in_flight: Arc::new(AtomicUsize::new(0)),
+            }
+        }
+    }
+
+    trait Accept: Send + Sync + 'static {
+        type Stream: smol::io::AsyncRead + smol::io::AsyncWrite + Send + Unpin + 'static;
+        fn accept(&self)
+        -> impl std::future::Future<Output = std::io::Result<Self::Stream>> + Send;
+    }
+
+    impl Accept for smol::net::TcpListener {
+        type Stream = smol::net::TcpStream;
+        async fn accept(&self) -> std::io::Result<Self::Stream> {
+            smol::net::TcpListener::accept(self).await.map(|(s, _)| s)
+        }
+    }
+
+    impl Accept for smol::net::unix::UnixListener {
+        type Stream = smol::net::unix::UnixStream;
+        async fn accept(&self) -> std::io::Result<Self::Stream> {
+            smol::net::unix::UnixListener::accept(self)
+                .await
+                .map(|(s, _)| s)
+        }
+    }
+
+    impl<L: Accept> Component for Server<L> {
+        async fn run(&self, cx: &Context) -> Result<(), BoxError> {
+            loop {
+                let accept = std::pin::pin!(self.listener.accept());
+                let stream = match select(accept, cx.stop_signal()).await {
+                    Either::Left((stream, _)) => stream?,
+                    Either::Right(_) => break,
+                };
+                let in_flight = self.in_flight.clone();
+                in_flight.fetch_add(1, Ordering::SeqCst);
+                let info = self.info.clone();
+                smol::spawn(async move {
+                    if let Err(e) = respond(stream, &info).await {
+                        log::warn!("request: {e}");
+                    }
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                })
+                .detach();
+            }
+            // Drain: the requests already accepted finish (the lifecycle bounds
+            // how long that may take).
+            while self.in_flight.load(Ordering::SeqCst) > 0 {
+                smol::Timer::after(Duration::from_millis(5)).await;
+            }
+            Ok(())
+        }
+    }
+
+    async fn respond<S>(mut stream: S, info: &str) -> std::io::Result<()>
+    where
+        S: smol::io::AsyncRead + smol::io::AsyncWrite + Unpin,
+    {
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 1024];
+        let path = loop {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(&buf) {
+                Ok(httparse::Status::Complete(_)) => break req.path.unwrap_or("/").to_owned(),
+                Ok(httparse::Status::Partial) if buf.len() < 16 * 1024 => continue,
+                _ => return Ok(()),
+            }
+        };
+        let pid = std::process::id();
+        let tag = env("DEMO_TAG")
+            .map(|t| format!(" tag={t}"))
+            .unwrap_or_default();
+        let body = match path.as_str() {
+            "/slow" => {
+                smol::Timer::after(Duration::from_millis(1500)).await;
+                format!("pid={pid}{tag}\n")
+            }
+            "/fds" => format!(
+                "pid={pid} fds={}\n",
+                std::fs::read_dir("/proc/self/fd")?.count()
+            ),
+            "/sock" => format!("pid={pid} {info}\n"),
+            _ => format!("pid={pid}{tag}\n"),
+        };
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.flush().await?;
+        Ok(())
+    }
+
+    /// A logger that prints to stdout with the PID, so lines from every
+    /// generation can be told apart.
+    struct StdoutLogger;
+    static STDOUT_LOGGER: StdoutLogger = StdoutLogger;
+
+    impl log::Log for StdoutLogger {
+        fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+            m.level() <= log::Level::Info
+        }
+        fn log(&self, r: &log::Record<'_>) {
+            if self.enabled(r.metadata()) {
+                println!(
+                    "[{}] {} {}: {}",
+                    std::process::id(),
+                    r.level(),
+                    r.target(),
+                    r.args()
+                );
+            }
+        }
+        fn flush(&self) {}
+    }
+}

@@ -1,0 +1,211 @@
+//! systemd integration: the notify protocol and socket activation.
+//!
+//! * [`component`] returns a lifecycle component that sends `READY=1` once
+//!   every component is ready, `STATUS=` with the phase, `WATCHDOG=1` every
+//!   half `WATCHDOG_USEC` while [liveness](crate::Handle::is_healthy)
+//!   passes, and `STOPPING=1` the moment shutdown begins.
+//! * With the [`upgrade`](crate::upgrade) protocol: `RELOADING=1` and
+//!   `MONOTONIC_USEC=` in one datagram when an upgrade starts, then
+//!   `MAINPID=<new>` and `READY=1` from the old process when the new one is
+//!   ready (the new generation does not send `READY=1` itself), or `READY=1`
+//!   again when the upgrade failed.
+//! * Socket activation: descriptors passed by systemd (`LISTEN_FDS`,
+//!   `LISTEN_PID`, `LISTEN_FDNAMES`) are adopted by the first generation's
+//!   [`Upgrader`](crate::upgrade::Upgrader) under their names and handed on
+//!   by the upgrade protocol; new generations are started without `LISTEN_*`.
+//!
+//! `NOTIFY_SOCKET` may be a path or an abstract address (`@name`, Linux).
+//! Without `NOTIFY_SOCKET` every notification is a no-op.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use lameduck::Lifecycle;
+//!
+//! let lifecycle = Lifecycle::builder()
+//!     // .component(…) …
+//!     .component("systemd", lameduck::systemd::component())
+//!     .build()?;
+//! futures::executor::block_on(lifecycle.run())?;
+//! # Ok::<(), lameduck::Error>(())
+//! ```
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixDatagram;
+use std::time::Duration;
+
+use futures::future::{Either, select};
+use sd_notify::NotifyState;
+
+use crate::component::Component;
+use crate::context::Context;
+use crate::error::BoxError;
+
+/// Sends one notification datagram (`KEY=VALUE` lines) to `NOTIFY_SOCKET`.
+/// Does nothing when `NOTIFY_SOCKET` is not set.
+///
+/// # Errors
+///
+/// The socket cannot be reached, or an abstract address is used on a
+/// platform without them.
+pub fn notify(state: &str) -> io::Result<()> {
+    match std::env::var_os("NOTIFY_SOCKET") {
+        Some(addr) => send(&addr, state.as_bytes()),
+        None => Ok(()),
+    }
+}
+
+fn send(addr: &OsString, msg: &[u8]) -> io::Result<()> {
+    let sock = UnixDatagram::unbound()?;
+    let bytes = addr.as_bytes();
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        send_abstract(&sock, name, msg)?
+    } else {
+        sock.send_to(msg, addr)?
+    };
+    if sent != msg.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            "notification truncated",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn send_abstract(sock: &UnixDatagram, name: &[u8], msg: &[u8]) -> io::Result<usize> {
+    #[cfg(target_os = "android")]
+    use std::os::android::net::SocketAddrExt;
+    #[cfg(target_os = "linux")]
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+    sock.send_to_addr(msg, &addr)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn send_abstract(_: &UnixDatagram, _: &[u8], _: &[u8]) -> io::Result<usize> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "abstract socket addresses need Linux",
+    ))
+}
+
+fn message(states: &[NotifyState<'_>]) -> String {
+    let mut msg = String::new();
+    for s in states {
+        msg.push_str(&s.to_string());
+        msg.push('\n');
+    }
+    msg
+}
+
+fn notify_states(states: &[NotifyState<'_>]) {
+    if let Err(e) = notify(&message(states)) {
+        log::warn!(target: "lameduck::systemd", "notify: {e}");
+    }
+}
+
+pub(crate) fn notify_reloading() {
+    let mut states = vec![NotifyState::Reloading];
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => states.push(now),
+        Err(e) => log::warn!(target: "lameduck::systemd", "monotonic clock: {e}"),
+    }
+    states.push(NotifyState::Status("upgrading"));
+    notify_states(&states);
+}
+
+pub(crate) fn notify_main_pid(pid: u32) {
+    notify_states(&[
+        NotifyState::MainPid(pid),
+        NotifyState::Ready,
+        NotifyState::Status("handed over to the new process; draining"),
+    ]);
+}
+
+pub(crate) fn notify_reload_failed() {
+    notify_states(&[
+        NotifyState::Ready,
+        NotifyState::Status("upgrade failed; running"),
+    ]);
+}
+
+/// Socket-activated descriptors for this process, with their names;
+/// empty when `LISTEN_PID` is not this process.
+pub(crate) fn listen_fds() -> Vec<(RawFd, String)> {
+    match sd_notify::listen_fds_with_names() {
+        Ok(fds) => fds.collect(),
+        Err(e) => {
+            log::warn!(target: "lameduck::systemd", "socket activation: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// Whether this process was started by an upgrade (its parent announces it
+/// with `MAINPID=`, and the watchdog belongs to it regardless of
+/// `WATCHDOG_PID`).
+fn is_upgraded() -> bool {
+    std::env::var_os("LAMEDUCK_UPGRADE").is_some()
+}
+
+/// The watchdog period for this process, if systemd asked for one.
+fn watchdog_period() -> Option<Duration> {
+    if is_upgraded() {
+        let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+        return Some(Duration::from_micros(usec)).filter(|d| !d.is_zero());
+    }
+    sd_notify::watchdog_enabled().filter(|d| !d.is_zero())
+}
+
+/// The systemd notifier as a lifecycle component. See the
+/// [module docs](self).
+pub fn component() -> Notifier {
+    Notifier { _private: () }
+}
+
+/// The component returned by [`component`].
+#[derive(Debug)]
+pub struct Notifier {
+    _private: (),
+}
+
+impl Component for Notifier {
+    async fn start(&self, _cx: &Context) -> Result<(), BoxError> {
+        notify_states(&[NotifyState::Status("launching")]);
+        Ok(())
+    }
+
+    async fn run(&self, cx: &Context) -> Result<(), BoxError> {
+        let handle = cx.handle().clone();
+        if handle.ready().await {
+            if is_upgraded() {
+                notify_states(&[NotifyState::Status("running")]);
+            } else {
+                notify_states(&[NotifyState::Ready, NotifyState::Status("running")]);
+            }
+            let watchdog = watchdog_period();
+            loop {
+                let tick = match watchdog {
+                    Some(p) => Either::Left(futures_timer::Delay::new(p / 2)),
+                    None => Either::Right(futures::future::pending::<()>()),
+                };
+                match select(tick, cx.shutdown_signal()).await {
+                    Either::Left(_) => {
+                        if handle.is_healthy().await {
+                            notify_states(&[NotifyState::Watchdog]);
+                        } else {
+                            log::warn!(target: "lameduck::systemd", "liveness failing: no watchdog ping");
+                        }
+                    }
+                    Either::Right(_) => break,
+                }
+            }
+        }
+        notify_states(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+        Ok(())
+    }
+}

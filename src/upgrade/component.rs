@@ -1,0 +1,122 @@
+//! [`UpgradeComponent`]: the upgrader's place in the lifecycle.
+
+use std::fmt;
+use std::sync::Mutex;
+
+use futures::future::{Either, select};
+
+use super::Upgrader;
+use crate::component::Component;
+use crate::context::Context;
+use crate::error::BoxError;
+use crate::signal::lock;
+
+/// The upgrader as a lifecycle [`Component`], made by
+/// [`Upgrader::component`].
+///
+/// * `start` binds the upgrader to the lifecycle and, if enabled, starts
+///   listening for SIGHUP (a small thread forwards the signal).
+/// * `run` waits until every component is ready, then marks this generation
+///   ready (closes unused inherited sockets, writes the PID file, tells the
+///   parent) and upgrades on each SIGHUP until shutdown begins. SIGHUPs that
+///   arrive while an upgrade is in flight are coalesced into at most one
+///   more attempt, which the in-flight rule then refuses.
+/// * `stop` stops listening for SIGHUP and releases this process's
+///   duplicates of its listening sockets.
+pub struct UpgradeComponent {
+    upgrader: Upgrader,
+    sighup: Mutex<Option<Sighup>>,
+}
+
+struct Sighup {
+    handle: signal_hook::iterator::Handle,
+    rx: async_channel::Receiver<()>,
+}
+
+impl UpgradeComponent {
+    pub(crate) fn new(upgrader: Upgrader) -> Self {
+        UpgradeComponent {
+            upgrader,
+            sighup: Mutex::new(None),
+        }
+    }
+
+    fn listen_sighup(&self) -> Result<(), BoxError> {
+        let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+        let handle = signals.handle();
+        let (tx, rx) = async_channel::bounded(1);
+        std::thread::Builder::new()
+            .name("lameduck-sighup".into())
+            .spawn(move || {
+                for _ in signals.forever() {
+                    let _ = tx.try_send(());
+                }
+            })?;
+        *lock(&self.sighup) = Some(Sighup { handle, rx });
+        Ok(())
+    }
+}
+
+impl Component for UpgradeComponent {
+    async fn start(&self, cx: &Context) -> Result<(), BoxError> {
+        let inner = &self.upgrader.inner;
+        if inner.handle.set(cx.handle().clone()).is_err() {
+            return Err("the upgrade component is registered twice".into());
+        }
+        if inner.sighup {
+            self.listen_sighup()?;
+        }
+        Ok(())
+    }
+
+    async fn run(&self, cx: &Context) -> Result<(), BoxError> {
+        if !cx.handle().ready().await {
+            return Ok(());
+        }
+        self.upgrader.inner.mark_ready()?;
+        let rx = lock(&self.sighup).as_ref().map(|s| s.rx.clone());
+        let Some(rx) = rx else {
+            cx.shutdown_signal().await;
+            return Ok(());
+        };
+        // A SIGHUP that arrived during launch was a request made before the
+        // lifecycle was ready: refused, not deferred.
+        while rx.try_recv().is_ok() {
+            log::warn!(
+                target: "lameduck::upgrade",
+                "upgrade refused: SIGHUP arrived before the lifecycle was ready"
+            );
+        }
+        loop {
+            match select(std::pin::pin!(rx.recv()), cx.shutdown_signal()).await {
+                Either::Left((Ok(()), _)) => {}
+                _ => return Ok(()),
+            }
+            log::info!(target: "lameduck::upgrade", "SIGHUP: upgrading");
+            match select(self.upgrader.upgrade(), cx.shutdown_signal()).await {
+                Either::Left((Ok(done), _)) => log::info!(
+                    target: "lameduck::upgrade",
+                    "upgraded to process {} in {:?}", done.pid, done.elapsed
+                ),
+                Either::Left((Err(e), _)) => log::warn!(target: "lameduck::upgrade", "{e}"),
+                Either::Right(_) => return Ok(()),
+            }
+        }
+    }
+
+    async fn stop(&self, _cx: &Context) -> Result<(), BoxError> {
+        if let Some(s) = lock(&self.sighup).take() {
+            s.handle.close();
+        }
+        lock(&self.upgrader.inner.sockets).active.clear();
+        Ok(())
+    }
+}
+
+impl fmt::Debug for UpgradeComponent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpgradeComponent")
+            .field("upgrader", &self.upgrader)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,108 @@
+//! [`UpgradeError`]: why an upgrade was refused or failed.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+/// What went wrong with an upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpgradeErrorKind {
+    /// Refused: the lifecycle is not running yet (not every component is
+    /// ready), or the upgrader's component was never registered.
+    NotReady,
+    /// Refused: another upgrade is in flight.
+    InProgress,
+    /// Refused: this process was itself started by an upgrade and its
+    /// parent has not exited yet.
+    ParentAlive,
+    /// Refused: shutdown has begun (or an upgrade already succeeded).
+    ShuttingDown,
+    /// The new process could not be started.
+    Spawn,
+    /// The new process exited (or closed its readiness pipe) before it was
+    /// ready.
+    ChildExited,
+    /// The new process was not ready within the grace period; it was killed.
+    Timeout,
+    /// Setting up the hand-over failed (pipes, descriptors, environment).
+    Io,
+    /// The manifest inherited from the parent could not be read.
+    Manifest,
+}
+
+/// Why an upgrade was refused or failed.
+///
+/// Refusals ([`is_refused`](UpgradeError::is_refused)) come back at once and
+/// change nothing. Failures mean a new process was started and is gone
+/// again: the current process keeps serving and the next upgrade may start.
+#[derive(Debug)]
+pub struct UpgradeError {
+    kind: UpgradeErrorKind,
+    message: String,
+    source: Option<io::Error>,
+}
+
+impl UpgradeError {
+    pub(crate) fn new(kind: UpgradeErrorKind, message: impl Into<String>) -> Self {
+        UpgradeError {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn io(kind: UpgradeErrorKind, message: &str, source: io::Error) -> Self {
+        UpgradeError {
+            kind,
+            message: message.into(),
+            source: Some(source),
+        }
+    }
+
+    pub(crate) fn timeout(grace: Duration) -> Self {
+        UpgradeError::new(
+            UpgradeErrorKind::Timeout,
+            format!("new process not ready within the grace period of {grace:?}; killed"),
+        )
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> UpgradeErrorKind {
+        self.kind
+    }
+
+    /// Whether the upgrade was refused before anything started (not ready,
+    /// in progress, parent alive, shutting down).
+    pub fn is_refused(&self) -> bool {
+        matches!(
+            self.kind,
+            UpgradeErrorKind::NotReady
+                | UpgradeErrorKind::InProgress
+                | UpgradeErrorKind::ParentAlive
+                | UpgradeErrorKind::ShuttingDown
+        )
+    }
+}
+
+impl fmt::Display for UpgradeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("upgrade ")?;
+        f.write_str(if self.is_refused() {
+            "refused: "
+        } else {
+            "failed: "
+        })?;
+        f.write_str(&self.message)?;
+        if let Some(e) = &self.source {
+            write!(f, ": {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for UpgradeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}

@@ -1,0 +1,207 @@
+//! systemd integration against a fake service manager: a datagram socket
+//! standing in for `NOTIFY_SOCKET`, and sockets passed as systemd would.
+#![cfg(all(target_os = "linux", feature = "systemd"))]
+
+mod support;
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::Command;
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
+
+use command_fds::{CommandFdExt, FdMapping};
+use support::*;
+
+/// Collects every datagram the fake service manager receives, each as its
+/// `KEY=VALUE` lines.
+fn collect(sock: UnixDatagram) -> Receiver<Vec<String>> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n) = sock.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]);
+            let lines: Vec<String> = msg.lines().map(str::to_owned).collect();
+            if tx.send(lines).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// The datagrams so far, without the informational `STATUS=` and
+/// `WATCHDOG=` lines (datagrams left empty are dropped).
+fn protocol(rx: &Receiver<Vec<String>>, wait: Duration) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    while let Ok(msg) = rx.recv_timeout(wait) {
+        let kept: Vec<String> = msg
+            .into_iter()
+            .filter(|l| !l.starts_with("STATUS=") && !l.starts_with("WATCHDOG="))
+            .collect();
+        if !kept.is_empty() {
+            out.push(kept);
+        }
+    }
+    out
+}
+
+fn notify_sequence(notify_socket: &str, sock: UnixDatagram) {
+    let rx = collect(sock);
+    let mut server = Server::start_with(&example(), &[], |c| {
+        c.env("NOTIFY_SOCKET", notify_socket);
+    });
+    let old = server.pid();
+    let new = server.upgrade();
+    let seen = protocol(&rx, Duration::from_millis(500));
+    assert_eq!(seen.len(), 4, "exactly four notifications: {seen:?}");
+    assert_eq!(seen[0], ["READY=1"], "{seen:?}");
+    assert_eq!(seen[1].len(), 2, "RELOADING with MONOTONIC_USEC: {seen:?}");
+    assert_eq!(seen[1][0], "RELOADING=1");
+    let usec: u64 = seen[1][1]
+        .strip_prefix("MONOTONIC_USEC=")
+        .expect("MONOTONIC_USEC in the same datagram")
+        .parse()
+        .unwrap();
+    assert!(usec > 0);
+    assert_eq!(
+        seen[2],
+        [format!("MAINPID={new}"), "READY=1".into()],
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen[3],
+        ["STOPPING=1"],
+        "from the old process {old}: {seen:?}"
+    );
+}
+
+#[test]
+fn notify_socket_path_sees_ready_reloading_mainpid_stopping() {
+    let dir = temp_dir("notify-path");
+    let path = dir.join("notify");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    notify_sequence(path.to_str().unwrap(), sock);
+}
+
+#[test]
+fn notify_socket_abstract_sees_ready_reloading_mainpid_stopping() {
+    use std::os::linux::net::SocketAddrExt;
+    let name = format!("lameduck-test-{}", std::process::id());
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let sock = UnixDatagram::bind_addr(&addr).unwrap();
+    notify_sequence(&format!("@{name}"), sock);
+}
+
+#[test]
+fn watchdog_pings_at_half_the_period() {
+    let dir = temp_dir("watchdog");
+    let path = dir.join("notify");
+    let rx = collect(UnixDatagram::bind(&path).unwrap());
+    let _server = Server::start_with(&example(), &[], |c| {
+        c.env("NOTIFY_SOCKET", &path).env("WATCHDOG_USEC", "200000");
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut pings = 0;
+    while std::time::Instant::now() < deadline {
+        if let Ok(msg) = rx.recv_timeout(Duration::from_millis(50)) {
+            pings += msg.iter().filter(|l| *l == "WATCHDOG=1").count();
+        }
+    }
+    // Every 100 ms for 2 s: about 20; a loaded machine may skip a few.
+    assert!((5..=25).contains(&pings), "{pings} pings");
+}
+
+fn socket_inode(fd: impl AsFd) -> u64 {
+    let owned = fd.as_fd().try_clone_to_owned().unwrap();
+    std::fs::File::from(owned).metadata().unwrap().ino()
+}
+
+/// Socket inodes among a process's open descriptors.
+fn socket_inodes_of(pid: u32) -> Vec<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let link = std::fs::read_link(e.path()).ok()?;
+            let s = link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']')?;
+            s.parse().ok()
+        })
+        .collect()
+}
+
+fn environ_of(pid: u32) -> String {
+    String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).unwrap()).into()
+}
+
+#[test]
+fn socket_activation_round_trip_with_named_descriptors() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ino = socket_inode(&listener);
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_ino = socket_inode(&other);
+    let exe = example();
+    // `$$` is the shell's PID, which `exec` keeps: LISTEN_PID names the
+    // example's own process, as systemd would set it.
+    let script = format!(
+        "LISTEN_PID=$$ LISTEN_FDS=2 LISTEN_FDNAMES=metrics:http exec '{}' \"$@\"",
+        exe.display()
+    );
+    let sh = Path::new("/bin/sh");
+    let mut server = Server::start_with(sh, &[], |c| {
+        let args: Vec<_> = c
+            .get_args()
+            .filter(|a| !a.to_string_lossy().starts_with("DEMO_ADDR="))
+            .map(|a| a.to_owned())
+            .collect();
+        let mut cmd = Command::new(sh);
+        cmd.arg("-c").arg(&script).arg("sh").args(&args);
+        // Server::start_with spawns `c`: rebuild it as the shell command.
+        *c = cmd;
+        c.arg(format!("DEMO_ADDR={addr}"))
+            .current_dir(std::env::temp_dir())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LAMEDUCK_UPGRADE");
+        c.fd_mappings(vec![
+            FdMapping {
+                parent_fd: OwnedFd::from(other.try_clone().unwrap()),
+                child_fd: 3,
+            },
+            FdMapping {
+                parent_fd: OwnedFd::from(listener.try_clone().unwrap()),
+                child_fd: 4,
+            },
+        ])
+        .unwrap();
+    });
+    let first = server.pid();
+    assert!(
+        socket_inodes_of(first).contains(&ino),
+        "the activated socket is adopted"
+    );
+    assert!(
+        !socket_inodes_of(first).contains(&other_ino),
+        "the socket nobody asked for is closed when ready"
+    );
+    assert_eq!(pid_of(&http_get(addr, "/").unwrap()), first);
+
+    let second = server.upgrade();
+    assert!(
+        socket_inodes_of(second).contains(&ino),
+        "handed on by the upgrade"
+    );
+    assert!(!socket_inodes_of(second).contains(&other_ino));
+    assert_eq!(pid_of(&http_get(addr, "/").unwrap()), second);
+    let env = environ_of(second);
+    assert!(
+        !env.contains("LISTEN_FDS="),
+        "LISTEN_* never reach children"
+    );
+    assert!(!env.contains("LISTEN_PID="));
+    assert!(!env.contains("LISTEN_FDNAMES="));
+}
