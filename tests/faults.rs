@@ -4,7 +4,7 @@
 //! other threads at random moments. Every scenario's event log is checked
 //! against the engine's invariants (`faults/check.rs`).
 //!
-//! * `LAMEDUCK_CASES=N` — scenarios per runtime (default 1000).
+//! * `LAMEDUCK_CASES=N` — scenarios per runtime (default 2000).
 //! * `LAMEDUCK_SEED=S` — replay one seed (decimal or `0x…`), printing the
 //!   scenario, its event log and its result.
 //! * `LAMEDUCK_STRICT=1` — fail on known engine bugs too.
@@ -63,6 +63,58 @@ struct CaseResult {
     seed: u64,
     violations: Vec<Violation>,
     text: Option<String>,
+    coverage: Vec<&'static str>,
+}
+
+/// What a scenario exercised, to show the generator reaches every path.
+fn coverage(out: &Outcome) -> Vec<&'static str> {
+    use harness::{S, What};
+    use lameduck::ErrorKind;
+    let mut c = Vec::new();
+    let errs: Vec<&lameduck::Error> = match &out.result {
+        Ok(_) => Vec::new(),
+        Err(e) => std::iter::once(e).chain(e.others()).collect(),
+    };
+    let kinds = [
+        (ErrorKind::Failed, "error: failed"),
+        (ErrorKind::Panicked, "error: panicked"),
+        (ErrorKind::TimedOut, "error: timed out"),
+        (ErrorKind::NotReady, "error: not ready"),
+        (ErrorKind::Exited, "error: exited before ready"),
+        (ErrorKind::Requested, "error: requested"),
+        (ErrorKind::Forced, "error: forced"),
+    ];
+    for (kind, name) in kinds {
+        if errs.iter().any(|e| e.kind() == kind) {
+            c.push(name);
+        }
+    }
+    if errs.is_empty() {
+        c.push("run: Ok");
+    }
+    let any = |f: &dyn Fn(&What) -> bool| out.events.iter().any(|e| f(&e.what));
+    type Flag<'a> = (&'a str, &'a dyn Fn(&What) -> bool);
+    let flags: [Flag<'_>; 9] = [
+        ("start cancelled", &|w| matches!(w, What::Dropped(S::Start))),
+        ("ready retried", &|w| matches!(w, What::NotReady)),
+        ("close called", &|w| matches!(w, What::Begin(S::Close, _))),
+        ("run dropped", &|w| matches!(w, What::Dropped(S::Run))),
+        ("drainer ran", &|w| matches!(w, What::Begin(S::Drain, _))),
+        ("hook ran", &|w| matches!(w, What::Begin(S::Hook, _))),
+        ("registration accepted", &|w| {
+            matches!(w, What::Registered { ok: true, .. })
+        }),
+        ("registration refused", &|w| {
+            matches!(w, What::Registered { ok: false, .. })
+        }),
+        ("force_stop", &|w| matches!(w, What::ForceBegin)),
+    ];
+    for (name, f) in flags {
+        if any(f) {
+            c.push(name);
+        }
+    }
+    c
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -89,7 +141,7 @@ fn seeds(tag: u64) -> Vec<u64> {
     if let Some(seed) = env_u64("LAMEDUCK_SEED") {
         return vec![seed];
     }
-    let cases = env_u64("LAMEDUCK_CASES").unwrap_or(1000);
+    let cases = env_u64("LAMEDUCK_CASES").unwrap_or(2000);
     (0..cases).map(|i| (tag << 40) | i).collect()
 }
 
@@ -130,12 +182,18 @@ async fn one_case(seed: u64, verbose: bool) -> CaseResult {
     let sc = Arc::new(Scenario::generate(seed));
     let out = run_case(sc.clone()).await;
     let violations = check(&sc, &out);
-    let text = (verbose || violations.iter().any(|v| !is_known(v)))
-        .then(|| describe(&sc, &out, &violations));
+    // The leak shows in most scenarios and says all it has to say in its
+    // code; every other breach, known or not, gets a description.
+    let text = (verbose
+        || violations
+            .iter()
+            .any(|v| !is_known(v) || v.code != "pending-registration-leak"))
+    .then(|| describe(&sc, &out, &violations));
     CaseResult {
         seed,
         violations,
         text,
+        coverage: coverage(&out),
     }
 }
 
@@ -158,12 +216,17 @@ fn run_generator(
     assert_eq!(results.len(), n);
 
     let mut known: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    let mut covered: BTreeMap<&str, usize> = BTreeMap::new();
     let mut failing = Vec::new();
     for r in &results {
         for v in &r.violations {
-            if is_known(v) {
-                known.entry(v.code).or_default().push(r.seed);
+            let seeds = known.entry(v.code).or_default();
+            if is_known(v) && seeds.last() != Some(&r.seed) {
+                seeds.push(r.seed);
             }
+        }
+        for c in &r.coverage {
+            *covered.entry(c).or_default() += 1;
         }
         if replay {
             eprintln!("{}", r.text.as_deref().unwrap_or(""));
@@ -177,7 +240,8 @@ fn run_generator(
         took.as_secs_f64(),
         failing.len()
     );
-    for (code, seeds) in &known {
+    eprintln!("faults[{runtime}]: coverage {covered:?}");
+    for (code, seeds) in known.iter().filter(|(_, s)| !s.is_empty()) {
         let what = KNOWN.iter().find(|(c, _)| c == code).map_or("", |(_, w)| w);
         let shown: Vec<String> = seeds.iter().take(10).map(|s| format!("{s:#x}")).collect();
         eprintln!(
@@ -186,21 +250,22 @@ fn run_generator(
             shown.join(", ")
         );
     }
-    if !failing.is_empty() {
-        // One example per kind of breach.
-        let mut shown = std::collections::BTreeSet::new();
-        for r in &failing {
-            if r.violations
-                .iter()
-                .any(|v| !is_known(v) && shown.insert(v.code))
-            {
-                eprintln!(
-                    "---- seed {:#x}\n{}",
-                    r.seed,
-                    r.text.as_deref().unwrap_or("")
-                );
-            }
+    // One example per kind of breach, known ones included.
+    let mut shown = std::collections::BTreeSet::new();
+    for r in results.iter().filter(|r| r.text.is_some() && !replay) {
+        let new = r
+            .violations
+            .iter()
+            .fold(false, |new, v| shown.insert(v.code) | new);
+        if new {
+            eprintln!(
+                "---- seed {:#x}\n{}",
+                r.seed,
+                r.text.as_deref().unwrap_or("")
+            );
         }
+    }
+    if !failing.is_empty() {
         let seeds: Vec<String> = failing.iter().map(|r| format!("{:#x}", r.seed)).collect();
         let mut codes: BTreeMap<&str, usize> = BTreeMap::new();
         for r in &failing {
@@ -435,6 +500,42 @@ mod regressions {
         assert!(
             !started_late.load(Ordering::SeqCst),
             "`b` was started although shutdown had begun"
+        );
+    }
+
+    /// A component registered while running, then a stop requested, both
+    /// before the runner next looks: the runner takes the registration
+    /// first and starts the component although shutdown has begun (it
+    /// should stay pending, like any component not launched before the
+    /// shutdown). Same root cause: `Runner::drive` polls the goal (here the
+    /// registration channel) before the interrupt.
+    #[test]
+    #[ignore = "engine bug: a component registered before the shutdown is started after it began"]
+    fn no_start_of_registered_component_after_shutdown_began() {
+        struct Registrar;
+        impl Component for Registrar {
+            async fn run(&self, cx: &Context) -> Result<(), BoxError> {
+                cx.handle().ready().await;
+                cx.handle().add_component("late", B)?;
+                cx.request_stop(None);
+                cx.stop_signal().await;
+                Ok(())
+            }
+        }
+        struct B;
+        impl Component for B {
+            async fn start(&self, _cx: &Context) -> Result<(), BoxError> {
+                Err("started after shutdown began".into())
+            }
+        }
+        let lifecycle = Lifecycle::builder()
+            .component("registrar", Registrar)
+            .build()
+            .unwrap();
+        let report = block_on(lifecycle.run()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            report.component("late").unwrap().state,
+            lameduck::ComponentState::Pending
         );
     }
 }

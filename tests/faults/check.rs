@@ -225,8 +225,9 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
         );
     }
 
-    // No start once shutdown has begun — except one racing with a stop
-    // request made from another thread since the previous launch step.
+    // No start once shutdown has begun — except when a stop call from
+    // another thread was still in flight when the previous launch step
+    // ended (the runner may have looked just before that call set the flag).
     for (i, &(seq, name, sd)) in starts.iter().enumerate() {
         if !sd {
             continue;
@@ -236,9 +237,20 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
         } else {
             calls_of(starts[i - 1].1).ready_true.unwrap_or(0)
         };
-        let raced = ev[checkpoint..seq]
-            .iter()
-            .any(|e| matches!(e.what, What::RequestBegin(_) | What::ForceBegin));
+        let mut open: HashMap<&str, usize> = HashMap::new();
+        let mut raced = false;
+        for (j, e) in ev.iter().enumerate() {
+            match e.what {
+                What::RequestBegin(_) | What::ForceBegin => {
+                    open.insert(e.who.as_str(), j);
+                }
+                What::RequestEnd(_) | What::ForceEnd(_) => {
+                    let began = open.remove(e.who.as_str()).unwrap_or(j);
+                    raced |= began < seq && j > checkpoint;
+                }
+                _ => {}
+            }
+        }
         if !raced {
             if calls_of(name).start_done {
                 fail(
