@@ -266,6 +266,41 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
         }
     }
 
+    // The report agrees with what happened to each component.
+    for record in out.report.components() {
+        use lameduck::ComponentState as St;
+        let c = calls_of(&record.name);
+        let cancelled = !c.start_begin.is_empty() && !c.start_done;
+        let expected: &[St] = if c.start_ok.is_some() {
+            if c.stop_begin.is_empty() || !c.close_begin.is_empty() {
+                &[St::Closed]
+            } else {
+                &[St::Stopped]
+            }
+        } else if c.start_begin.is_empty() || cancelled {
+            // Never started, or its start was cancelled by the shutdown (or
+            // timed out: then it failed).
+            &[St::Pending, St::Failed]
+        } else {
+            &[St::Failed]
+        };
+        if !expected.contains(&record.state) {
+            fail(
+                "report-state",
+                format!(
+                    "{} is {:?} in the report, expected {expected:?}",
+                    record.name, record.state
+                ),
+            );
+        }
+        if c.start_ok.is_some() && record.stop_at.is_none() {
+            fail(
+                "report-state",
+                format!("{} has no stop time in the report", record.name),
+            );
+        }
+    }
+
     // The whole shutdown is bounded.
     let budget = Duration::from_millis(sc.shutdown_timeout_ms);
     match out.shutdown_to_return {

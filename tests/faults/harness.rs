@@ -492,6 +492,13 @@ fn perform(log: &Arc<Log>, who: &str, handle: &Handle, action: Action) {
                     What::Violation("healthy-during-shutdown", "probe: is_healthy() true".into()),
                 );
             }
+            // `ready()` resolves `false` only once shutdown has begun.
+            if !futures::executor::block_on(handle.ready()) && !handle.is_shutting_down() {
+                log.push(
+                    who,
+                    What::Violation("ready-false-while-running", "ready() resolved false".into()),
+                );
+            }
             let report = handle.report();
             if sd && report.shutdown_at().is_none() {
                 log.push(
