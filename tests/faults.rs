@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt};
 
 use check::{Violation, check};
-use harness::{Outcome, quiet_injected_panics, run_case};
+use harness::{Outcome, SpawnFn, quiet_injected_panics, run_case};
 use model::Scenario;
 
 /// Scenarios in flight at once on one runtime.
@@ -184,9 +184,13 @@ fn describe(sc: &Scenario, out: &Outcome, violations: &[Violation]) -> String {
     s
 }
 
-async fn one_case(seed: u64, verbose: bool) -> CaseResult {
-    let sc = Arc::new(Scenario::generate(seed));
-    let out = run_case(sc.clone()).await;
+/// Runs one seed's scenario; with `spawn`, odd seeds put each `run` on its
+/// own task.
+async fn one_case(seed: u64, verbose: bool, spawn: Option<SpawnFn>) -> CaseResult {
+    let mut sc = Scenario::generate(seed);
+    sc.spawner = spawn.is_some() && seed % 2 == 1;
+    let sc = Arc::new(sc);
+    let out = run_case(sc.clone(), spawn).await;
     let violations = check(&sc, &out);
     // The leak shows in most scenarios and says all it has to say in its
     // code; every other breach, known or not, gets a description.
@@ -287,9 +291,13 @@ fn run_generator(
     }
 }
 
-fn cases_stream(seeds: Vec<u64>, verbose: bool) -> impl Future<Output = Vec<CaseResult>> {
+fn cases_stream(
+    seeds: Vec<u64>,
+    verbose: bool,
+    spawn: Option<SpawnFn>,
+) -> impl Future<Output = Vec<CaseResult>> {
     stream::iter(seeds)
-        .map(move |seed| Box::pin(one_case(seed, verbose)) as CaseFuture)
+        .map(move |seed| Box::pin(one_case(seed, verbose, spawn)) as CaseFuture)
         .buffer_unordered(CONCURRENCY)
         .collect()
 }
@@ -301,10 +309,19 @@ fn generator_tokio_current_thread() {
             .enable_all()
             .build()
             .unwrap()
-            .block_on(cases_stream(seeds, verbose))
+            .block_on(cases_stream(seeds, verbose, None))
     });
 }
 
+fn tokio_spawn(task: futures::future::BoxFuture<'static, ()>) {
+    tokio::spawn(task);
+}
+
+fn smol_spawn(task: futures::future::BoxFuture<'static, ()>) {
+    smol::spawn(task).detach();
+}
+
+/// Half the scenarios (odd seeds) put each `run` on its own tokio task.
 #[test]
 fn generator_tokio_multi_thread() {
     run_generator("tokio multi-thread", 2, |seeds, verbose| {
@@ -316,7 +333,7 @@ fn generator_tokio_multi_thread() {
         // Each scenario on its own task, so lifecycles move between workers.
         rt.block_on(
             stream::iter(seeds)
-                .map(|seed| tokio::spawn(one_case(seed, verbose)))
+                .map(|seed| tokio::spawn(one_case(seed, verbose, Some(tokio_spawn))))
                 .buffer_unordered(CONCURRENCY)
                 .map(|r| r.expect("a scenario task panicked"))
                 .collect(),
@@ -324,17 +341,18 @@ fn generator_tokio_multi_thread() {
     });
 }
 
+/// Half the scenarios (odd seeds) put each `run` on its own smol task.
 #[test]
 fn generator_smol() {
     run_generator("smol", 3, |seeds, verbose| {
-        smol::block_on(cases_stream(seeds, verbose))
+        smol::block_on(cases_stream(seeds, verbose, Some(smol_spawn)))
     });
 }
 
 #[test]
 fn generator_futures_executor() {
     run_generator("futures::executor", 4, |seeds, verbose| {
-        futures::executor::block_on(cases_stream(seeds, verbose))
+        futures::executor::block_on(cases_stream(seeds, verbose, None))
     });
 }
 
@@ -358,9 +376,9 @@ fn stress_16_threads() {
                     .worker_threads(2)
                     .build()
                     .unwrap()
-                    .block_on(run_case(scenario))
+                    .block_on(run_case(scenario, None))
             } else {
-                futures::executor::block_on(run_case(scenario))
+                futures::executor::block_on(run_case(scenario, None))
             };
             let _ = tx.send(out);
         });

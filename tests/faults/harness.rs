@@ -514,7 +514,8 @@ fn perform(log: &Arc<Log>, who: &str, handle: &Handle, action: Action) {
 pub struct Outcome {
     pub result: Result<Report, Error>,
     pub events: Vec<Ev>,
-    /// User calls still alive when `run` returned.
+    /// User calls still alive when `run` returned (with a spawner: soon
+    /// after).
     pub live_calls: usize,
     /// Components and other parts still alive once `run` returned and
     /// every helper thread finished (one handle still held).
@@ -525,13 +526,19 @@ pub struct Outcome {
     pub report: Report,
 }
 
+/// Puts a future on a task of the runtime under test.
+pub type SpawnFn = fn(futures::future::BoxFuture<'static, ()>);
+
 /// Runs `sc` to the end: builds the lifecycle, starts the helper threads,
-/// drives `run`, waits for the threads.
-pub async fn run_case(sc: Arc<Scenario>) -> Outcome {
+/// drives `run`, waits for the threads. `spawn` is used when `sc.spawner`.
+pub async fn run_case(sc: Arc<Scenario>, spawn: Option<SpawnFn>) -> Outcome {
     let log = Log::new();
     let mut b = Lifecycle::builder()
         .shutdown_timeout(ms(sc.shutdown_timeout_ms))
         .lame_duck(ms(sc.lame_duck_ms));
+    if sc.spawner {
+        b = b.spawner(spawn.expect("a spawner for a spawner scenario"));
+    }
     for c in &sc.components {
         b = b.component_with(&c.name, TestComponent::new(c.clone(), &log), options(c));
     }
@@ -586,6 +593,13 @@ pub async fn run_case(sc: Arc<Scenario>) -> Outcome {
     let result = lifecycle.run().await;
     let t_end = Instant::now();
     log.push("lifecycle", What::RunReturned);
+    if sc.spawner {
+        // A spawned `run` is dropped by its own task, soon after its handle.
+        let until = Instant::now() + Duration::from_secs(2);
+        while log.live_calls.load(Ordering::SeqCst) != 0 && Instant::now() < until {
+            Delay::new(ms(1)).await;
+        }
+    }
     let live_calls = log.live_calls.load(Ordering::SeqCst);
     for rx in done {
         let _ = rx.await;

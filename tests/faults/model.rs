@@ -150,6 +150,9 @@ pub struct Scenario {
     pub checks: Vec<CheckSpec>,
     /// One list of timed actions (ms after `run` starts) per helper thread.
     pub threads: Vec<Vec<(u64, Action)>>,
+    /// Each `run` on its own task of the runtime (`LifecycleBuilder::spawner`);
+    /// chosen by the runtime's driver, not by the seed.
+    pub spawner: bool,
 }
 
 struct Gen {
@@ -306,6 +309,7 @@ impl Scenario {
             hooks,
             checks,
             threads,
+            spawner: false,
         }
     }
 
@@ -375,6 +379,7 @@ impl Scenario {
                 kind: CheckKind::Healthy,
             }],
             threads,
+            spawner: false,
         }
     }
 
@@ -473,8 +478,15 @@ impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "scenario seed={:#x}: shutdown timeout {}ms, lame duck {}ms",
-            self.seed, self.shutdown_timeout_ms, self.lame_duck_ms
+            "scenario seed={:#x}: shutdown timeout {}ms, lame duck {}ms{}",
+            self.seed,
+            self.shutdown_timeout_ms,
+            self.lame_duck_ms,
+            if self.spawner {
+                ", each run on its own task (spawner)"
+            } else {
+                ""
+            }
         )?;
         for c in &self.components {
             writeln!(f, "  component {c}")?;
