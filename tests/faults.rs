@@ -2,7 +2,10 @@
 //! lifecycles whose every call may succeed, fail, panic, hang or take a
 //! while, with stop requests, forced stops and registrations coming from
 //! other threads at random moments. Every scenario's event log is checked
-//! against the engine's invariants (`faults/check.rs`).
+//! against the engine's invariants (`faults/check.rs`). The generator runs
+//! under tokio current-thread, tokio multi-thread, smol and
+//! `futures::executor`; on tokio multi-thread and smol, odd seeds also put
+//! each component's `run` on its own task (`LifecycleBuilder::spawner`).
 //!
 //! * `LAMEDUCK_CASES=N` — scenarios per runtime (default 2000).
 //! * `LAMEDUCK_SEED=S` — replay one seed (decimal or `0x…`), printing the
@@ -35,8 +38,9 @@ use model::Scenario;
 const CONCURRENCY: usize = 64;
 
 /// Breaches caused by engine bugs already reduced to an ignored regression
-/// test (see the bottom of this file): counted and reported with their
-/// seeds, not failed on, unless `LAMEDUCK_STRICT=1`.
+/// test (`regressions` at the bottom of this file, and
+/// `tests/regressions.rs`): counted and reported with their seeds, not
+/// failed on, unless `LAMEDUCK_STRICT=1`.
 const KNOWN: &[(&str, &str)] = &[
     (
         "pending-registration-leak",
