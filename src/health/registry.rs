@@ -187,6 +187,12 @@ impl Registry {
         lock(&self.entries).clone()
     }
 
+    /// Drops every check: the lifecycle has stopped, and nothing a user
+    /// registered may outlive it.
+    pub(crate) fn clear(&self) {
+        lock(&self.entries).clear();
+    }
+
     /// Whether background checks are being refreshed by a driver.
     pub(crate) fn has_driver(&self) -> bool {
         self.drivers.load(Ordering::Acquire) > 0

@@ -113,6 +113,16 @@ pub(crate) struct Runner {
     guard: Option<StoppedGuard>,
 }
 
+impl Drop for Runner {
+    /// Components registered but never launched must not outlive the
+    /// runner, whether `run` returned or was dropped: they sit in the
+    /// channel, whose sender every handle keeps alive.
+    fn drop(&mut self) {
+        self.register_rx.close();
+        while self.register_rx.try_recv().is_ok() {}
+    }
+}
+
 /// Marks the lifecycle stopped however `run` ends, dropped included.
 struct StoppedGuard(Handle);
 
@@ -124,6 +134,7 @@ impl Drop for StoppedGuard {
             // Break any cycle through user parts that hold a handle.
             let mut st = lock(&shared.state);
             st.checks.clear();
+            shared.health.clear();
             st.drainers.clear();
             st.hooks.clear();
         }
@@ -522,12 +533,6 @@ impl Runner {
         let mut hooks = std::mem::take(&mut lock(&shared.state).hooks);
         hooks.reverse();
         self.run_parts(hooks, deadline, Step::Hook).await;
-
-        // Components registered but never launched must not outlive `run`:
-        // they sit in the channel, whose sender every handle keeps alive.
-        self.register_rx.close();
-        while self.register_rx.try_recv().is_ok() {}
-        self.initial = Vec::new().into_iter();
     }
 
     /// Runs drainers or stop hooks one at a time, each bounded by the

@@ -1,0 +1,520 @@
+//! The scenario model: a seeded RNG and random lifecycles built from it.
+//!
+//! A [`Scenario`] is plain data, generated from a seed alone, so a seed
+//! always describes the same scenario (timing, of course, still varies).
+
+use std::fmt;
+
+/// splitmix64: tiny, fast, good enough to drive a fault generator.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo + 1)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.range(0, items.len() as u64 - 1) as usize]
+    }
+}
+
+/// What one user call does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    /// Returns `Ok` at once.
+    Ok,
+    /// Returns `Ok` after this many milliseconds.
+    Sleep(u64),
+    /// Returns `Err`.
+    Fail,
+    /// Panics.
+    Panic,
+    /// Never returns.
+    Hang,
+}
+
+impl fmt::Display for Act {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Act::Ok => f.write_str("ok"),
+            Act::Sleep(ms) => write!(f, "ok after {ms}ms"),
+            Act::Fail => f.write_str("FAIL"),
+            Act::Panic => f.write_str("PANIC"),
+            Act::Hang => f.write_str("HANG"),
+        }
+    }
+}
+
+/// How a component's `run` behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSpec {
+    /// Waits for the stop signal first; otherwise ends after `delay_ms` (or
+    /// at the stop signal, whichever comes first).
+    pub until_stop: bool,
+    pub delay_ms: u64,
+    /// What it does then (`Hang` ignores the stop signal entirely).
+    pub then: Act,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompSpec {
+    pub name: String,
+    pub start: Act,
+    pub start_timeout_ms: u64,
+    /// `Ok(false)` answers before the final one.
+    pub not_ready: u32,
+    /// The final readiness answer (`Ok`/`Sleep` mean `Ok(true)`).
+    pub ready: Act,
+    pub attempts: u32,
+    /// Backoff: constant (`exp == false`) or exponential up to 10 ms.
+    pub backoff_ms: u64,
+    pub backoff_exp: bool,
+    pub attempt_timeout_ms: u64,
+    pub run: RunSpec,
+    pub stop: Act,
+    /// `Some(0)` means "close at once".
+    pub stop_timeout_ms: Option<u64>,
+    pub close: Act,
+    pub close_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct DrainSpec {
+    pub name: String,
+    pub act: Act,
+    pub prepend: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct HookSpec {
+    pub name: String,
+    pub act: Act,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckKind {
+    Healthy,
+    Degraded,
+    Unhealthy,
+    Panic,
+    Sleep(u64),
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckSpec {
+    pub name: String,
+    pub kind: CheckKind,
+}
+
+/// Something a helper thread does to the lifecycle, through its handle.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// `request_stop`, with an error message or not.
+    Stop(Option<String>),
+    Force,
+    AddComponent(CompSpec),
+    AddDrainer(DrainSpec),
+    AddCheck(CheckSpec),
+    AddHook(HookSpec),
+    /// `is_ready`, `is_healthy`, `report`, checked against shutdown.
+    Probe,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub seed: u64,
+    pub shutdown_timeout_ms: u64,
+    pub lame_duck_ms: u64,
+    pub components: Vec<CompSpec>,
+    pub drainers: Vec<DrainSpec>,
+    pub hooks: Vec<HookSpec>,
+    pub checks: Vec<CheckSpec>,
+    /// One list of timed actions (ms after `run` starts) per helper thread.
+    pub threads: Vec<Vec<(u64, Action)>>,
+    /// Each `run` on its own task of the runtime (`LifecycleBuilder::spawner`);
+    /// chosen by the runtime's driver, not by the seed.
+    pub spawner: bool,
+}
+
+struct Gen {
+    rng: Rng,
+    /// Probability that a call misbehaves (fails, panics or hangs).
+    fault: f64,
+}
+
+impl Gen {
+    fn act(&mut self) -> Act {
+        if self.rng.chance(self.fault) {
+            self.rng.pick(&[Act::Fail, Act::Panic, Act::Hang])
+        } else if self.rng.chance(0.5) {
+            Act::Ok
+        } else {
+            Act::Sleep(self.rng.range(0, 20))
+        }
+    }
+
+    fn component(&mut self, name: String) -> CompSpec {
+        let attempts = self.rng.range(1, 4) as u32;
+        let run_then = if self.rng.chance(self.fault) {
+            self.rng.pick(&[Act::Fail, Act::Panic, Act::Hang])
+        } else {
+            Act::Ok
+        };
+        let until_stop = !self.rng.chance(self.fault.max(0.02));
+        CompSpec {
+            name,
+            start: self.act(),
+            start_timeout_ms: self.rng.range(5, 50),
+            not_ready: if self.rng.chance(0.6) {
+                0
+            } else {
+                self.rng.range(0, attempts as u64) as u32
+            },
+            ready: self.act(),
+            attempts,
+            backoff_ms: self.rng.range(0, 5),
+            backoff_exp: self.rng.chance(0.5),
+            attempt_timeout_ms: self.rng.range(5, 30),
+            run: RunSpec {
+                until_stop,
+                delay_ms: self.rng.range(0, 20),
+                then: run_then,
+            },
+            stop: self.act(),
+            stop_timeout_ms: if self.rng.chance(0.05) {
+                Some(0)
+            } else if self.rng.chance(0.05) {
+                None
+            } else {
+                Some(self.rng.range(5, 50))
+            },
+            close: self.act(),
+            close_timeout_ms: self.rng.range(5, 50),
+        }
+    }
+
+    fn check(&mut self, name: String) -> CheckSpec {
+        let kind = match self.rng.range(0, 9) {
+            0..=4 => CheckKind::Healthy,
+            5 => CheckKind::Degraded,
+            6 => CheckKind::Unhealthy,
+            7 => CheckKind::Panic,
+            _ => CheckKind::Sleep(self.rng.range(0, 5)),
+        };
+        CheckSpec { name, kind }
+    }
+}
+
+impl Scenario {
+    /// The scenario for `seed`.
+    pub fn generate(seed: u64) -> Scenario {
+        let mut rng = Rng::new(seed);
+        let fault = rng.pick(&[0.0, 0.02, 0.1, 0.3]);
+        let mut g = Gen { rng, fault };
+        let n = if g.rng.chance(0.25) {
+            g.rng.range(1, 30)
+        } else {
+            g.rng.range(1, 6)
+        };
+        let components = (0..n).map(|i| g.component(format!("c{i}"))).collect();
+        let drainers = (0..g.rng.range(0, 4))
+            .map(|i| DrainSpec {
+                name: format!("dr{i}"),
+                act: g.act(),
+                prepend: g.rng.chance(0.3),
+            })
+            .collect();
+        let hooks = (0..g.rng.range(0, 3))
+            .map(|i| HookSpec {
+                name: format!("h{i}"),
+                act: g.act(),
+            })
+            .collect();
+        let checks = (0..g.rng.range(0, 2))
+            .map(|i| g.check(format!("k{i}")))
+            .collect();
+
+        let nthreads = g.rng.range(1, 3) as usize;
+        let mut threads: Vec<Vec<(u64, Action)>> = vec![Vec::new(); nthreads];
+        // Registrations all come from thread 0, so their order is known.
+        for i in 0..g.rng.range(0, 5) {
+            let at = g.rng.range(0, 120);
+            let action = match g.rng.range(0, 3) {
+                0 => Action::AddComponent(g.component(format!("x{i}"))),
+                1 => Action::AddDrainer(DrainSpec {
+                    name: format!("xdr{i}"),
+                    act: g.act(),
+                    prepend: g.rng.chance(0.5),
+                }),
+                2 => Action::AddCheck(g.check(format!("xk{i}"))),
+                _ => Action::AddHook(HookSpec {
+                    name: format!("xh{i}"),
+                    act: g.act(),
+                }),
+            };
+            threads[0].push((at, action));
+        }
+        // At least one stop request, so every scenario ends.
+        let first_stop = if g.rng.chance(0.1) {
+            0
+        } else {
+            g.rng.range(0, 150)
+        };
+        let mut stops = vec![(first_stop, g.stop_action(0))];
+        for k in 1..=g.rng.range(0, 2) {
+            stops.push((g.rng.range(0, 150), g.stop_action(k)));
+        }
+        if g.rng.chance(0.15) {
+            stops.push((first_stop + g.rng.range(0, 50), Action::Force));
+        }
+        for _ in 0..g.rng.range(0, 4) {
+            stops.push((g.rng.range(0, 200), Action::Probe));
+        }
+        for s in stops {
+            let t = g.rng.range(0, nthreads as u64 - 1) as usize;
+            threads[t].push(s);
+        }
+        for t in &mut threads {
+            t.sort_by_key(|(at, _)| *at);
+        }
+        Scenario {
+            seed,
+            shutdown_timeout_ms: g.rng.range(50, 300),
+            lame_duck_ms: if g.rng.chance(0.7) {
+                0
+            } else {
+                g.rng.range(1, 20)
+            },
+            components,
+            drainers,
+            hooks,
+            checks,
+            threads,
+            spawner: false,
+        }
+    }
+
+    /// A stress scenario: 16 threads hammering the handle (stop requests,
+    /// probes, reports, registrations) during launch and during shutdown.
+    pub fn stress(seed: u64) -> Scenario {
+        let mut rng = Rng::new(seed);
+        let fault = 0.02;
+        let mut g = Gen {
+            rng: Rng::new(!seed),
+            fault,
+        };
+        let components = (0..12)
+            .map(|i| {
+                let mut c = g.component(format!("c{i}"));
+                // Slow launch, so the threads land during it.
+                c.start = Act::Sleep(g.rng.range(1, 6));
+                c
+            })
+            .collect();
+        let mut threads = Vec::new();
+        for t in 0..16 {
+            let mut actions = Vec::new();
+            for i in 0..40 {
+                let at = rng.range(0, 250);
+                let action = match rng.range(0, 9) {
+                    0 => Action::AddComponent(g.component(format!("t{t}c{i}"))),
+                    1 => Action::AddDrainer(DrainSpec {
+                        name: format!("t{t}dr{i}"),
+                        act: g.act(),
+                        prepend: rng.chance(0.5),
+                    }),
+                    2 => Action::AddCheck(g.check(format!("t{t}k{i}"))),
+                    3 => Action::AddHook(HookSpec {
+                        name: format!("t{t}h{i}"),
+                        act: g.act(),
+                    }),
+                    4 if at > 60 => Action::Stop(rng.chance(0.5).then(|| format!("t{t} stop {i}"))),
+                    _ => Action::Probe,
+                };
+                actions.push((at, action));
+            }
+            if t == 15 {
+                actions.push((200, Action::Force));
+            }
+            actions.sort_by_key(|(at, _)| *at);
+            threads.push(actions);
+        }
+        Scenario {
+            seed,
+            shutdown_timeout_ms: 300,
+            lame_duck_ms: 10,
+            components,
+            drainers: (0..3)
+                .map(|i| DrainSpec {
+                    name: format!("dr{i}"),
+                    act: Act::Sleep(1),
+                    prepend: false,
+                })
+                .collect(),
+            hooks: vec![HookSpec {
+                name: "h0".into(),
+                act: Act::Ok,
+            }],
+            checks: vec![CheckSpec {
+                name: "k0".into(),
+                kind: CheckKind::Healthy,
+            }],
+            threads,
+            spawner: false,
+        }
+    }
+
+    /// Whether more than one thread registers parts (their relative order is
+    /// then unknown).
+    pub fn concurrent_registrations(&self) -> bool {
+        self.threads
+            .iter()
+            .filter(|t| t.iter().any(|(_, a)| a.is_registration()))
+            .count()
+            > 1
+    }
+}
+
+impl Action {
+    pub fn is_registration(&self) -> bool {
+        matches!(
+            self,
+            Action::AddComponent(_)
+                | Action::AddDrainer(_)
+                | Action::AddCheck(_)
+                | Action::AddHook(_)
+        )
+    }
+}
+
+impl Gen {
+    fn stop_action(&mut self, k: u64) -> Action {
+        if self.rng.chance(0.4) {
+            Action::Stop(Some(format!("stop request #{k}")))
+        } else {
+            Action::Stop(None)
+        }
+    }
+}
+
+impl fmt::Display for CompSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stop_to = match self.stop_timeout_ms {
+            Some(ms) => format!("{ms}ms"),
+            None => "none".into(),
+        };
+        write!(
+            f,
+            "{}: start {} (timeout {}ms); ready: {}x not-ready then {} ({} attempts, backoff {}ms{}, attempt timeout {}ms); run: {} {}ms then {}; stop {} (timeout {}); close {} (timeout {}ms)",
+            self.name,
+            self.start,
+            self.start_timeout_ms,
+            self.not_ready,
+            self.ready,
+            self.attempts,
+            self.backoff_ms,
+            if self.backoff_exp { " exp" } else { "" },
+            self.attempt_timeout_ms,
+            if self.run.until_stop {
+                "at stop signal +"
+            } else {
+                "after"
+            },
+            self.run.delay_ms,
+            self.run.then,
+            self.stop,
+            stop_to,
+            self.close,
+            self.close_timeout_ms,
+        )
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::Stop(None) => f.write_str("request_stop(None)"),
+            Action::Stop(Some(m)) => write!(f, "request_stop(Some({m:?}))"),
+            Action::Force => f.write_str("force_stop()"),
+            Action::AddComponent(c) => write!(f, "add_component {c}"),
+            Action::AddDrainer(d) => write!(
+                f,
+                "{} {}: {}",
+                if d.prepend {
+                    "prepend_drainer"
+                } else {
+                    "add_drainer"
+                },
+                d.name,
+                d.act
+            ),
+            Action::AddCheck(c) => write!(f, "add_health_check {}: {:?}", c.name, c.kind),
+            Action::AddHook(h) => write!(f, "add_stop_hook {}: {}", h.name, h.act),
+            Action::Probe => f.write_str("probe is_ready/is_healthy/report"),
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "scenario seed={:#x}: shutdown timeout {}ms, lame duck {}ms{}",
+            self.seed,
+            self.shutdown_timeout_ms,
+            self.lame_duck_ms,
+            if self.spawner {
+                ", each run on its own task (spawner)"
+            } else {
+                ""
+            }
+        )?;
+        for c in &self.components {
+            writeln!(f, "  component {c}")?;
+        }
+        for d in &self.drainers {
+            writeln!(
+                f,
+                "  {} {}: {}",
+                if d.prepend {
+                    "prepended drainer"
+                } else {
+                    "drainer"
+                },
+                d.name,
+                d.act
+            )?;
+        }
+        for h in &self.hooks {
+            writeln!(f, "  stop hook {}: {}", h.name, h.act)?;
+        }
+        for c in &self.checks {
+            writeln!(f, "  health check {}: {:?}", c.name, c.kind)?;
+        }
+        for (i, t) in self.threads.iter().enumerate() {
+            for (at, a) in t {
+                writeln!(f, "  thread {i} at {at}ms: {a}")?;
+            }
+        }
+        Ok(())
+    }
+}
