@@ -601,3 +601,79 @@ fn unix_get(path: &std::path::Path, target: &str) -> std::io::Result<String> {
     s.read_to_string(&mut out)?;
     body_of(&out)
 }
+
+/// Parses a `Debug`-printed duration such as `3.6ms`, `850.2µs` or `1.2s`.
+fn parse_duration_ms(text: &str) -> Option<f64> {
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (value, unit) = text.split_at(split);
+    let value: f64 = value.parse().ok()?;
+    Some(match unit {
+        "ns" => value / 1e6,
+        "µs" => value / 1e3,
+        "ms" => value,
+        "s" => value * 1e3,
+        _ => return None,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Time from SIGHUP to the new process being ready, and the library's share
+/// of it (the new process's own init subtracted), over 20 upgrades of the
+/// debug-built example. Prints the medians; asserts nothing about speed.
+#[test]
+#[ignore = "measurement: cargo test --features systemd --test upgrade -- --ignored measure --nocapture"]
+fn measure_sighup_to_ready() {
+    let server = Server::start(&[]);
+    let (mut hup_to_pid_file, mut to_ready, mut overhead) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..20 {
+        let old = server.pid();
+        server.drain_lines();
+        let t0 = Instant::now();
+        signal(old, rustix::process::Signal::HUP);
+        wait_until(Duration::from_secs(10), || {
+            server.try_pid().is_some_and(|p| p != old)
+        });
+        hup_to_pid_file.push(t0.elapsed().as_secs_f64() * 1e3);
+        let new = server.pid();
+        // The new process prints its own init time; the old one logs how
+        // long the upgrade took until the new one said it was ready.
+        let (mut init, mut total) = (None, None);
+        while init.is_none() || total.is_none() {
+            let Some(line) = server.wait_line(
+                |l| {
+                    l.contains(&format!("ready pid={new} "))
+                        || l.contains(&format!("new process {new} ready after "))
+                },
+                Duration::from_secs(5),
+            ) else {
+                break;
+            };
+            if let Some(rest) = line.split("init_ms=").nth(1) {
+                init = rest.trim().parse::<f64>().ok();
+            } else if let Some(rest) = line.split("ready after ").nth(1) {
+                total = parse_duration_ms(rest.trim());
+            }
+        }
+        if let (Some(init), Some(total)) = (init, total) {
+            to_ready.push(total);
+            overhead.push(total - init);
+        }
+        wait_until(Duration::from_secs(15), || !process_exists(old));
+        // A new generation accepts an upgrade once it has seen its parent go.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!to_ready.is_empty(), "no upgrade timings were logged");
+    println!(
+        "SIGHUP -> PID file names the new process: median {:.2} ms\n\
+         upgrade start -> new process ready: median {:.2} ms ({} upgrades)\n\
+         library overhead (new process's own init subtracted): median {:.2} ms",
+        median(hup_to_pid_file),
+        median(to_ready.clone()),
+        to_ready.len(),
+        median(overhead),
+    );
+}
