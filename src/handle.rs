@@ -55,7 +55,6 @@ pub(crate) struct State {
     pub(crate) drainer_names: HashSet<Arc<str>>,
     pub(crate) hooks: Vec<Named<dyn DynDrainer>>,
     pub(crate) hook_names: HashSet<Arc<str>>,
-    pub(crate) checks: Vec<Named<dyn DynHealthChecker>>,
     pub(crate) records: Vec<ComponentRecord>,
 }
 
@@ -283,12 +282,10 @@ impl Handle {
             if shared.shutdown.is_set() {
                 return false;
             }
-            let checks: Vec<_> = lock(&shared.state)
-                .checks
-                .iter()
-                .map(|(_, c)| c.clone())
-                .collect();
-            join_all(checks.into_iter().map(run_check))
+            // The raw checks, without the probes' timeouts, caching or flap
+            // damping; the built-in checks are not entries and do not count.
+            let checks = shared.health.entries();
+            join_all(checks.iter().map(|e| run_check(e.checker())))
                 .await
                 .iter()
                 .all(|h| h.is_passing())
@@ -467,19 +464,17 @@ impl Handle {
         options: CheckOptions,
     ) -> Result<(), Error> {
         options.validate(&name)?;
-        let mut st = lock(&self.shared.state);
+        let st = lock(&self.shared.state);
         self.shared.refuse_if_shutting_down(&st)?;
-        if st.checks.iter().any(|(n, _)| *n == name) {
+        if self.shared.health.contains(&name) {
             return Err(Error::config("duplicate health check name").with_component(&name));
         }
         if RESERVED.contains(&&*name) {
             return Err(Error::config("name of a built-in health check").with_component(&name));
         }
-        // Under the state lock, so both lists keep the same order.
-        self.shared
-            .health
-            .push(Entry::new(name.clone(), check.clone(), options));
-        st.checks.push((name, check));
+        // Under the state lock, so no check lands after shutdown began, and
+        // two racing registrations of one name cannot both pass `contains`.
+        self.shared.health.push(Entry::new(name, check, options));
         Ok(())
     }
 

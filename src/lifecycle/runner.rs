@@ -133,7 +133,6 @@ impl Drop for StoppedGuard {
         {
             // Break any cycle through user parts that hold a handle.
             let mut st = lock(&shared.state);
-            st.checks.clear();
             shared.health.clear();
             st.drainers.clear();
             st.hooks.clear();
