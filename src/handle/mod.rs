@@ -137,6 +137,12 @@ impl Handle {
     /// checkers, otherwise `true` when no check is unhealthy (degraded
     /// passes). Checks run concurrently.
     ///
+    /// Every registered check counts, whatever its probes or criticality,
+    /// and runs as it is: the probes' timeout, caching and flap damping
+    /// ([`CheckOptions`]) do not apply, and the built-in `ping`, `launch`
+    /// and `shutdown` checks are not part of it. For a probe's verdict use
+    /// [`Handle::probes`].
+    ///
     /// The returned future is `Send` and cancel-safe.
     pub fn is_healthy(&self) -> impl Future<Output = bool> + Send + 'static {
         let shared = self.shared.clone();
