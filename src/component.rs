@@ -155,11 +155,42 @@ impl<C: Component> DynComponent for C {
     }
 }
 
+/// A closure the adapters call at most once.
+struct OnceFn<F>(Mutex<Option<F>>);
+
+impl<F> OnceFn<F> {
+    fn new(f: F) -> Self {
+        OnceFn(Mutex::new(Some(f)))
+    }
+
+    /// Calls the closure the first time; any later call fails with `again`,
+    /// or succeeds doing nothing when `again` is `None`.
+    fn call<Fut>(
+        &self,
+        cx: &Context,
+        again: Option<&'static str>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send + use<F, Fut>
+    where
+        F: FnOnce(Context) -> Fut + Send,
+        Fut: Future<Output = Result<(), BoxError>> + Send,
+    {
+        let f = lock(&self.0).take();
+        let cx = cx.clone();
+        async move {
+            match (f, again) {
+                (Some(f), _) => f(cx).await,
+                (None, Some(again)) => Err(again.into()),
+                (None, None) => Ok(()),
+            }
+        }
+    }
+}
+
 /// A component from a blocking `serve` future plus a separate `shutdown`,
 /// the shape of an HTTP server. Made by [`serve`].
 pub struct Serve<R, S> {
-    serve: Mutex<Option<R>>,
-    shutdown: Mutex<Option<S>>,
+    serve: OnceFn<R>,
+    shutdown: OnceFn<S>,
 }
 
 /// Makes a component from a `serve` closure, whose future runs until the
@@ -197,8 +228,8 @@ where
     SF: Future<Output = Result<(), BoxError>> + Send + 'static,
 {
     Serve {
-        serve: Mutex::new(Some(serve)),
-        shutdown: Mutex::new(Some(shutdown)),
+        serve: OnceFn::new(serve),
+        shutdown: OnceFn::new(shutdown),
     }
 }
 
@@ -210,25 +241,11 @@ where
     SF: Future<Output = Result<(), BoxError>> + Send + 'static,
 {
     fn run(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
-        let f = lock(&self.serve).take();
-        let cx = cx.clone();
-        async move {
-            match f {
-                Some(f) => f(cx).await,
-                None => Err("serve called twice".into()),
-            }
-        }
+        self.serve.call(cx, Some("serve called twice"))
     }
 
     fn stop(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
-        let f = lock(&self.shutdown).take();
-        let cx = cx.clone();
-        async move {
-            match f {
-                Some(f) => f(cx).await,
-                None => Ok(()),
-            }
-        }
+        self.shutdown.call(cx, None)
     }
 }
 
@@ -241,8 +258,8 @@ impl<R, S> fmt::Debug for Serve<R, S> {
 /// A component from a `start` and a `stop` closure, the shape of a client
 /// that connects and disconnects. Made by [`start_stop`].
 pub struct StartStop<A, B> {
-    start: Mutex<Option<A>>,
-    stop: Mutex<Option<B>>,
+    start: OnceFn<A>,
+    stop: OnceFn<B>,
 }
 
 /// Makes a component from a `start` closure and a `stop` closure; its `run`
@@ -272,8 +289,8 @@ where
     BF: Future<Output = Result<(), BoxError>> + Send + 'static,
 {
     StartStop {
-        start: Mutex::new(Some(start)),
-        stop: Mutex::new(Some(stop)),
+        start: OnceFn::new(start),
+        stop: OnceFn::new(stop),
     }
 }
 
@@ -285,25 +302,11 @@ where
     BF: Future<Output = Result<(), BoxError>> + Send + 'static,
 {
     fn start(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
-        let f = lock(&self.start).take();
-        let cx = cx.clone();
-        async move {
-            match f {
-                Some(f) => f(cx).await,
-                None => Err("start called twice".into()),
-            }
-        }
+        self.start.call(cx, Some("start called twice"))
     }
 
     fn stop(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
-        let f = lock(&self.stop).take();
-        let cx = cx.clone();
-        async move {
-            match f {
-                Some(f) => f(cx).await,
-                None => Ok(()),
-            }
-        }
+        self.stop.call(cx, None)
     }
 }
 

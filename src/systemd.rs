@@ -2,8 +2,9 @@
 //!
 //! * [`component`] returns a lifecycle component that sends `READY=1` once
 //!   every component is ready, `STATUS=` with the phase, `WATCHDOG=1` every
-//!   half `WATCHDOG_USEC` while [liveness](crate::Handle::is_healthy)
-//!   passes, and `STOPPING=1` the moment shutdown begins.
+//!   half `WATCHDOG_USEC` while [`Handle::is_healthy`](crate::Handle::is_healthy)
+//!   passes (every registered check, not only the liveness probe's), and
+//!   `STOPPING=1` the moment shutdown begins.
 //! * With the [`upgrade`](crate::upgrade) protocol: `RELOADING=1` and
 //!   `MONOTONIC_USEC=` in one datagram when an upgrade starts, then
 //!   `MAINPID=<new>` and `READY=1` from the old process when the new one is

@@ -29,9 +29,9 @@ fn rule_01_components_start_in_registration_order() {
         .component("c", probe(&log, "c"))
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    expect_ok(run(lc).0);
-    assert!(stopper.join().unwrap());
+    let (out, _, ready) = run_until_ready(lc);
+    expect_ok(out);
+    assert!(ready);
     assert_eq!(log.only(&["start"]), ["start a", "start b", "start c"]);
 }
 
@@ -53,9 +53,7 @@ fn rule_01_next_component_starts_only_after_previous_is_ready() {
         .component("c", probe(&log, "c"))
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    let report = expect_ok(run(lc).0);
-    stopper.join().unwrap();
+    let report = expect_ok(run_until_ready(lc).0);
 
     assert_eq!(log.count("ready a"), 3);
     log.assert_before("ready-end a", "start b");
@@ -76,9 +74,7 @@ fn rule_02_ready_false_retries_after_backoff_until_true() {
         .component_with("a", probe(&log, "a").not_ready_for(3), backoff(30, 10))
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    let report = expect_ok(run(lc).0);
-    stopper.join().unwrap();
+    let report = expect_ok(run_until_ready(lc).0);
 
     assert_eq!(log.count("ready a"), 4);
     let a = report.component("a").unwrap();
@@ -152,9 +148,9 @@ fn rule_02_no_readiness_check_means_ready_when_start_returns() {
         .component("b", probe(&log, "b"))
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    let report = expect_ok(run(lc).0);
-    assert!(stopper.join().unwrap());
+    let (out, _, ready) = run_until_ready(lc);
+    let report = expect_ok(out);
+    assert!(ready);
 
     log.assert_before("start-end s", "start b");
     let s = report.component("s").unwrap();
@@ -220,9 +216,9 @@ fn rule_03_run_is_polled_before_and_during_readiness_wait() {
         )
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    expect_ok(run(lc).0);
-    assert!(stopper.join().unwrap());
+    let (out, _, ready) = run_until_ready(lc);
+    expect_ok(out);
+    assert!(ready);
 
     assert!(during.load(Ordering::SeqCst));
     // polled before the readiness wait began, and during it
@@ -238,9 +234,7 @@ fn rule_03_run_is_polled_only_after_start_succeeded() {
         .component("a", probe(&log, "a").start(Act::sleep(ms(30))))
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    expect_ok(run(lc).0);
-    stopper.join().unwrap();
+    expect_ok(run_until_ready(lc).0);
     log.assert_before("start-end a", "run a");
     log.assert_before("run a", "ready a");
 }
@@ -308,20 +302,14 @@ fn rule_04_shutdown_during_readiness_wait_cancels_it_and_later_components_never_
         .build()
         .unwrap();
     let handle = lc.handle();
-    let waiter = {
-        let (log, handle) = (log.clone(), handle.clone());
-        std::thread::spawn(move || {
-            log.wait_for("ready a");
-            assert!(handle.request_stop(None));
-        })
-    };
+    let waiter = stop_on(&log, &handle, "ready a");
     let ready = {
         let handle = handle.clone();
         std::thread::spawn(move || futures::executor::block_on(handle.ready()))
     };
     let (out, took) = run(lc);
     let report = expect_ok(out);
-    waiter.join().unwrap();
+    assert!(waiter.join().unwrap());
 
     assert!(!ready.join().unwrap(), "Handle::ready resolves false");
     assert!(log.has("cancel ready a"), "{:?}", log.events());
@@ -349,13 +337,7 @@ fn rule_04_shutdown_during_backoff_cancels_readiness_wait() {
         .build()
         .unwrap();
     let handle = lc.handle();
-    let waiter = {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            log.wait_for("ready-end a");
-            handle.request_stop(None);
-        })
-    };
+    let waiter = stop_on(&log, &handle, "ready-end a");
     let (out, took) = run(lc);
     expect_ok(out);
     waiter.join().unwrap();
@@ -374,13 +356,7 @@ fn rule_04_shutdown_during_start_cancels_it_and_component_is_never_stopped() {
         .build()
         .unwrap();
     let handle = lc.handle();
-    let waiter = {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            log.wait_for("start a");
-            handle.request_stop(None);
-        })
-    };
+    let waiter = stop_on(&log, &handle, "start a");
     let (out, took) = run(lc);
     let report = expect_ok(out);
     waiter.join().unwrap();

@@ -8,17 +8,9 @@ use std::time::Duration;
 use common::*;
 use futures::executor::block_on;
 use lameduck::{
-    Backoff, BoxError, Component, ComponentOptions, ComponentState, Context, ErrorKind, Health,
-    HealthChecker, Lifecycle, Readiness, Step,
+    Backoff, BoxError, Component, ComponentOptions, ComponentState, Context, ErrorKind, Lifecycle,
+    Readiness, Step,
 };
-
-struct Fine;
-
-impl HealthChecker for Fine {
-    async fn check(&self) -> Health {
-        Health::Healthy
-    }
-}
 
 #[test]
 fn component_added_through_handle_while_running_is_launched_and_stopped_first() {
@@ -78,9 +70,9 @@ fn component_added_during_launch_launches_after_those_registered() {
         .component("b", probe(&log, "b"))
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    let report = expect_ok(run(lc).0);
-    assert!(stopper.join().unwrap());
+    let (out, _, ready) = run_until_ready(lc);
+    let report = expect_ok(out);
+    assert!(ready);
     // `Handle::ready` waits for the dynamic component too
     assert_eq!(
         report.component("dyn").unwrap().state,
@@ -116,7 +108,7 @@ fn drainers_hooks_and_checks_added_through_handle_take_part() {
             handle
                 .add_stop_hook("h2", hook(&log, "h2", Act::Ok))
                 .unwrap();
-            handle.add_health_check("fine", Fine).unwrap();
+            handle.add_health_check("fine", AlwaysHealthy).unwrap();
             assert!(block_on(handle.is_healthy()));
             handle.request_stop(None);
         })
@@ -155,7 +147,7 @@ fn registration_after_shutdown_is_refused_with_shutting_down() {
     );
     assert!(
         handle
-            .add_health_check("c", Fine)
+            .add_health_check("c", AlwaysHealthy)
             .unwrap_err()
             .is_shutting_down()
     );
@@ -182,9 +174,7 @@ fn registration_from_a_stop_method_is_refused() {
         .component("r", Registers(seen.clone()))
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    let report = expect_ok(run(lc).0);
-    stopper.join().unwrap();
+    let report = expect_ok(run_until_ready(lc).0);
     assert_eq!(*seen.lock().unwrap(), Some(ErrorKind::ShuttingDown));
     assert_eq!(report.components().len(), 1);
 }
@@ -208,8 +198,8 @@ fn duplicate_names_are_config_errors() {
         .build()
         .unwrap_err();
     let dup_check = Lifecycle::builder()
-        .health_check("c", Fine)
-        .health_check("c", Fine)
+        .health_check("c", AlwaysHealthy)
+        .health_check("c", AlwaysHealthy)
         .build()
         .unwrap_err();
     for (err, name) in [
@@ -233,7 +223,7 @@ fn duplicate_names_through_handle_are_config_errors_and_change_nothing() {
         .component("a", probe(&log, "a"))
         .drainer("d", drain(&log, "d", Act::Ok))
         .stop_hook("h", hook(&log, "h", Act::Ok))
-        .health_check("c", Fine)
+        .health_check("c", AlwaysHealthy)
         .build()
         .unwrap();
     let h = lc.handle();
@@ -257,7 +247,11 @@ fn duplicate_names_through_handle_are_config_errors_and_change_nothing() {
             .unwrap_err()
             .is_config()
     );
-    assert!(h.add_health_check("c", Fine).unwrap_err().is_config());
+    assert!(
+        h.add_health_check("c", AlwaysHealthy)
+            .unwrap_err()
+            .is_config()
+    );
     h.request_stop(None);
     let report = expect_ok(run(lc).0);
     assert_eq!(report.components().len(), 1);
@@ -271,7 +265,7 @@ fn the_same_name_in_different_kinds_of_part_is_allowed() {
         .component("x", probe(&log, "x"))
         .drainer("x", drain(&log, "x", Act::Ok))
         .stop_hook("x", hook(&log, "x", Act::Ok))
-        .health_check("x", Fine)
+        .health_check("x", AlwaysHealthy)
         .build();
     assert!(lc.is_ok());
 }
@@ -404,9 +398,9 @@ fn huge_but_representable_budgets_never_panic() {
         )
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    expect_ok(run(lc).0);
-    assert!(stopper.join().unwrap());
+    let (out, _, ready) = run_until_ready(lc);
+    expect_ok(out);
+    assert!(ready);
 }
 
 #[test]
@@ -429,9 +423,7 @@ fn zero_shutdown_timeout_returns_at_once_and_closes_hanging_components() {
         .drainer("d", drain(&log, "d", Act::Hang))
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    let (out, took) = run(lc);
-    stopper.join().unwrap();
+    let (out, took, _) = run_until_ready(lc);
     let err = expect_err(out);
     assert!(find(&err, "a", Step::Stop).is_timeout());
     assert_eq!(log.count("close a"), 1);
@@ -442,9 +434,9 @@ fn zero_shutdown_timeout_returns_at_once_and_closes_hanging_components() {
 fn empty_lifecycle_and_odd_call_orders_do_not_panic_or_hang() {
     // nothing registered
     let lc = Lifecycle::builder().build().unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    expect_ok(run(lc).0);
-    assert!(stopper.join().unwrap());
+    let (out, _, ready) = run_until_ready(lc);
+    expect_ok(out);
+    assert!(ready);
 
     // force before run, then the usual calls after it returned
     let lc = Lifecycle::builder()
@@ -546,7 +538,7 @@ fn regression_registration_accepted_after_the_lifecycle_stopped_without_shutdown
         h.add_drainer("d", drain(&log, "d", Act::Ok)),
         h.prepend_drainer("p", drain(&log, "p", Act::Ok)),
         h.add_stop_hook("h", hook(&log, "h", Act::Ok)),
-        h.add_health_check("k", Fine),
+        h.add_health_check("k", AlwaysHealthy),
     ];
     for r in refused {
         let err = r.unwrap_err();

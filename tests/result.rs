@@ -62,9 +62,7 @@ fn rule_18_success_when_nothing_failed() {
         .stop_hook("h", hook(&log, "h", Act::Ok))
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    let report = expect_ok(run(lc).0);
-    stopper.join().unwrap();
+    let report = expect_ok(run_until_ready(lc).0);
     assert_eq!(report.phase(), Phase::Stopped);
 }
 
@@ -159,9 +157,7 @@ fn rule_19_report_records_start_ready_stop_close_times_and_durations() {
         .build()
         .unwrap();
     let handle = lc.handle();
-    let stopper = stop_when_ready(&handle);
-    let err = expect_err(run(lc).0);
-    stopper.join().unwrap();
+    let err = expect_err(run_until_ready(lc).0);
     assert!(find(&err, "b", Step::Stop).is_timeout());
 
     // `run` returned an error, so the final report is read from the handle
@@ -208,13 +204,7 @@ fn rule_19_report_display_table_has_a_row_per_component() {
         .unwrap();
     let handle = lc.handle();
     // `never` is not reached: stop during the second one's readiness wait
-    let stopper = {
-        let (log, handle) = (log.clone(), handle.clone());
-        std::thread::spawn(move || {
-            log.wait_for("ready long");
-            handle.request_stop(None);
-        })
-    };
+    let stopper = stop_on(&log, &handle, "ready long");
     let _ = run(lc);
     stopper.join().unwrap();
     let report = handle.report();

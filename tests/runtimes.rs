@@ -128,6 +128,18 @@ async fn eventually(mut cond: impl FnMut() -> bool) {
 mod scenarios {
     use super::*;
 
+    /// Runs the lifecycle, requesting a stop once every component is ready
+    /// (which it must become).
+    async fn run_until_ready(lifecycle: Lifecycle) -> Result<lameduck::Report, lameduck::Error> {
+        let handle = lifecycle.handle();
+        let (res, ()) = future::join(lifecycle.run(), async {
+            assert!(handle.ready().await);
+            handle.request_stop(None);
+        })
+        .await;
+        res
+    }
+
     /// Components start in registration order, each after its predecessor
     /// is ready.
     pub(super) async fn ordered_start() {
@@ -138,12 +150,7 @@ mod scenarios {
             .component("c", Logged(log.clone()))
             .build()
             .unwrap();
-        let handle = lifecycle.handle();
-        let (res, ()) = future::join(lifecycle.run(), async {
-            assert!(handle.ready().await);
-            handle.request_stop(None);
-        })
-        .await;
+        let res = run_until_ready(lifecycle).await;
         res.unwrap();
         assert_eq!(
             log.take()[..6],
@@ -162,12 +169,7 @@ mod scenarios {
             .component("c", Logged(log.clone()))
             .build()
             .unwrap();
-        let handle = lifecycle.handle();
-        let (res, ()) = future::join(lifecycle.run(), async {
-            assert!(handle.ready().await);
-            handle.request_stop(None);
-        })
-        .await;
+        let res = run_until_ready(lifecycle).await;
         let report = res.unwrap();
         let stops: Vec<_> = log
             .take()
@@ -212,12 +214,7 @@ mod scenarios {
             )
             .build()
             .unwrap();
-        let handle = lifecycle.handle();
-        let (res, ()) = future::join(lifecycle.run(), async {
-            assert!(handle.ready().await);
-            handle.request_stop(None);
-        })
-        .await;
+        let res = run_until_ready(lifecycle).await;
         let report = res.unwrap();
         assert_eq!(report.component("flaky").unwrap().attempts, 3);
         let at = flaky.1.lock().unwrap().clone();

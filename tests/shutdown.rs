@@ -9,8 +9,8 @@ use std::time::Instant;
 use common::*;
 use futures::executor::block_on;
 use lameduck::{
-    BoxError, Component, ComponentOptions, ComponentState, Context, ErrorKind, Health,
-    HealthChecker, Lifecycle, Phase, Step, component,
+    BoxError, Component, ComponentOptions, ComponentState, Context, ErrorKind, Lifecycle, Phase,
+    Step, component,
 };
 
 /// Serves (counts ticks) until its stop signal.
@@ -32,14 +32,6 @@ impl Component for Ticker {
     async fn stop(&self, _cx: &Context) -> Result<(), BoxError> {
         self.log.push("stop t");
         Ok(())
-    }
-}
-
-struct AlwaysHealthy;
-
-impl HealthChecker for AlwaysHealthy {
-    async fn check(&self) -> Health {
-        Health::Healthy
     }
 }
 
@@ -106,9 +98,7 @@ fn rule_10_drain_stops_in_reverse_launch_order_one_at_a_time() {
         .component("c", slow("c"))
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    let report = expect_ok(run(lc).0);
-    stopper.join().unwrap();
+    let report = expect_ok(run_until_ready(lc).0);
 
     assert_eq!(log.only(&["stop"]), ["stop c", "stop b", "stop a"]);
     // one at a time: c is fully stopped (stop returned, run ended) before b
@@ -154,9 +144,7 @@ fn rule_10_stopping_calls_stop_and_waits_for_run_to_end() {
         .component("server", server)
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    let report = expect_ok(run(lc).0);
-    stopper.join().unwrap();
+    let report = expect_ok(run_until_ready(lc).0);
 
     log.assert_before("stop server", "run-end server");
     log.assert_before("run-end server", "stop a");
@@ -196,9 +184,7 @@ fn rule_11_stop_overrun_calls_close_and_names_component_phase_budget() {
         )
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    let (out, took) = run(lc);
-    stopper.join().unwrap();
+    let (out, took, _) = run_until_ready(lc);
     let err = expect_err(out);
 
     assert!(err.is_timeout());
@@ -233,9 +219,7 @@ fn rule_11_run_not_ending_after_stop_is_closed_and_dropped() {
         )
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    let (out, took) = run(lc);
-    stopper.join().unwrap();
+    let (out, took, _) = run_until_ready(lc);
     let err = expect_err(out);
 
     assert!(err.is_timeout());
@@ -258,9 +242,7 @@ fn rule_11_stop_timeout_zero_closes_at_once() {
         )
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    let (out, took) = run(lc);
-    stopper.join().unwrap();
+    let (out, took, _) = run_until_ready(lc);
     let report = expect_ok(out);
     assert!(!log.has("stop a"));
     assert_eq!(log.count("close a"), 1);
@@ -284,9 +266,7 @@ fn rule_11_close_is_bounded_by_its_own_budget() {
         )
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    let (out, took) = run(lc);
-    stopper.join().unwrap();
+    let (out, took, _) = run_until_ready(lc);
     let err = expect_err(out);
     assert_eq!(find(&err, "b", Step::Stop).budget(), Some(ms(50)));
     let close = find(&err, "b", Step::Close);
@@ -309,9 +289,7 @@ fn rule_12_drainers_run_in_order_append_at_end_prepend_at_front() {
         .prepend_drainer("dm", drain(&log, "dm", Act::Ok))
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    expect_ok(run(lc).0);
-    stopper.join().unwrap();
+    expect_ok(run_until_ready(lc).0);
 
     assert_eq!(
         log.only(&["drain"]),
@@ -343,9 +321,7 @@ fn rule_12_each_drainer_is_bounded_by_the_remaining_budget() {
         .build()
         .unwrap();
     let handle = lc.handle();
-    let stopper = stop_when_ready(&handle);
-    let (out, _) = run(lc);
-    stopper.join().unwrap();
+    let (out, _, _) = run_until_ready(lc);
     let err = expect_err(out);
 
     let left = seen.lock().unwrap().expect("a drainer has a deadline");
@@ -375,9 +351,7 @@ fn rule_13_stop_hooks_run_in_reverse_registration_order() {
         .stop_hook("h3", hook(&log, "h3", Act::Ok))
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    expect_ok(run(lc).0);
-    stopper.join().unwrap();
+    expect_ok(run_until_ready(lc).0);
 
     assert_eq!(log.only(&["hook"]), ["hook h3", "hook h2", "hook h1"]);
     log.assert_before("drain-end d", "hook h3");
@@ -508,9 +482,7 @@ fn rule_15_lame_duck_counts_against_the_shutdown_timeout() {
         .component("a", probe(&log, "a").stop(Act::Hang).close(Act::Hang))
         .build()
         .unwrap();
-    let stopper = stop_when_ready(&lc.handle());
-    let (out, took) = run(lc);
-    stopper.join().unwrap();
+    let (out, took, _) = run_until_ready(lc);
     let err = expect_err(out);
     assert!(took >= ms(200) && took < ms(1500), "{took:?}");
     assert!(find(&err, "a", Step::Stop).is_timeout());
@@ -581,15 +553,7 @@ fn rule_16_force_stop_during_a_graceful_stop_skips_to_close() {
         .build()
         .unwrap();
     let handle = lc.handle();
-    let forcer = {
-        let (log, handle) = (log.clone(), handle.clone());
-        std::thread::spawn(move || {
-            block_on(handle.ready());
-            handle.request_stop(None);
-            log.wait_for("stop b");
-            handle.force_stop()
-        })
-    };
+    let forcer = force_on(&log, &handle, "stop b");
     let (out, took) = run(lc);
     assert!(forcer.join().unwrap());
     let err = expect_err(out);
@@ -614,15 +578,7 @@ fn rule_16_force_stop_during_flush_interrupts_the_drainer_and_skips_the_rest() {
         .build()
         .unwrap();
     let handle = lc.handle();
-    let forcer = {
-        let (log, handle) = (log.clone(), handle.clone());
-        std::thread::spawn(move || {
-            block_on(handle.ready());
-            handle.request_stop(None);
-            log.wait_for("drain d1");
-            handle.force_stop()
-        })
-    };
+    let forcer = force_on(&log, &handle, "drain d1");
     let (out, took) = run(lc);
     assert!(forcer.join().unwrap());
     let err = expect_err(out);

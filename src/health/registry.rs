@@ -58,6 +58,11 @@ impl Entry {
         }
     }
 
+    /// The user's checker, to run it raw (no timeout, cache or damping).
+    pub(crate) fn checker(&self) -> Arc<dyn DynHealthChecker> {
+        self.checker.clone()
+    }
+
     /// The check's current result, as a probe sees it.
     pub(crate) async fn evaluate(self: &Arc<Self>, background: bool) -> Outcome {
         let opts = &self.options;
@@ -181,6 +186,10 @@ pub(crate) struct Registry {
 impl Registry {
     pub(crate) fn push(&self, entry: Entry) {
         lock(&self.entries).push(Arc::new(entry));
+    }
+
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        lock(&self.entries).iter().any(|e| &*e.name == name)
     }
 
     pub(crate) fn entries(&self) -> Vec<Arc<Entry>> {

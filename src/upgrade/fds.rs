@@ -98,7 +98,7 @@ pub(crate) fn adopt_entry(e: &Entry) -> io::Result<Named> {
 
 /// Checks and adopts a socket-activated descriptor (its address comes from
 /// the socket itself).
-#[cfg_attr(not(feature = "systemd"), allow(dead_code))]
+#[cfg(feature = "systemd")]
 pub(crate) fn adopt_activated(fd: RawFd, name: String) -> io::Result<Named> {
     let addr = sys::inspect(fd, check_listening)??;
     adopt_checked(fd, name, addr)

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use futures::executor::block_on;
 use futures_timer::Delay;
-use lameduck::{BoxError, Component, Context, Drainer, Error, Handle, Lifecycle, Report, Step};
+use lameduck::{
+    BoxError, Component, Context, Drainer, Error, Handle, Health, HealthChecker, Lifecycle, Report,
+    Step,
+};
 
 /// The bound every lifecycle in these tests must finish within.
 pub const LIMIT: Duration = Duration::from_secs(5);
@@ -282,6 +285,15 @@ impl Component for Probe {
     }
 }
 
+/// A health check that always passes.
+pub struct AlwaysHealthy;
+
+impl HealthChecker for AlwaysHealthy {
+    async fn check(&self) -> Health {
+        Health::Healthy
+    }
+}
+
 /// A drainer that logs `drain <name>` and does `act`.
 pub struct Drain {
     name: String,
@@ -350,6 +362,39 @@ pub fn stop_when_ready(handle: &Handle) -> std::thread::JoinHandle<bool> {
         let ready = block_on(handle.ready());
         handle.request_stop(None);
         ready
+    })
+}
+
+/// Runs the lifecycle ([`run`]), requesting a stop as soon as every
+/// component is ready ([`stop_when_ready`]). Returns the result, the time it
+/// took, and whether every component was ready.
+pub fn run_until_ready(lifecycle: Lifecycle) -> (Result<Report, Error>, Duration, bool) {
+    let stopper = stop_when_ready(&lifecycle.handle());
+    let (out, took) = run(lifecycle);
+    let ready = stopper.join().unwrap();
+    (out, took, ready)
+}
+
+/// Requests a stop (without an error) once `event` is logged. The thread
+/// returns what `request_stop` returned.
+pub fn stop_on(log: &Log, handle: &Handle, event: &str) -> std::thread::JoinHandle<bool> {
+    let (log, handle, event) = (log.clone(), handle.clone(), event.to_owned());
+    std::thread::spawn(move || {
+        log.wait_for(&event);
+        handle.request_stop(None)
+    })
+}
+
+/// Once every component is ready, requests a stop, waits until `event` is
+/// logged, then forces the shutdown. The thread returns what `force_stop`
+/// returned.
+pub fn force_on(log: &Log, handle: &Handle, event: &str) -> std::thread::JoinHandle<bool> {
+    let (log, handle, event) = (log.clone(), handle.clone(), event.to_owned());
+    std::thread::spawn(move || {
+        block_on(handle.ready());
+        handle.request_stop(None);
+        log.wait_for(&event);
+        handle.force_stop()
     })
 }
 

@@ -1,13 +1,12 @@
 //! [`Handle`]: the lifecycle seen from anywhere.
 
-use std::collections::HashSet;
+mod shared;
+
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::Instant;
 
 use futures::future::join_all;
 
@@ -15,152 +14,14 @@ use crate::component::{Component, DynComponent};
 use crate::drain::{Drainer, DynDrainer, drainer_fn};
 use crate::error::{BoxError, Error, ErrorKind, Step};
 use crate::health::{
-    CheckOptions, DynHealthChecker, Entry, HealthChecker, Probes, RESERVED, Registry, run_check,
+    CheckOptions, DynHealthChecker, Entry, HealthChecker, Probes, RESERVED, run_check,
 };
-use crate::lifecycle::watchdog::Watchdog;
 use crate::lifecycle::{ComponentOptions, Phase};
 use crate::report::{ComponentRecord, Report};
 use crate::signal::{Signal, lock};
 
-/// A named part registered with the lifecycle.
-pub(crate) type Named<T> = (Arc<str>, Arc<T>);
-
-/// A component waiting to be launched.
-pub(crate) struct Registration {
-    pub(crate) name: Arc<str>,
-    pub(crate) component: Arc<dyn DynComponent>,
-    pub(crate) options: ComponentOptions,
-}
-
-/// State shared by the runner and every [`Handle`].
-pub(crate) struct Shared {
-    pub(crate) shutdown: Signal,
-    pub(crate) force: Signal,
-    pub(crate) ready: Signal,
-    pub(crate) stopped: Signal,
-    pub(crate) epoch: Instant,
-    phase: AtomicU8,
-    pub(crate) state: Mutex<State>,
-    pub(crate) register_tx: async_channel::Sender<Registration>,
-    pub(crate) watchdog: Mutex<Option<Watchdog>>,
-    pub(crate) health: Arc<Registry>,
-}
-
-#[derive(Default)]
-pub(crate) struct State {
-    pub(crate) errors: Vec<Error>,
-    pub(crate) shutdown_at: Option<Instant>,
-    pub(crate) component_names: HashSet<Arc<str>>,
-    pub(crate) drainers: Vec<Named<dyn DynDrainer>>,
-    pub(crate) drainer_names: HashSet<Arc<str>>,
-    pub(crate) hooks: Vec<Named<dyn DynDrainer>>,
-    pub(crate) hook_names: HashSet<Arc<str>>,
-    pub(crate) checks: Vec<Named<dyn DynHealthChecker>>,
-    pub(crate) records: Vec<ComponentRecord>,
-}
-
-impl Shared {
-    pub(crate) fn new(register_tx: async_channel::Sender<Registration>) -> Self {
-        Shared {
-            shutdown: Signal::new(),
-            force: Signal::new(),
-            ready: Signal::new(),
-            stopped: Signal::new(),
-            epoch: Instant::now(),
-            phase: AtomicU8::new(Phase::Created as u8),
-            state: Mutex::new(State::default()),
-            register_tx,
-            watchdog: Mutex::new(None),
-            health: Arc::new(Registry::default()),
-        }
-    }
-
-    pub(crate) fn phase(&self) -> Phase {
-        Phase::from_u8(self.phase.load(Ordering::Acquire))
-    }
-
-    /// Moves the phase forward; phases never go back.
-    pub(crate) fn set_phase(&self, phase: Phase) {
-        let old = Phase::from_u8(self.phase.fetch_max(phase as u8, Ordering::AcqRel));
-        if old < phase {
-            log::info!(target: "lameduck", "phase: {old} -> {phase}");
-        }
-    }
-
-    /// Marks every component ready, unless shutdown has begun: under the
-    /// state lock, so it cannot interleave with `begin_shutdown`.
-    pub(crate) fn mark_ready(&self) -> bool {
-        let st = lock(&self.state);
-        if st.shutdown_at.is_some() {
-            return false;
-        }
-        self.set_phase(Phase::Running);
-        self.ready.set();
-        true
-    }
-
-    /// Records an error, keeping the order in which errors happened.
-    pub(crate) fn record(&self, error: Error) {
-        log::warn!(target: "lameduck", "{error}");
-        lock(&self.state).errors.push(error);
-    }
-
-    /// Begins shutdown. Returns `true` if this call began it.
-    pub(crate) fn begin_shutdown(&self, error: Option<Error>, cause: &str) -> bool {
-        let error_text = error.as_ref().map(ToString::to_string);
-        {
-            let mut st = lock(&self.state);
-            if st.shutdown_at.is_some() {
-                return false;
-            }
-            st.shutdown_at = Some(Instant::now());
-            if let Some(e) = error {
-                st.errors.push(e);
-            }
-            // All under the lock: a registration racing with us either lands
-            // before the shutdown or is refused, and whoever sees
-            // `shutdown_at` set also sees the shutdown signal set (readiness
-            // fails, the launch stops) — never one without the other.
-            self.phase
-                .fetch_max(Phase::LameDuck as u8, Ordering::AcqRel);
-            self.shutdown.raise();
-        }
-        // Wakers and the logger run outside the lock: either may call back
-        // into a handle.
-        self.shutdown.wake();
-        if let Some(e) = error_text {
-            log::warn!(target: "lameduck", "{e}");
-        }
-        log::info!(target: "lameduck", "shutdown requested: {cause}");
-        if let Some(w) = lock(&self.watchdog).as_ref() {
-            w.arm();
-        }
-        true
-    }
-
-    fn refuse_if_shutting_down(&self, st: &State) -> Result<(), Error> {
-        // A lifecycle can stop without a shutdown: its `run` future dropped,
-        // or the lifecycle dropped unrun. Nothing would call the part then.
-        if st.shutdown_at.is_some() || self.phase() == Phase::Stopped {
-            Err(Error::shutting_down())
-        } else {
-            Ok(())
-        }
-    }
-}
-
-/// Registers a name in a namespace, refusing duplicates.
-pub(crate) fn claim(
-    names: &mut HashSet<Arc<str>>,
-    name: &Arc<str>,
-    what: &str,
-) -> Result<(), Error> {
-    if names.insert(name.clone()) {
-        Ok(())
-    } else {
-        Err(Error::config(format!("duplicate {what} name")).with_component(name))
-    }
-}
+use shared::claim;
+pub(crate) use shared::{Named, Registration, Shared};
 
 /// A cheap, cloneable handle on a [`Lifecycle`](crate::Lifecycle), usable
 /// from any thread: request a stop, wait for phases, read health and the
@@ -276,6 +137,12 @@ impl Handle {
     /// checkers, otherwise `true` when no check is unhealthy (degraded
     /// passes). Checks run concurrently.
     ///
+    /// Every registered check counts, whatever its probes or criticality,
+    /// and runs as it is: the probes' timeout, caching and flap damping
+    /// ([`CheckOptions`]) do not apply, and the built-in `ping`, `launch`
+    /// and `shutdown` checks are not part of it. For a probe's verdict use
+    /// [`Handle::probes`].
+    ///
     /// The returned future is `Send` and cancel-safe.
     pub fn is_healthy(&self) -> impl Future<Output = bool> + Send + 'static {
         let shared = self.shared.clone();
@@ -283,12 +150,10 @@ impl Handle {
             if shared.shutdown.is_set() {
                 return false;
             }
-            let checks: Vec<_> = lock(&shared.state)
-                .checks
-                .iter()
-                .map(|(_, c)| c.clone())
-                .collect();
-            join_all(checks.into_iter().map(run_check))
+            // The raw checks, without the probes' timeouts, caching or flap
+            // damping; the built-in checks are not entries and do not count.
+            let checks = shared.health.entries();
+            join_all(checks.iter().map(|e| run_check(e.checker())))
                 .await
                 .iter()
                 .all(|h| h.is_passing())
@@ -467,19 +332,17 @@ impl Handle {
         options: CheckOptions,
     ) -> Result<(), Error> {
         options.validate(&name)?;
-        let mut st = lock(&self.shared.state);
+        let st = lock(&self.shared.state);
         self.shared.refuse_if_shutting_down(&st)?;
-        if st.checks.iter().any(|(n, _)| *n == name) {
+        if self.shared.health.contains(&name) {
             return Err(Error::config("duplicate health check name").with_component(&name));
         }
         if RESERVED.contains(&&*name) {
             return Err(Error::config("name of a built-in health check").with_component(&name));
         }
-        // Under the state lock, so both lists keep the same order.
-        self.shared
-            .health
-            .push(Entry::new(name.clone(), check.clone(), options));
-        st.checks.push((name, check));
+        // Under the state lock, so no check lands after shutdown began, and
+        // two racing registrations of one name cannot both pass `contains`.
+        self.shared.health.push(Entry::new(name, check, options));
         Ok(())
     }
 

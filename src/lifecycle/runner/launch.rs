@@ -1,0 +1,204 @@
+//! Launch: start each component in order, put its `run` in flight, wait
+//! for it to be ready; then serve registrations until shutdown.
+
+use std::task::Poll;
+use std::time::Instant;
+
+use futures::future::{Either, FutureExt, abortable};
+use futures::stream::StreamExt;
+
+use super::drive::{Driven, Interrupt};
+use super::{RunTask, Runner, Slot, deadline_after};
+use crate::error::{Error, ErrorKind, Step};
+use crate::handle::Registration;
+use crate::report::ComponentState;
+use crate::signal::Signal;
+
+impl Runner {
+    /// Launches every registered component in order, then serves dynamic
+    /// registrations, until shutdown is requested.
+    pub(super) async fn launch_and_serve(&mut self) {
+        let shared = self.handle.shared.clone();
+        loop {
+            let next = match self
+                .initial
+                .next()
+                .map_or_else(|| self.register_rx.try_recv(), Ok)
+            {
+                Ok(reg) => Some(reg),
+                Err(_) => {
+                    if !shared.ready.is_set() {
+                        if !shared.mark_ready() {
+                            return;
+                        }
+                        log::info!(target: "lameduck", "every component is ready");
+                    }
+                    let mut rx = std::pin::pin!(self.register_rx.clone());
+                    match self
+                        .drive(None, Interrupt::Shutdown, |_, cx| rx.poll_next_unpin(cx))
+                        .await
+                    {
+                        Driven::Done(reg) => reg,
+                        Driven::TimedOut | Driven::Interrupted => None,
+                    }
+                }
+            };
+            match next {
+                Some(reg) => self.launch_one(reg).await,
+                None => return,
+            }
+            if shared.shutdown.is_set() {
+                return;
+            }
+        }
+    }
+
+    async fn launch_one(&mut self, reg: Registration) {
+        let index = self.slots.len();
+        self.slots.push(Slot {
+            name: reg.name,
+            component: reg.component,
+            options: reg.options,
+            stop: Signal::new(),
+            abort: None,
+            run_done: false,
+            ready: false,
+        });
+        let name = self.slots[index].name.clone();
+        let options = self.slots[index].options;
+
+        let t0 = Instant::now();
+        log::debug!(target: "lameduck", "starting `{name}`");
+        let at = self.since_epoch(t0);
+        self.update(index, |r| {
+            r.state = ComponentState::Starting;
+            r.start_at = Some(at);
+        });
+        let deadline = deadline_after(t0, options.start_timeout);
+        let mut start = self.slots[index]
+            .component
+            .clone()
+            .start(self.context(index, deadline));
+        match self
+            .drive(deadline, Interrupt::Shutdown, |_, cx| start.poll_unpin(cx))
+            .await
+        {
+            Driven::Done(Ok(())) => {}
+            Driven::Done(Err(e)) => {
+                self.update(index, |r| r.state = ComponentState::Failed);
+                return self.fail(index, e, Step::Start);
+            }
+            Driven::TimedOut => {
+                drop(start);
+                self.update(index, |r| r.state = ComponentState::Failed);
+                let budget = options.start_timeout.unwrap_or_default();
+                return self.fail(
+                    index,
+                    Error::new(ErrorKind::TimedOut).with_budget(budget),
+                    Step::Start,
+                );
+            }
+            Driven::Interrupted => {
+                log::info!(target: "lameduck", "start of `{name}` cancelled by shutdown");
+                self.update(index, |r| r.state = ComponentState::Pending);
+                return;
+            }
+        }
+        drop(start);
+        let took = t0.elapsed();
+        log::info!(target: "lameduck", "started `{name}` in {took:?}");
+        self.update(index, |r| {
+            r.state = ComponentState::Started;
+            r.start_took = Some(took);
+        });
+        self.launched.push(index);
+        self.spawn_run(index);
+        self.await_ready(index, t0).await;
+    }
+
+    fn spawn_run(&mut self, index: usize) {
+        let run = self.slots[index]
+            .component
+            .clone()
+            .run(self.context(index, None));
+        let (run, abort) = abortable(run);
+        self.slots[index].abort = Some(abort);
+        let fut = match &self.config.spawner {
+            None => Either::Left(run),
+            Some(spawner) => {
+                let (remote, handle) = run.remote_handle();
+                (spawner.0)(Box::pin(remote));
+                Either::Right(handle)
+            }
+        };
+        self.runs.push(RunTask { index, fut });
+    }
+
+    async fn await_ready(&mut self, index: usize, t0: Instant) {
+        let name = self.slots[index].name.clone();
+        let policy = self.slots[index].options.readiness;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            self.update(index, |r| r.attempts = attempt);
+            let deadline = deadline_after(Instant::now(), policy.timeout());
+            let mut ready = self.slots[index]
+                .component
+                .clone()
+                .ready(self.context(index, deadline));
+            let outcome = self
+                .drive(deadline, Interrupt::Shutdown, |_, cx| ready.poll_unpin(cx))
+                .await;
+            drop(ready);
+            match outcome {
+                Driven::Done(Ok(true)) => break,
+                Driven::Done(Ok(false)) if attempt >= policy.max_attempts() => {
+                    self.update(index, |r| r.state = ComponentState::Failed);
+                    let e = Error::new(ErrorKind::NotReady)
+                        .with_detail(format!("not ready after {attempt} attempts"));
+                    return self.fail(index, e, Step::Ready);
+                }
+                Driven::Done(Ok(false)) => {
+                    let wait = policy.backoff_policy().delay(attempt);
+                    log::debug!(target: "lameduck", "`{name}` not ready (attempt {attempt}), retrying in {wait:?}");
+                    let until = deadline_after(Instant::now(), Some(wait));
+                    if let Driven::Interrupted = self
+                        .drive(until, Interrupt::Shutdown, |_, _| Poll::<()>::Pending)
+                        .await
+                    {
+                        return;
+                    }
+                }
+                Driven::Done(Err(e)) => {
+                    self.update(index, |r| r.state = ComponentState::Failed);
+                    return self.fail(index, e, Step::Ready);
+                }
+                Driven::TimedOut => {
+                    self.update(index, |r| r.state = ComponentState::Failed);
+                    let budget = policy.timeout().unwrap_or_default();
+                    let e = Error::new(ErrorKind::TimedOut)
+                        .with_budget(budget)
+                        .with_detail(format!("attempt {attempt}"));
+                    return self.fail(index, e, Step::Ready);
+                }
+                Driven::Interrupted => {
+                    log::info!(target: "lameduck", "readiness wait of `{name}` cancelled by shutdown");
+                    return;
+                }
+            }
+        }
+        self.slots[index].ready = true;
+        let now = Instant::now();
+        let at = self.since_epoch(now);
+        log::info!(
+            target: "lameduck",
+            "`{name}` ready after {:?} ({attempt} attempt{})",
+            now - t0,
+            if attempt == 1 { "" } else { "s" }
+        );
+        self.update(index, |r| {
+            r.state = ComponentState::Ready;
+            r.ready_at = Some(at);
+        });
+    }
+}

@@ -1,0 +1,214 @@
+//! The runner: the one future that drives launch, run and shutdown.
+//!
+//! Everything happens on the task that polls [`Runner::run`]. Every user
+//! call is an owned boxed future; [`Runner::drive`] polls one such goal
+//! while it keeps polling every component's `run`, watches for the
+//! interrupting signal and enforces the deadline.
+//!
+//! The work is split by phase: [`launch`] starts components and waits for
+//! them to be ready, [`shutdown`] stops, closes, drains and runs hooks, and
+//! [`drive`] holds the one polling loop both use.
+
+mod drive;
+mod launch;
+mod shutdown;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use futures::future::{AbortHandle, Aborted, BoxFuture, Either, FutureExt, RemoteHandle};
+use futures::stream::FuturesUnordered;
+
+use crate::component::{CallResult, DynComponent};
+use crate::context::Context;
+use crate::error::{Error, Step};
+use crate::handle::{Handle, Registration};
+use crate::lifecycle::{ComponentOptions, Phase};
+use crate::report::{ComponentRecord, Report};
+use crate::signal::{Signal, lock};
+
+/// Puts a component's `run` on a task of the user's executor.
+#[derive(Clone)]
+pub(crate) struct Spawner(pub(crate) Arc<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>);
+
+impl fmt::Debug for Spawner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Spawner")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) lame_duck: Duration,
+    pub(crate) spawner: Option<Spawner>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            shutdown_timeout: Duration::from_secs(30),
+            lame_duck: Duration::ZERO,
+            spawner: None,
+        }
+    }
+}
+
+struct Slot {
+    name: Arc<str>,
+    component: Arc<dyn DynComponent>,
+    options: ComponentOptions,
+    stop: Signal,
+    abort: Option<AbortHandle>,
+    run_done: bool,
+    ready: bool,
+}
+
+type RunOutput = Result<CallResult<()>, Aborted>;
+type LocalRun = futures::future::Abortable<BoxFuture<'static, CallResult<()>>>;
+
+/// One component's `run`, polled in place or through a spawned task.
+struct RunTask {
+    index: usize,
+    fut: Either<LocalRun, RemoteHandle<RunOutput>>,
+}
+
+impl Future for RunTask {
+    type Output = (usize, RunOutput);
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let index = self.index;
+        self.fut.poll_unpin(cx).map(|out| (index, out))
+    }
+}
+
+pub(crate) struct Runner {
+    handle: Handle,
+    config: Config,
+    register_rx: async_channel::Receiver<Registration>,
+    /// Components registered on the builder, launched before any that
+    /// arrive through `register_rx`.
+    initial: std::vec::IntoIter<Registration>,
+    slots: Vec<Slot>,
+    launched: Vec<usize>,
+    runs: FuturesUnordered<RunTask>,
+    /// Held from construction, so that a lifecycle dropped without ever
+    /// being run still resolves `Handle::stopped` and disarms the watchdog.
+    guard: Option<StoppedGuard>,
+}
+
+impl Drop for Runner {
+    /// Components registered but never launched must not outlive the
+    /// runner, whether `run` returned or was dropped: they sit in the
+    /// channel, whose sender every handle keeps alive.
+    fn drop(&mut self) {
+        self.register_rx.close();
+        while self.register_rx.try_recv().is_ok() {}
+    }
+}
+
+/// Marks the lifecycle stopped however `run` ends, dropped included.
+struct StoppedGuard(Handle);
+
+impl Drop for StoppedGuard {
+    fn drop(&mut self) {
+        let shared = &self.0.shared;
+        shared.set_phase(Phase::Stopped);
+        {
+            // Break any cycle through user parts that hold a handle.
+            let mut st = lock(&shared.state);
+            shared.health.clear();
+            st.drainers.clear();
+            st.hooks.clear();
+        }
+        if let Some(w) = lock(&shared.watchdog).take() {
+            w.done();
+        }
+        shared.stopped.set();
+    }
+}
+
+fn deadline_after(from: Instant, budget: Option<Duration>) -> Option<Instant> {
+    budget.and_then(|b| from.checked_add(b))
+}
+
+impl Runner {
+    pub(crate) fn new(
+        handle: Handle,
+        config: Config,
+        register_rx: async_channel::Receiver<Registration>,
+        initial: Vec<Registration>,
+    ) -> Self {
+        Runner {
+            guard: Some(StoppedGuard(handle.clone())),
+            handle,
+            config,
+            register_rx,
+            slots: Vec::with_capacity(initial.len()),
+            launched: Vec::with_capacity(initial.len()),
+            initial: initial.into_iter(),
+            runs: FuturesUnordered::new(),
+        }
+    }
+
+    pub(crate) async fn run(mut self) -> Result<Report, Error> {
+        let shared = self.handle.shared.clone();
+        let guard = self.guard.take();
+        if !shared.shutdown.is_set() {
+            shared.set_phase(Phase::Launching);
+            self.launch_and_serve().await;
+        }
+        self.shut_down().await;
+        // Every started component has been stopped or closed; drop what is
+        // left of their futures before reporting.
+        self.runs = FuturesUnordered::new();
+        drop(guard);
+
+        let report = self.handle.report();
+        let mut errors = std::mem::take(&mut lock(&shared.state).errors).into_iter();
+        log::info!(
+            target: "lameduck",
+            "lifecycle stopped after {:?}",
+            report.elapsed()
+        );
+        match errors.next() {
+            None => Ok(report),
+            Some(first) => Err(first.with_others(errors.collect())),
+        }
+    }
+
+    fn context(&self, index: usize, deadline: Option<Instant>) -> Context {
+        let slot = &self.slots[index];
+        Context {
+            name: slot.name.clone(),
+            stop: slot.stop.clone(),
+            handle: self.handle.clone(),
+            deadline,
+        }
+    }
+
+    fn update(&self, index: usize, f: impl FnOnce(&mut ComponentRecord)) {
+        if let Some(r) = lock(&self.handle.shared.state).records.get_mut(index) {
+            f(r);
+        }
+    }
+
+    fn since_epoch(&self, t: Instant) -> Duration {
+        t.saturating_duration_since(self.handle.shared.epoch)
+    }
+
+    /// Records a component's error and begins shutdown.
+    fn fail(&self, index: usize, error: Error, step: Step) {
+        let name = self.slots[index].name.clone();
+        let error = error
+            .with_component(&name)
+            .with_step(step)
+            .with_phase(self.handle.phase());
+        let shared = &self.handle.shared;
+        shared.record(error);
+        shared.begin_shutdown(None, &format!("`{name}` failed in {step}"));
+    }
+}
