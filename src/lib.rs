@@ -191,9 +191,10 @@ pub use lifecycle::{
 pub use report::{ComponentRecord, ComponentState, Report};
 pub use signal::Signal;
 
+#[cfg(feature = "signals")]
+pub use signals::{Listener, SignalKind, Signals};
+
 /// The README's example, compiled and run as a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
-#[cfg(feature = "signals")]
-pub use signals::{Listener, SignalKind, Signals};

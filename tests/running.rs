@@ -286,3 +286,27 @@ fn regression_phase_went_back_to_running_after_a_racing_stop_request() {
         );
     }
 }
+
+/// A lifecycle can stop without a shutdown request (dropped unrun, or its
+/// `run` future dropped): it serves nothing then, so health must not pass.
+#[test]
+fn is_healthy_is_false_once_the_lifecycle_stopped_without_a_shutdown() {
+    struct Fine;
+    impl lameduck::HealthChecker for Fine {
+        async fn check(&self) -> lameduck::Health {
+            lameduck::Health::Healthy
+        }
+    }
+    let lifecycle = Lifecycle::builder()
+        .health_check("fine", Fine)
+        .build()
+        .unwrap();
+    let handle = lifecycle.handle();
+    assert!(block_on(handle.is_healthy()), "healthy while built");
+    drop(lifecycle);
+    assert!(!handle.is_shutting_down(), "no shutdown was requested");
+    assert!(
+        !block_on(handle.is_healthy()),
+        "a stopped lifecycle is not healthy"
+    );
+}

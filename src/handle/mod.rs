@@ -133,9 +133,9 @@ impl Handle {
         self.shared.ready.is_set() && !self.shared.shutdown.is_set()
     }
 
-    /// The aggregated health: `false` once shutdown has begun, `true` with no
-    /// checkers, otherwise `true` when no check is unhealthy (degraded
-    /// passes). Checks run concurrently.
+    /// The aggregated health: `false` once shutdown has begun (or the
+    /// lifecycle has stopped), `true` with no checkers, otherwise `true` when
+    /// no check is unhealthy (degraded passes). Checks run concurrently.
     ///
     /// Every registered check counts, whatever its probes or criticality,
     /// and runs as it is: the probes' timeout, caching and flap damping
@@ -147,7 +147,10 @@ impl Handle {
     pub fn is_healthy(&self) -> impl Future<Output = bool> + Send + 'static {
         let shared = self.shared.clone();
         async move {
-            if shared.shutdown.is_set() {
+            // A lifecycle can also stop without a shutdown (its `run` dropped,
+            // or never run): nothing serves then either.
+            let stopped = |s: &Shared| s.shutdown.is_set() || s.phase() == Phase::Stopped;
+            if stopped(&shared) {
                 return false;
             }
             // The raw checks, without the probes' timeouts, caching or flap
@@ -157,7 +160,7 @@ impl Handle {
                 .await
                 .iter()
                 .all(|h| h.is_passing())
-                && !shared.shutdown.is_set()
+                && !stopped(&shared)
         }
     }
 

@@ -23,6 +23,7 @@ impl Probes {
     /// # Cancel safety
     ///
     /// Cancel-safe, like [`Probes::respond`].
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn respond_http<B>(
         &self,
         request: &http::Request<B>,
