@@ -11,7 +11,6 @@ use futures_timer::Delay;
 
 use super::{RunOutput, Runner};
 use crate::error::{Error, ErrorKind, Step};
-use crate::report::ComponentState;
 
 /// What stops a [`Runner::drive`] early.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -45,8 +44,7 @@ impl Runner {
             Err(Aborted) => {}
             Ok(Err(e)) => self.fail(index, e, Step::Run),
             Ok(Ok(())) if !ready && !shared.shutdown.is_set() => {
-                self.update(index, |r| r.state = ComponentState::Failed);
-                self.fail(index, Error::new(ErrorKind::Exited), Step::Run);
+                self.fail_launch(index, Error::new(ErrorKind::Exited), Step::Run);
             }
             Ok(Ok(())) if !shared.shutdown.is_set() => {
                 log::info!(target: "lameduck", "`{name}` finished running");

@@ -84,19 +84,12 @@ impl Runner {
             .await
         {
             Driven::Done(Ok(())) => {}
-            Driven::Done(Err(e)) => {
-                self.update(index, |r| r.state = ComponentState::Failed);
-                return self.fail(index, e, Step::Start);
-            }
+            Driven::Done(Err(e)) => return self.fail_launch(index, e, Step::Start),
             Driven::TimedOut => {
                 drop(start);
-                self.update(index, |r| r.state = ComponentState::Failed);
                 let budget = options.start_timeout.unwrap_or_default();
-                return self.fail(
-                    index,
-                    Error::new(ErrorKind::TimedOut).with_budget(budget),
-                    Step::Start,
-                );
+                let e = Error::new(ErrorKind::TimedOut).with_budget(budget);
+                return self.fail_launch(index, e, Step::Start);
             }
             Driven::Interrupted => {
                 log::info!(target: "lameduck", "start of `{name}` cancelled by shutdown");
@@ -153,10 +146,9 @@ impl Runner {
             match outcome {
                 Driven::Done(Ok(true)) => break,
                 Driven::Done(Ok(false)) if attempt >= policy.max_attempts() => {
-                    self.update(index, |r| r.state = ComponentState::Failed);
                     let e = Error::new(ErrorKind::NotReady)
                         .with_detail(format!("not ready after {attempt} attempts"));
-                    return self.fail(index, e, Step::Ready);
+                    return self.fail_launch(index, e, Step::Ready);
                 }
                 Driven::Done(Ok(false)) => {
                     let wait = policy.backoff_policy().delay(attempt);
@@ -169,17 +161,13 @@ impl Runner {
                         return;
                     }
                 }
-                Driven::Done(Err(e)) => {
-                    self.update(index, |r| r.state = ComponentState::Failed);
-                    return self.fail(index, e, Step::Ready);
-                }
+                Driven::Done(Err(e)) => return self.fail_launch(index, e, Step::Ready),
                 Driven::TimedOut => {
-                    self.update(index, |r| r.state = ComponentState::Failed);
                     let budget = policy.timeout().unwrap_or_default();
                     let e = Error::new(ErrorKind::TimedOut)
                         .with_budget(budget)
                         .with_detail(format!("attempt {attempt}"));
-                    return self.fail(index, e, Step::Ready);
+                    return self.fail_launch(index, e, Step::Ready);
                 }
                 Driven::Interrupted => {
                     log::info!(target: "lameduck", "readiness wait of `{name}` cancelled by shutdown");

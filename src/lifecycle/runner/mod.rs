@@ -27,7 +27,7 @@ use crate::context::Context;
 use crate::error::{Error, Step};
 use crate::handle::{Handle, Registration};
 use crate::lifecycle::{ComponentOptions, Phase};
-use crate::report::{ComponentRecord, Report};
+use crate::report::{ComponentRecord, ComponentState, Report};
 use crate::signal::{Signal, lock};
 
 /// Puts a component's `run` on a task of the user's executor.
@@ -200,15 +200,37 @@ impl Runner {
         t.saturating_duration_since(self.handle.shared.epoch)
     }
 
+    /// Records an error of the named part (component, drainer or hook), in
+    /// the step and phase it happened in.
+    fn record(&self, name: &str, error: Error, step: Step) {
+        let shared = &self.handle.shared;
+        shared.record(
+            error
+                .with_component(name)
+                .with_step(step)
+                .with_phase(shared.phase()),
+        );
+    }
+
     /// Records a component's error and begins shutdown.
     fn fail(&self, index: usize, error: Error, step: Step) {
         let name = self.slots[index].name.clone();
-        let error = error
-            .with_component(&name)
-            .with_step(step)
-            .with_phase(self.handle.phase());
-        let shared = &self.handle.shared;
-        shared.record(error);
-        shared.begin_shutdown(None, &format!("`{name}` failed in {step}"));
+        self.record(&name, error, step);
+        self.handle
+            .shared
+            .begin_shutdown(None, &format!("`{name}` failed in {step}"));
     }
+
+    /// [`Runner::fail`] for a component whose launch failed: its report row
+    /// says `Failed`, and keeps saying it through the drain.
+    fn fail_launch(&self, index: usize, error: Error, step: Step) {
+        self.update(index, |r| r.state = ComponentState::Failed);
+        self.fail(index, error, step);
+    }
+}
+
+/// The budget a call had, from `from` to `bound` (zero without a bound,
+/// where no timeout can happen anyway).
+fn budget_of(bound: Option<Instant>, from: Instant) -> Duration {
+    bound.map_or(Duration::ZERO, |b| b.saturating_duration_since(from))
 }

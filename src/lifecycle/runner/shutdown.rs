@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use futures::future::FutureExt;
 
 use super::drive::{Driven, Interrupt};
-use super::{Runner, deadline_after};
+use super::{Runner, budget_of, deadline_after};
 use crate::context::Context;
 use crate::drain::DynDrainer;
 use crate::error::{Error, ErrorKind, Step};
@@ -106,18 +106,13 @@ impl Runner {
                     None
                 }
                 Driven::Done(Err(e)) => Some(e),
-                Driven::TimedOut => Some(
-                    Error::new(ErrorKind::TimedOut)
-                        .with_budget(bound.map_or(Duration::ZERO, |b| b - t0)),
-                ),
+                Driven::TimedOut => {
+                    Some(Error::new(ErrorKind::TimedOut).with_budget(budget_of(bound, t0)))
+                }
                 Driven::Interrupted => Some(Error::new(ErrorKind::Forced)),
             };
             if let Some(e) = error {
-                shared.record(
-                    e.with_component(&name)
-                        .with_step(step)
-                        .with_phase(shared.phase()),
-                );
+                self.record(&name, e, step);
             }
         }
     }
@@ -138,7 +133,6 @@ impl Runner {
         self.slots[index].stop.set();
 
         let bound = earliest(deadline_after(t0, options.stop_timeout), deadline);
-        let budget = bound.map_or(Duration::ZERO, |b| b.saturating_duration_since(t0));
         let graceful = !shared.force.is_set() && options.stop_timeout != Some(Duration::ZERO);
         let mut stopped = false;
         if graceful {
@@ -153,11 +147,7 @@ impl Runner {
             let mut timed_out = false;
             match outcome {
                 Driven::Done(Ok(())) => {}
-                Driven::Done(Err(e)) => shared.record(
-                    e.with_component(&name)
-                        .with_step(Step::Stop)
-                        .with_phase(Phase::Draining),
-                ),
+                Driven::Done(Err(e)) => self.record(&name, e, Step::Stop),
                 Driven::TimedOut => timed_out = true,
                 Driven::Interrupted => {}
             }
@@ -178,13 +168,8 @@ impl Runner {
                 }
             }
             if timed_out {
-                shared.record(
-                    Error::new(ErrorKind::TimedOut)
-                        .with_budget(budget)
-                        .with_component(&name)
-                        .with_step(Step::Stop)
-                        .with_phase(Phase::Draining),
-                );
+                let e = Error::new(ErrorKind::TimedOut).with_budget(budget_of(bound, t0));
+                self.record(&name, e, Step::Stop);
             }
         }
         if stopped {
@@ -200,7 +185,6 @@ impl Runner {
     }
 
     async fn close_one(&mut self, index: usize, deadline: Option<Instant>) {
-        let shared = self.handle.shared.clone();
         let name = self.slots[index].name.clone();
         let options = self.slots[index].options;
         let t0 = Instant::now();
@@ -219,17 +203,12 @@ impl Runner {
         let error = match outcome {
             Driven::Done(Ok(())) => None,
             Driven::Done(Err(e)) => Some(e),
-            Driven::TimedOut | Driven::Interrupted => Some(
-                Error::new(ErrorKind::TimedOut)
-                    .with_budget(bound.map_or(Duration::ZERO, |b| b.saturating_duration_since(t0))),
-            ),
+            Driven::TimedOut | Driven::Interrupted => {
+                Some(Error::new(ErrorKind::TimedOut).with_budget(budget_of(bound, t0)))
+            }
         };
         if let Some(e) = error {
-            shared.record(
-                e.with_component(&name)
-                    .with_step(Step::Close)
-                    .with_phase(Phase::Draining),
-            );
+            self.record(&name, e, Step::Close);
         }
         if let Some(abort) = self.slots[index].abort.take() {
             abort.abort();
