@@ -73,21 +73,33 @@ impl Shared {
 
     /// Moves the phase forward; phases never go back.
     pub(crate) fn set_phase(&self, phase: Phase) {
-        let old = Phase::from_u8(self.phase.fetch_max(phase as u8, Ordering::AcqRel));
-        if old < phase {
-            log::info!(target: "lameduck", "phase: {old} -> {phase}");
-        }
+        let old = self.advance(phase);
+        log_phase(old, phase);
     }
 
-    /// Marks every component ready, unless shutdown has begun: under the
-    /// state lock, so it cannot interleave with `begin_shutdown`.
+    /// Moves the phase forward without logging; returns the phase before.
+    fn advance(&self, phase: Phase) -> Phase {
+        Phase::from_u8(self.phase.fetch_max(phase as u8, Ordering::AcqRel))
+    }
+
+    /// Marks every component ready, unless shutdown has begun. The flag is
+    /// raised under the state lock, so it cannot interleave with
+    /// `begin_shutdown`; as there, wakers and the logger run after the lock
+    /// is released, since either may call back into a handle.
     pub(crate) fn mark_ready(&self) -> bool {
-        let st = lock(&self.state);
-        if st.shutdown_at.is_some() {
-            return false;
-        }
-        self.set_phase(Phase::Running);
-        self.ready.set();
+        let old = {
+            let st = lock(&self.state);
+            if st.shutdown_at.is_some() {
+                return false;
+            }
+            // The phase first: whoever sees the lifecycle ready sees it
+            // running.
+            let old = self.advance(Phase::Running);
+            self.ready.raise();
+            old
+        };
+        self.ready.wake();
+        log_phase(old, Phase::Running);
         true
     }
 
@@ -113,8 +125,7 @@ impl Shared {
             // before the shutdown or is refused, and whoever sees
             // `shutdown_at` set also sees the shutdown signal set (readiness
             // fails, the launch stops) — never one without the other.
-            self.phase
-                .fetch_max(Phase::LameDuck as u8, Ordering::AcqRel);
+            self.advance(Phase::LameDuck);
             self.shutdown.raise();
         }
         // Wakers and the logger run outside the lock: either may call back
@@ -138,6 +149,12 @@ impl Shared {
         } else {
             Ok(())
         }
+    }
+}
+
+fn log_phase(old: Phase, new: Phase) {
+    if old < new {
+        log::info!(target: "lameduck", "phase: {old} -> {new}");
     }
 }
 
