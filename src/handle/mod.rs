@@ -208,22 +208,16 @@ impl Handle {
         component: Arc<dyn DynComponent>,
         options: ComponentOptions,
     ) -> Result<(), Error> {
-        options.validate(&name)?;
         let mut st = lock(&self.shared.state);
-        self.shared.refuse_if_shutting_down(&st)?;
-        claim(&mut st.component_names, &name, "component")?;
+        let registration = admit(&self.shared, &mut st, name, component, options)?;
         // Sent under the lock, so the runner receives components in the
         // order of their records, and none after shutdown began.
-        let sent = self.shared.register_tx.try_send(Registration {
-            name: name.clone(),
-            component,
-            options,
-        });
-        if sent.is_err() {
-            st.component_names.remove(&name);
+        if let Err(refused) = self.shared.register_tx.try_send(registration) {
+            // The runner is gone (its channel closed): undo the admission.
+            st.component_names.remove(&refused.into_inner().name);
+            st.records.pop();
             return Err(Error::shutting_down());
         }
-        st.records.push(ComponentRecord::new(name));
         Ok(())
     }
 
@@ -244,15 +238,13 @@ impl Handle {
         component: Arc<dyn DynComponent>,
         options: ComponentOptions,
     ) -> Result<Registration, Error> {
-        options.validate(&name)?;
-        let mut st = lock(&self.shared.state);
-        claim(&mut st.component_names, &name, "component")?;
-        st.records.push(ComponentRecord::new(name.clone()));
-        Ok(Registration {
+        admit(
+            &self.shared,
+            &mut lock(&self.shared.state),
             name,
             component,
             options,
-        })
+        )
     }
 
     /// Appends a drainer (it runs after those already registered).
@@ -381,6 +373,26 @@ impl Handle {
         st.hooks.push((name, hook));
         Ok(())
     }
+}
+
+/// Validates a component, claims its name and adds its report row: what
+/// every registration does, from the builder or a handle.
+fn admit(
+    shared: &Shared,
+    st: &mut shared::State,
+    name: Arc<str>,
+    component: Arc<dyn DynComponent>,
+    options: ComponentOptions,
+) -> Result<Registration, Error> {
+    options.validate(&name)?;
+    shared.refuse_if_shutting_down(st)?;
+    claim(&mut st.component_names, &name, "component")?;
+    st.records.push(ComponentRecord::new(name.clone()));
+    Ok(Registration {
+        name,
+        component,
+        options,
+    })
 }
 
 impl fmt::Debug for Handle {
