@@ -285,8 +285,9 @@ fn dispatch(raw: c_int, count: &mut usize, signals: &Signals, shared: &Weak<Shar
             // A panicking handler must not take the listener down with it:
             // the signals would stay taken over and answered by no one.
             let call = std::panic::AssertUnwindSafe(|| f(kind, &handle));
-            if std::panic::catch_unwind(call).is_err() {
-                log::error!(target: "lameduck", "the on_signal handler panicked on {kind}");
+            if let Err(payload) = std::panic::catch_unwind(call) {
+                let message = crate::error::panic_message(&*payload);
+                log::error!(target: "lameduck", "the on_signal handler panicked on {kind}: {message}");
             }
         }
         None if *count == 1 => {
