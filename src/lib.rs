@@ -155,6 +155,7 @@
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
+mod cause;
 pub mod component;
 mod context;
 mod drain;
@@ -175,6 +176,7 @@ pub mod systemd;
 #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "upgrade"))))]
 pub mod upgrade;
 
+pub use cause::{RunEnd, ShutdownCause};
 pub use component::Component;
 pub use context::Context;
 pub use drain::{Drainer, FnDrainer, drainer_fn};

@@ -19,7 +19,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lameduck::{BoxError, Component, Context, FORCED_EXIT_CODE, Lifecycle, SignalKind, Signals};
+use lameduck::{
+    BoxError, Component, Context, FORCED_EXIT_CODE, Lifecycle, ShutdownCause, SignalKind, Signals,
+};
 
 const SIGUSR2: i32 = 12;
 /// Ignored by default: harmless if it arrives when nobody listens.
@@ -227,6 +229,12 @@ fn sigterm_exits_zero_after_lame_duck_drain_flush_stop() {
         "exit took {took:?}"
     );
     svc.assert_order(PHASES);
+    // The log names the signal, not a generic request.
+    svc.assert_order(&[
+        "received SIGTERM: shutting down",
+        "shutdown requested: received SIGTERM",
+        "lame duck: readiness fails",
+    ]);
 }
 
 #[test]
@@ -513,6 +521,36 @@ fn custom_on_signal_replaces_the_default_path() {
     assert!(err.is_requested(), "{err}");
     assert!(!err.is_forced());
     assert_eq!(*seen.lock().unwrap(), [SignalKind::from_raw(SIGWINCH); 2]);
+}
+
+#[test]
+fn the_signal_is_the_recorded_cause_and_a_second_one_keeps_it() {
+    let _serial = serial();
+    let winch = SignalKind::from_raw(SIGWINCH);
+    let lifecycle = Lifecycle::builder()
+        .lame_duck(Duration::from_secs(30))
+        .signals(Signals::only([winch]))
+        .component("stubborn", Stubborn)
+        .build()
+        .unwrap();
+    let handle = lifecycle.handle();
+    let watcher = handle.clone();
+    let raiser = std::thread::spawn(move || {
+        futures::executor::block_on(watcher.ready());
+        raise(SIGWINCH);
+        futures::executor::block_on(watcher.stopping());
+        let first = watcher.shutdown_cause();
+        raise(SIGWINCH);
+        first
+    });
+    let err = futures::executor::block_on(lifecycle.run()).unwrap_err();
+    assert!(err.is_forced(), "{err}");
+    assert_eq!(raiser.join().unwrap(), Some(ShutdownCause::Signal(winch)));
+    assert_eq!(handle.shutdown_cause(), Some(ShutdownCause::Signal(winch)));
+    assert_eq!(
+        handle.report().shutdown_cause(),
+        Some(&ShutdownCause::Signal(winch))
+    );
 }
 
 /// A component that never stops by itself.
