@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::thread::ThreadId;
 
 use common::*;
-use lameduck::{Lifecycle, RunEnd, ShutdownCause, Step};
+use lameduck::{Lifecycle, ProbeRequest, RunEnd, ShutdownCause, Step};
 
 /// Every `lameduck` info line, with the thread that logged it: tests run in
 /// parallel, and each reads only its own thread's lines.
@@ -180,4 +180,24 @@ fn the_report_table_names_the_cause() {
         first.ends_with("(stop requested through a handle)"),
         "{table}"
     );
+}
+
+#[test]
+fn the_lifecycle_snapshot_names_the_cause() {
+    let lc = Lifecycle::builder().build().unwrap();
+    let handle = lc.handle();
+    let probes = handle.probes().debug_lifecycle(true);
+    let snapshot = || {
+        let r = futures::executor::block_on(
+            probes.respond(ProbeRequest::new("GET", "/debug/lifecycle")),
+        );
+        serde_json::from_str::<serde_json::Value>(r.body()).unwrap()
+    };
+    assert!(snapshot()["shutdown_cause"].is_null());
+    handle.request_stop(None);
+    assert_eq!(
+        snapshot()["shutdown_cause"],
+        "stop requested through a handle"
+    );
+    lc.run_blocking().unwrap();
 }
