@@ -15,6 +15,7 @@ use std::net::TcpStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -428,27 +429,29 @@ fn service_demo(extra: &[&str]) -> (Service, u16) {
 
 #[test]
 fn service_demo_sigterm_under_requests_lame_duck_drain_exit_zero() {
-    let lame_duck = Duration::from_millis(500);
-    let (mut svc, admin) = service_demo(&["--lame-duck-ms", "500"]);
+    let lame_duck = Duration::from_millis(1000);
+    let (mut svc, admin) = service_demo(&["--lame-duck-ms", "1000"]);
     let port = svc.port;
     assert_eq!(get(admin, "/readyz").unwrap(), 200);
 
-    // A few clients keep ordering through the signal and the lame-duck
-    // period (they stop before it ends: after it, the port closes), and
-    // one slow order is still in flight when the drain begins.
-    let until = Instant::now() + Duration::from_millis(200) + lame_duck / 2;
+    // A few clients keep ordering through the signal and into the lame-duck
+    // period (they stop well before it ends: after it, the port closes),
+    // and one slow order is still in flight when the drain begins.
+    let ordering = Arc::new(AtomicBool::new(true));
     let clients: Vec<_> = (0..3)
         .map(|_| {
+            let ordering = ordering.clone();
             std::thread::spawn(move || {
                 let mut codes = Vec::new();
-                while Instant::now() < until {
+                let end = Instant::now() + Duration::from_secs(10);
+                while ordering.load(Ordering::SeqCst) && Instant::now() < end {
                     codes.push(get(port, "/order").map_err(|e| e.kind()));
                 }
                 codes
             })
         })
         .collect();
-    let slow = std::thread::spawn(move || get(port, "/order?ms=1200"));
+    let slow = std::thread::spawn(move || get(port, "/order?ms=2000"));
     std::thread::sleep(Duration::from_millis(200));
     let sent = Instant::now();
     svc.kill("TERM");
@@ -457,6 +460,8 @@ fn service_demo_sigterm_under_requests_lame_duck_drain_exit_zero() {
     assert_eq!(get(admin, "/readyz").unwrap(), 503);
     assert_eq!(get(admin, "/livez").unwrap(), 200);
     assert_eq!(get(port, "/order").unwrap(), 200);
+    std::thread::sleep(Duration::from_millis(100));
+    ordering.store(false, Ordering::SeqCst);
 
     let status = svc.wait(Duration::from_secs(15));
     let took = sent.elapsed();
