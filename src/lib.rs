@@ -30,6 +30,8 @@
 //! own budget. Errors are recorded and shutdown goes on; `run` returns the
 //! first error, with every other one attached, each naming its component and
 //! step. A [forced stop](Handle::force_stop) skips every graceful wait.
+//! Why the shutdown began (a signal, a component, a request, an upgrade) is
+//! logged and kept as a [`ShutdownCause`].
 //!
 //! # Example
 //!
