@@ -1,6 +1,6 @@
-//! A complete service: a public HTTP server (axum on tokio), the admin
-//! server with the Kubernetes probes on loopback, a background worker, and a
-//! queue drainer that flushes what the requests left behind.
+//! A complete service: a public HTTP server (axum on hyper and tokio), the
+//! admin server with the Kubernetes probes on loopback, a background worker,
+//! and a queue drainer that flushes what the requests left behind.
 //!
 //! Run it with:
 //!
@@ -9,36 +9,70 @@
 //! ```
 //!
 //! With no arguments it runs a whole lifecycle by itself and exits 0 in
-//! about three seconds: it launches (the probes fail until every component
-//! is ready), serves a few requests of its own, receives a simulated
-//! SIGTERM, goes lame duck (readiness fails at once while the public port
-//! keeps serving), drains in reverse order, flushes the queue, and prints
-//! the timeline.
+//! about a second: it launches (the probes fail until every component is
+//! ready), serves a few requests of its own, asks its handle to stop (what
+//! the first SIGTERM does), goes lame duck (readiness fails at once while
+//! the public port keeps serving), drains in reverse order, flushes the
+//! queue, and prints the timeline.
 //!
 //! ```text
 //! cargo run --example 03_service -- --serve
 //! ```
 //!
-//! serves until Ctrl-C (a second Ctrl-C forces the shutdown). Then try
-//! `curl -i localhost:9901/readyz?verbose` and `curl localhost:9901/debug/lifecycle`.
+//! serves until SIGINT or SIGTERM (Ctrl-C, `kill`, `docker stop`, systemd,
+//! Kubernetes), the path production takes:
 //!
-//! Ports: `--port N` or `PORT` for the public server (default 8080 with
-//! `--serve`, any free port otherwise), `--admin-port N` or `ADMIN_PORT` for
-//! the admin server (default 9901 with `--serve`, any free port otherwise).
-//! Port 0 picks a free port.
+//! 1. the log says `shutdown requested: received SIGTERM`; the lame-duck
+//!    period begins (5 s): `/readyz` answers 503 so load balancers stop
+//!    sending traffic, while the public port keeps serving;
+//! 2. drain: the public server stops accepting, finishes the requests in
+//!    flight (at most 10 s), then the worker and the database stop;
+//! 3. flush: the queue drainer sends what the requests queued;
+//! 4. the timeline is printed and the process exits 0.
+//!
+//! A second signal forces the shutdown: the remaining waits are skipped and
+//! the process exits 130. Any error exits 1. Meanwhile try
+//! `curl -i localhost:9901/readyz?verbose` and
+//! `curl localhost:9901/debug/lifecycle`.
+//!
+//! The public server has the timeouts a service facing the internet needs:
+//! a client must send a request's whole header within 5 s (a slow or idle
+//! client is disconnected, whether it trickles bytes or sends nothing, and
+//! an idle keep-alive connection is closed), a handler must answer within
+//! 10 s (503 otherwise), and headers are limited to 64 KiB.
+//!
+//! Options (each also read from the environment variable in brackets):
+//!
+//! * `--host ADDR` [`HOST`]: the public server's address (default 0.0.0.0
+//!   with `--serve`, 127.0.0.1 otherwise). The admin server is always on
+//!   loopback.
+//! * `--port N` [`PORT`]: the public port (default 8080 with `--serve`, any
+//!   free port otherwise; 0 picks one).
+//! * `--admin-port N` [`ADMIN_PORT`]: the admin port (default 9901 with
+//!   `--serve`, any free port otherwise; 0 picks one).
+//! * `--lame-duck-ms N`: the lame-duck period (default 5000 with `--serve`,
+//!   600 otherwise).
+//! * `--header-read-timeout-ms N`: the header-read timeout (default 5000).
+//!
+//! `GET /order?ms=N` takes N ms (at most 5000) to place an order: a slow
+//! request to watch the drain wait for.
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use lameduck::admin::AdminServer;
 use lameduck::{
     BoxError, CheckOptions, Component, ComponentOptions, Context, Drainer, Health, HealthChecker,
-    Lifecycle, Probe,
+    Lifecycle, Probe, Signals,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -50,6 +84,18 @@ struct Queue(Arc<Mutex<Vec<String>>>);
 struct Public {
     listener: Mutex<Option<std::net::TcpListener>>,
     queue: Queue,
+    timeouts: Timeouts,
+}
+
+/// What a public server sets against slow or stuck clients.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    /// A client must send a request's whole header within this, from the
+    /// moment the server waits for it: slowloris clients, silent ones and
+    /// idle keep-alive connections are all cut off.
+    header_read: Duration,
+    /// A handler must answer within this.
+    request: Duration,
 }
 
 impl Component for Public {
@@ -57,39 +103,82 @@ impl Component for Public {
         let std = self.listener.lock().unwrap().take().ok_or("run twice")?;
         std.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(std)?;
+        let request = self.timeouts.request;
         let app = axum::Router::new()
             .route("/", get(|| async { "hello from lameduck\n" }))
             .route("/order", get(order))
-            .layer(axum::middleware::from_fn(request_timeout))
+            .layer(axum::middleware::from_fn(move |req, next| {
+                request_timeout(request, req, next)
+            }))
             .with_state(self.queue.clone());
+        // axum::serve has no timeouts: hyper's connection builder does.
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.timeouts.header_read)
+            .max_buf_size(64 * 1024);
         println!(
             "{}: serving on http://{}",
             cx.name(),
             listener.local_addr()?
         );
-        // On our turn to stop: stop accepting, finish what is in flight. The
-        // lifecycle bounds the wait with the stop timeout.
-        axum::serve(listener, app)
-            .with_graceful_shutdown(cx.stop_signal())
-            .await?;
+        let graceful = GracefulShutdown::new();
+        // Connections live in this set: if the lifecycle gives up on the
+        // drain and drops this future, they are closed with it.
+        let mut connections = tokio::task::JoinSet::new();
+        let mut stop = cx.stop_signal();
+        loop {
+            tokio::select! {
+                biased;
+                _ = &mut stop => break,
+                Some(_) = connections.join_next() => {}
+                accepted = listener.accept() => {
+                    let stream = match accepted {
+                        Ok((stream, _)) => stream,
+                        // Out of descriptors, or a connection reset before
+                        // it was accepted: keep serving the others.
+                        Err(e) => {
+                            eprintln!("{}: accept: {e}", cx.name());
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let service = TowerToHyperService::new(app.clone());
+                    let conn = http.serve_connection(TokioIo::new(stream), service);
+                    connections.spawn(graceful.watch(conn));
+                }
+            }
+        }
+        // Our turn to stop: refuse new connections, let each open one finish
+        // its request in flight, close the idle ones. The lifecycle bounds
+        // the wait with the stop timeout.
+        drop(listener);
+        graceful.shutdown().await;
         println!("{}: in-flight requests finished", cx.name());
         Ok(())
     }
 }
 
-async fn order(State(queue): State<Queue>) -> &'static str {
-    tokio::time::sleep(Duration::from_millis(20)).await;
+/// Places an order; `?ms=N` makes it take N ms (at most 5000).
+async fn order(State(queue): State<Queue>, uri: Uri) -> &'static str {
+    let ms = uri
+        .query()
+        .and_then(|q| q.strip_prefix("ms="))
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or(20u64)
+        .min(5000);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
     queue.0.lock().unwrap().push("order placed".into());
     "order queued\n"
 }
 
-/// No request runs longer than 10 s: a slow client or a stuck handler
-/// cannot hold a connection (and the drain) forever.
+/// A slow handler or a stuck one cannot hold a connection (and the drain)
+/// forever.
 async fn request_timeout(
+    limit: Duration,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Result<axum::response::Response, StatusCode> {
-    tokio::time::timeout(Duration::from_secs(10), next.run(req))
+    tokio::time::timeout(limit, next.run(req))
         .await
         .map_err(|_| StatusCode::SERVICE_UNAVAILABLE)
 }
@@ -159,30 +248,61 @@ impl Drainer for QueueDrainer {
     }
 }
 
+/// Prints the library's log lines, so the shutdown reads in order.
+struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.level() <= log::Level::Info
+    }
+    fn log(&self, r: &log::Record<'_>) {
+        if self.enabled(r.metadata()) {
+            println!("[{}] {}", r.target(), r.args());
+        }
+    }
+    fn flush(&self) {}
+}
+
 struct Args {
     serve: bool,
+    host: String,
     port: u16,
     admin_port: u16,
+    lame_duck: Duration,
+    header_read: Duration,
 }
 
 fn args() -> Result<Args, BoxError> {
     let mut argv = std::env::args().skip(1);
     let mut serve = false;
+    let mut host = std::env::var("HOST").ok();
     let mut port = std::env::var("PORT").ok();
     let mut admin_port = std::env::var("ADMIN_PORT").ok();
+    let mut lame_duck = None;
+    let mut header_read = None;
     while let Some(arg) = argv.next() {
         match arg.as_str() {
             "--serve" => serve = true,
+            "--host" => host = argv.next(),
             "--port" => port = argv.next(),
             "--admin-port" => admin_port = argv.next(),
+            "--lame-duck-ms" => lame_duck = argv.next(),
+            "--header-read-timeout-ms" => header_read = argv.next(),
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
+    let ms = |v: Option<String>, default: u64| -> Result<Duration, BoxError> {
+        Ok(Duration::from_millis(v.map_or(Ok(default), |v| v.parse())?))
+    };
     let (default_port, default_admin) = if serve { (8080, 9901) } else { (0, 0) };
+    let default_host = if serve { "0.0.0.0" } else { "127.0.0.1" };
     Ok(Args {
         serve,
+        host: host.unwrap_or_else(|| default_host.into()),
         port: port.map_or(Ok(default_port), |p| p.parse())?,
         admin_port: admin_port.map_or(Ok(default_admin), |p| p.parse())?,
+        lame_duck: ms(lame_duck, if serve { 5000 } else { 600 })?,
+        header_read: ms(header_read, 5000)?,
     })
 }
 
@@ -210,11 +330,25 @@ async fn fetch(addr: SocketAddr, path: &str) -> String {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), BoxError> {
-    let args = args()?;
-    let host = if args.serve { "0.0.0.0" } else { "127.0.0.1" };
-    let public = std::net::TcpListener::bind((host, args.port))?;
-    let public_addr: SocketAddr = ([127, 0, 0, 1], public.local_addr()?.port()).into();
+async fn main() -> ExitCode {
+    let _ = log::set_logger(&Logger);
+    log::set_max_level(log::LevelFilter::Info);
+    let outcome = match args() {
+        Ok(args) => service(args).await,
+        Err(e) => Err(e),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("03_service: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn service(args: Args) -> Result<ExitCode, BoxError> {
+    let public = std::net::TcpListener::bind((args.host.as_str(), args.port))?;
+    let public_addr = public.local_addr()?;
     let admin = AdminServer::loopback(args.admin_port)?;
     let admin_addr = admin.local_addr();
     let queue = Queue::default();
@@ -222,8 +356,11 @@ async fn main() -> Result<(), BoxError> {
     let last_tick = Arc::new(AtomicU64::new(0));
 
     let lifecycle = Lifecycle::builder()
-        .lame_duck(Duration::from_millis(if args.serve { 5000 } else { 600 }))
+        .lame_duck(args.lame_duck)
         .shutdown_timeout(Duration::from_secs(25))
+        // SIGINT and SIGTERM: the first starts the graceful shutdown, a
+        // second one forces it.
+        .signals(Signals::new())
         // First: its probes answer during the whole launch and drain.
         .component("admin", admin)
         .component("database", Database)
@@ -239,7 +376,12 @@ async fn main() -> Result<(), BoxError> {
             Public {
                 listener: Mutex::new(Some(public)),
                 queue: queue.clone(),
+                timeouts: Timeouts {
+                    header_read: args.header_read,
+                    request: Duration::from_secs(10),
+                },
             },
+            // The bound on finishing the requests in flight.
             ComponentOptions::new().stop_timeout(Duration::from_secs(10)),
         )
         .drainer("queue", QueueDrainer(queue.clone()))
@@ -256,16 +398,13 @@ async fn main() -> Result<(), BoxError> {
     let run = tokio::spawn(lifecycle.run());
 
     if args.serve {
-        println!("serving until Ctrl-C");
-        tokio::signal::ctrl_c().await?;
-        println!("\nCtrl-C: lame duck (Ctrl-C again to force)");
-        handle.request_stop(None);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                handle.force_stop();
-            }
-        });
+        if handle.ready().await {
+            println!("ready: public=http://{public_addr} admin=http://{admin_addr}");
+            println!("serving until SIGINT or SIGTERM (a second one forces the shutdown)");
+        }
     } else {
+        // The demo talks to its own public port on loopback.
+        let public_addr = SocketAddr::from(([127, 0, 0, 1], public_addr.port()));
         tokio::time::sleep(Duration::from_millis(50)).await;
         println!(
             "-- launching:  GET /readyz   {}",
@@ -282,7 +421,7 @@ async fn main() -> Result<(), BoxError> {
                 fetch(public_addr, path).await
             );
         }
-        println!("-- simulated SIGTERM");
+        println!("-- request_stop: what the first SIGTERM does");
         handle.request_stop(None);
         println!(
             "-- lame duck:  GET /readyz   {}",
@@ -298,7 +437,10 @@ async fn main() -> Result<(), BoxError> {
         );
     }
 
-    let report = run.await??;
-    println!("\n{report}");
-    Ok(())
+    let outcome = run.await?;
+    match &outcome {
+        Ok(report) => println!("\n{report}"),
+        Err(e) => eprintln!("03_service: {e:#}"),
+    }
+    Ok(lameduck::exit_code(&outcome))
 }

@@ -30,6 +30,8 @@
 //! own budget. Errors are recorded and shutdown goes on; `run` returns the
 //! first error, with every other one attached, each naming its component and
 //! step. A [forced stop](Handle::force_stop) skips every graceful wait.
+//! Why the shutdown began (a signal, a component, a request, an upgrade) is
+//! logged and kept as a [`ShutdownCause`].
 //!
 //! # Example
 //!
@@ -155,6 +157,7 @@
 #[cfg(feature = "admin")]
 #[cfg_attr(docsrs, doc(cfg(feature = "admin")))]
 pub mod admin;
+mod cause;
 pub mod component;
 mod context;
 mod drain;
@@ -175,6 +178,7 @@ pub mod systemd;
 #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "upgrade"))))]
 pub mod upgrade;
 
+pub use cause::{RunEnd, ShutdownCause};
 pub use component::Component;
 pub use context::Context;
 pub use drain::{Drainer, FnDrainer, drainer_fn};

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::cause::ShutdownCause;
 use crate::lifecycle::Phase;
 
 /// Where a component's life ended up.
@@ -114,6 +115,7 @@ pub struct Report {
     phase: Phase,
     elapsed: Duration,
     shutdown_at: Option<Duration>,
+    cause: Option<ShutdownCause>,
     components: Vec<ComponentRecord>,
 }
 
@@ -121,6 +123,7 @@ impl Report {
     pub(crate) fn new(
         epoch: Instant,
         shutdown_at: Option<Instant>,
+        cause: Option<ShutdownCause>,
         components: Vec<ComponentRecord>,
         phase: Phase,
     ) -> Self {
@@ -128,6 +131,7 @@ impl Report {
             phase,
             elapsed: epoch.elapsed(),
             shutdown_at: shutdown_at.map(|t| t.saturating_duration_since(epoch)),
+            cause,
             components,
         }
     }
@@ -145,6 +149,11 @@ impl Report {
     /// When shutdown was requested, as an offset.
     pub fn shutdown_at(&self) -> Option<Duration> {
         self.shutdown_at
+    }
+
+    /// Why the shutdown began, if it has. See [`ShutdownCause`].
+    pub fn shutdown_cause(&self) -> Option<&ShutdownCause> {
+        self.cause.as_ref()
     }
 
     /// Every component, in registration order.
@@ -186,9 +195,14 @@ impl fmt::Display for Report {
             "lifecycle {} after {:.1} ms{}",
             self.phase,
             self.elapsed.as_secs_f64() * 1000.0,
-            match self.shutdown_at {
-                Some(t) => format!(", shutdown requested at {:.1} ms", t.as_secs_f64() * 1000.0),
-                None => String::new(),
+            match (self.shutdown_at, &self.cause) {
+                (Some(t), Some(cause)) => format!(
+                    ", shutdown requested at {:.1} ms ({cause})",
+                    t.as_secs_f64() * 1000.0
+                ),
+                (Some(t), None) =>
+                    format!(", shutdown requested at {:.1} ms", t.as_secs_f64() * 1000.0),
+                _ => String::new(),
             }
         )?;
         writeln!(

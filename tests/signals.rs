@@ -15,11 +15,14 @@ use std::net::TcpStream;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lameduck::{BoxError, Component, Context, FORCED_EXIT_CODE, Lifecycle, SignalKind, Signals};
+use lameduck::{
+    BoxError, Component, Context, FORCED_EXIT_CODE, Lifecycle, ShutdownCause, SignalKind, Signals,
+};
 
 const SIGUSR2: i32 = 12;
 /// Ignored by default: harmless if it arrives when nobody listens.
@@ -227,6 +230,12 @@ fn sigterm_exits_zero_after_lame_duck_drain_flush_stop() {
         "exit took {took:?}"
     );
     svc.assert_order(PHASES);
+    // The log names the signal, not a generic request.
+    svc.assert_order(&[
+        "received SIGTERM: shutting down",
+        "shutdown requested: received SIGTERM",
+        "lame duck: readiness fails",
+    ]);
 }
 
 #[test]
@@ -397,6 +406,162 @@ fn axum_period_expires_then_close_and_the_error_says_so() {
     assert_ne!(slow.join().unwrap().unwrap_or(0), 200);
 }
 
+// ---- the main demo: examples/03_service --serve ---------------------------
+
+/// Starts `03_service --serve` on loopback; returns it and its admin port.
+fn service_demo(extra: &[&str]) -> (Service, u16) {
+    let mut args = vec![
+        "--serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--admin-port",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    let svc = Service::spawn_example("03_service", &args);
+    let ready = svc.log.last().unwrap();
+    let admin = ready.split("admin=http://127.0.0.1:").nth(1).unwrap();
+    let admin = admin.trim().parse().unwrap();
+    (svc, admin)
+}
+
+#[test]
+fn service_demo_sigterm_under_requests_lame_duck_drain_exit_zero() {
+    let lame_duck = Duration::from_millis(1000);
+    let (mut svc, admin) = service_demo(&["--lame-duck-ms", "1000"]);
+    let port = svc.port;
+    assert_eq!(get(admin, "/readyz").unwrap(), 200);
+
+    // A few clients keep ordering through the signal and into the lame-duck
+    // period (they stop well before it ends: after it, the port closes),
+    // and one slow order is still in flight when the drain begins.
+    let ordering = Arc::new(AtomicBool::new(true));
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let ordering = ordering.clone();
+            std::thread::spawn(move || {
+                let mut codes = Vec::new();
+                let end = Instant::now() + Duration::from_secs(10);
+                while ordering.load(Ordering::SeqCst) && Instant::now() < end {
+                    codes.push(get(port, "/order").map_err(|e| e.kind()));
+                }
+                codes
+            })
+        })
+        .collect();
+    let slow = std::thread::spawn(move || get(port, "/order?ms=2000"));
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = Instant::now();
+    svc.kill("TERM");
+    svc.wait_for("[lameduck] shutdown requested", Duration::from_secs(5));
+    // Lame duck: readiness fails at once, liveness passes, orders go on.
+    assert_eq!(get(admin, "/readyz").unwrap(), 503);
+    assert_eq!(get(admin, "/livez").unwrap(), 200);
+    assert_eq!(get(port, "/order").unwrap(), 200);
+    std::thread::sleep(Duration::from_millis(100));
+    ordering.store(false, Ordering::SeqCst);
+
+    let status = svc.wait(Duration::from_secs(15));
+    let took = sent.elapsed();
+    assert_eq!(status.code(), Some(0), "log:\n{:#?}", svc.log);
+    assert!(
+        took >= lame_duck,
+        "lame duck cut short: exit after {took:?}"
+    );
+    assert!(took < Duration::from_secs(8), "exit took {took:?}");
+    for client in clients {
+        let codes = client.join().unwrap();
+        assert!(!codes.is_empty());
+        assert!(codes.iter().all(|c| *c == Ok(200)), "{codes:?}");
+    }
+    assert_eq!(slow.join().unwrap().unwrap(), 200, "the slow order was cut");
+    svc.assert_order(&[
+        "[lameduck] received SIGTERM: shutting down",
+        "[lameduck] shutdown requested: received SIGTERM",
+        "[lameduck] phase: lame duck -> draining",
+        "public: in-flight requests finished",
+        "[lameduck] stopped `public`",
+        "[lameduck] phase: draining -> flushing",
+        "queue: flushed",
+        "[lameduck] phase: stopping -> stopped",
+        "shutdown requested at",
+    ]);
+    let table = &svc.log[svc.line("shutdown requested at")];
+    assert!(table.ends_with("(received SIGTERM)"), "{table}");
+}
+
+#[test]
+fn service_demo_second_signal_forces_exit_130() {
+    let (mut svc, _) = service_demo(&["--lame-duck-ms", "10000"]);
+    svc.kill("TERM");
+    svc.wait_for("[lameduck] shutdown requested", Duration::from_secs(5));
+    let sent = Instant::now();
+    svc.kill("INT");
+    let status = svc.wait(Duration::from_secs(8));
+    assert_eq!(
+        status.code(),
+        Some(i32::from(FORCED_EXIT_CODE)),
+        "{:#?}",
+        svc.log
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        sent.elapsed()
+    );
+    svc.line("received SIGINT again: forcing");
+}
+
+/// Opens a connection, sends `head`, then (if `trickle`) one more byte
+/// every 50 ms, the way a slowloris client holds a connection open. Returns
+/// how long the server took to close it, or `None` if it was still open
+/// after 5 s.
+fn closed_after(port: u16, head: &[u8], trickle: bool) -> Option<Duration> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let start = Instant::now();
+    s.write_all(head).unwrap();
+    let mut buf = [0u8; 512];
+    while start.elapsed() < Duration::from_secs(5) {
+        if trickle && s.write_all(b"x").is_err() {
+            return Some(start.elapsed());
+        }
+        match s.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), IoErrorKind::WouldBlock | IoErrorKind::TimedOut) => {}
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+    None
+}
+
+#[test]
+fn service_demo_disconnects_clients_that_never_finish_their_headers() {
+    let timeout = Duration::from_millis(300);
+    let (mut svc, _) = service_demo(&["--header-read-timeout-ms", "300", "--lame-duck-ms", "100"]);
+    let port = svc.port;
+    let cases: [(&str, &[u8], bool); 3] = [
+        ("silent", b"", false),
+        ("half a header", b"GET / HTTP/1.1\r\nHost: x\r\n", false),
+        ("slowloris", b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ", true),
+    ];
+    for (what, head, trickle) in cases {
+        let took = closed_after(port, head, trickle);
+        let took = took.unwrap_or_else(|| panic!("{what}: still connected after 5 s"));
+        assert!(
+            took >= timeout - Duration::from_millis(20) && took < Duration::from_secs(3),
+            "{what}: closed after {took:?}"
+        );
+    }
+    // A client that does finish its headers is served.
+    assert_eq!(get(port, "/").unwrap(), 200);
+    svc.kill("TERM");
+    assert_eq!(svc.wait(Duration::from_secs(15)).code(), Some(0));
+}
+
 // ---- in-process ----------------------------------------------------------
 
 /// In-process tests share the process's signal dispositions and count its
@@ -513,6 +678,36 @@ fn custom_on_signal_replaces_the_default_path() {
     assert!(err.is_requested(), "{err}");
     assert!(!err.is_forced());
     assert_eq!(*seen.lock().unwrap(), [SignalKind::from_raw(SIGWINCH); 2]);
+}
+
+#[test]
+fn the_signal_is_the_recorded_cause_and_a_second_one_keeps_it() {
+    let _serial = serial();
+    let winch = SignalKind::from_raw(SIGWINCH);
+    let lifecycle = Lifecycle::builder()
+        .lame_duck(Duration::from_secs(30))
+        .signals(Signals::only([winch]))
+        .component("stubborn", Stubborn)
+        .build()
+        .unwrap();
+    let handle = lifecycle.handle();
+    let watcher = handle.clone();
+    let raiser = std::thread::spawn(move || {
+        futures::executor::block_on(watcher.ready());
+        raise(SIGWINCH);
+        futures::executor::block_on(watcher.stopping());
+        let first = watcher.shutdown_cause();
+        raise(SIGWINCH);
+        first
+    });
+    let err = futures::executor::block_on(lifecycle.run()).unwrap_err();
+    assert!(err.is_forced(), "{err}");
+    assert_eq!(raiser.join().unwrap(), Some(ShutdownCause::Signal(winch)));
+    assert_eq!(handle.shutdown_cause(), Some(ShutdownCause::Signal(winch)));
+    assert_eq!(
+        handle.report().shutdown_cause(),
+        Some(&ShutdownCause::Signal(winch))
+    );
 }
 
 /// A component that never stops by itself.

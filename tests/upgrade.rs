@@ -559,9 +559,15 @@ fn upgrade_under(block_on: impl Fn(std::pin::Pin<Box<dyn std::future::Future<Out
             let done = up.upgrade().await.expect("upgrade");
             assert_eq!(pid_of(&http_get(addr, "/").unwrap()), done.pid);
             signal(done.pid, rustix::process::Signal::KILL);
+            done.pid
         };
-        let (report, ()) = futures::future::join(run, drive).await;
-        report.expect("the old lifecycle stops cleanly after the upgrade");
+        let (report, pid) = futures::future::join(run, drive).await;
+        let report = report.expect("the old lifecycle stops cleanly after the upgrade");
+        // The hand-over is the cause, not a generic stop request.
+        assert_eq!(
+            report.shutdown_cause(),
+            Some(&lameduck::ShutdownCause::Upgraded { pid })
+        );
     }));
 }
 

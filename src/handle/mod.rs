@@ -10,6 +10,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use futures::future::join_all;
 
+use crate::cause::ShutdownCause;
 use crate::component::{Component, DynComponent};
 use crate::drain::{Drainer, DynDrainer, drainer_fn};
 use crate::error::{BoxError, Error, ErrorKind, Step};
@@ -53,14 +54,16 @@ impl Handle {
     /// stays the primary error). Callable from any thread, before or during
     /// [`Lifecycle::run`](crate::Lifecycle::run).
     pub fn request_stop(&self, error: Option<BoxError>) -> bool {
+        let cause = ShutdownCause::Requested {
+            with_error: error.is_some(),
+        };
         let error = error.map(|e| {
             Error::new(ErrorKind::Requested)
                 .with_step(Step::Request)
                 .with_phase(self.phase())
                 .with_source(e)
         });
-        self.shared
-            .begin_shutdown(error, "stop requested through a handle")
+        self.shared.begin_shutdown(error, cause)
     }
 
     /// Forces the shutdown: the rest of the lame-duck period and every
@@ -70,7 +73,7 @@ impl Handle {
     /// Returns `true` if this call forced it.
     pub fn force_stop(&self) -> bool {
         let phase = self.phase();
-        self.shared.begin_shutdown(None, "forced stop");
+        self.shared.begin_shutdown(None, ShutdownCause::Forced);
         let forced = {
             let mut st = lock(&self.shared.state);
             if self.shared.force.is_set() {
@@ -93,6 +96,29 @@ impl Handle {
             log::warn!(target: "lameduck", "shutdown forced: graceful waits skipped");
         }
         forced
+    }
+
+    /// Why the shutdown began: `None` until it has. The first cause stays;
+    /// see [`ShutdownCause`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lameduck::{Lifecycle, ShutdownCause};
+    ///
+    /// let lifecycle = Lifecycle::builder().build().unwrap();
+    /// let handle = lifecycle.handle();
+    /// assert_eq!(handle.shutdown_cause(), None);
+    /// handle.request_stop(None);
+    /// handle.force_stop(); // the shutdown was already under way
+    /// assert_eq!(
+    ///     handle.shutdown_cause(),
+    ///     Some(ShutdownCause::Requested { with_error: false })
+    /// );
+    /// # lifecycle.run_blocking().unwrap_err();
+    /// ```
+    pub fn shutdown_cause(&self) -> Option<ShutdownCause> {
+        lock(&self.shared.state).cause.clone()
     }
 
     /// Whether shutdown has been requested.
@@ -170,6 +196,7 @@ impl Handle {
         Report::new(
             self.shared.epoch,
             st.shutdown_at,
+            st.cause.clone(),
             st.records.clone(),
             self.phase(),
         )

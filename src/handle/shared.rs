@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::cause::ShutdownCause;
 use crate::component::DynComponent;
 use crate::drain::DynDrainer;
 use crate::error::Error;
@@ -43,6 +44,8 @@ pub(crate) struct Shared {
 pub(crate) struct State {
     pub(crate) errors: Vec<Error>,
     pub(crate) shutdown_at: Option<Instant>,
+    /// Set with `shutdown_at`, by the same call.
+    pub(crate) cause: Option<ShutdownCause>,
     pub(crate) component_names: HashSet<Arc<str>>,
     pub(crate) drainers: Vec<Named<dyn DynDrainer>>,
     pub(crate) drainer_names: HashSet<Arc<str>>,
@@ -109,8 +112,10 @@ impl Shared {
         lock(&self.state).errors.push(error);
     }
 
-    /// Begins shutdown. Returns `true` if this call began it.
-    pub(crate) fn begin_shutdown(&self, error: Option<Error>, cause: &str) -> bool {
+    /// Begins shutdown for `cause`. Returns `true` if this call began it;
+    /// otherwise the first cause stays.
+    pub(crate) fn begin_shutdown(&self, error: Option<Error>, cause: ShutdownCause) -> bool {
+        let cause_text = cause.to_string();
         let error_text = error.as_ref().map(ToString::to_string);
         {
             let mut st = lock(&self.state);
@@ -118,6 +123,7 @@ impl Shared {
                 return false;
             }
             st.shutdown_at = Some(Instant::now());
+            st.cause = Some(cause);
             if let Some(e) = error {
                 st.errors.push(e);
             }
@@ -134,7 +140,7 @@ impl Shared {
         if let Some(e) = error_text {
             log::warn!(target: "lameduck", "{e}");
         }
-        log::info!(target: "lameduck", "shutdown requested: {cause}");
+        log::info!(target: "lameduck", "shutdown requested: {cause_text}");
         if let Some(w) = lock(&self.watchdog).as_ref() {
             w.arm();
         }

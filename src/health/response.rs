@@ -333,11 +333,15 @@ pub(crate) fn lifecycle_json(report: &Report) -> String {
         Some(d) => format!("{:.3}", d.as_secs_f64() * 1000.0),
         None => "null".into(),
     };
+    let cause = report
+        .shutdown_cause()
+        .map_or_else(|| "null".into(), |c| quote(&c.to_string()));
     let mut out = format!(
-        "{{\"phase\":{},\"elapsed_ms\":{},\"shutdown_at_ms\":{},\"components\":[",
+        "{{\"phase\":{},\"elapsed_ms\":{},\"shutdown_at_ms\":{},\"shutdown_cause\":{},\"components\":[",
         quote(report.phase().as_str()),
         ms(Some(report.elapsed())),
-        ms(report.shutdown_at())
+        ms(report.shutdown_at()),
+        cause
     );
     for (i, c) in report.components().iter().enumerate() {
         if i > 0 {

@@ -11,10 +11,11 @@
 //! * **Which signals.** SIGINT and SIGTERM by default; on Windows, Ctrl-C
 //!   (SIGINT) and SIGTERM. [`Signals::only`] *replaces* the set, like the Go
 //!   `lameduck` package's `Signals` option.
-//! * **First signal**: [`Handle::request_stop(None)`](Handle::request_stop).
-//!   Shutdown begins with the lame-duck period (DESIGN rule 9): readiness
-//!   fails at once while every component keeps serving; then drain →
-//!   flush → stop.
+//! * **First signal**: the shutdown begins, as with
+//!   [`Handle::request_stop(None)`](Handle::request_stop), with the signal
+//!   as its [cause](crate::ShutdownCause::Signal): the lame-duck period
+//!   first (readiness fails at once while every component keeps serving),
+//!   then drain → flush → stop.
 //! * **Any later signal**: [`Handle::force_stop`]. The rest of the lame-duck
 //!   period and every graceful wait are skipped, running components are
 //!   closed and dropped, and [`Lifecycle::run`](crate::Lifecycle::run)
@@ -292,7 +293,9 @@ fn dispatch(raw: c_int, count: &mut usize, signals: &Signals, shared: &Weak<Shar
         }
         None if *count == 1 => {
             log::info!(target: "lameduck", "received {kind}: shutting down");
-            handle.request_stop(None);
+            handle
+                .shared
+                .begin_shutdown(None, crate::ShutdownCause::Signal(kind));
         }
         None => {
             log::warn!(target: "lameduck", "received {kind} again: forcing the shutdown");

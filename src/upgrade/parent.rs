@@ -239,7 +239,9 @@ async fn run(inner: Arc<Inner>) -> Result<Upgraded, UpgradeError> {
     #[cfg(feature = "systemd")]
     crate::systemd::notify_main_pid(pid);
     if let Some(handle) = inner.handle.get() {
-        handle.request_stop(None);
+        handle
+            .shared
+            .begin_shutdown(None, crate::ShutdownCause::Upgraded { pid });
     }
     Ok(Upgraded { pid, elapsed })
 }

@@ -10,6 +10,7 @@ use futures::stream::StreamExt;
 use futures_timer::Delay;
 
 use super::{RunOutput, Runner};
+use crate::cause::{RunEnd, ShutdownCause};
 use crate::error::{Error, ErrorKind, Step};
 
 /// What stops a [`Runner::drive`] early.
@@ -47,8 +48,12 @@ impl Runner {
                 self.fail_launch(index, Error::new(ErrorKind::Exited), Step::Run);
             }
             Ok(Ok(())) if !shared.shutdown.is_set() => {
-                log::info!(target: "lameduck", "`{name}` finished running");
-                shared.begin_shutdown(None, &format!("`{name}` finished running"));
+                let end = RunEnd::Returned;
+                let cause = ShutdownCause::RunEnded {
+                    component: name,
+                    end,
+                };
+                shared.begin_shutdown(None, cause);
             }
             Ok(Ok(())) if !asked => {
                 log::info!(target: "lameduck", "`{name}` finished running during shutdown");

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use futures::future::{AbortHandle, Aborted, BoxFuture, Either, FutureExt, RemoteHandle};
 use futures::stream::FuturesUnordered;
 
+use crate::cause::{RunEnd, ShutdownCause};
 use crate::component::{CallResult, DynComponent};
 use crate::context::Context;
 use crate::error::{Error, Step};
@@ -214,11 +215,24 @@ impl Runner {
 
     /// Records a component's error and begins shutdown.
     fn fail(&self, index: usize, error: Error, step: Step) {
-        let name = self.slots[index].name.clone();
+        let slot = &self.slots[index];
+        let name = slot.name.clone();
+        let cause = match step {
+            Step::Run if slot.ready => ShutdownCause::RunEnded {
+                component: name.clone(),
+                end: if error.is_panic() {
+                    RunEnd::Panicked
+                } else {
+                    RunEnd::Failed
+                },
+            },
+            step => ShutdownCause::LaunchFailed {
+                component: name.clone(),
+                step,
+            },
+        };
         self.record(&name, error, step);
-        self.handle
-            .shared
-            .begin_shutdown(None, &format!("`{name}` failed in {step}"));
+        self.handle.shared.begin_shutdown(None, cause);
     }
 
     /// [`Runner::fail`] for a component whose launch failed: its report row
