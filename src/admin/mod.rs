@@ -84,7 +84,7 @@ impl Default for AdminOptions {
             response_timeout: Duration::from_secs(10),
             max_request_bytes: 8 * 1024,
             show_reasons: false,
-            failure_status: 503,
+            failure_status: crate::health::DEFAULT_FAILURE_STATUS,
         }
     }
 }

@@ -12,6 +12,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use futures_timer::Delay;
 
 use super::check::{DynHealthChecker, Health, run_check};
+use super::failure_log::FailureLog;
 use super::options::CheckOptions;
 use crate::signal::{Signal, lock};
 
@@ -181,6 +182,8 @@ impl fmt::Debug for Entry {
 pub(crate) struct Registry {
     entries: Mutex<Vec<Arc<Entry>>>,
     drivers: AtomicUsize,
+    /// When each probe's failure was last logged.
+    pub(crate) failure_log: FailureLog,
 }
 
 impl Registry {
