@@ -106,7 +106,7 @@ fn exact_responses_on_the_wire() {
     assert_eq!(
         get(s.addr, "/readyz"),
         format!(
-            "HTTP/1.1 503 Service Unavailable\r\n{HEADERS}Content-Length: {}\r\n\
+            "HTTP/1.1 500 Internal Server Error\r\n{HEADERS}Content-Length: {}\r\n\
              Connection: close\r\n\r\n{text}",
             text.len()
         )
@@ -196,7 +196,7 @@ fn readiness_over_http_follows_the_lifecycle() {
         std::thread::sleep(Duration::from_millis(5));
     };
     assert!(!handle.is_ready());
-    assert_eq!(status(&during), 503);
+    assert_eq!(status(&during), 500);
     assert!(body(&during).contains("[-]launch failed: reason withheld\n"));
     assert_eq!(status(&get(addr, "/livez")), 200);
     assert!(block_on(handle.ready()));
@@ -209,7 +209,7 @@ fn readiness_over_http_follows_the_lifecycle() {
         "{:?}",
         t0.elapsed()
     );
-    assert_eq!(status(&after), 503);
+    assert_eq!(status(&after), 500);
     assert!(body(&after).contains("[-]shutdown failed: reason withheld\n"));
     assert_eq!(status(&get(addr, "/livez")), 200);
     let report = runner.join().unwrap().unwrap();
@@ -413,7 +413,7 @@ fn no_request_fails_under_load_during_shutdown() {
     let t0 = Instant::now();
     handle.request_stop(None);
     // Lame duck: readiness fails at once, the public port still serves.
-    assert_eq!(status(&get(admin_addr, "/readyz")), 503);
+    assert_eq!(status(&get(admin_addr, "/readyz")), 500);
     assert!(
         t0.elapsed() < Duration::from_millis(50),
         "{:?}",

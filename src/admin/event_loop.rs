@@ -1,0 +1,612 @@
+//! The admin server's one thread: an event loop over non-blocking sockets
+//! (`mio`), with a deadline per connection. Requests go to the component's
+//! `run` future, which runs the checks and sends the answers back through a
+//! queue and a waker.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::conn::{self, Conn, Parse, Request, State};
+use super::options::{AdminOptions, deadline};
+use crate::health::{ProbeRequest, ProbeResponse, Probes};
+use crate::signal::lock;
+
+const LISTENER: Token = Token(usize::MAX);
+pub(super) const WAKER: Token = Token(usize::MAX - 1);
+
+/// How long an answered connection is read before it is closed anyway.
+const LINGER: Duration = Duration::from_millis(500);
+/// How much a lingering client may still send before it is cut off.
+const LINGER_BYTES: usize = 256 * 1024;
+/// Once the server stops, how long any connection may still take.
+const STOP_GRACE: Duration = Duration::from_secs(1);
+/// After a failed `accept` (out of descriptors), when to try again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(10);
+
+/// What the loop and the component share.
+pub(super) struct Shared {
+    pub(super) waker: Waker,
+    replies: Mutex<Vec<Reply>>,
+    pub(super) stopping: AtomicBool,
+    /// Sockets open, for `Debug`.
+    pub(super) open: AtomicUsize,
+}
+
+impl Shared {
+    pub(super) fn new(waker: Waker) -> Self {
+        Shared {
+            waker,
+            replies: Mutex::new(Vec::new()),
+            stopping: AtomicBool::new(false),
+            open: AtomicUsize::new(0),
+        }
+    }
+
+    /// Tells the loop to stop accepting and to finish.
+    pub(super) fn stop(&self) {
+        if !self.stopping.swap(true, Ordering::AcqRel) {
+            let _ = self.waker.wake();
+        }
+    }
+}
+
+struct Reply {
+    slot: usize,
+    id: u64,
+    request: u64,
+    response: ProbeResponse,
+}
+
+/// A parsed request waiting for the checks.
+pub(super) struct Job {
+    slot: usize,
+    id: u64,
+    request: u64,
+    method: String,
+    target: String,
+    accept: String,
+    shared: Arc<Shared>,
+}
+
+impl Job {
+    /// Runs the checks and hands the answer back to the loop.
+    pub(super) fn answer(self, probes: &Probes) -> impl Future<Output = ()> + Send + 'static {
+        let fut =
+            probes.respond(ProbeRequest::new(&self.method, &self.target).accept(&self.accept));
+        async move {
+            let response = fut.await;
+            lock(&self.shared.replies).push(Reply {
+                slot: self.slot,
+                id: self.id,
+                request: self.request,
+                response,
+            });
+            let _ = self.shared.waker.wake();
+        }
+    }
+}
+
+/// What the buffer gave.
+enum Got {
+    Refuse(u16, &'static str),
+    /// A request, and the bytes it took.
+    Request(Request, usize),
+    /// Headers announcing a body: read it.
+    Body,
+}
+
+/// What a step of a connection's state machine left it at.
+enum Step {
+    /// State changed: run the machine again.
+    Again,
+    /// Waiting for the socket or for the checks.
+    Blocked,
+    Close,
+}
+
+pub(super) struct EventLoop {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    shared: Arc<Shared>,
+    jobs: async_channel::Sender<Job>,
+    options: AdminOptions,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    /// Connections counted against the limit.
+    active: usize,
+    /// Every connection, lingering and rejected ones included.
+    total: usize,
+    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    next_id: u64,
+    next_request: u64,
+    accept_retry: Option<Instant>,
+}
+
+impl EventLoop {
+    pub(super) fn new(
+        poll: Poll,
+        mut listener: TcpListener,
+        shared: Arc<Shared>,
+        jobs: async_channel::Sender<Job>,
+        options: AdminOptions,
+    ) -> io::Result<Self> {
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(EventLoop {
+            poll,
+            listener: Some(listener),
+            shared,
+            jobs,
+            options,
+            conns: Vec::new(),
+            free: Vec::new(),
+            active: 0,
+            total: 0,
+            timers: BinaryHeap::new(),
+            next_id: 1,
+            next_request: 1,
+            accept_retry: None,
+        })
+    }
+
+    /// Serves until stopped and every connection is done.
+    pub(super) fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let wake = match (self.timers.peek(), self.accept_retry) {
+                (Some(Reverse((t, ..))), Some(r)) => Some((*t).min(r)),
+                (Some(Reverse((t, ..))), None) => Some(*t),
+                (None, r) => r,
+            };
+            let timeout = wake.map(|t| t.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                log::error!(target: "lameduck", "admin server: the event loop failed: {e}");
+                break;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    WAKER => {}
+                    Token(slot) => self.drive(slot),
+                }
+            }
+            self.take_replies();
+            if self.shared.stopping.load(Ordering::Acquire) && self.listener.is_some() {
+                self.begin_stop();
+            }
+            let now = Instant::now();
+            self.fire_timers(now);
+            if self.accept_retry.is_some_and(|t| t <= now) {
+                self.accept_retry = None;
+                self.accept();
+            }
+            if self.listener.is_none() && self.total == 0 {
+                break;
+            }
+        }
+        log::debug!(target: "lameduck", "admin server: stopped");
+    }
+
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, _)) => self.admit(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted
+                            | io::ErrorKind::ConnectionAborted
+                            | io::ErrorKind::ConnectionReset
+                    ) => {}
+                Err(e) => {
+                    // Out of descriptors: try again shortly rather than spin.
+                    log::warn!(target: "lameduck", "admin server: accept failed: {e}");
+                    self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let max = self.options.max_connections;
+        let counted = if self.active < max {
+            true
+        } else if let Some(victim) = self.victim() {
+            self.close(victim);
+            true
+        } else if self.total - self.active < max {
+            false
+        } else {
+            // Both the connections and the answers to refused ones are
+            // full: nothing more can be afforded.
+            return;
+        };
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.conns.push(None);
+            self.conns.len() - 1
+        });
+        let mut conn = Conn::new(stream, self.next_id, counted);
+        self.next_id += 1;
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut conn.stream, Token(slot), interest)
+        {
+            log::warn!(target: "lameduck", "admin server: cannot watch a connection: {e}");
+            self.free.push(slot);
+            return;
+        }
+        self.conns[slot] = Some(conn);
+        self.total += 1;
+        if counted {
+            self.active += 1;
+            self.set_deadline(slot, self.options.header_timeout);
+        } else {
+            self.refuse(slot, 503, "503 too many connections");
+        }
+        self.shared.open.store(self.total, Ordering::Relaxed);
+        self.drive(slot);
+    }
+
+    /// The connection a newcomer over the limit replaces: the oldest that
+    /// has not completed a request, else the oldest idle keep-alive one.
+    fn victim(&self) -> Option<usize> {
+        self.conns
+            .iter()
+            .enumerate()
+            .filter_map(|(slot, c)| {
+                let c = c.as_ref().filter(|c| c.counted)?;
+                Some(((c.eviction_rank()?, c.id), slot))
+            })
+            .min()
+            .map(|(_, slot)| slot)
+    }
+
+    fn conn(&mut self, slot: usize) -> Option<&mut Conn> {
+        self.conns.get_mut(slot).and_then(Option::as_mut)
+    }
+
+    fn close(&mut self, slot: usize) {
+        let Some(mut conn) = self.conns.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        if conn.counted {
+            self.active -= 1;
+        }
+        self.total -= 1;
+        self.free.push(slot);
+        self.shared.open.store(self.total, Ordering::Relaxed);
+    }
+
+    fn set_deadline(&mut self, slot: usize, timeout: Duration) {
+        let now = Instant::now();
+        let Some(conn) = self.conn(slot) else {
+            return;
+        };
+        conn.deadline = deadline(now, timeout);
+        if let Some(d) = conn.deadline {
+            if conn.queued.is_none_or(|q| d < q) {
+                conn.queued = Some(d);
+                let id = conn.id;
+                self.timers.push(Reverse((d, slot, id)));
+            }
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while let Some(&Reverse((t, slot, id))) = self.timers.peek() {
+            if t > now {
+                return;
+            }
+            self.timers.pop();
+            let Some(conn) = self
+                .conn(slot)
+                .filter(|c| c.id == id && c.queued == Some(t))
+            else {
+                continue;
+            };
+            conn.queued = None;
+            match conn.deadline {
+                Some(d) if d <= now => {
+                    self.expire(slot);
+                    self.drive(slot);
+                }
+                Some(d) => {
+                    conn.queued = Some(d);
+                    self.timers.push(Reverse((d, slot, id)));
+                }
+                None => {}
+            }
+        }
+    }
+
+    fn expire(&mut self, slot: usize) {
+        let Some(conn) = self.conn(slot) else {
+            return;
+        };
+        match conn.state {
+            // Idle: nothing to answer.
+            State::Head if conn.buf.is_empty() => self.close(slot),
+            State::Head | State::Body { .. } => self.refuse(slot, 408, "408 request timeout"),
+            State::Waiting => {
+                conn.keep_alive = false;
+                conn.awaiting = 0;
+                let resp = ProbeResponse::bad_request(503, "503 checks did not answer in time");
+                self.respond(slot, &resp);
+            }
+            State::Writing | State::Lingering => self.close(slot),
+        }
+    }
+
+    /// Runs a connection's state machine as far as its socket allows.
+    fn drive(&mut self, slot: usize) {
+        loop {
+            let Some(conn) = self.conn(slot) else {
+                return;
+            };
+            let step = match conn.state {
+                State::Head | State::Body { .. } => self.read_request(slot),
+                State::Waiting => Step::Blocked,
+                State::Writing => self.write(slot),
+                State::Lingering => self.linger(slot),
+            };
+            match step {
+                Step::Again => {}
+                Step::Blocked => return,
+                Step::Close => {
+                    self.close(slot);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn read_request(&mut self, slot: usize) -> Step {
+        let max = self.options.max_request_bytes;
+        let keep_alive = self.options.keep_alive_enabled();
+        let mut scanned = 0;
+        loop {
+            let Some(conn) = self.conn(slot) else {
+                return Step::Close;
+            };
+            let got = match conn.state {
+                State::Head if conn.buf.len() >= max || conn::may_end(&conn.buf, scanned) => {
+                    match conn::parse(&conn.buf, max, keep_alive) {
+                        Parse::Partial => None,
+                        Parse::Refuse(status, body) => Some(Got::Refuse(status, body)),
+                        Parse::Done(req) if req.body == 0 => {
+                            let len = req.len;
+                            Some(Got::Request(req, len))
+                        }
+                        Parse::Done(req) => {
+                            match req.len.checked_add(req.body).filter(|end| *end <= max) {
+                                None => Some(Got::Refuse(413, "413 content too large")),
+                                Some(end) => {
+                                    conn.state = State::Body { end };
+                                    conn.pending = Some(req);
+                                    Some(Got::Body)
+                                }
+                            }
+                        }
+                    }
+                }
+                State::Body { end } if conn.buf.len() >= end => Some(match conn.pending.take() {
+                    Some(req) => Got::Request(req, end),
+                    None => Got::Refuse(400, "400 bad request"),
+                }),
+                _ => None,
+            };
+            match got {
+                Some(Got::Refuse(status, body)) => {
+                    self.refuse(slot, status, body);
+                    return Step::Again;
+                }
+                Some(Got::Request(req, consumed)) => {
+                    self.dispatch(slot, req, consumed);
+                    return Step::Again;
+                }
+                Some(Got::Body) => {
+                    self.set_deadline(slot, self.options.body_timeout);
+                    continue;
+                }
+                None => {}
+            }
+            let Some(conn) = self.conn(slot) else {
+                return Step::Close;
+            };
+            scanned = conn.buf.len();
+            let mut chunk = [0u8; 4096];
+            let room = (max + 1)
+                .saturating_sub(conn.buf.len())
+                .clamp(1, chunk.len());
+            match conn.stream.read(&mut chunk[..room]) {
+                Ok(0) => return Step::Close,
+                Ok(n) => conn.buf.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Step::Close,
+            }
+        }
+    }
+
+    /// Hands a complete request to the checks (`consumed`: its bytes in the
+    /// buffer; what follows is the next request).
+    fn dispatch(&mut self, slot: usize, req: Request, consumed: usize) {
+        let stopping = self.listener.is_none();
+        let request = self.next_request;
+        self.next_request += 1;
+        let shared = self.shared.clone();
+        let Some(conn) = self.conn(slot) else {
+            return;
+        };
+        conn.buf.drain(..consumed.min(conn.buf.len()));
+        conn.keep_alive = req.keep_alive && !stopping;
+        conn.head = req.method == "HEAD";
+        let job = Job {
+            slot,
+            id: conn.id,
+            request,
+            method: req.method,
+            target: req.target,
+            accept: req.accept,
+            shared,
+        };
+        if stopping || self.jobs.try_send(job).is_err() {
+            let resp = ProbeResponse::bad_request(503, "503 shutting down");
+            self.respond(slot, &resp);
+            return;
+        }
+        if let Some(conn) = self.conn(slot) {
+            conn.state = State::Waiting;
+            conn.awaiting = request;
+        }
+        self.set_deadline(slot, self.options.response_timeout);
+    }
+
+    /// Answers with an error and closes.
+    fn refuse(&mut self, slot: usize, status: u16, body: &str) {
+        if let Some(conn) = self.conn(slot) {
+            conn.keep_alive = false;
+            conn.head = false;
+            conn.pending = None;
+        }
+        self.respond(slot, &ProbeResponse::bad_request(status, body));
+    }
+
+    fn respond(&mut self, slot: usize, resp: &ProbeResponse) {
+        let Some(conn) = self.conn(slot) else {
+            return;
+        };
+        conn.out = conn::response_bytes(resp, conn.head, conn.keep_alive);
+        conn.written = 0;
+        conn.state = State::Writing;
+        self.set_deadline(slot, self.options.write_timeout);
+    }
+
+    fn take_replies(&mut self) {
+        let replies = std::mem::take(&mut *lock(&self.shared.replies));
+        for r in replies {
+            let awaited = self.conn(r.slot).is_some_and(|c| {
+                c.id == r.id && c.state == State::Waiting && c.awaiting == r.request
+            });
+            if awaited {
+                if let Some(conn) = self.conn(r.slot) {
+                    conn.awaiting = 0;
+                }
+                self.respond(r.slot, &r.response);
+                self.drive(r.slot);
+            }
+        }
+    }
+
+    fn write(&mut self, slot: usize) -> Step {
+        let keep_alive_idle = self.options.keep_alive;
+        let header_timeout = self.options.header_timeout;
+        let Some(conn) = self.conn(slot) else {
+            return Step::Close;
+        };
+        while conn.written < conn.out.len() {
+            match conn.stream.write(&conn.out[conn.written..]) {
+                Ok(0) => return Step::Close,
+                Ok(n) => conn.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Step::Close,
+            }
+        }
+        conn.served += 1;
+        conn.out = Vec::new();
+        if conn.keep_alive {
+            conn.state = State::Head;
+            let idle = conn.buf.is_empty();
+            self.set_deadline(
+                slot,
+                if idle {
+                    keep_alive_idle
+                } else {
+                    header_timeout
+                },
+            );
+            return Step::Again;
+        }
+        let _ = conn.stream.shutdown(Shutdown::Write);
+        conn.state = State::Lingering;
+        conn.buf = Vec::new();
+        let was_counted = std::mem::replace(&mut conn.counted, false);
+        if was_counted {
+            self.active -= 1;
+        }
+        self.set_deadline(slot, LINGER);
+        Step::Again
+    }
+
+    fn linger(&mut self, slot: usize) -> Step {
+        let Some(conn) = self.conn(slot) else {
+            return Step::Close;
+        };
+        let mut sink = [0u8; 4096];
+        loop {
+            match conn.stream.read(&mut sink) {
+                Ok(0) => return Step::Close,
+                Ok(n) => {
+                    conn.lingered += n;
+                    if conn.lingered > LINGER_BYTES {
+                        return Step::Close;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Step::Close,
+            }
+        }
+    }
+
+    /// Stops accepting (the port closes at once), answers `503` to requests
+    /// not yet read, lets answers in progress finish, and bounds everything
+    /// by a short grace.
+    fn begin_stop(&mut self) {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let grace = Instant::now() + STOP_GRACE;
+        for slot in 0..self.conns.len() {
+            let Some(conn) = self.conn(slot) else {
+                continue;
+            };
+            conn.keep_alive = false;
+            match conn.state {
+                State::Head if conn.buf.is_empty() && conn.served > 0 => self.close(slot),
+                State::Head | State::Body { .. } => {
+                    self.refuse(slot, 503, "503 shutting down");
+                    self.drive(slot);
+                }
+                _ => {}
+            }
+            if let Some(conn) = self.conn(slot) {
+                if conn.deadline.is_none_or(|d| d > grace) {
+                    let left = grace.saturating_duration_since(Instant::now());
+                    self.set_deadline(slot, left);
+                }
+            }
+        }
+    }
+}
