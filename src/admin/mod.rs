@@ -174,8 +174,7 @@ impl Component for AdminServer {
         let mut closed = false;
         // Once stopped, the event loop takes no new request (one still being
         // read gets 503), finishes its answers within a short grace and
-        // ends, which closes the queue; what was queued is answered, then
-        // `run` ends.
+        // ends, which closes the queue; then `run` ends.
         let mut stopped = false;
         poll_fn(|task| {
             let _ = monitor.poll_unpin(task);
@@ -191,7 +190,9 @@ impl Component for AdminServer {
                 }
             }
             while let Poll::Ready(Some(())) = inflight.poll_next_unpin(task) {}
-            if closed && inflight.is_empty() {
+            // The loop has ended: every connection is closed, so an answer
+            // still being computed has no one to go to.
+            if closed {
                 Poll::Ready(())
             } else {
                 Poll::Pending
