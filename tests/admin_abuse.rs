@@ -392,3 +392,45 @@ fn checks_that_do_not_answer_get_503_within_the_response_timeout() {
     );
     s.stop();
 }
+
+/// A burst of connections waits in the kernel's accept queue instead of
+/// being dropped (a dropped SYN costs a prober a one-second retransmit):
+/// the admin server asks for a queue of 1024, the standard library 128.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_burst_of_connections_fits_in_the_accept_queue() {
+    let _serial = serial();
+    enough_descriptors(4096);
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(128);
+    // Bound, not yet started: nothing accepts, the queue alone holds them.
+    let admin = AdminServer::loopback(0).unwrap();
+    let addr = admin.local_addr();
+    let wanted = somaxconn.min(600);
+    let queued: Vec<TcpStream> = (0..wanted)
+        .map_while(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok())
+        .collect();
+    assert_eq!(
+        queued.len(),
+        wanted,
+        "accept queue full after {}",
+        queued.len()
+    );
+    // Once started, the queue is served and a probe answered.
+    let lifecycle = Lifecycle::builder()
+        .component("admin", admin)
+        .build()
+        .unwrap();
+    let handle = lifecycle.handle();
+    let runner = std::thread::spawn(move || lifecycle.run_blocking());
+    assert!(block_on(handle.ready()));
+    assert_eq!(
+        probe(addr, "/livez", Duration::from_secs(2)).unwrap().0,
+        200
+    );
+    drop(queued);
+    handle.request_stop(None);
+    runner.join().unwrap().unwrap();
+}

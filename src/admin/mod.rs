@@ -54,7 +54,7 @@ pub use options::AdminOptions;
 
 use std::fmt;
 use std::io;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
@@ -74,7 +74,7 @@ use event_loop::{EventLoop, Job, Shared, WAKER};
 pub struct AdminServer {
     addr: SocketAddr,
     options: AdminOptions,
-    listener: Mutex<Option<TcpListener>>,
+    listener: Mutex<Option<mio::net::TcpListener>>,
     shared: Mutex<Option<Arc<Shared>>>,
     jobs: Mutex<Option<async_channel::Receiver<Job>>>,
 }
@@ -108,7 +108,7 @@ impl AdminServer {
     /// address.
     pub fn bind_with(addr: impl ToSocketAddrs, options: AdminOptions) -> io::Result<Self> {
         options.validate()?;
-        let listener = TcpListener::bind(addr)?;
+        let listener = bind_listener(addr)?;
         let addr = listener.local_addr()?;
         Ok(AdminServer {
             addr,
@@ -135,13 +135,51 @@ impl AdminServer {
     }
 }
 
+/// The accept queue asked of the kernel (capped by `net.core.somaxconn`).
+const BACKLOG: i32 = 1024;
+
+/// Binds the first address that can be bound, with a [`BACKLOG`] of 1024
+/// where the standard library asks for 128: a burst of new connections (an
+/// attacker's, a load test's) overflows the kernel's accept queue later, so
+/// a prober's connection is less often dropped to wait a second for a SYN
+/// retransmission.
+fn bind_listener(addr: impl ToSocketAddrs) -> io::Result<mio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut last = None;
+    for addr in addr.to_socket_addrs()? {
+        let bound = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .and_then(|socket| {
+                // As the standard library: quick rebinding after a restart
+                // on Unix; on Windows the option would allow hijacking.
+                #[cfg(not(windows))]
+                socket.set_reuse_address(true)?;
+                socket.bind(&addr.into())?;
+                socket.listen(BACKLOG)?;
+                socket.set_nonblocking(true)?;
+                Ok(socket)
+            });
+        match bound {
+            Ok(socket) => {
+                return Ok(mio::net::TcpListener::from_std(
+                    std::net::TcpListener::from(socket),
+                ));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any address",
+        )
+    }))
+}
+
 impl Component for AdminServer {
     async fn start(&self, _cx: &Context) -> Result<(), BoxError> {
         let listener = lock(&self.listener)
             .take()
             .ok_or("the admin server was already started")?;
-        listener.set_nonblocking(true)?;
-        let listener = mio::net::TcpListener::from_std(listener);
         let poll = mio::Poll::new()?;
         let shared = Arc::new(Shared::new(mio::Waker::new(poll.registry(), WAKER)?));
         let (tx, rx) = async_channel::unbounded();
