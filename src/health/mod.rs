@@ -15,6 +15,7 @@ mod options;
 mod probes;
 mod registry;
 mod response;
+mod within;
 
 pub(crate) use check::{DynHealthChecker, run_check};
 pub use check::{FnCheck, Health, HealthChecker, check_fn};
