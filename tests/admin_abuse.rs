@@ -434,3 +434,38 @@ fn a_burst_of_connections_fits_in_the_accept_queue() {
     handle.request_stop(None);
     runner.join().unwrap().unwrap();
 }
+
+#[test]
+fn stopping_closes_the_port_and_ends_within_its_grace() {
+    let _serial = serial();
+    let s = start(AdminOptions::new(), |b| {
+        b.health_check_with(
+            "stuck",
+            check_fn(futures::future::pending::<Health>),
+            CheckOptions::new()
+                .probes([Probe::Liveness])
+                .timeout(Duration::from_secs(30)),
+        )
+    });
+    let addr = s.addr;
+    let mut half = hold(addr, b"GET /readyz HTTP/1.1\r\n").unwrap();
+    let _idle = hold(addr, b"").unwrap();
+    let stuck = std::thread::spawn(move || probe(addr, "/livez", Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    s.handle.request_stop(None);
+    s.runner.join().unwrap().unwrap();
+    // One second of grace for what is in progress, then everything closed.
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err());
+    // The request still being read was told, not dropped.
+    half.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut out = String::new();
+    half.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 503 "), "{out}");
+    assert!(out.ends_with("503 shutting down\n"), "{out}");
+    // The probe whose check never answered got an answer in the grace.
+    let (status, text) = stuck.join().unwrap().unwrap();
+    assert_eq!(status, 503, "{text}");
+}
