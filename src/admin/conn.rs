@@ -1,6 +1,7 @@
 //! One connection of the admin server: its state, its request as parsed by
 //! `httparse`, and the bytes of its answer.
 
+use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use mio::net::TcpStream;
@@ -8,6 +9,8 @@ use mio::net::TcpStream;
 use crate::health::ProbeResponse;
 
 const MAX_HEADERS: usize = 32;
+/// How much a lingering client may still send before it is cut off.
+const LINGER_BYTES: usize = 256 * 1024;
 
 /// Where a connection is in its exchange.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +86,73 @@ impl Conn {
             State::Head if self.buf.is_empty() => Some(1),
             State::Head | State::Body { .. } => Some(0),
             _ => None,
+        }
+    }
+}
+
+/// How a socket operation ended.
+pub(super) enum Io {
+    /// Done: bytes read, or everything written.
+    Done,
+    /// The socket would block: wait for its next event.
+    Blocked,
+    /// The peer closed, or the socket failed: close it.
+    Closed,
+}
+
+impl Conn {
+    /// Reads once into the buffer, never past `max + 1` bytes (one more
+    /// than a request may have, to tell "too large" from "exactly full").
+    pub(super) fn fill(&mut self, max: usize) -> Io {
+        let mut chunk = [0u8; 4096];
+        let room = (max + 1)
+            .saturating_sub(self.buf.len())
+            .clamp(1, chunk.len());
+        loop {
+            return match self.stream.read(&mut chunk[..room]) {
+                Ok(0) => Io::Closed,
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    Io::Done
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Io::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => Io::Closed,
+            };
+        }
+    }
+
+    /// Writes what is left of the answer.
+    pub(super) fn flush(&mut self) -> Io {
+        while self.written < self.out.len() {
+            match self.stream.write(&self.out[self.written..]) {
+                Ok(0) => return Io::Closed,
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Io::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Io::Closed,
+            }
+        }
+        Io::Done
+    }
+
+    /// Reads and drops what a lingering client still sends, until it
+    /// closes (`Closed`: close ours) or has sent too much (`Closed` too).
+    pub(super) fn drain(&mut self) -> Io {
+        let mut sink = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut sink) {
+                Ok(0) => return Io::Closed,
+                Ok(n) => {
+                    self.lingered += n;
+                    if self.lingered > LINGER_BYTES {
+                        return Io::Closed;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Io::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Io::Closed,
+            }
         }
     }
 }

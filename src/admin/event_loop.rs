@@ -5,18 +5,19 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 
-use super::conn::{self, Conn, Parse, Request, State};
+use super::conn::{self, Conn, Io, Parse, Request, State};
 use super::options::{AdminOptions, deadline};
-use crate::health::{ProbeRequest, ProbeResponse, Probes};
+use super::shared::{Job, Shared};
+use crate::health::ProbeResponse;
 use crate::signal::lock;
 
 const LISTENER: Token = Token(usize::MAX);
@@ -24,75 +25,10 @@ pub(super) const WAKER: Token = Token(usize::MAX - 1);
 
 /// How long an answered connection is read before it is closed anyway.
 const LINGER: Duration = Duration::from_millis(500);
-/// How much a lingering client may still send before it is cut off.
-const LINGER_BYTES: usize = 256 * 1024;
 /// Once the server stops, how long any connection may still take.
 const STOP_GRACE: Duration = Duration::from_secs(1);
 /// After a failed `accept` (out of descriptors), when to try again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(10);
-
-/// What the loop and the component share.
-pub(super) struct Shared {
-    pub(super) waker: Waker,
-    replies: Mutex<Vec<Reply>>,
-    pub(super) stopping: AtomicBool,
-    /// Sockets open, for `Debug`.
-    pub(super) open: AtomicUsize,
-}
-
-impl Shared {
-    pub(super) fn new(waker: Waker) -> Self {
-        Shared {
-            waker,
-            replies: Mutex::new(Vec::new()),
-            stopping: AtomicBool::new(false),
-            open: AtomicUsize::new(0),
-        }
-    }
-
-    /// Tells the loop to stop accepting and to finish.
-    pub(super) fn stop(&self) {
-        if !self.stopping.swap(true, Ordering::AcqRel) {
-            let _ = self.waker.wake();
-        }
-    }
-}
-
-struct Reply {
-    slot: usize,
-    id: u64,
-    request: u64,
-    response: ProbeResponse,
-}
-
-/// A parsed request waiting for the checks.
-pub(super) struct Job {
-    slot: usize,
-    id: u64,
-    request: u64,
-    method: String,
-    target: String,
-    accept: String,
-    shared: Arc<Shared>,
-}
-
-impl Job {
-    /// Runs the checks and hands the answer back to the loop.
-    pub(super) fn answer(self, probes: &Probes) -> impl Future<Output = ()> + Send + 'static {
-        let fut =
-            probes.respond(ProbeRequest::new(&self.method, &self.target).accept(&self.accept));
-        async move {
-            let response = fut.await;
-            lock(&self.shared.replies).push(Reply {
-                slot: self.slot,
-                id: self.id,
-                request: self.request,
-                response,
-            });
-            let _ = self.shared.waker.wake();
-        }
-    }
-}
 
 /// What the buffer gave.
 enum Got {
@@ -434,16 +370,10 @@ impl EventLoop {
                 return Step::Close;
             };
             scanned = conn.buf.len();
-            let mut chunk = [0u8; 4096];
-            let room = (max + 1)
-                .saturating_sub(conn.buf.len())
-                .clamp(1, chunk.len());
-            match conn.stream.read(&mut chunk[..room]) {
-                Ok(0) => return Step::Close,
-                Ok(n) => conn.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Blocked,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Step::Close,
+            match conn.fill(max) {
+                Io::Done => {}
+                Io::Blocked => return Step::Blocked,
+                Io::Closed => return Step::Close,
             }
         }
     }
@@ -524,14 +454,10 @@ impl EventLoop {
         let Some(conn) = self.conn(slot) else {
             return Step::Close;
         };
-        while conn.written < conn.out.len() {
-            match conn.stream.write(&conn.out[conn.written..]) {
-                Ok(0) => return Step::Close,
-                Ok(n) => conn.written += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Blocked,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Step::Close,
-            }
+        match conn.flush() {
+            Io::Done => {}
+            Io::Blocked => return Step::Blocked,
+            Io::Closed => return Step::Close,
         }
         conn.served += 1;
         conn.out = Vec::new();
@@ -560,23 +486,9 @@ impl EventLoop {
     }
 
     fn linger(&mut self, slot: usize) -> Step {
-        let Some(conn) = self.conn(slot) else {
-            return Step::Close;
-        };
-        let mut sink = [0u8; 4096];
-        loop {
-            match conn.stream.read(&mut sink) {
-                Ok(0) => return Step::Close,
-                Ok(n) => {
-                    conn.lingered += n;
-                    if conn.lingered > LINGER_BYTES {
-                        return Step::Close;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Blocked,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return Step::Close,
-            }
+        match self.conn(slot).map(Conn::drain) {
+            Some(Io::Blocked) => Step::Blocked,
+            _ => Step::Close,
         }
     }
 

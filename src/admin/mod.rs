@@ -49,6 +49,7 @@
 mod conn;
 mod event_loop;
 mod options;
+mod shared;
 
 pub use options::AdminOptions;
 
@@ -67,7 +68,8 @@ use crate::context::Context;
 use crate::error::BoxError;
 use crate::signal::lock;
 
-use event_loop::{EventLoop, Job, Shared, WAKER};
+use event_loop::{EventLoop, WAKER};
+use shared::{Job, Shared};
 
 /// The admin HTTP server: a [`Component`] serving the probes and
 /// `/debug/lifecycle`. See the [module documentation](self).
