@@ -469,3 +469,34 @@ fn stopping_closes_the_port_and_ends_within_its_grace() {
     let (status, text) = stuck.join().unwrap().unwrap();
     assert_eq!(status, 503, "{text}");
 }
+
+#[test]
+fn a_kept_alive_connection_has_a_header_deadline_for_each_request() {
+    let _serial = serial();
+    let s = start(
+        AdminOptions::new()
+            .keep_alive(Duration::MAX)
+            .header_timeout(Duration::from_millis(300)),
+        |b| b,
+    );
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    c.write_all(b"GET /livez HTTP/1.1\r\n\r\n").unwrap();
+    let mut first = [0u8; 512];
+    let n = c.read(&mut first).unwrap();
+    assert!(first[..n].ends_with(b"\r\n\r\nok"), "{:?}", &first[..n]);
+    // Idle for longer than the header timeout: still open (no idle limit).
+    std::thread::sleep(Duration::from_millis(500));
+    // Then half a request: 408 once its header deadline passes.
+    let t0 = Instant::now();
+    c.write_all(b"GET /livez HTTP/1.1\r\nHo").unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 408 "), "{out}");
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    s.stop();
+}

@@ -370,7 +370,11 @@ impl EventLoop {
                 return Step::Close;
             };
             scanned = conn.buf.len();
+            // The first byte of a keep-alive connection's next request ends
+            // its idle time and starts its header deadline.
+            let next_request = scanned == 0 && conn.served > 0;
             match conn.fill(max) {
+                Io::Done if next_request => self.set_deadline(slot, self.options.header_timeout),
                 Io::Done => {}
                 Io::Blocked => return Step::Blocked,
                 Io::Closed => return Step::Close,

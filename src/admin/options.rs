@@ -87,9 +87,9 @@ impl AdminOptions {
         self
     }
 
-    /// Time allowed from the connection (or from the previous answer on a
-    /// keep-alive connection that has started a new request) to the end of
-    /// the request's headers; then `408`. Default 5 s.
+    /// Time allowed from the connection to the end of the request's
+    /// headers (on a keep-alive connection, from the first byte of the next
+    /// request); then `408`. Default 5 s.
     #[must_use]
     pub fn header_timeout(mut self, timeout: Duration) -> Self {
         self.header_timeout = timeout;
