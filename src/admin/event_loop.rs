@@ -4,7 +4,7 @@
 //! queue and a waker.
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::io;
 use std::net::Shutdown;
 use std::sync::Arc;
@@ -29,6 +29,15 @@ const LINGER: Duration = Duration::from_millis(500);
 const STOP_GRACE: Duration = Duration::from_secs(1);
 /// After a failed `accept` (out of descriptors), when to try again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(10);
+
+/// The counted connection an accept-order entry names, if it is still
+/// there.
+fn live(conns: &[Option<Conn>], (id, slot): (u64, usize)) -> Option<&Conn> {
+    conns
+        .get(slot)
+        .and_then(Option::as_ref)
+        .filter(|c| c.id == id && c.counted)
+}
 
 /// What the buffer gave.
 enum Got {
@@ -60,6 +69,8 @@ pub(super) struct EventLoop {
     active: usize,
     /// Every connection, lingering and rejected ones included.
     total: usize,
+    /// Counted connections in accept order (see `victim`).
+    order: VecDeque<(u64, usize)>,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     next_id: u64,
     next_request: u64,
@@ -86,6 +97,7 @@ impl EventLoop {
             free: Vec::new(),
             active: 0,
             total: 0,
+            order: VecDeque::new(),
             timers: BinaryHeap::new(),
             next_id: 1,
             next_request: 1,
@@ -194,6 +206,7 @@ impl EventLoop {
         self.total += 1;
         if counted {
             self.active += 1;
+            self.enqueue(self.next_id - 1, slot);
             self.set_deadline(slot, self.options.header_timeout);
         } else {
             self.refuse(slot, 503, "503 too many connections");
@@ -204,16 +217,37 @@ impl EventLoop {
 
     /// The connection a newcomer over the limit replaces: the oldest that
     /// has not completed a request, else the oldest idle keep-alive one.
-    fn victim(&self) -> Option<usize> {
-        self.conns
-            .iter()
-            .enumerate()
-            .filter_map(|(slot, c)| {
-                let c = c.as_ref().filter(|c| c.counted)?;
-                Some(((c.eviction_rank()?, c.id), slot))
-            })
-            .min()
-            .map(|(_, slot)| slot)
+    ///
+    /// `order` holds the counted connections in accept order, with stale
+    /// entries (closed, or lingering since) dropped as they are met: under
+    /// a slowloris crowd the front entry is the victim, so a newcomer costs
+    /// O(1), not a scan of every connection.
+    fn victim(&mut self) -> Option<usize> {
+        while let Some(&front) = self.order.front() {
+            if live(&self.conns, front).is_some() {
+                break;
+            }
+            self.order.pop_front();
+        }
+        let mut idle = None;
+        for &(id, slot) in &self.order {
+            match live(&self.conns, (id, slot)).and_then(Conn::eviction_rank) {
+                Some(0) => return Some(slot),
+                Some(_) if idle.is_none() => idle = Some(slot),
+                _ => {}
+            }
+        }
+        idle
+    }
+
+    /// Remembers a counted connection's place in the accept order, and
+    /// drops stale entries once they outnumber the live ones.
+    fn enqueue(&mut self, id: u64, slot: usize) {
+        self.order.push_back((id, slot));
+        if self.order.len() > 2 * self.active + 64 {
+            let conns = &self.conns;
+            self.order.retain(|&entry| live(conns, entry).is_some());
+        }
     }
 
     fn conn(&mut self, slot: usize) -> Option<&mut Conn> {
