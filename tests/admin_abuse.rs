@@ -500,3 +500,64 @@ fn a_kept_alive_connection_has_a_header_deadline_for_each_request() {
     );
     s.stop();
 }
+
+/// Whether the server closed this connection (end of stream or reset),
+/// as opposed to keeping it open past a 2 s wait.
+fn closed_by_server(c: &mut TcpStream) -> bool {
+    c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut rest = Vec::new();
+    match c.read_to_end(&mut rest) {
+        Ok(_) => true,
+        Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+    }
+}
+
+#[test]
+fn a_busy_connection_is_never_evicted_an_idle_kept_alive_one_is() {
+    let _serial = serial();
+    let s = start(AdminOptions::new().max_connections(2), |b| {
+        b.health_check_with(
+            "slow",
+            check_fn(|| async {
+                futures_timer::Delay::new(Duration::from_millis(500)).await;
+                Health::Healthy
+            }),
+            CheckOptions::new().timeout(Duration::from_secs(5)),
+        )
+    });
+    let addr = s.addr;
+    // The oldest is busy with a slow check; the second is idle.
+    let busy = std::thread::spawn(move || probe(addr, "/readyz/slow", Duration::from_secs(5)));
+    std::thread::sleep(Duration::from_millis(100));
+    let mut idle = hold(addr, b"").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    // A newcomer takes the idle one's place, not the busy one's.
+    assert_eq!(
+        probe(addr, "/livez", Duration::from_secs(2)).unwrap().0,
+        200
+    );
+    assert!(closed_by_server(&mut idle));
+    assert_eq!(busy.join().unwrap().unwrap().0, 200);
+    s.stop();
+
+    // One connection allowed, kept alive and idle after its answer: a
+    // newcomer takes its place.
+    let s = start(
+        AdminOptions::new()
+            .max_connections(1)
+            .keep_alive(Duration::from_secs(10)),
+        |b| b,
+    );
+    let mut kept = TcpStream::connect(s.addr).unwrap();
+    kept.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    kept.write_all(b"GET /livez HTTP/1.1\r\n\r\n").unwrap();
+    let mut answer = [0u8; 512];
+    let n = kept.read(&mut answer).unwrap();
+    assert!(answer[..n].ends_with(b"keep-alive\r\n\r\nok"));
+    assert_eq!(
+        probe(s.addr, "/livez", Duration::from_secs(2)).unwrap().0,
+        200
+    );
+    assert!(closed_by_server(&mut kept));
+    s.stop();
+}
