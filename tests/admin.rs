@@ -595,7 +595,15 @@ fn every_option_at_zero_and_at_its_maximum() {
     assert!(r.contains("Connection: close\r\n"), "{r}");
     idle.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     let mut b = [0u8; 1];
-    assert!(matches!(idle.read(&mut b), Ok(0) | Err(_)));
+    match idle.read(&mut b) {
+        Ok(0) => {}
+        Err(e)
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("the idle connection was not given up: {other:?}"),
+    }
     let r = raw(
         s.addr,
         format!("GET /livez HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "p".repeat(60)).as_bytes(),
