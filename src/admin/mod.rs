@@ -239,7 +239,16 @@ impl Component for AdminServer {
             }
         })
         .await;
-        Ok(())
+        // The loop also ends if polling the sockets fails: then the probes
+        // are gone, which must not pass for a clean stop.
+        let asked = lock(&self.shared)
+            .as_ref()
+            .is_some_and(|s| s.stopping.load(Ordering::Acquire));
+        if asked {
+            Ok(())
+        } else {
+            Err("the admin server's event loop failed (see the log)".into())
+        }
     }
 
     async fn stop(&self, _cx: &Context) -> Result<(), BoxError> {
