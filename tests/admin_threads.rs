@@ -1,15 +1,37 @@
 //! The admin server's thread count stays the same whatever the number of
-//! clients. Alone in its own test binary so that no other test's threads
-//! come and go while it counts (`/proc/self/task`, so Linux only).
+//! clients, and it survives running out of file descriptors. Alone in its
+//! own test binary so that no other test's threads come and go while it
+//! counts (`/proc/self/task`, so Linux only), and no other test's sockets
+//! while it runs out of descriptors.
 #![cfg(target_os = "linux")]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::executor::block_on;
 use lameduck::Lifecycle;
 use lameduck::admin::{AdminOptions, AdminServer};
+
+/// Warnings about failed `accept`s.
+static ACCEPT_FAILED: AtomicUsize = AtomicUsize::new(0);
+
+struct Count;
+
+impl log::Log for Count {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.target() == "lameduck"
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if record.args().to_string().contains("accept failed") {
+            ACCEPT_FAILED.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn flush(&self) {}
+}
 
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task").unwrap().count()
@@ -26,8 +48,10 @@ fn probe(addr: std::net::SocketAddr) -> String {
 }
 
 #[test]
-fn two_thousand_connections_add_no_thread() {
+fn two_thousand_connections_add_no_thread_and_running_out_of_descriptors_is_survived() {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    log::set_logger(&Count).unwrap();
+    log::set_max_level(log::LevelFilter::Warn);
     let limit = getrlimit(Resource::Nofile);
     let wanted = 6000;
     if limit.current.is_some_and(|c| c < wanted) {
@@ -84,6 +108,36 @@ fn two_thousand_connections_add_no_thread() {
     eprintln!("threads: {before} before, {during} with 2,000 connections open");
     assert_eq!(during, before);
     drop(held);
+
+    // Out of descriptors: the server cannot accept, backs off, and serves
+    // again once descriptors are free.
+    std::thread::sleep(Duration::from_millis(700)); // answered sockets closed
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
+    let tight = Rlimit {
+        current: Some(open + 10),
+        maximum: getrlimit(Resource::Nofile).maximum,
+    };
+    setrlimit(Resource::Nofile, tight).unwrap();
+    let crowd: Vec<TcpStream> = (0..40)
+        .map_while(|_| TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok())
+        .collect();
+    // Twenty retries' worth of time out of descriptors.
+    std::thread::sleep(Duration::from_millis(200));
+    let opened = crowd.len();
+    drop(crowd);
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(files),
+            maximum: getrlimit(Resource::Nofile).maximum,
+        },
+    )
+    .unwrap();
+    let answer = probe(addr);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    // Said once, not once per retry.
+    assert_eq!(ACCEPT_FAILED.load(Ordering::SeqCst), 1);
+    eprintln!("descriptors exhausted after {opened} client sockets; served again after");
     handle.request_stop(None);
     runner.join().unwrap().unwrap();
 }

@@ -29,6 +29,8 @@ const LINGER: Duration = Duration::from_millis(500);
 const STOP_GRACE: Duration = Duration::from_secs(1);
 /// After a failed `accept` (out of descriptors), when to try again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(10);
+/// The shortest time between two warnings about failing `accept`s.
+const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// The counted connection an accept-order entry names, if it is still
 /// there.
@@ -75,6 +77,7 @@ pub(super) struct EventLoop {
     next_id: u64,
     next_request: u64,
     accept_retry: Option<Instant>,
+    accept_warned: Option<Instant>,
 }
 
 impl EventLoop {
@@ -102,6 +105,7 @@ impl EventLoop {
             next_id: 1,
             next_request: 1,
             accept_retry: None,
+            accept_warned: None,
         })
     }
 
@@ -162,9 +166,17 @@ impl EventLoop {
                             | io::ErrorKind::ConnectionReset
                     ) => {}
                 Err(e) => {
-                    // Out of descriptors: try again shortly rather than spin.
-                    log::warn!(target: "lameduck", "admin server: accept failed: {e}");
-                    self.accept_retry = Some(Instant::now() + ACCEPT_RETRY);
+                    // Out of descriptors: try again shortly rather than spin,
+                    // and say so once in a while rather than each time.
+                    let now = Instant::now();
+                    if self
+                        .accept_warned
+                        .is_none_or(|t| now - t >= ACCEPT_WARN_EVERY)
+                    {
+                        self.accept_warned = Some(now);
+                        log::warn!(target: "lameduck", "admin server: accept failed: {e}");
+                    }
+                    self.accept_retry = Some(now + ACCEPT_RETRY);
                     return;
                 }
             }
