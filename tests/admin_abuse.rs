@@ -561,3 +561,37 @@ fn a_busy_connection_is_never_evicted_an_idle_kept_alive_one_is() {
     assert!(closed_by_server(&mut kept));
     s.stop();
 }
+
+#[test]
+fn clients_that_never_close_cannot_pile_up_lingering_sockets() {
+    let _serial = serial();
+    let s = start(AdminOptions::new().max_connections(4), |b| b);
+    // Twenty clients: each sends a request and then neither reads nor
+    // closes. Answered, they linger; at most 2 × 4 sockets may be held.
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let mut c = TcpStream::connect(s.addr).unwrap();
+        c.write_all(b"GET /livez HTTP/1.1\r\n\r\n").unwrap();
+        clients.push(c);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The oldest were closed to make room, well before their linger (500
+    // ms) ran out: a closed socket answers what the client sends next with
+    // a reset, a lingering one would read it.
+    std::thread::sleep(Duration::from_millis(50));
+    let oldest = &mut clients[0];
+    let _ = oldest.write_all(b"more");
+    std::thread::sleep(Duration::from_millis(50));
+    let reset = oldest.write_all(b"more").and_then(|()| {
+        std::thread::sleep(Duration::from_millis(50));
+        oldest.write_all(b"more")
+    });
+    assert!(reset.is_err(), "the oldest answered socket was still held");
+    // The newest still lingers, as it should.
+    let newest = clients.last_mut().unwrap();
+    newest.write_all(b"more").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    newest.write_all(b"more").unwrap();
+    drop(clients);
+    s.stop();
+}

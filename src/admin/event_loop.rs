@@ -73,6 +73,8 @@ pub(super) struct EventLoop {
     total: usize,
     /// Counted connections in accept order (see `victim`).
     order: VecDeque<(u64, usize)>,
+    /// Lingering connections, oldest first (see `shed_lingering`).
+    lingering: VecDeque<(u64, usize)>,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     next_id: u64,
     next_request: u64,
@@ -101,6 +103,7 @@ impl EventLoop {
             active: 0,
             total: 0,
             order: VecDeque::new(),
+            lingering: VecDeque::new(),
             timers: BinaryHeap::new(),
             next_id: 1,
             next_request: 1,
@@ -186,6 +189,9 @@ impl EventLoop {
     fn admit(&mut self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
         let max = self.options.max_connections;
+        if self.total >= max.saturating_mul(2) {
+            self.shed_lingering();
+        }
         let counted = if self.active < max {
             true
         } else if let Some(victim) = self.victim() {
@@ -250,6 +256,22 @@ impl EventLoop {
             }
         }
         idle
+    }
+
+    /// Closes the connection that has lingered longest: answered clients
+    /// that neither read nor close must not hold sockets without bound.
+    fn shed_lingering(&mut self) {
+        while let Some((id, slot)) = self.lingering.pop_front() {
+            let lingers = self
+                .conns
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| c.id == id && c.state == State::Lingering);
+            if lingers {
+                self.close(slot);
+                return;
+            }
+        }
     }
 
     /// Remembers a counted connection's place in the accept order, and
@@ -526,10 +548,21 @@ impl EventLoop {
         }
         let _ = conn.stream.shutdown(Shutdown::Write);
         conn.state = State::Lingering;
+        let id = conn.id;
         conn.buf = Vec::new();
         let was_counted = std::mem::replace(&mut conn.counted, false);
         if was_counted {
             self.active -= 1;
+        }
+        self.lingering.push_back((id, slot));
+        if self.lingering.len() > 2 * self.total + 64 {
+            let conns = &self.conns;
+            self.lingering.retain(|&(id, slot)| {
+                conns
+                    .get(slot)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|c| c.id == id && c.state == State::Lingering)
+            });
         }
         self.set_deadline(slot, LINGER);
         Step::Again
