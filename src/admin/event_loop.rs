@@ -14,8 +14,11 @@ use std::time::{Duration, Instant};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
+mod deadlines;
+mod limits;
+
 use super::conn::{self, Conn, Io, Parse, Request, State};
-use super::options::{AdminOptions, deadline};
+use super::options::AdminOptions;
 use super::shared::{Job, Shared};
 use crate::health::ProbeResponse;
 use crate::signal::lock;
@@ -31,15 +34,6 @@ const STOP_GRACE: Duration = Duration::from_secs(1);
 const ACCEPT_RETRY: Duration = Duration::from_millis(10);
 /// The shortest time between two warnings about failing `accept`s.
 const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
-
-/// The counted connection an accept-order entry names, if it is still
-/// there.
-fn live(conns: &[Option<Conn>], (id, slot): (u64, usize)) -> Option<&Conn> {
-    conns
-        .get(slot)
-        .and_then(Option::as_ref)
-        .filter(|c| c.id == id && c.counted)
-}
 
 /// What the buffer gave.
 enum Got {
@@ -233,57 +227,6 @@ impl EventLoop {
         self.drive(slot);
     }
 
-    /// The connection a newcomer over the limit replaces: the oldest that
-    /// has not completed a request, else the oldest idle keep-alive one.
-    ///
-    /// `order` holds the counted connections in accept order, with stale
-    /// entries (closed, or lingering since) dropped as they are met: under
-    /// a slowloris crowd the front entry is the victim, so a newcomer costs
-    /// O(1), not a scan of every connection.
-    fn victim(&mut self) -> Option<usize> {
-        while let Some(&front) = self.order.front() {
-            if live(&self.conns, front).is_some() {
-                break;
-            }
-            self.order.pop_front();
-        }
-        let mut idle = None;
-        for &(id, slot) in &self.order {
-            match live(&self.conns, (id, slot)).and_then(Conn::eviction_rank) {
-                Some(0) => return Some(slot),
-                Some(_) if idle.is_none() => idle = Some(slot),
-                _ => {}
-            }
-        }
-        idle
-    }
-
-    /// Closes the connection that has lingered longest: answered clients
-    /// that neither read nor close must not hold sockets without bound.
-    fn shed_lingering(&mut self) {
-        while let Some((id, slot)) = self.lingering.pop_front() {
-            let lingers = self
-                .conns
-                .get(slot)
-                .and_then(Option::as_ref)
-                .is_some_and(|c| c.id == id && c.state == State::Lingering);
-            if lingers {
-                self.close(slot);
-                return;
-            }
-        }
-    }
-
-    /// Remembers a counted connection's place in the accept order, and
-    /// drops stale entries once they outnumber the live ones.
-    fn enqueue(&mut self, id: u64, slot: usize) {
-        self.order.push_back((id, slot));
-        if self.order.len() > 2 * self.active + 64 {
-            let conns = &self.conns;
-            self.order.retain(|&entry| live(conns, entry).is_some());
-        }
-    }
-
     fn conn(&mut self, slot: usize) -> Option<&mut Conn> {
         self.conns.get_mut(slot).and_then(Option::as_mut)
     }
@@ -299,66 +242,6 @@ impl EventLoop {
         self.total -= 1;
         self.free.push(slot);
         self.shared.open.store(self.total, Ordering::Relaxed);
-    }
-
-    fn set_deadline(&mut self, slot: usize, timeout: Duration) {
-        let now = Instant::now();
-        let Some(conn) = self.conn(slot) else {
-            return;
-        };
-        conn.deadline = deadline(now, timeout);
-        if let Some(d) = conn.deadline {
-            if conn.queued.is_none_or(|q| d < q) {
-                conn.queued = Some(d);
-                let id = conn.id;
-                self.timers.push(Reverse((d, slot, id)));
-            }
-        }
-    }
-
-    fn fire_timers(&mut self, now: Instant) {
-        while let Some(&Reverse((t, slot, id))) = self.timers.peek() {
-            if t > now {
-                return;
-            }
-            self.timers.pop();
-            let Some(conn) = self
-                .conn(slot)
-                .filter(|c| c.id == id && c.queued == Some(t))
-            else {
-                continue;
-            };
-            conn.queued = None;
-            match conn.deadline {
-                Some(d) if d <= now => {
-                    self.expire(slot);
-                    self.drive(slot);
-                }
-                Some(d) => {
-                    conn.queued = Some(d);
-                    self.timers.push(Reverse((d, slot, id)));
-                }
-                None => {}
-            }
-        }
-    }
-
-    fn expire(&mut self, slot: usize) {
-        let Some(conn) = self.conn(slot) else {
-            return;
-        };
-        match conn.state {
-            // Idle: nothing to answer.
-            State::Head if conn.buf.is_empty() => self.close(slot),
-            State::Head | State::Body { .. } => self.refuse(slot, 408, "408 request timeout"),
-            State::Waiting => {
-                conn.keep_alive = false;
-                conn.awaiting = 0;
-                let resp = ProbeResponse::bad_request(503, "503 checks did not answer in time");
-                self.respond(slot, &resp);
-            }
-            State::Writing | State::Lingering => self.close(slot),
-        }
     }
 
     /// Runs a connection's state machine as far as its socket allows.
@@ -554,16 +437,7 @@ impl EventLoop {
         if was_counted {
             self.active -= 1;
         }
-        self.lingering.push_back((id, slot));
-        if self.lingering.len() > 2 * self.total + 64 {
-            let conns = &self.conns;
-            self.lingering.retain(|&(id, slot)| {
-                conns
-                    .get(slot)
-                    .and_then(Option::as_ref)
-                    .is_some_and(|c| c.id == id && c.state == State::Lingering)
-            });
-        }
+        self.remember_lingering(id, slot);
         self.set_deadline(slot, LINGER);
         Step::Again
     }
