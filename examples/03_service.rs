@@ -23,7 +23,7 @@
 //! Kubernetes), the path production takes:
 //!
 //! 1. the log says `shutdown requested: received SIGTERM`; the lame-duck
-//!    period begins (5 s): `/readyz` answers 503 so load balancers stop
+//!    period begins (5 s): `/readyz` answers 500 so load balancers stop
 //!    sending traffic, while the public port keeps serving;
 //! 2. drain: the public server stops accepting, finishes the requests in
 //!    flight (at most 10 s), then the worker and the database stop;

@@ -1,12 +1,20 @@
-//! Measures the admin server: latency (p50, p99) of `GET /readyz?verbose`
-//! with 20 registered checks, one request per connection as the kubelet
-//! sends them, then the requests per second it sustains with several
-//! clients. Not a test: numbers depend on the machine.
+//! Measures the admin server, in one run:
+//!
+//! 1. `GET /readyz?verbose` with 20 registered checks on fresh connections
+//!    (`Connection: close`, as the kubelet probes): p50 and p99;
+//! 2. the same on one keep-alive connection: p50 and p99;
+//! 3. requests per second with several fresh-connection clients;
+//! 4. a prober's `/livez` latency while 1,000 idle connections are held
+//!    (all of them open on the server: `max_connections` 2048);
+//! 5. the same with the default limit (256) while a slowloris attacker
+//!    keeps opening half-sent requests: every newcomer evicts an idle one.
+//!
+//! Not a test: numbers depend on the machine.
 //!
 //! Run it with:
 //!
 //! ```text
-//! cargo run --release --example 07_admin_bench -- [--requests 2000] [--clients 4] [--seconds 3]
+//! cargo run --release --example 07_admin_bench -- [--requests 5000] [--clients 4] [--seconds 3]
 //! ```
 
 use std::io::{Read, Write};
@@ -15,16 +23,46 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use lameduck::admin::AdminServer;
-use lameduck::{BoxError, Health, Lifecycle, check_fn};
+use lameduck::admin::{AdminOptions, AdminServer};
+use lameduck::{BoxError, Handle, Health, Lifecycle, check_fn};
 
-fn readyz(addr: SocketAddr) -> std::io::Result<bool> {
+const VERBOSE: &[u8] = b"GET /readyz?verbose HTTP/1.1\r\nHost: bench\r\n\r\n";
+const PROBE: &[u8] = b"GET /livez HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+
+/// One request on a fresh connection; whether it got 200.
+fn fresh(addr: SocketAddr, request: &[u8]) -> std::io::Result<bool> {
     let mut s = TcpStream::connect(addr)?;
     s.set_nodelay(true)?;
-    s.write_all(b"GET /readyz?verbose HTTP/1.1\r\nHost: bench\r\n\r\n")?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(request)?;
     let mut out = Vec::with_capacity(1024);
     s.read_to_end(&mut out)?;
     Ok(out.starts_with(b"HTTP/1.1 200 "))
+}
+
+/// One request on a kept-alive connection: reads exactly one answer.
+fn again(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    s.write_all(VERBOSE)?;
+    buf.clear();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(buf);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Content-Length: "))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            if body.len() >= len {
+                return Ok(head.starts_with("HTTP/1.1 200 "));
+            }
+        }
+    }
 }
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -36,13 +74,23 @@ fn arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn main() -> Result<(), BoxError> {
-    let (requests, clients, seconds) = (
-        arg("--requests", 2000),
-        arg("--clients", 4),
-        arg("--seconds", 3),
+fn report(what: &str, mut lat: Vec<Duration>, failed: u64) {
+    lat.sort();
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    println!(
+        "{what}: {} requests, p50 {:.0?}, p99 {:.0?}, max {:.0?}, {failed} failed",
+        lat.len(),
+        pct(0.50),
+        pct(0.99),
+        lat[lat.len() - 1]
     );
-    let admin = AdminServer::loopback(0)?;
+}
+
+/// A lifecycle with the admin server and 20 passing checks.
+fn serve(
+    options: AdminOptions,
+) -> Result<(SocketAddr, Handle, std::thread::JoinHandle<()>), BoxError> {
+    let admin = AdminServer::bind_with("127.0.0.1:0", options)?;
     let addr = admin.local_addr();
     let mut builder = Lifecycle::builder().component("admin", admin);
     for i in 0..20 {
@@ -53,39 +101,82 @@ fn main() -> Result<(), BoxError> {
     }
     let lifecycle = builder.build()?;
     let handle = lifecycle.handle();
-    let runner = std::thread::spawn(move || lifecycle.run_blocking());
+    let runner = std::thread::spawn(move || {
+        if let Err(e) = lifecycle.run_blocking() {
+            eprintln!("lifecycle failed: {e}");
+        }
+    });
     futures::executor::block_on(handle.ready());
+    Ok((addr, handle, runner))
+}
 
-    // Warm up, then latency from one client.
-    for _ in 0..100 {
-        assert!(readyz(addr)?);
+/// Probes `/livez` on fresh connections, back to back, `n` times.
+fn prober(addr: SocketAddr, n: u64) -> (Vec<Duration>, u64) {
+    let (mut lat, mut failed) = (Vec::new(), 0);
+    for _ in 0..n {
+        let t0 = Instant::now();
+        match fresh(addr, PROBE) {
+            Ok(true) => lat.push(t0.elapsed()),
+            _ => failed += 1,
+        }
+    }
+    (lat, failed)
+}
+
+fn main() -> Result<(), BoxError> {
+    let (requests, clients, seconds) = (
+        arg("--requests", 5000),
+        arg("--clients", 4),
+        arg("--seconds", 3),
+    );
+    let options = AdminOptions::new()
+        .max_connections(2048)
+        .keep_alive(Duration::from_secs(10));
+    let (addr, handle, runner) = serve(options)?;
+
+    // 1. Fresh connections, after a warm-up.
+    let close = b"GET /readyz?verbose HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+    for _ in 0..200 {
+        fresh(addr, close)?;
     }
     let mut lat = Vec::with_capacity(requests as usize);
+    let mut failed = 0;
     for _ in 0..requests {
         let t0 = Instant::now();
-        assert!(readyz(addr)?, "probe failed");
-        lat.push(t0.elapsed());
+        match fresh(addr, close) {
+            Ok(true) => lat.push(t0.elapsed()),
+            _ => failed += 1,
+        }
     }
-    lat.sort();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    println!(
-        "GET /readyz?verbose, 20 checks, {requests} sequential requests: p50 {:?}, p99 {:?}, max {:?}",
-        pct(0.50),
-        pct(0.99),
-        lat[lat.len() - 1]
-    );
+    report("/readyz?verbose, 20 checks, fresh connections", lat, failed);
 
-    // Throughput from several clients.
+    // 2. One keep-alive connection.
+    let mut s = TcpStream::connect(addr)?;
+    s.set_nodelay(true)?;
+    let mut buf = Vec::with_capacity(2048);
+    let mut lat = Vec::with_capacity(requests as usize);
+    let mut failed = 0;
+    for _ in 0..requests {
+        let t0 = Instant::now();
+        match again(&mut s, &mut buf) {
+            Ok(true) => lat.push(t0.elapsed()),
+            _ => failed += 1,
+        }
+    }
+    drop(s);
+    report("/readyz?verbose, 20 checks, keep-alive", lat, failed);
+
+    // 3. Throughput from several clients.
     let done = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let (ok, bad) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let threads: Vec<_> = (0..clients)
         .map(|_| {
-            let (done, ok, failed) = (done.clone(), ok.clone(), failed.clone());
+            let (done, ok, bad) = (done.clone(), ok.clone(), bad.clone());
             std::thread::spawn(move || {
                 while !done.load(Ordering::Relaxed) {
-                    match readyz(addr) {
+                    match fresh(addr, close) {
                         Ok(true) => ok.fetch_add(1, Ordering::Relaxed),
-                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                        _ => bad.fetch_add(1, Ordering::Relaxed),
                     };
                 }
             })
@@ -98,13 +189,60 @@ fn main() -> Result<(), BoxError> {
         t.join().map_err(|_| "client panicked")?;
     }
     let elapsed = t0.elapsed().as_secs_f64();
-    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    let (ok, bad) = (ok.load(Ordering::Relaxed), bad.load(Ordering::Relaxed));
     println!(
-        "{clients} clients for {elapsed:.1} s: {:.0} requests/s ({ok} ok, {failed} failed)",
+        "{clients} clients, fresh connections, {elapsed:.1} s: {:.0} requests/s ({ok} ok, {bad} failed)",
         ok as f64 / elapsed
     );
 
+    // 4. A prober while 1,000 idle connections are held open.
+    let idle: Vec<TcpStream> = (0..1000)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let (lat, failed) = prober(addr, requests.min(2000));
+    report(
+        &format!("/livez prober, {} idle connections held", idle.len()),
+        lat,
+        failed,
+    );
+    drop(idle);
     handle.request_stop(None);
-    runner.join().map_err(|_| "lifecycle panicked")??;
+    runner.join().map_err(|_| "lifecycle panicked")?;
+
+    // 5. Default limit, 1,000 idle connections and a slowloris attacker.
+    let (addr, handle, runner) = serve(AdminOptions::new())?;
+    let idle: Vec<TcpStream> = (0..1000)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect();
+    let done = Arc::new(AtomicBool::new(false));
+    let attacker = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !done.load(Ordering::Relaxed) && held.len() < 20_000 {
+                if let Ok(mut s) = TcpStream::connect(addr) {
+                    let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost:");
+                    held.push(s);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            held.len()
+        })
+    };
+    let (lat, failed) = prober(addr, requests.min(2000));
+    done.store(true, Ordering::Relaxed);
+    let opened = attacker.join().map_err(|_| "attacker panicked")?;
+    report(
+        &format!(
+            "/livez prober, limit 256, {} idle + {opened} slowloris connections",
+            idle.len()
+        ),
+        lat,
+        failed,
+    );
+    drop(idle);
+    handle.request_stop(None);
+    runner.join().map_err(|_| "lifecycle panicked")?;
     Ok(())
 }

@@ -118,7 +118,8 @@
 //! # Features
 //!
 //! * `admin` (default): [`admin::AdminServer`], the probes and a lifecycle
-//!   snapshot over HTTP on loopback; adds `httparse`, no runtime.
+//!   snapshot over HTTP on loopback; adds `httparse` and `mio` (one event
+//!   loop thread), no runtime.
 //! * `http`: [`Probes::respond_http`] for servers built on the `http` crate.
 //! * `signals` (default): shutdown on signals through a dedicated thread
 //!   (signal-hook); no async runtime involved.

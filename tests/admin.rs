@@ -106,7 +106,7 @@ fn exact_responses_on_the_wire() {
     assert_eq!(
         get(s.addr, "/readyz"),
         format!(
-            "HTTP/1.1 503 Service Unavailable\r\n{HEADERS}Content-Length: {}\r\n\
+            "HTTP/1.1 500 Internal Server Error\r\n{HEADERS}Content-Length: {}\r\n\
              Connection: close\r\n\r\n{text}",
             text.len()
         )
@@ -196,7 +196,7 @@ fn readiness_over_http_follows_the_lifecycle() {
         std::thread::sleep(Duration::from_millis(5));
     };
     assert!(!handle.is_ready());
-    assert_eq!(status(&during), 503);
+    assert_eq!(status(&during), 500);
     assert!(body(&during).contains("[-]launch failed: reason withheld\n"));
     assert_eq!(status(&get(addr, "/livez")), 200);
     assert!(block_on(handle.ready()));
@@ -209,7 +209,7 @@ fn readiness_over_http_follows_the_lifecycle() {
         "{:?}",
         t0.elapsed()
     );
-    assert_eq!(status(&after), 503);
+    assert_eq!(status(&after), 500);
     assert!(body(&after).contains("[-]shutdown failed: reason withheld\n"));
     assert_eq!(status(&get(addr, "/livez")), 200);
     let report = runner.join().unwrap().unwrap();
@@ -413,7 +413,7 @@ fn no_request_fails_under_load_during_shutdown() {
     let t0 = Instant::now();
     handle.request_stop(None);
     // Lame duck: readiness fails at once, the public port still serves.
-    assert_eq!(status(&get(admin_addr, "/readyz")), 503);
+    assert_eq!(status(&get(admin_addr, "/readyz")), 500);
     assert!(
         t0.elapsed() < Duration::from_millis(50),
         "{:?}",
@@ -480,4 +480,137 @@ fn checks_run_on_the_applications_runtime() {
     let r = probe.join().unwrap();
     assert_eq!(status(&r), 200, "{r}");
     assert_eq!(body(&r), "ok");
+}
+
+/// Reads one keep-alive answer: headers, then `Content-Length` bytes.
+fn read_answer(c: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(c.read(&mut byte).unwrap(), 1, "closed early: {head:?}");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .map_or(0, |n| n.parse().unwrap());
+    let mut body = vec![0u8; len];
+    c.read_exact(&mut body).unwrap();
+    head + &String::from_utf8(body).unwrap()
+}
+
+/// Every duration and count of `AdminOptions` at zero and at its maximum:
+/// a refusal at bind, or a server that answers, never a panic.
+#[test]
+fn every_option_at_zero_and_at_its_maximum() {
+    // Zero timeouts would fail every request: refused, naming the option.
+    for (name, options) in [
+        (
+            "header_timeout",
+            AdminOptions::new().header_timeout(Duration::ZERO),
+        ),
+        (
+            "body_timeout",
+            AdminOptions::new().body_timeout(Duration::ZERO),
+        ),
+        (
+            "write_timeout",
+            AdminOptions::new().write_timeout(Duration::ZERO),
+        ),
+        (
+            "response_timeout",
+            AdminOptions::new().response_timeout(Duration::ZERO),
+        ),
+    ] {
+        let err = AdminServer::bind_with("127.0.0.1:0", options).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{name}");
+        assert!(err.to_string().contains(name), "{err}");
+    }
+
+    // The maximum of every one at once: no deadline, no limit, no panic.
+    let s = start(
+        AdminOptions::new()
+            .header_timeout(Duration::MAX)
+            .body_timeout(Duration::MAX)
+            .write_timeout(Duration::MAX)
+            .response_timeout(Duration::MAX)
+            .keep_alive(Duration::MAX)
+            .max_connections(usize::MAX)
+            .max_request_bytes(usize::MAX)
+            .failure_status(u16::MAX),
+        |b| b.health_check("down", check_fn(|| async { Health::Unhealthy("x".into()) })),
+    );
+    let mut idle: Vec<TcpStream> = (0..200)
+        .map(|_| TcpStream::connect(s.addr).unwrap())
+        .collect();
+    // header_timeout and body_timeout MAX: a slow head and a slow body are
+    // waited for.
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    c.write_all(b"GET /livez HTTP/1.1\r\nContent-Le").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    c.write_all(b"ngth: 2\r\n\r\nx").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    c.write_all(b"y").unwrap();
+    let first = read_answer(&mut c);
+    assert!(first.starts_with("HTTP/1.1 200 OK\r\n"), "{first}");
+    // keep_alive MAX: the connection stays open for the next request.
+    assert!(first.contains("Connection: keep-alive\r\n"), "{first}");
+    std::thread::sleep(Duration::from_millis(200));
+    // max_request_bytes MAX is 1 MiB: a 100 KB header fits.
+    let mut big = b"GET /readyz HTTP/1.1\r\nX-Big: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 100_000));
+    big.extend(b"\r\n\r\n");
+    c.write_all(&big).unwrap();
+    let second = read_answer(&mut c);
+    // failure_status u16::MAX is not a status: the default, 500.
+    assert!(second.starts_with("HTTP/1.1 500 "), "{second}");
+    // max_connections MAX: all 200 idle connections are still open.
+    for i in &mut idle {
+        i.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        let e = i.read(&mut b).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+    }
+    drop(idle);
+    s.handle.request_stop(None);
+    s.runner.join().unwrap().unwrap();
+
+    // The smallest counts: max_connections(0) is one connection, which a
+    // newcomer takes over; max_request_bytes(0) is 64 bytes; keep_alive
+    // zero is `Connection: close`.
+    let s = start(
+        AdminOptions::new()
+            .max_connections(0)
+            .max_request_bytes(0)
+            .keep_alive(Duration::ZERO)
+            .failure_status(0),
+        |b| b.health_check("down", check_fn(|| async { Health::Unhealthy("x".into()) })),
+    );
+    let mut idle = TcpStream::connect(s.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let r = get(s.addr, "/livez");
+    assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+    assert!(r.contains("Connection: close\r\n"), "{r}");
+    idle.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut b = [0u8; 1];
+    match idle.read(&mut b) {
+        Ok(0) => {}
+        Err(e)
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("the idle connection was not given up: {other:?}"),
+    }
+    let r = raw(
+        s.addr,
+        format!("GET /livez HTTP/1.1\r\nX-Pad: {}\r\n\r\n", "p".repeat(60)).as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status(&r), 431, "{r}");
+    assert_eq!(status(&get(s.addr, "/readyz")), 500);
+    s.handle.request_stop(None);
+    s.runner.join().unwrap().unwrap();
 }

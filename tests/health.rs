@@ -78,11 +78,11 @@ fn readiness_fails_before_launch_with_detail() {
     let probes = lifecycle.handle().probes();
     let body =
         "[+]ping ok\n[-]launch failed: reason withheld\n[+]shutdown ok\nreadyz check failed\n";
-    assert_text(&get(&probes, "/readyz"), 503, body);
-    assert_text(&get(&probes, "/readyz?verbose"), 503, body);
+    assert_text(&get(&probes, "/readyz"), 500, body);
+    assert_text(&get(&probes, "/readyz?verbose"), 500, body);
     assert_text(
         &get(&probes, "/startupz"),
-        503,
+        500,
         "[+]ping ok\n[-]launch failed: reason withheld\nstartupz check failed\n",
     );
 }
@@ -127,16 +127,25 @@ fn failing_critical_check_withholds_or_shows_reason() {
     });
     let withheld = "[+]ping ok\n[+]launch ok\n[+]shutdown ok\n[-]db failed: reason withheld\n\
                     [+]queue ok\nreadyz check failed\n";
-    assert_text(&get(&handle.probes(), "/readyz"), 503, withheld);
+    assert_text(&get(&handle.probes(), "/readyz"), 500, withheld);
     let shown = handle.probes().show_reasons(true);
     assert_text(
         &get(&shown, "/readyz"),
-        503,
+        500,
         "[+]ping ok\n[+]launch ok\n[+]shutdown ok\n[-]db failed: connection refused\n\
          [+]queue ok\nreadyz check failed\n",
     );
-    let apiserver = handle.probes().failure_status(500);
-    assert_text(&get(&apiserver, "/readyz"), 500, withheld);
+    let configured = handle.probes().failure_status(503);
+    assert_text(&get(&configured, "/readyz"), 503, withheld);
+    // Only client and server error codes can mean "failed" to a kubelet.
+    for not_a_failure in [0, 200, 302, 399, 600, u16::MAX] {
+        let probes = handle.probes().failure_status(not_a_failure);
+        assert_eq!(get(&probes, "/readyz").status(), 500, "{not_a_failure}");
+    }
+    assert_eq!(
+        get(&handle.probes().failure_status(418), "/readyz").status(),
+        418
+    );
     handle.request_stop(None);
 }
 
@@ -161,7 +170,7 @@ fn exclude_is_repeatable_and_warns_on_unknown_names() {
     // On failure the warning comes before the verdict too.
     assert_text(
         &get(&probes, "/readyz?exclude=queue&exclude=nope"),
-        503,
+        500,
         "[+]ping ok\n[+]launch ok\n[+]shutdown ok\n[-]db failed: reason withheld\n\
          [+]queue excluded: ok\n\
          warn: some health checks cannot be excluded: no matches for \"nope\"\n\
@@ -181,30 +190,184 @@ fn per_check_paths() {
     });
     let probes = handle.probes();
     assert_text(&get(&probes, "/readyz/disk"), 200, "ok");
-    assert_text(
-        &get(&probes, "/readyz/disk?verbose"),
-        200,
-        "[+]disk ok\nreadyz check passed\n",
-    );
+    // The apiserver's per-check handler ignores the query.
+    assert_text(&get(&probes, "/readyz/disk?verbose"), 200, "ok");
+    assert_text(&get(&probes, "/readyz/disk?format=json"), 200, "ok");
     assert_text(
         &get(&probes, "/readyz/db"),
+        500,
+        "internal server error: reason withheld\n",
+    );
+    assert_text(
+        &get(&probes, "/readyz/db?exclude=db"),
+        500,
+        "internal server error: reason withheld\n",
+    );
+    assert_text(
+        &get(&probes.clone().show_reasons(true), "/readyz/db?verbose"),
+        500,
+        "internal server error: down\n",
+    );
+    assert_text(
+        &get(&probes.clone().failure_status(503), "/readyz/db"),
         503,
-        "[-]db failed: reason withheld\nreadyz check failed\n",
+        "internal server error: reason withheld\n",
     );
     assert_text(&get(&probes, "/livez/disk"), 200, "ok");
     assert_text(&get(&probes, "/readyz/shutdown"), 200, "ok");
     // db is not a liveness check; unknown names and paths are not found.
     assert_text(&get(&probes, "/livez/db"), 404, "404 page not found\n");
     assert_text(&get(&probes, "/readyz/nope"), 404, "404 page not found\n");
+    assert_text(
+        &get(&probes, "/readyz/nope?exclude=nope"),
+        404,
+        "404 page not found\n",
+    );
     assert_text(&get(&probes, "/metrics"), 404, "404 page not found\n");
     // /healthz runs everything.
     assert_text(
         &get(&probes, "/healthz"),
-        503,
+        500,
         "[+]ping ok\n[+]launch ok\n[+]shutdown ok\n[-]db failed: reason withheld\n[+]disk ok\n\
          healthz check failed\n",
     );
     handle.request_stop(None);
+}
+
+/// The cases of the apiserver's `healthz_test.go` (`testMultipleChecks`:
+/// a `ping` check, plus a `bad` one failing with "this will fail"), byte
+/// for byte, on `/livez`, then the per-check and exclude edge cases.
+#[test]
+fn apiserver_golden_cases() {
+    let with_bad = Lifecycle::builder()
+        .health_check_with(
+            "bad",
+            unhealthy("this will fail"),
+            CheckOptions::new().probes([Probe::Liveness]),
+        )
+        .build()
+        .unwrap();
+    let without_bad = Lifecycle::builder().build().unwrap();
+    let cases: [(&str, &str, u16, bool); 11] = [
+        ("?verbose", "[+]ping ok\nlivez check passed\n", 200, false),
+        ("?exclude=dontexist", "ok", 200, false),
+        ("?exclude=bad", "ok", 200, true),
+        (
+            "?verbose=true&exclude=bad",
+            "[+]ping ok\n[+]bad excluded: ok\nlivez check passed\n",
+            200,
+            true,
+        ),
+        (
+            "?verbose=true&exclude=dontexist",
+            "[+]ping ok\nwarn: some health checks cannot be excluded: no matches for \"dontexist\"\n\
+             livez check passed\n",
+            200,
+            false,
+        ),
+        ("/ping", "ok", 200, false),
+        ("", "ok", 200, false),
+        (
+            "?verbose",
+            "[+]ping ok\n[-]bad failed: reason withheld\nlivez check failed\n",
+            500,
+            true,
+        ),
+        ("/ping", "ok", 200, true),
+        ("/bad", "internal server error: this will fail\n", 500, true),
+        (
+            "",
+            "[+]ping ok\n[-]bad failed: reason withheld\nlivez check failed\n",
+            500,
+            true,
+        ),
+    ];
+    for (i, (suffix, body, status, bad)) in cases.into_iter().enumerate() {
+        let lifecycle = if bad { &with_bad } else { &without_bad };
+        // The apiserver shows the reason on per-check paths; the root
+        // paths always withhold it.
+        let probes = lifecycle.handle().probes().show_reasons(true);
+        let probes = if suffix.starts_with('?') || suffix.is_empty() {
+            lifecycle.handle().probes()
+        } else {
+            probes
+        };
+        let resp = get(&probes, &format!("/livez{suffix}"));
+        assert_eq!(
+            (resp.status(), resp.body()),
+            (status, body),
+            "case {i}: {suffix:?}"
+        );
+        assert_eq!(
+            resp.header("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
+        assert_eq!(resp.header("x-content-type-options"), Some("nosniff"));
+    }
+    let probes = with_bad.handle().probes();
+    for (target, status, body) in [
+        // Reasons withheld by default, the query ignored.
+        (
+            "/livez/bad",
+            500,
+            "internal server error: reason withheld\n",
+        ),
+        (
+            "/livez/bad?exclude=bad",
+            500,
+            "internal server error: reason withheld\n",
+        ),
+        ("/livez/ping?verbose", 200, "ok"),
+        // Unknown checks are not found, excluded or not.
+        ("/livez/nope", 404, "404 page not found\n"),
+        ("/livez/nope?exclude=nope", 404, "404 page not found\n"),
+        // Repeated and duplicate excludes.
+        (
+            "/livez?exclude=bad&exclude=bad&exclude=x&exclude=x",
+            200,
+            "ok",
+        ),
+        (
+            "/livez?verbose&exclude=bad&exclude=x&exclude=ping",
+            200,
+            "[+]ping excluded: ok\n[+]bad excluded: ok\n\
+             warn: some health checks cannot be excluded: no matches for \"x\"\nlivez check passed\n",
+        ),
+    ] {
+        let resp = get(&probes, target);
+        assert_eq!((resp.status(), resp.body()), (status, body), "{target}");
+    }
+}
+
+#[test]
+fn accept_honours_quality_values() {
+    let lifecycle = Lifecycle::builder().build().unwrap();
+    let probes = lifecycle.handle().probes();
+    let kind = |accept: &str| {
+        let resp = block_on(probes.respond(ProbeRequest::new("GET", "/livez").accept(accept)));
+        resp.header("content-type").unwrap_or_default().to_owned()
+    };
+    let json = "application/json";
+    let text = "text/plain; charset=utf-8";
+    for (accept, want) in [
+        ("", text),
+        ("*/*", text),
+        ("application/json", json),
+        ("Application/JSON", json),
+        ("text/html, application/json;q=0.9", json),
+        ("application/json;q=0", text),
+        ("application/json; q=0.0", text),
+        ("application/json;q=0.5, text/plain", text),
+        ("text/plain;q=0.2, application/json;q=0.8", json),
+        ("text/*;q=0.9, application/json;q=0.5", text),
+        ("application/json, text/plain", text),
+        ("application/json;q=abc", text),
+        ("application/json;q=7", text),
+        ("application/jsonx", text),
+        (",,;;q=,application/json", json),
+    ] {
+        assert_eq!(kind(accept), want, "Accept: {accept}");
+    }
 }
 
 #[test]
@@ -214,7 +377,7 @@ fn head_has_no_body_and_other_methods_get_405() {
     let head = block_on(probes.respond(ProbeRequest::new("HEAD", "/livez")));
     assert_text(&head, 200, "");
     let head = block_on(probes.respond(ProbeRequest::new("HEAD", "/readyz")));
-    assert_text(&head, 503, "");
+    assert_text(&head, 500, "");
     let post = block_on(probes.respond(ProbeRequest::new("POST", "/livez")));
     assert_eq!(post.status(), 405);
     assert_eq!(post.body(), "405 method not allowed\n");
@@ -235,7 +398,7 @@ fn json_on_request() {
             ProbeRequest::new("GET", "/readyz").accept("text/html, application/json;q=0.9"),
         ));
     for resp in [&by_query, &by_accept] {
-        assert_eq!(resp.status(), 503);
+        assert_eq!(resp.status(), 500);
         assert_eq!(resp.header("content-type"), Some("application/json"));
         assert_eq!(resp.header("x-content-type-options"), Some("nosniff"));
         let v: serde_json::Value = serde_json::from_str(resp.body()).unwrap();
@@ -277,7 +440,7 @@ fn hanging_check_times_out_within_budget() {
     assert!(took < Duration::from_secs(1), "probe took {took:?}");
     assert_text(
         &resp,
-        503,
+        500,
         "[+]ping ok\n[+]launch ok\n[+]shutdown ok\n[-]hang failed: timed out after 100ms\n\
          [+]db ok\nreadyz check failed\n",
     );
@@ -292,7 +455,7 @@ fn hanging_check_times_out_within_budget() {
     );
     assert_eq!(
         resp.body(),
-        "[-]hang failed: timed out after 500ms\nreadyz check failed\n"
+        "internal server error: timed out after 500ms\n"
     );
     handle.request_stop(None);
     handle2.request_stop(None);
@@ -302,10 +465,10 @@ fn hanging_check_times_out_within_budget() {
 fn panicking_check_is_unhealthy() {
     let handle = running(|b| b.health_check("boom", check_fn(|| async { panic!("kaboom") })));
     let resp = get(&handle.probes().show_reasons(true), "/readyz/boom");
-    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.status(), 500);
     assert!(
         resp.body()
-            .starts_with("[-]boom failed: check panicked: kaboom"),
+            .starts_with("internal server error: check panicked: kaboom"),
         "{}",
         resp.body()
     );
@@ -389,9 +552,13 @@ fn flap_damping_needs_consecutive_results() {
     assert_eq!(status(), CheckStatus::Pass);
     up.store(false, Ordering::SeqCst);
     assert_eq!(status(), CheckStatus::Warn);
-    assert_eq!(
-        get(&probes, "/readyz/flappy?verbose").body(),
-        "[+]flappy degraded: down (failure 2 of 3 before failing)\nreadyz check passed\n"
+    let verbose = get(&probes, "/readyz?verbose");
+    assert!(
+        verbose
+            .body()
+            .contains("\n[+]flappy degraded: down (failure 2 of 3 before failing)\n"),
+        "{}",
+        verbose.body()
     );
     assert_eq!(status(), CheckStatus::Fail);
     assert_eq!(status(), CheckStatus::Fail);
@@ -423,7 +590,7 @@ fn background_check_fails_until_first_result_then_reads_last() {
     // The first run takes 100 ms: until then, no result.
     assert_eq!(
         get(&probes, "/readyz/bg").body(),
-        "[-]bg failed: no result yet\nreadyz check failed\n"
+        "internal server error: no result yet\n"
     );
     let deadline = Instant::now() + Duration::from_secs(2);
     while get(&probes, "/readyz/bg").status() != 200 {
@@ -537,8 +704,8 @@ fn readiness_follows_the_lifecycle_and_liveness_always_passes() {
     let runner = std::thread::spawn(move || lifecycle.run_blocking());
     // During launch.
     std::thread::sleep(Duration::from_millis(50));
-    assert_eq!(get(&probes, "/readyz").status(), 503);
-    assert_eq!(get(&probes, "/startupz").status(), 503);
+    assert_eq!(get(&probes, "/readyz").status(), 500);
+    assert_eq!(get(&probes, "/startupz").status(), 500);
     assert_eq!(get(&probes, "/livez").status(), 200);
     assert!(block_on(handle.ready()));
     assert_eq!(get(&probes, "/readyz").status(), 200);
@@ -560,7 +727,7 @@ fn readiness_follows_the_lifecycle_and_liveness_always_passes() {
     assert_eq!(get(&probes, "/startupz").status(), 200);
     runner.join().unwrap().unwrap();
     assert_eq!(get(&probes, "/livez").status(), 200);
-    assert_eq!(get(&probes, "/readyz").status(), 503);
+    assert_eq!(get(&probes, "/readyz").status(), 500);
 }
 
 #[cfg(feature = "http")]
@@ -570,7 +737,7 @@ fn http_request_maps_to_http_response() {
     let probes = lifecycle.handle().probes();
     let req = http::Request::get("/readyz?verbose").body(()).unwrap();
     let resp = block_on(probes.respond_http(&req));
-    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.status(), 500);
     assert_eq!(resp.headers()["content-type"], "text/plain; charset=utf-8");
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
     assert_eq!(resp.headers()["cache-control"], "no-store");
@@ -624,13 +791,16 @@ fn background_result_goes_stale_when_the_driver_starves() {
     let deadline = Instant::now() + Duration::from_secs(2);
     let stale = loop {
         let resp = get(&probes, "/readyz/bg");
-        if resp.body().starts_with("[-]bg failed: stale: last result ") {
+        if resp
+            .body()
+            .starts_with("internal server error: stale: last result ")
+        {
             break resp;
         }
         assert!(Instant::now() < deadline, "never stale: {}", resp.body());
         std::thread::sleep(Duration::from_millis(5));
     };
-    assert_eq!(stale.status(), 503);
+    assert_eq!(stale.status(), 500);
     // Once the driver runs again, fresh results pass.
     let deadline = Instant::now() + Duration::from_secs(3);
     while get(&probes, "/readyz/bg").status() != 200 {
@@ -639,4 +809,56 @@ fn background_result_goes_stale_when_the_driver_starves() {
     }
     handle.request_stop(None);
     runner.join().unwrap().unwrap();
+}
+
+/// Every `lameduck` log line of this test binary.
+static LINES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, m: &log::Metadata<'_>) -> bool {
+        m.target() == "lameduck"
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            LINES.lock().unwrap().push(record.args().to_string());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+#[test]
+fn failing_probe_is_logged_with_its_checks_rate_limited() {
+    let _ = log::set_logger(&Capture);
+    log::set_max_level(log::LevelFilter::Info);
+    let handle = running(|b| {
+        b.health_check("logged_db", unhealthy("refused"))
+            .health_check("logged_ok", healthy())
+    });
+    let probes = handle.probes();
+    for _ in 0..5 {
+        assert_eq!(get(&probes, "/readyz").status(), 500);
+    }
+    assert_eq!(get(&probes, "/readyz/logged_db").status(), 500);
+    assert_eq!(get(&probes, "/healthz").status(), 500);
+    let lines: Vec<String> = LINES
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("logged_db"))
+        .cloned()
+        .collect();
+    // One line for readyz (the four repeats within ten seconds left out),
+    // one for healthz; per-check paths are not logged, as in the apiserver.
+    assert_eq!(
+        lines,
+        [
+            "readyz check failed: logged_db; [-]logged_db failed: refused",
+            "healthz check failed: logged_db; [-]logged_db failed: refused",
+        ]
+    );
+    handle.request_stop(None);
 }

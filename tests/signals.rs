@@ -457,7 +457,7 @@ fn service_demo_sigterm_under_requests_lame_duck_drain_exit_zero() {
     svc.kill("TERM");
     svc.wait_for("[lameduck] shutdown requested", Duration::from_secs(5));
     // Lame duck: readiness fails at once, liveness passes, orders go on.
-    assert_eq!(get(admin, "/readyz").unwrap(), 503);
+    assert_eq!(get(admin, "/readyz").unwrap(), 500);
     assert_eq!(get(admin, "/livez").unwrap(), 200);
     assert_eq!(get(port, "/order").unwrap(), 200);
     std::thread::sleep(Duration::from_millis(100));

@@ -1,201 +1,247 @@
-//! The admin server's sockets: the accept loop and one bounded request per
-//! connection, parsed by `httparse`.
+//! One connection of the admin server: its state, its request as parsed by
+//! `httparse`, and the bytes of its answer.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use futures::channel::oneshot;
-use futures::future::{Either, select};
-use futures_timer::Delay;
+use mio::net::TcpStream;
 
-use super::Inner;
-use crate::health::{ProbeRequest, ProbeResponse, Probes};
+use crate::health::ProbeResponse;
 
 const MAX_HEADERS: usize = 32;
+/// How much a lingering client may still send before it is cut off.
+const LINGER_BYTES: usize = 256 * 1024;
 
-/// A parsed request waiting for the checks, and where to send the answer.
-pub(super) struct Job {
-    method: String,
-    target: String,
-    accept: String,
-    reply: oneshot::Sender<ProbeResponse>,
+/// Where a connection is in its exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum State {
+    /// Reading a request's line and headers (or idle between keep-alive
+    /// requests, with nothing buffered).
+    Head,
+    /// Reading the body announced by the headers, up to `end` bytes of the
+    /// buffer.
+    Body { end: usize },
+    /// The checks are running.
+    Waiting,
+    /// Writing the answer.
+    Writing,
+    /// Answered and our side closed: reading (and dropping) what the client
+    /// still sends, so the close is never a reset that destroys the answer.
+    Lingering,
 }
 
-impl Job {
-    pub(super) fn answer(self, probes: &Probes) -> impl Future<Output = ()> + Send + 'static {
-        let fut =
-            probes.respond(ProbeRequest::new(&self.method, &self.target).accept(&self.accept));
-        let reply = self.reply;
-        async move {
-            let _ = reply.send(fut.await);
-        }
-    }
+/// A connection and everything the event loop knows about it.
+pub(super) struct Conn {
+    pub(super) stream: TcpStream,
+    /// Unique for the server's life, in accept order: the oldest connection
+    /// has the smallest id.
+    pub(super) id: u64,
+    pub(super) state: State,
+    pub(super) deadline: Option<Instant>,
+    /// The earliest deadline this connection has in the timer heap.
+    pub(super) queued: Option<Instant>,
+    pub(super) buf: Vec<u8>,
+    /// The request being read when its body is awaited.
+    pub(super) pending: Option<Request>,
+    pub(super) out: Vec<u8>,
+    pub(super) written: usize,
+    /// Requests answered on this connection.
+    pub(super) served: u64,
+    /// The request whose answer is awaited (0: none).
+    pub(super) awaiting: u64,
+    pub(super) keep_alive: bool,
+    pub(super) head: bool,
+    pub(super) lingered: usize,
+    /// Counted against `max_connections` (not lingering, not rejected).
+    pub(super) counted: bool,
 }
 
-/// Counts a connection for as long as its thread lives.
-struct Slot(Arc<Inner>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-pub(super) fn accept_loop(
-    listener: TcpListener,
-    inner: Arc<Inner>,
-    jobs: async_channel::Sender<Job>,
-) {
-    for conn in listener.incoming() {
-        if inner.stopping.load(Ordering::Acquire) {
-            break;
-        }
-        let stream = match conn {
-            Ok(s) => s,
-            Err(e) => {
-                // Out of descriptors, or a connection reset before accept:
-                // back off a little instead of spinning.
-                log::warn!(target: "lameduck", "admin server: accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        let max = inner.options.max_connections;
-        if inner.active.fetch_add(1, Ordering::AcqRel) >= max {
-            inner.active.fetch_sub(1, Ordering::AcqRel);
-            reject(stream);
-            continue;
-        }
-        let slot = Slot(inner.clone());
-        let jobs = jobs.clone();
-        let spawned = std::thread::Builder::new()
-            .name("lameduck-admin-conn".into())
-            .stack_size(128 * 1024)
-            .spawn(move || {
-                let inner = slot.0.clone();
-                if let Err(e) = serve(stream, &inner, &jobs) {
-                    log::debug!(target: "lameduck", "admin server: connection: {e}");
-                }
-                drop(slot);
-            });
-        if let Err(e) = spawned {
-            // The closure, its slot and its stream were dropped with it.
-            log::warn!(target: "lameduck", "admin server: cannot spawn a thread: {e}");
-        }
-    }
-    log::debug!(target: "lameduck", "admin server: no longer accepting");
-}
-
-/// Over the connection limit: a short answer, never a wait.
-fn reject(mut stream: TcpStream) {
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-    let resp = ProbeResponse::bad_request(503, "503 too many connections");
-    let _ = write_response(&mut stream, &resp, false);
-}
-
-fn serve(
-    mut stream: TcpStream,
-    inner: &Inner,
-    jobs: &async_channel::Sender<Job>,
-) -> io::Result<()> {
-    let opts = &inner.options;
-    stream.set_nodelay(true)?;
-    stream.set_write_timeout(Some(opts.write_timeout))?;
-    let deadline = Instant::now() + opts.header_timeout;
-    let mut buf = vec![0u8; opts.max_request_bytes];
-    let mut len = 0;
-    let job = loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return finish(
-                stream,
-                &ProbeResponse::bad_request(408, "408 request timeout"),
-            );
-        }
-        stream.set_read_timeout(Some(left))?;
-        match stream.read(&mut buf[len..]) {
-            Ok(0) => return Ok(()),
-            Ok(n) => len += n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                return finish(
-                    stream,
-                    &ProbeResponse::bad_request(408, "408 request timeout"),
-                );
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf[..len]) {
-            Ok(httparse::Status::Complete(_)) => {
-                let accept = req
-                    .headers
-                    .iter()
-                    .filter(|h| h.name.eq_ignore_ascii_case("accept"))
-                    .filter_map(|h| std::str::from_utf8(h.value).ok())
-                    .collect::<Vec<_>>()
-                    .join(",");
-                let (tx, rx) = oneshot::channel();
-                let job = Job {
-                    method: req.method.unwrap_or("GET").to_owned(),
-                    target: req.path.unwrap_or("/").to_owned(),
-                    accept,
-                    reply: tx,
-                };
-                break (job, rx);
-            }
-            Ok(httparse::Status::Partial) if len == buf.len() => {
-                return finish(
-                    stream,
-                    &ProbeResponse::bad_request(431, "431 request header fields too large"),
-                );
-            }
-            Ok(httparse::Status::Partial) => {}
-            Err(httparse::Error::TooManyHeaders) => {
-                return finish(
-                    stream,
-                    &ProbeResponse::bad_request(431, "431 request header fields too large"),
-                );
-            }
-            Err(_) => return finish(stream, &ProbeResponse::bad_request(400, "400 bad request")),
-        }
-    };
-    let (job, rx) = job;
-    let head = job.method == "HEAD";
-    if jobs.try_send(job).is_err() {
-        return finish(
+impl Conn {
+    pub(super) fn new(stream: TcpStream, id: u64, counted: bool) -> Self {
+        Conn {
             stream,
-            &ProbeResponse::bad_request(503, "503 shutting down"),
-        );
+            id,
+            state: State::Head,
+            deadline: None,
+            queued: None,
+            buf: Vec::new(),
+            pending: None,
+            out: Vec::new(),
+            written: 0,
+            served: 0,
+            awaiting: 0,
+            keep_alive: false,
+            head: false,
+            lingered: 0,
+            counted,
+        }
     }
-    let answer = futures::executor::block_on(select(rx, Delay::new(opts.response_timeout)));
-    let resp = match answer {
-        Either::Left((Ok(resp), _)) => resp,
-        Either::Left((Err(_), _)) => ProbeResponse::bad_request(503, "503 shutting down"),
-        Either::Right(_) => ProbeResponse::bad_request(503, "503 checks did not answer in time"),
+
+    /// Whether a newcomer may take this connection's place, and how
+    /// willingly: `Some(0)` for one that has not completed a request,
+    /// `Some(1)` for an idle keep-alive one, `None` for one that is busy.
+    pub(super) fn eviction_rank(&self) -> Option<u8> {
+        match self.state {
+            State::Head | State::Body { .. } if self.served == 0 => Some(0),
+            State::Head if self.buf.is_empty() => Some(1),
+            State::Head | State::Body { .. } => Some(0),
+            _ => None,
+        }
+    }
+}
+
+/// How a socket operation ended.
+pub(super) enum Io {
+    /// Done: bytes read, or everything written.
+    Done,
+    /// The socket would block: wait for its next event.
+    Blocked,
+    /// The peer closed, or the socket failed: close it.
+    Closed,
+}
+
+impl Conn {
+    /// Reads once into the buffer, never past `max + 1` bytes (one more
+    /// than a request may have, to tell "too large" from "exactly full").
+    pub(super) fn fill(&mut self, max: usize) -> Io {
+        let mut chunk = [0u8; 4096];
+        let room = (max + 1)
+            .saturating_sub(self.buf.len())
+            .clamp(1, chunk.len());
+        loop {
+            return match self.stream.read(&mut chunk[..room]) {
+                Ok(0) => Io::Closed,
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    Io::Done
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Io::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => Io::Closed,
+            };
+        }
+    }
+
+    /// Writes what is left of the answer.
+    pub(super) fn flush(&mut self) -> Io {
+        while self.written < self.out.len() {
+            match self.stream.write(&self.out[self.written..]) {
+                Ok(0) => return Io::Closed,
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Io::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Io::Closed,
+            }
+        }
+        Io::Done
+    }
+
+    /// Reads and drops what a lingering client still sends, until it
+    /// closes (`Closed`: close ours) or has sent too much (`Closed` too).
+    pub(super) fn drain(&mut self) -> Io {
+        let mut sink = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut sink) {
+                Ok(0) => return Io::Closed,
+                Ok(n) => {
+                    self.lingered += n;
+                    if self.lingered > LINGER_BYTES {
+                        return Io::Closed;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Io::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Io::Closed,
+            }
+        }
+    }
+}
+
+/// A complete request's head, as the probes need it.
+#[derive(Debug, Clone)]
+pub(super) struct Request {
+    pub(super) method: String,
+    pub(super) target: String,
+    pub(super) accept: String,
+    pub(super) keep_alive: bool,
+    /// The `Content-Length` announced.
+    pub(super) body: usize,
+    /// Bytes of the request line and headers.
+    pub(super) len: usize,
+}
+
+/// What the buffer holds so far.
+pub(super) enum Parse {
+    Partial,
+    Done(Request),
+    /// Answer with this status and body, then close.
+    Refuse(u16, &'static str),
+}
+
+/// Whether the bytes from `from` on may end a request's head: parsing waits
+/// for an empty line, so a client sending a byte at a time costs a scan of
+/// that byte, not a parse of the whole buffer.
+pub(super) fn may_end(buf: &[u8], from: usize) -> bool {
+    let start = from.saturating_sub(3);
+    buf.get(start..)
+        .is_some_and(|tail| tail.windows(2).any(|w| w == b"\n\n" || w == b"\n\r"))
+}
+
+/// Parses a request's head. `keep_alive_allowed`: whether the server keeps
+/// connections open at all.
+pub(super) fn parse(buf: &[u8], max: usize, keep_alive_allowed: bool) -> Parse {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() >= max => {
+            return Parse::Refuse(431, "431 request header fields too large");
+        }
+        Ok(httparse::Status::Partial) => return Parse::Partial,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Parse::Refuse(431, "431 request header fields too large");
+        }
+        Err(_) => return Parse::Refuse(400, "400 bad request"),
     };
-    write_response(&mut stream, &resp, head)?;
-    linger(stream);
-    Ok(())
+    let mut accept = Vec::new();
+    let (mut close, mut keep) = (false, false);
+    let mut body: Option<usize> = None;
+    for h in req.headers.iter() {
+        let value = std::str::from_utf8(h.value).unwrap_or_default();
+        if h.name.eq_ignore_ascii_case("accept") {
+            accept.push(value);
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for token in value.split(',').map(str::trim) {
+                close |= token.eq_ignore_ascii_case("close");
+                keep |= token.eq_ignore_ascii_case("keep-alive");
+            }
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            // Two different lengths, or one that is not a number, is the
+            // start of request smuggling: refused.
+            match (value.trim().parse::<usize>(), body) {
+                (Ok(n), None) => body = Some(n),
+                (Ok(n), Some(m)) if n == m => {}
+                _ => return Parse::Refuse(400, "400 bad request"),
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // Probes have no body; a chunked one is not worth a parser.
+            return Parse::Refuse(400, "400 bad request");
+        }
+    }
+    let version = req.version.unwrap_or(0);
+    Parse::Done(Request {
+        method: req.method.unwrap_or("GET").to_owned(),
+        target: req.path.unwrap_or("/").to_owned(),
+        accept: accept.join(","),
+        keep_alive: keep_alive_allowed && if version == 1 { !close } else { keep },
+        body: body.unwrap_or(0),
+        len,
+    })
 }
 
-/// Answers an error and closes.
-fn finish(mut stream: TcpStream, resp: &ProbeResponse) -> io::Result<()> {
-    write_response(&mut stream, resp, false)?;
-    linger(stream);
-    Ok(())
-}
-
-fn write_response(stream: &mut TcpStream, resp: &ProbeResponse, head: bool) -> io::Result<()> {
+/// The answer on the wire. `head`: no body; `keep_alive`: the connection
+/// stays open.
+pub(super) fn response_bytes(resp: &ProbeResponse, head: bool, keep_alive: bool) -> Vec<u8> {
     let mut out = format!("HTTP/1.1 {} {}\r\n", resp.status(), reason(resp.status()));
     for (name, value) in resp.headers() {
         out.push_str(name);
@@ -206,27 +252,15 @@ fn write_response(stream: &mut TcpStream, resp: &ProbeResponse, head: bool) -> i
     if !head {
         out.push_str(&format!("Content-Length: {}\r\n", resp.body().len()));
     }
-    out.push_str("Connection: close\r\n\r\n");
-    out.push_str(resp.body());
-    stream.write_all(out.as_bytes())?;
-    stream.flush()
-}
-
-/// Closes our side, then reads what the client still sends for a moment,
-/// so that unread input does not turn the close into a reset that could
-/// destroy the response before the client read it.
-fn linger(mut stream: TcpStream) {
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
-    let deadline = Instant::now() + Duration::from_millis(200);
-    let mut sink = [0u8; 4096];
-    let mut total = 0usize;
-    while Instant::now() < deadline && total < 256 * 1024 {
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => total += n,
-        }
+    out.push_str(if keep_alive {
+        "Connection: keep-alive\r\n\r\n"
+    } else {
+        "Connection: close\r\n\r\n"
+    });
+    if !head {
+        out.push_str(resp.body());
     }
+    out.into_bytes()
 }
 
 fn reason(status: u16) -> &'static str {
@@ -236,9 +270,12 @@ fn reason(status: u16) -> &'static str {
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
+        s if (400..500).contains(&s) => "Client Error",
+        s if (500..600).contains(&s) => "Server Error",
         _ => "Unknown",
     }
 }

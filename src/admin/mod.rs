@@ -10,20 +10,23 @@
 //!
 //! * It binds `127.0.0.1` unless given another address: probe reasons and
 //!   the lifecycle snapshot are for operators, not the internet.
-//! * Sockets are handled on plain threads with blocking I/O, one per
-//!   connection up to [`AdminOptions::max_connections`]; requests are
-//!   parsed with `httparse`. Checks themselves run inside the component's
-//!   `run` future, so they run on *your* runtime (a tokio-based check works
-//!   under tokio) and no runtime crate is needed here. Threads rather than a
-//!   reactor (`async-io`, `mio`): no runtime crate in the dependency tree, no
-//!   second event loop, and an admin endpoint's load is a few probes a
-//!   second.
-//! * Every connection is bounded: the request must arrive within
-//!   [`header_timeout`](AdminOptions::header_timeout) and fit in
-//!   [`max_request_bytes`](AdminOptions::max_request_bytes); a malformed
-//!   request gets `400`, an oversized one `431`, a slow one `408`, and a
-//!   connection over the limit `503`. One request per connection
-//!   (`Connection: close`), as the kubelet probes.
+//! * One thread runs an event loop over non-blocking sockets (`mio`),
+//!   whatever the number of clients; requests are parsed with `httparse`.
+//!   Checks themselves run inside the component's `run` future, so they run
+//!   on *your* runtime (a tokio-based check works under tokio) and no
+//!   runtime crate is needed here.
+//! * Probes are answered whatever other clients do. Every connection has a
+//!   deadline for its headers, its body and its answer; at most
+//!   [`max_connections`](AdminOptions::max_connections) are open, and a
+//!   newcomer over the limit takes the place of the oldest connection that
+//!   has not sent a complete request, so idle or half-sent connections
+//!   (slowloris) cannot lock a prober out. A malformed request gets `400`,
+//!   an oversized one `431`, a slow one `408`, and a newcomer that finds
+//!   every connection busy `503`. Every answer is read-then-closed: our
+//!   side is shut, what the client still sends is read for a moment, so the
+//!   close never turns into a reset that destroys the answer.
+//! * One request per connection (`Connection: close`), as the kubelet
+//!   probes, unless [`keep_alive`](AdminOptions::keep_alive) is set.
 //! * It also drives the background health checks (those registered with an
 //!   [interval](crate::CheckOptions::interval)).
 //!
@@ -44,14 +47,18 @@
 //! ```
 
 mod conn;
+mod event_loop;
+mod options;
+mod shared;
+
+pub use options::AdminOptions;
 
 use std::fmt;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
-use std::time::Duration;
 
 use futures::future::{FutureExt, poll_fn};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -61,101 +68,16 @@ use crate::context::Context;
 use crate::error::BoxError;
 use crate::signal::lock;
 
-use conn::Job;
-
-/// Limits and behaviour of the [`AdminServer`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdminOptions {
-    pub(crate) max_connections: usize,
-    pub(crate) header_timeout: Duration,
-    pub(crate) write_timeout: Duration,
-    pub(crate) response_timeout: Duration,
-    pub(crate) max_request_bytes: usize,
-    pub(crate) show_reasons: bool,
-    pub(crate) failure_status: u16,
-}
-
-impl Default for AdminOptions {
-    fn default() -> Self {
-        AdminOptions {
-            max_connections: 64,
-            header_timeout: Duration::from_secs(5),
-            write_timeout: Duration::from_secs(5),
-            response_timeout: Duration::from_secs(10),
-            max_request_bytes: 8 * 1024,
-            show_reasons: false,
-            failure_status: 503,
-        }
-    }
-}
-
-impl AdminOptions {
-    /// The defaults: 64 connections, 5 s to read a request, 5 s to write the
-    /// response, 10 s for the checks to answer, 8 KiB per request, reasons
-    /// withheld, 503 on failure.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Connections handled at once; more get `503` and are closed at once.
-    pub fn max_connections(mut self, n: usize) -> Self {
-        self.max_connections = n.max(1);
-        self
-    }
-
-    /// Time allowed from the connection to the end of the request's headers.
-    pub fn header_timeout(mut self, timeout: Duration) -> Self {
-        self.header_timeout = timeout;
-        self
-    }
-
-    /// Time allowed to write the response.
-    pub fn write_timeout(mut self, timeout: Duration) -> Self {
-        self.write_timeout = timeout;
-        self
-    }
-
-    /// Time allowed for the checks to answer once the request is read (the
-    /// checks have their own, shorter, timeouts).
-    pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
-        self
-    }
-
-    /// The largest request accepted (request line and headers); larger gets
-    /// `431`.
-    pub fn max_request_bytes(mut self, bytes: usize) -> Self {
-        self.max_request_bytes = bytes.max(64);
-        self
-    }
-
-    /// Shows failure reasons in probe responses (see
-    /// [`Probes::show_reasons`](crate::Probes::show_reasons)). Default off.
-    pub fn show_reasons(mut self, show: bool) -> Self {
-        self.show_reasons = show;
-        self
-    }
-
-    /// The status of a failing probe: 503 (default) or 500.
-    pub fn failure_status(mut self, status: u16) -> Self {
-        self.failure_status = status;
-        self
-    }
-}
-
-/// State shared by the component, its acceptor thread and its connections.
-struct Inner {
-    addr: SocketAddr,
-    options: AdminOptions,
-    stopping: AtomicBool,
-    active: AtomicUsize,
-}
+use event_loop::{EventLoop, WAKER};
+use shared::{Job, Shared};
 
 /// The admin HTTP server: a [`Component`] serving the probes and
 /// `/debug/lifecycle`. See the [module documentation](self).
 pub struct AdminServer {
-    inner: Arc<Inner>,
-    listener: Mutex<Option<TcpListener>>,
+    addr: SocketAddr,
+    options: AdminOptions,
+    listener: Mutex<Option<mio::net::TcpListener>>,
+    shared: Mutex<Option<Arc<Shared>>>,
     jobs: Mutex<Option<async_channel::Receiver<Job>>>,
 }
 
@@ -166,7 +88,7 @@ impl AdminServer {
     ///
     /// The error from binding the socket.
     pub fn loopback(port: u16) -> io::Result<Self> {
-        Self::bind((Ipv4Addr::LOCALHOST, port))
+        Self::bind((std::net::Ipv4Addr::LOCALHOST, port))
     }
 
     /// Binds the given address, with default [`AdminOptions`]. Pass a public
@@ -183,41 +105,76 @@ impl AdminServer {
     ///
     /// # Errors
     ///
-    /// The error from resolving or binding the address.
+    /// [`io::ErrorKind::InvalidInput`] for a zero timeout (see
+    /// [`AdminOptions`]), or the error from resolving or binding the
+    /// address.
     pub fn bind_with(addr: impl ToSocketAddrs, options: AdminOptions) -> io::Result<Self> {
-        let listener = TcpListener::bind(addr)?;
+        options.validate()?;
+        let listener = bind_listener(addr)?;
         let addr = listener.local_addr()?;
         Ok(AdminServer {
-            inner: Arc::new(Inner {
-                addr,
-                options,
-                stopping: AtomicBool::new(false),
-                active: AtomicUsize::new(0),
-            }),
+            addr,
+            options,
             listener: Mutex::new(Some(listener)),
+            shared: Mutex::new(None),
             jobs: Mutex::new(None),
         })
     }
 
     /// The address bound (with the actual port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.inner.addr
+        self.addr
     }
 
-    /// Stops accepting: sets the flag, then wakes the blocking `accept`.
+    /// Stops accepting (the port closes at once) and lets the event loop
+    /// finish the connections it has.
     fn shut(&self) {
-        if self.inner.stopping.swap(true, Ordering::AcqRel) {
-            return;
+        if let Some(shared) = lock(&self.shared).as_ref() {
+            shared.stop();
         }
-        let mut wake = self.inner.addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(match wake {
-                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
-                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
-            });
-        }
-        let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(200));
+        // Never started: closing the socket is all there is to do.
+        lock(&self.listener).take();
     }
+}
+
+/// The accept queue asked of the kernel (capped by `net.core.somaxconn`).
+const BACKLOG: i32 = 1024;
+
+/// Binds the first address that can be bound, with a [`BACKLOG`] of 1024
+/// where the standard library asks for 128: a burst of new connections (an
+/// attacker's, a load test's) overflows the kernel's accept queue later, so
+/// a prober's connection is less often dropped to wait a second for a SYN
+/// retransmission.
+fn bind_listener(addr: impl ToSocketAddrs) -> io::Result<mio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut last = None;
+    for addr in addr.to_socket_addrs()? {
+        let bound = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+            .and_then(|socket| {
+                // As the standard library: quick rebinding after a restart
+                // on Unix; on Windows the option would allow hijacking.
+                #[cfg(not(windows))]
+                socket.set_reuse_address(true)?;
+                socket.bind(&addr.into())?;
+                socket.listen(BACKLOG)?;
+                socket.set_nonblocking(true)?;
+                Ok(socket)
+            });
+        match bound {
+            Ok(socket) => {
+                return Ok(mio::net::TcpListener::from_std(
+                    std::net::TcpListener::from(socket),
+                ));
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any address",
+        )
+    }))
 }
 
 impl Component for AdminServer {
@@ -225,13 +182,16 @@ impl Component for AdminServer {
         let listener = lock(&self.listener)
             .take()
             .ok_or("the admin server was already started")?;
+        let poll = mio::Poll::new()?;
+        let shared = Arc::new(Shared::new(mio::Waker::new(poll.registry(), WAKER)?));
         let (tx, rx) = async_channel::unbounded();
-        *lock(&self.jobs) = Some(rx);
-        let inner = self.inner.clone();
+        let event_loop = EventLoop::new(poll, listener, shared.clone(), tx, self.options.clone())?;
         std::thread::Builder::new()
             .name("lameduck-admin".into())
-            .spawn(move || conn::accept_loop(listener, inner, tx))?;
-        log::info!(target: "lameduck", "admin server listening on http://{}", self.inner.addr);
+            .spawn(move || event_loop.run())?;
+        *lock(&self.jobs) = Some(rx);
+        *lock(&self.shared) = Some(shared);
+        log::info!(target: "lameduck", "admin server listening on http://{}", self.addr);
         Ok(())
     }
 
@@ -239,7 +199,7 @@ impl Component for AdminServer {
         let Some(jobs) = lock(&self.jobs).take() else {
             return Ok(());
         };
-        let opts = &self.inner.options;
+        let opts = &self.options;
         let probes = cx
             .handle()
             .probes()
@@ -252,13 +212,15 @@ impl Component for AdminServer {
         let mut jobs = Box::pin(jobs);
         let mut inflight = FuturesUnordered::new();
         let mut closed = false;
-        // Once stopped, no new request is taken (a connection still reading
-        // its request answers 503 by itself); what was queued is answered,
-        // then `run` ends.
+        // Once stopped, the event loop takes no new request (one still being
+        // read gets 503), finishes its answers within a short grace and
+        // ends, which closes the queue; then `run` ends.
+        let mut stopped = false;
         poll_fn(|task| {
             let _ = monitor.poll_unpin(task);
-            if stop.poll_unpin(task).is_ready() {
-                jobs.close();
+            if !stopped && stop.poll_unpin(task).is_ready() {
+                stopped = true;
+                self.shut();
             }
             while !closed {
                 match jobs.poll_next_unpin(task) {
@@ -268,14 +230,25 @@ impl Component for AdminServer {
                 }
             }
             while let Poll::Ready(Some(())) = inflight.poll_next_unpin(task) {}
-            if closed && inflight.is_empty() {
+            // The loop has ended: every connection is closed, so an answer
+            // still being computed has no one to go to.
+            if closed {
                 Poll::Ready(())
             } else {
                 Poll::Pending
             }
         })
         .await;
-        Ok(())
+        // The loop also ends if polling the sockets fails: then the probes
+        // are gone, which must not pass for a clean stop.
+        let asked = lock(&self.shared)
+            .as_ref()
+            .is_some_and(|s| s.stopping.load(Ordering::Acquire));
+        if asked {
+            Ok(())
+        } else {
+            Err("the admin server's event loop failed (see the log)".into())
+        }
     }
 
     async fn stop(&self, _cx: &Context) -> Result<(), BoxError> {
@@ -297,10 +270,13 @@ impl Drop for AdminServer {
 
 impl fmt::Debug for AdminServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let open = lock(&self.shared)
+            .as_ref()
+            .map_or(0, |s| s.open.load(Ordering::Relaxed));
         f.debug_struct("AdminServer")
-            .field("addr", &self.inner.addr)
-            .field("options", &self.inner.options)
-            .field("active", &self.inner.active.load(Ordering::Relaxed))
+            .field("addr", &self.addr)
+            .field("options", &self.options)
+            .field("open_connections", &open)
             .finish()
     }
 }

@@ -8,16 +8,19 @@
 //! the Kubernetes apiserver format, with no HTTP crate.
 
 mod check;
+mod failure_log;
 #[cfg(feature = "http")]
 mod http;
 mod options;
 mod probes;
 mod registry;
 mod response;
+mod within;
 
 pub(crate) use check::{DynHealthChecker, run_check};
 pub use check::{FnCheck, Health, HealthChecker, check_fn};
 pub use options::{CheckOptions, DEFAULT_CHECK_TIMEOUT, Probe};
+pub(crate) use probes::DEFAULT_FAILURE_STATUS;
 pub use probes::{CheckResult, CheckStatus, HealthMonitor, ProbeReport, Probes};
 pub(crate) use registry::{Entry, RESERVED, Registry};
 pub use response::{ProbeRequest, ProbeResponse};

@@ -45,6 +45,9 @@ pub struct Probes {
     pub(crate) debug: bool,
 }
 
+/// The status of a failing probe unless configured: the apiserver's.
+pub(crate) const DEFAULT_FAILURE_STATUS: u16 = 500;
+
 /// Which checks a request selects: one probe, or every check (`/healthz`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Target {
@@ -57,6 +60,14 @@ impl Target {
         match self {
             Target::Probe(p) => p.as_str(),
             Target::All => "healthz",
+        }
+    }
+
+    /// Its slot in the failure log.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Target::Probe(p) => Probe::ALL.iter().position(|q| *q == p).unwrap_or(0),
+            Target::All => Probe::ALL.len(),
         }
     }
 
@@ -112,7 +123,7 @@ impl Probes {
         Probes {
             handle,
             show_reasons: false,
-            failure_status: 503,
+            failure_status: DEFAULT_FAILURE_STATUS,
             debug: false,
         }
     }
@@ -126,10 +137,26 @@ impl Probes {
         self
     }
 
-    /// The status of a failing probe: 503 (default) or 500 (what the
-    /// Kubernetes apiserver sends). Any other value is replaced by 503.
+    /// The status of a failing probe: 500 by default, what the Kubernetes
+    /// apiserver sends; 503 is the other common choice. Any status from 400
+    /// to 599 is kept (the kubelet counts 200 to 399 as a pass); any other
+    /// value is replaced by 500.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let lifecycle = lameduck::Lifecycle::builder().build().unwrap();
+    /// let probes = lifecycle.handle().probes().failure_status(503);
+    /// let req = lameduck::ProbeRequest::new("GET", "/readyz"); // not launched yet
+    /// let resp = futures::executor::block_on(probes.respond(req));
+    /// assert_eq!(resp.status(), 503);
+    /// ```
     pub fn failure_status(mut self, status: u16) -> Self {
-        self.failure_status = if status == 500 { 500 } else { 503 };
+        self.failure_status = if (400..=599).contains(&status) {
+            status
+        } else {
+            DEFAULT_FAILURE_STATUS
+        };
         self
     }
 

@@ -12,7 +12,9 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use futures_timer::Delay;
 
 use super::check::{DynHealthChecker, Health, run_check};
+use super::failure_log::FailureLog;
 use super::options::CheckOptions;
+use super::within::within;
 use crate::signal::{Signal, lock};
 
 /// Names the library's own checks use; user checks may not take them.
@@ -119,11 +121,9 @@ impl Entry {
     async fn run_once(self: Arc<Self>) -> Outcome {
         let t0 = Instant::now();
         let timeout = self.options.timeout;
-        let check = Box::pin(run_check(self.checker.clone()));
-        let raw = match select(check, Delay::new(timeout)).await {
-            Either::Left((h, _)) => h,
-            Either::Right(_) => Health::Unhealthy(format!("timed out after {}", human(timeout))),
-        };
+        let raw = within(timeout, run_check(self.checker.clone()))
+            .await
+            .unwrap_or_else(|| Health::Unhealthy(format!("timed out after {}", human(timeout))));
         let took = t0.elapsed();
         if let Some(reason) = raw.reason() {
             log::debug!(target: "lameduck", "health check `{}`: {reason}", self.name);
@@ -181,6 +181,8 @@ impl fmt::Debug for Entry {
 pub(crate) struct Registry {
     entries: Mutex<Vec<Arc<Entry>>>,
     drivers: AtomicUsize,
+    /// When each probe's failure was last logged.
+    pub(crate) failure_log: FailureLog,
 }
 
 impl Registry {

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 use std::future::Future;
+use std::time::Instant;
 
 use super::probes::{CheckStatus, ProbeReport, Probes, Target};
 use crate::report::Report;
@@ -119,10 +120,13 @@ impl ProbeResponse {
 enum Route {
     Probe {
         target: Target,
-        only: Option<String>,
         exclude: Vec<String>,
         verbose: bool,
         json: bool,
+    },
+    Check {
+        target: Target,
+        name: String,
     },
     Lifecycle,
     Ready(ProbeResponse),
@@ -133,11 +137,11 @@ impl Probes {
     ///
     /// | request | answer |
     /// |---|---|
-    /// | `GET /livez`, `/readyz`, `/startupz`, `/healthz` | `200` `ok`, or `503` with every check listed |
+    /// | `GET /livez`, `/readyz`, `/startupz`, `/healthz` | `200` `ok`, or the [failure status](Probes::failure_status) (`500`) with every check listed |
     /// | `…?verbose` | every check: `[+]name ok` …, then `readyz check passed` |
     /// | `…?exclude=name` (repeatable) | `name` is not run: `[+]name excluded: ok` |
-    /// | `GET /readyz/name` | that check alone |
-    /// | `…?format=json`, or `Accept: application/json` | the same as JSON |
+    /// | `…?format=json`, or `Accept: application/json` (quality above zero and above `text/plain`'s) | the same as JSON |
+    /// | `GET /readyz/name` | that check alone: `200` `ok`, or the failure status with `internal server error: reason withheld`; the query is ignored |
     /// | `HEAD` | the same status and headers, no body |
     /// | other methods | `405`, `Allow: GET, HEAD` |
     /// | other paths | `404` |
@@ -149,6 +153,9 @@ impl Probes {
     /// `[+]name degraded: …` or `[+]name failed (non-critical): …` and the
     /// probe passes. An excluded name that matches no check adds a line
     /// `warn: some health checks cannot be excluded: no matches for "name"`.
+    /// A failing probe (not a per-check path) is logged at info level with
+    /// its failing checks and their reasons, at most once per probe every
+    /// ten seconds, like the apiserver's `V(2)` line.
     ///
     /// Every response has `Content-Type` (`text/plain; charset=utf-8` or
     /// `application/json`), `X-Content-Type-Options: nosniff` and
@@ -174,13 +181,19 @@ impl Probes {
                 ),
                 Route::Probe {
                     target,
-                    only,
                     exclude,
                     verbose,
                     json,
                 } => {
-                    let report = this.evaluate(target, only, exclude).await;
+                    let report = this.evaluate(target, None, exclude).await;
+                    if !report.is_passing() {
+                        this.log_failure(target, &report);
+                    }
                     this.render(&report, verbose, json)
+                }
+                Route::Check { target, name } => {
+                    let report = this.evaluate(target, Some(name), Vec::new()).await;
+                    this.render_check(&report)
                 }
             };
             if head {
@@ -199,18 +212,17 @@ impl Probes {
         let found = if self.debug && req.path == "/debug/lifecycle" {
             Some(Route::Lifecycle)
         } else {
-            Target::from_name(first)
-                .and_then(|target| match rest {
-                    None => Some((target, None)),
-                    Some(name) => {
-                        let name = decode(name);
-                        self.has_check(target, &name)
-                            .then_some((target, Some(name)))
-                    }
-                })
-                .map(|(target, only)| {
+            Target::from_name(first).and_then(|target| match rest {
+                // `/<probe>/<check>` is the apiserver's `adaptCheckToHandler`:
+                // that check alone, whatever the query says.
+                Some(name) => {
+                    let name = decode(name);
+                    self.has_check(target, &name)
+                        .then_some(Route::Check { target, name })
+                }
+                None => {
                     let mut verbose = false;
-                    let mut json = req.accept.contains("application/json");
+                    let mut json = wants_json(req.accept);
                     let mut exclude = Vec::new();
                     for pair in req.query.split('&').filter(|p| !p.is_empty()) {
                         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -221,14 +233,14 @@ impl Probes {
                             _ => {}
                         }
                     }
-                    Route::Probe {
+                    Some(Route::Probe {
                         target,
-                        only,
                         exclude,
                         verbose,
                         json,
-                    }
-                })
+                    })
+                }
+            })
         };
         match found {
             None => Route::Ready(ProbeResponse::text(404, "404 page not found\n".into())),
@@ -238,6 +250,53 @@ impl Probes {
                 Route::Ready(r)
             }
             Some(route) => route,
+        }
+    }
+
+    /// The apiserver's log line for a failing probe (its `V(2)` line), with
+    /// the reasons, at most one per probe per ten seconds.
+    fn log_failure(&self, target: Target, report: &ProbeReport) {
+        let log = &self.handle.shared.health.failure_log;
+        let Some(suppressed) = log.admit(target.index(), Instant::now()) else {
+            return;
+        };
+        let mut failed = Vec::new();
+        let mut detail = String::new();
+        for c in report.checks() {
+            if c.status() == CheckStatus::Fail {
+                failed.push(c.name());
+                let reason = c.health().and_then(|h| h.reason()).unwrap_or_default();
+                let _ = write!(detail, "; [-]{} failed: {reason}", c.name());
+            }
+        }
+        let more = match suppressed {
+            0 => String::new(),
+            n => format!(" ({n} more failures since the last line)"),
+        };
+        log::info!(
+            target: "lameduck",
+            "{} check failed: {}{detail}{more}",
+            report.name(),
+            failed.join(",")
+        );
+    }
+
+    /// A per-check path's answer: `ok`, or the failure status with
+    /// `internal server error: <reason>`.
+    fn render_check(&self, report: &ProbeReport) -> ProbeResponse {
+        let failing = report
+            .checks()
+            .iter()
+            .find_map(|c| c.health().filter(|h| !h.is_passing()));
+        match failing {
+            None => ProbeResponse::text(200, "ok".into()),
+            Some(h) => ProbeResponse::text(
+                self.failure_status,
+                format!(
+                    "internal server error: {}\n",
+                    self.reason(h.reason().unwrap_or_default())
+                ),
+            ),
         }
     }
 
@@ -325,6 +384,37 @@ impl Probes {
         out.push_str("]}");
         out
     }
+}
+
+/// Whether an `Accept` header asks for JSON: `application/json` with a
+/// quality above zero and above that of `text/plain` or `text/*`. Other
+/// types (`*/*`, `text/html`) choose nothing: text is the default.
+fn wants_json(accept: &str) -> bool {
+    let (mut json, mut text) = (0.0f32, 0.0f32);
+    for range in accept.split(',') {
+        let mut params = range.split(';');
+        let media = params.next().unwrap_or_default().trim();
+        let mut q = 1.0f32;
+        for p in params {
+            if let Some((k, v)) = p.split_once('=') {
+                if k.trim().eq_ignore_ascii_case("q") {
+                    // An unreadable quality counts as a refusal.
+                    q = v
+                        .trim()
+                        .parse::<f32>()
+                        .ok()
+                        .filter(|q| (0.0..=1.0).contains(q))
+                        .unwrap_or(0.0);
+                }
+            }
+        }
+        if media.eq_ignore_ascii_case("application/json") {
+            json = json.max(q);
+        } else if media.eq_ignore_ascii_case("text/plain") || media.eq_ignore_ascii_case("text/*") {
+            text = text.max(q);
+        }
+    }
+    json > 0.0 && json > text
 }
 
 /// A JSON snapshot of a lifecycle report: phase, timings, components.

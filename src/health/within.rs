@@ -1,0 +1,50 @@
+//! A future bounded by a timeout, without a timer when none is needed.
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use futures::future::{Either, select};
+use futures_timer::Delay;
+
+/// `fut`'s output, or `None` once `timeout` has passed.
+///
+/// A future ready at its first poll (most checks: a flag, a cached value)
+/// never arms a timer: each timer wakes the timer thread twice (armed, then
+/// dropped), which cost more than the rest of an uncached probe. A timeout
+/// too large for the clock (`Duration::MAX`) means no timeout.
+pub(crate) async fn within<F: Future>(timeout: Duration, fut: F) -> Option<F::Output> {
+    let mut fut = pin!(fut);
+    if let Poll::Ready(out) = futures::poll!(fut.as_mut()) {
+        return Some(out);
+    }
+    if Instant::now().checked_add(timeout).is_none() {
+        return Some(fut.await);
+    }
+    match select(fut, Delay::new(timeout)).await {
+        Either::Left((out, _)) => Some(out),
+        Either::Right(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+
+    #[test]
+    fn ready_pending_and_unbounded() {
+        assert_eq!(block_on(within(Duration::ZERO, async { 7 })), Some(7));
+        let t0 = Instant::now();
+        let never = futures::future::pending::<()>();
+        assert_eq!(block_on(within(Duration::from_millis(50), never)), None);
+        assert!(t0.elapsed() >= Duration::from_millis(50));
+        assert!(t0.elapsed() < Duration::from_secs(2));
+        let late = async {
+            Delay::new(Duration::from_millis(20)).await;
+            3
+        };
+        assert_eq!(block_on(within(Duration::MAX, late)), Some(3));
+    }
+}
