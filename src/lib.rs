@@ -79,8 +79,8 @@
 //! fails from the moment a stop is requested. [`Handle::probes`] answers
 //! `/livez`, `/readyz`, `/startupz` and `/healthz` in the Kubernetes
 //! apiserver format from any HTTP server, and the [admin server](admin)
-//! serves them on loopback for services without one. See
-//! `docs/kubernetes.md`.
+//! serves them on loopback for services without one. See the
+//! [Kubernetes guide](docs::kubernetes).
 //!
 //! # Signals and exit codes
 //!
@@ -135,8 +135,10 @@
 //!
 //! # Comparison
 //!
-//! `tokio-graceful-shutdown` runs subsystems on tokio with nested shutdown
-//! but no ordered stop, readiness gates or health. `tokio-util`'s
+//! `tokio-graceful-shutdown` runs subsystems on tokio with nested shutdown;
+//! a stop order is possible by hand (a subsystem awaits another's
+//! `finished()` future) but there are no readiness gates, lame duck or
+//! health. `tokio-util`'s
 //! `CancellationToken` and `TaskTracker` are primitives to build this from.
 //! `async-shutdown` gives runtime-agnostic shutdown tokens and nothing more.
 //! `lameduck` adds ordered launch with readiness, reverse-order drain with
@@ -157,6 +159,7 @@
 pub mod admin;
 pub mod component;
 mod context;
+pub mod docs;
 mod drain;
 mod error;
 mod exit;
