@@ -133,6 +133,42 @@
 //! under tokio, smol, async-std or `futures::executor::block_on`. Timers come
 //! from `futures-timer`.
 //!
+//! Without a spawner, every component's [`run`](Component::run) is polled
+//! inside the one [`Lifecycle::run`] future, on one task: a `run` that blocks
+//! its thread — a synchronous driver call, a CPU-heavy loop — stalls every
+//! other component, an HTTP server's accept loop included. On a
+//! multi-threaded runtime, give the lifecycle a spawner so that each `run`
+//! gets a task of its own:
+//!
+//! | runtime | spawner |
+//! |---|---|
+//! | tokio (multi-thread) | `.spawner(\|t\| { tokio::spawn(t); })` |
+//! | async-std | `.spawner(\|t\| { async_std::task::spawn(t); })` |
+//! | smol | `.spawner(\|t\| smol::spawn(t).detach())`, with `SMOL_THREADS` ≥ 2 (its global executor runs one thread by default) |
+//! | actix (`actix-rt`) | `.spawner(\|t\| { actix_rt::spawn(t); })`: a task per `run`, all on the system's one thread, so move blocking calls to `actix_web::rt::task::spawn_blocking` |
+//! | `futures::executor` | none: use threads for blocking work |
+//!
+//! A spawner is no cure for blocking on a single-threaded runtime (tokio's
+//! current-thread, one smol thread, actix's system thread): there, run
+//! blocking work with the runtime's `spawn_blocking` / `unblock`. The
+//! lifecycle's own steps (`start`, `ready`, `stop`) always run in the
+//! lifecycle future.
+//!
+//! ```
+//! # let rt = tokio::runtime::Runtime::new().unwrap();
+//! # rt.block_on(async {
+//! let lifecycle = lameduck::Lifecycle::builder()
+//!     .spawner(|task| {
+//!         tokio::spawn(task); // each component's `run` on its own task
+//!     })
+//!     // .component("worker", worker).component("http", http)
+//!     .build()?;
+//! # lifecycle.handle().request_stop(None);
+//! lifecycle.run().await?;
+//! # Ok::<(), lameduck::Error>(())
+//! # }).unwrap();
+//! ```
+//!
 //! # Comparison
 //!
 //! `tokio-graceful-shutdown` runs subsystems on tokio with nested shutdown;
