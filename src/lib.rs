@@ -210,6 +210,7 @@ pub mod signals;
 #[cfg(all(unix, feature = "systemd"))]
 #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "systemd"))))]
 pub mod systemd;
+pub mod tracker;
 #[cfg(all(unix, feature = "upgrade"))]
 #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "upgrade"))))]
 pub mod upgrade;
@@ -229,6 +230,7 @@ pub use lifecycle::{
 };
 pub use report::{ComponentRecord, ComponentState, Report};
 pub use signal::Signal;
+pub use tracker::Tracker;
 
 #[cfg(feature = "signals")]
 pub use signals::{Listener, SignalKind, Signals};
