@@ -117,7 +117,11 @@
 //!
 //! * `admin` (default): [`admin::AdminServer`], the probes and a lifecycle
 //!   snapshot over HTTP on loopback; adds `httparse`, no runtime.
-//! * `http`: [`Probes::respond_http`] for servers built on the `http` crate.
+//! * `http`: `Probes::respond_http` for servers built on the `http` crate.
+//! * `tower`: the probes as a `tower::Service`
+//!   (`Probes::service`, one call to mount in axum) and
+//!   `tower::LameDuckLayer`, which counts requests in flight and sends
+//!   `Connection: close` once shutdown begins (module `tower`).
 //! * `signals` (default): shutdown on signals through a dedicated thread
 //!   (signal-hook); no async runtime involved.
 //! * `upgrade` (Unix): zero-downtime upgrades (module `upgrade`): hand the
@@ -210,6 +214,9 @@ pub mod signals;
 #[cfg(all(unix, feature = "systemd"))]
 #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "systemd"))))]
 pub mod systemd;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 pub mod tracker;
 #[cfg(all(unix, feature = "upgrade"))]
 #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "upgrade"))))]

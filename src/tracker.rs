@@ -30,9 +30,8 @@ use crate::signal::{Signal, lock};
 /// counted again and can make a later `wait` pend: waiting only means "idle
 /// now".
 ///
-/// With the `tower` feature,
-/// [`LameDuckLayer`](crate::tower::LameDuckLayer) counts every request of an
-/// HTTP service through a tracker.
+/// With the `tower` feature, `tower::LameDuckLayer` counts every request of
+/// an HTTP service through a tracker.
 ///
 /// # Examples
 ///
