@@ -25,6 +25,9 @@
 //! 5. **Flushing.** [Drainers](Drainer) run in order.
 //! 6. **Stopping.** Stop hooks run in reverse registration order.
 //!
+//! The [guides](docs) say which work belongs in `stop`, a drainer or a stop
+//! hook, and how to run the service under Kubernetes, signals and upgrades.
+//!
 //! Every step is bounded: the whole shutdown by the
 //! [shutdown timeout](LifecycleBuilder::shutdown_timeout), each call by its
 //! own budget. Errors are recorded and shutdown goes on; `run` returns the
