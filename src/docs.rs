@@ -10,6 +10,8 @@
 //!   Kubernetes.
 //! * [`design`]: how the engine works, and the decisions behind its
 //!   behaviour.
+//! * [`examples`]: the source of every numbered example, each a complete
+//!   program (`cargo run --example NAME`).
 //!
 //! Code in these pages is illustrative (fragments are not compiled); the
 //! examples in the crate's `examples/` folder are complete programs.
@@ -28,3 +30,59 @@ pub mod upgrades {}
 
 #[doc = include_str!("../docs/design.md")]
 pub mod design {}
+
+/// The numbered examples of the `examples/` folder, each a complete
+/// program: `cargo run --example 01_quickstart` (some need a feature, named
+/// in the example's opening note).
+pub mod examples {
+    macro_rules! example {
+        ($module:ident, $file:literal, $summary:literal) => {
+            #[doc = concat!(
+                            $summary, "\n\n`examples/", $file, "`:\n\n```rust,ignore\n",
+                            include_str!(concat!("../examples/", $file)), "\n```"
+                        )]
+            pub mod $module {}
+        };
+    }
+
+    example!(
+        quickstart,
+        "01_quickstart.rs",
+        "Three components, a readiness gate, a stop request, the timeline."
+    );
+    example!(
+        signals,
+        "02_signals.rs",
+        "A service run until SIGINT/SIGTERM, logging each phase, exit code."
+    );
+    example!(
+        service,
+        "03_service.rs",
+        "The main demo: admin probes, public server, worker, drainer."
+    );
+    example!(
+        upgrade,
+        "04_upgrade.rs",
+        "An HTTP server answering with its PID; `kill -HUP` upgrades it."
+    );
+    example!(
+        axum_probes,
+        "05_axum_probes.rs",
+        "The probes mounted in axum with one call (feature `tower`)."
+    );
+    example!(
+        axum_lameduck,
+        "06_axum_lameduck.rs",
+        "Go's `lameduck.Server` contract with axum: graceful, then close."
+    );
+    example!(
+        admin_bench,
+        "07_admin_bench.rs",
+        "Latency and throughput of the admin server."
+    );
+    example!(
+        tiny_http_probes,
+        "08_tiny_http_probes.rs",
+        "The probes in a non-tokio server (tiny_http)."
+    );
+}
