@@ -37,10 +37,13 @@ pub mod design {}
 pub mod examples {
     macro_rules! example {
         ($module:ident, $file:literal, $summary:literal) => {
-            #[doc = concat!(
-                            $summary, "\n\n`examples/", $file, "`:\n\n```rust,ignore\n",
-                            include_str!(concat!("../examples/", $file)), "\n```"
-                        )]
+            #[doc = $summary]
+            #[doc = ""]
+            #[doc = concat!("`examples/", $file, "`:")]
+            #[doc = ""]
+            #[doc = "```rust,ignore"]
+            #[doc = include_str!(concat!("../examples/", $file))]
+            #[doc = "```"]
             pub mod $module {}
         };
     }
