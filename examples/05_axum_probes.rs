@@ -1,35 +1,20 @@
-//! The probes mounted in an axum router (tokio), through the `http`
-//! feature: `/livez`, `/readyz`, `/startupz`, `/healthz` and their per-check
-//! paths served next to the application's own routes.
+//! The probes mounted in an axum router (tokio) with one call, through the
+//! `tower` feature: `/livez`, `/readyz`, `/startupz`, `/healthz` and their
+//! per-check paths served next to the application's own routes.
 //!
 //! Run it with:
 //!
 //! ```text
-//! cargo run --example 05_axum_probes --features http
+//! cargo run --example 05_axum_probes --features tower
 //! ```
 //!
 //! It starts, asks its own probes a few questions, stops, and exits 0.
 
 use std::time::Duration;
 
-use axum::extract::Request;
-use axum::routing::{any, get};
-use lameduck::{BoxError, CheckOptions, Health, Lifecycle, Probes, check_fn};
+use axum::routing::get;
+use lameduck::{BoxError, CheckOptions, Health, Lifecycle, check_fn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn probe_routes(probes: Probes) -> axum::Router {
-    let handler = move |req: Request| {
-        let probes = probes.clone();
-        async move { probes.respond_http(&req).await }
-    };
-    let mut router = axum::Router::new();
-    for probe in ["livez", "readyz", "startupz", "healthz"] {
-        router = router
-            .route(&format!("/{probe}"), any(handler.clone()))
-            .route(&format!("/{probe}/{{check}}"), any(handler.clone()));
-    }
-    router
-}
 
 async fn fetch(addr: std::net::SocketAddr, path: &str) -> Result<String, BoxError> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
@@ -63,7 +48,8 @@ async fn main() -> Result<(), BoxError> {
 
     let app = axum::Router::new()
         .route("/", get(|| async { "hello\n" }))
-        .merge(probe_routes(probes));
+        // Every probe and per-check path; any other path gets the probes' 404.
+        .fallback_service(probes.service());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let stopped = handle.stopped();

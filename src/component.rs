@@ -11,6 +11,10 @@ use crate::context::Context;
 use crate::error::{BoxError, Error, ErrorKind, panic_message};
 use crate::signal::lock;
 
+mod handoff;
+
+pub use handoff::{Handoff, StartRun, start_run};
+
 /// A part of a service that is started, runs, and is stopped.
 ///
 /// Implement it on your own type with plain `async fn`; every method has a
@@ -28,7 +32,11 @@ use crate::signal::lock;
 ///    shutdown was forced; then the `run` future is dropped.
 ///
 /// Methods take `&self` because `run` is in flight while the others are
-/// called: keep mutable state behind a `Mutex` or atomics.
+/// called: keep mutable state behind a `Mutex` or atomics, and hand what
+/// `start` acquires to `run` through a [`Handoff`] (or build the component
+/// with [`start_run`]). `Arc<C>` and `Box<C>` are components too, so one
+/// value can be registered as a component and as a
+/// [health check](crate::HealthChecker).
 ///
 /// A panic in any method is caught and becomes an [`Error`] that keeps the
 /// panic message.
@@ -112,6 +120,81 @@ pub trait Component: Send + Sync + 'static {
     fn close(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
         let _ = cx;
         async { Ok(()) }
+    }
+}
+
+/// Forwards to the shared component, so one value can be registered as a
+/// component and kept (or registered as a health check or drainer) too.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use lameduck::{BoxError, Component, Context, Health, HealthChecker, Lifecycle};
+///
+/// #[derive(Default)]
+/// struct Db {
+///     connected: AtomicBool,
+/// }
+/// impl Component for Db {
+///     async fn start(&self, _cx: &Context) -> Result<(), BoxError> {
+///         self.connected.store(true, Ordering::SeqCst);
+///         Ok(())
+///     }
+/// }
+/// impl HealthChecker for Db {
+///     async fn check(&self) -> Health {
+///         match self.connected.load(Ordering::SeqCst) {
+///             true => Health::Healthy,
+///             false => Health::Unhealthy("not connected".into()),
+///         }
+///     }
+/// }
+///
+/// let db = Arc::new(Db::default());
+/// let lifecycle = Lifecycle::builder()
+///     .component("db", db.clone())
+///     .health_check("db", db)
+///     .build()?;
+/// # lifecycle.handle().request_stop(None);
+/// # futures::executor::block_on(lifecycle.run())?;
+/// # Ok::<(), lameduck::Error>(())
+/// ```
+impl<T: Component> Component for Arc<T> {
+    fn start(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        T::start(self, cx)
+    }
+    fn ready(&self, cx: &Context) -> impl Future<Output = Result<bool, BoxError>> + Send {
+        T::ready(self, cx)
+    }
+    fn run(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        T::run(self, cx)
+    }
+    fn stop(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        T::stop(self, cx)
+    }
+    fn close(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        T::close(self, cx)
+    }
+}
+
+/// Forwards to the boxed component.
+impl<T: Component> Component for Box<T> {
+    fn start(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        T::start(self, cx)
+    }
+    fn ready(&self, cx: &Context) -> impl Future<Output = Result<bool, BoxError>> + Send {
+        T::ready(self, cx)
+    }
+    fn run(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        T::run(self, cx)
+    }
+    fn stop(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        T::stop(self, cx)
+    }
+    fn close(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        T::close(self, cx)
     }
 }
 

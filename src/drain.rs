@@ -42,6 +42,21 @@ pub trait Drainer: Send + Sync + 'static {
     fn drain(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send;
 }
 
+/// Forwards to the shared drainer, so a component can hold the queue the
+/// drainer flushes.
+impl<T: Drainer> Drainer for Arc<T> {
+    fn drain(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        T::drain(self, cx)
+    }
+}
+
+/// Forwards to the boxed drainer.
+impl<T: Drainer> Drainer for Box<T> {
+    fn drain(&self, cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+        T::drain(self, cx)
+    }
+}
+
 pub(crate) trait DynDrainer: Send + Sync {
     fn drain(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>>;
 }

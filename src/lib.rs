@@ -25,6 +25,9 @@
 //! 5. **Flushing.** [Drainers](Drainer) run in order.
 //! 6. **Stopping.** Stop hooks run in reverse registration order.
 //!
+//! The [guides](docs) say which work belongs in `stop`, a drainer or a stop
+//! hook, and how to run the service under Kubernetes, signals and upgrades.
+//!
 //! Every step is bounded: the whole shutdown by the
 //! [shutdown timeout](LifecycleBuilder::shutdown_timeout), each call by its
 //! own budget. Errors are recorded and shutdown goes on; `run` returns the
@@ -81,8 +84,8 @@
 //! fails from the moment a stop is requested. [`Handle::probes`] answers
 //! `/livez`, `/readyz`, `/startupz` and `/healthz` in the Kubernetes
 //! apiserver format from any HTTP server, and the [admin server](admin)
-//! serves them on loopback for services without one. See
-//! `docs/kubernetes.md`.
+//! serves them on loopback for services without one. See the
+//! [Kubernetes guide](docs::kubernetes).
 //!
 //! # Signals and exit codes
 //!
@@ -120,7 +123,11 @@
 //! * `admin` (default): [`admin::AdminServer`], the probes and a lifecycle
 //!   snapshot over HTTP on loopback; adds `httparse` and `mio` (one event
 //!   loop thread), no runtime.
-//! * `http`: [`Probes::respond_http`] for servers built on the `http` crate.
+//! * `http`: `Probes::respond_http` for servers built on the `http` crate.
+//! * `tower`: the probes as a `tower::Service`
+//!   (`Probes::service`, one call to mount in axum) and
+//!   `tower::LameDuckLayer`, which counts requests in flight and sends
+//!   `Connection: close` once shutdown begins (module `tower`).
 //! * `signals` (default): shutdown on signals through a dedicated thread
 //!   (signal-hook); no async runtime involved.
 //! * `upgrade` (Unix): zero-downtime upgrades (module `upgrade`): hand the
@@ -136,10 +143,48 @@
 //! under tokio, smol, async-std or `futures::executor::block_on`. Timers come
 //! from `futures-timer`.
 //!
+//! Without a spawner, every component's [`run`](Component::run) is polled
+//! inside the one [`Lifecycle::run`] future, on one task: a `run` that blocks
+//! its thread — a synchronous driver call, a CPU-heavy loop — stalls every
+//! other component, an HTTP server's accept loop included. On a
+//! multi-threaded runtime, give the lifecycle a spawner so that each `run`
+//! gets a task of its own:
+//!
+//! | runtime | spawner |
+//! |---|---|
+//! | tokio (multi-thread) | `.spawner(\|t\| { tokio::spawn(t); })` |
+//! | async-std | `.spawner(\|t\| { async_std::task::spawn(t); })` |
+//! | smol | `.spawner(\|t\| smol::spawn(t).detach())`, with `SMOL_THREADS` ≥ 2 (its global executor runs one thread by default) |
+//! | actix (`actix-rt`) | `.spawner(\|t\| { actix_rt::spawn(t); })`: a task per `run`, all on the system's one thread, so move blocking calls to `actix_web::rt::task::spawn_blocking` |
+//! | `futures::executor` | none: use threads for blocking work |
+//!
+//! A spawner is no cure for blocking on a single-threaded runtime (tokio's
+//! current-thread, one smol thread, actix's system thread): there, run
+//! blocking work with the runtime's `spawn_blocking` / `unblock`. The
+//! lifecycle's own steps (`start`, `ready`, `stop`) always run in the
+//! lifecycle future.
+//!
+//! ```
+//! # let rt = tokio::runtime::Runtime::new().unwrap();
+//! # rt.block_on(async {
+//! let lifecycle = lameduck::Lifecycle::builder()
+//!     .spawner(|task| {
+//!         tokio::spawn(task); // each component's `run` on its own task
+//!     })
+//!     // .component("worker", worker).component("http", http)
+//!     .build()?;
+//! # lifecycle.handle().request_stop(None);
+//! lifecycle.run().await?;
+//! # Ok::<(), lameduck::Error>(())
+//! # }).unwrap();
+//! ```
+//!
 //! # Comparison
 //!
-//! `tokio-graceful-shutdown` runs subsystems on tokio with nested shutdown
-//! but no ordered stop, readiness gates or health. `tokio-util`'s
+//! `tokio-graceful-shutdown` runs subsystems on tokio with nested shutdown;
+//! a stop order is possible by hand (a subsystem awaits another's
+//! `finished()` future) but there are no readiness gates, lame duck or
+//! health. `tokio-util`'s
 //! `CancellationToken` and `TaskTracker` are primitives to build this from.
 //! `async-shutdown` gives runtime-agnostic shutdown tokens and nothing more.
 //! `lameduck` adds ordered launch with readiness, reverse-order drain with
@@ -161,6 +206,7 @@ pub mod admin;
 mod cause;
 pub mod component;
 mod context;
+pub mod docs;
 mod drain;
 mod error;
 mod exit;
@@ -175,6 +221,10 @@ pub mod signals;
 #[cfg(all(unix, feature = "systemd"))]
 #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "systemd"))))]
 pub mod systemd;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
+pub mod tracker;
 #[cfg(all(unix, feature = "upgrade"))]
 #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "upgrade"))))]
 pub mod upgrade;
@@ -195,6 +245,7 @@ pub use lifecycle::{
 };
 pub use report::{ComponentRecord, ComponentState, Report};
 pub use signal::Signal;
+pub use tracker::Tracker;
 
 #[cfg(feature = "signals")]
 pub use signals::{Listener, SignalKind, Signals};

@@ -134,13 +134,14 @@ impl Shared {
             self.advance(Phase::LameDuck);
             self.shutdown.raise();
         }
-        // Wakers and the logger run outside the lock: either may call back
-        // into a handle.
-        self.shutdown.wake();
+        // The logger and wakers run outside the lock: either may call back
+        // into a handle. The cause is logged before anyone is woken, so the
+        // log names it before any of its effects.
         if let Some(e) = error_text {
             log::warn!(target: "lameduck", "{e}");
         }
         log::info!(target: "lameduck", "shutdown requested: {cause_text}");
+        self.shutdown.wake();
         if let Some(w) = lock(&self.watchdog).as_ref() {
             w.arm();
         }

@@ -80,6 +80,21 @@ pub trait HealthChecker: Send + Sync + 'static {
     fn check(&self) -> impl Future<Output = Health> + Send;
 }
 
+/// Forwards to the shared checker, so the value a check inspects can also be
+/// registered as a component.
+impl<T: HealthChecker> HealthChecker for Arc<T> {
+    fn check(&self) -> impl Future<Output = Health> + Send {
+        T::check(self)
+    }
+}
+
+/// Forwards to the boxed checker.
+impl<T: HealthChecker> HealthChecker for Box<T> {
+    fn check(&self) -> impl Future<Output = Health> + Send {
+        T::check(self)
+    }
+}
+
 pub(crate) trait DynHealthChecker: Send + Sync {
     fn check(self: Arc<Self>) -> BoxFuture<'static, Health>;
 }
