@@ -99,6 +99,11 @@ mod app {
                 Server::new(smol::net::unix::UnixListener::try_from(unix)?, info),
             );
         }
+        // SIGTERM (`systemctl stop`) and SIGINT stop it gracefully.
+        #[cfg(feature = "signals")]
+        {
+            lifecycle = lifecycle.signals(lameduck::Signals::new());
+        }
         lifecycle = lifecycle.component("upgrade", upgrader.component());
         #[cfg(feature = "systemd")]
         {

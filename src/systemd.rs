@@ -9,7 +9,10 @@
 //!   `MONOTONIC_USEC=` in one datagram when an upgrade starts, then
 //!   `MAINPID=<new>` and `READY=1` from the old process when the new one is
 //!   ready (the new generation does not send `READY=1` itself), or `READY=1`
-//!   again when the upgrade failed.
+//!   again when the upgrade failed. After `MAINPID=` the old process sends
+//!   nothing more, not even `STOPPING=1` when its own shutdown begins: the
+//!   service is then the new process's, and a `STOPPING=1` from the old one
+//!   would read as the service stopping.
 //! * Socket activation: descriptors passed by systemd (`LISTEN_FDS`,
 //!   `LISTEN_PID`, `LISTEN_FDNAMES`) are adopted by the first generation's
 //!   [`Upgrader`](crate::upgrade::Upgrader) under their names and handed on
@@ -36,6 +39,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::future::{Either, select};
@@ -45,14 +49,25 @@ use crate::component::Component;
 use crate::context::Context;
 use crate::error::BoxError;
 
+/// Set once this process has sent `MAINPID=` for its successor: from then
+/// on systemd treats every datagram from it as the service's (with
+/// `NotifyAccess=all`, a `STOPPING=1` would stop the unit and kill the new
+/// main process), so it sends nothing more.
+static HANDED_OVER: AtomicBool = AtomicBool::new(false);
+
 /// Sends one notification datagram (`KEY=VALUE` lines) to `NOTIFY_SOCKET`.
-/// Does nothing when `NOTIFY_SOCKET` is not set.
+/// Does nothing when `NOTIFY_SOCKET` is not set, or once this process has
+/// handed the service over to a new generation (`MAINPID=`): the service is
+/// then the new process's to describe.
 ///
 /// # Errors
 ///
 /// The socket cannot be reached, or an abstract address is used on a
 /// platform without them.
 pub fn notify(state: &str) -> io::Result<()> {
+    if HANDED_OVER.load(Ordering::Acquire) {
+        return Ok(());
+    }
     match std::env::var_os("NOTIFY_SOCKET") {
         Some(addr) => send(&addr, state.as_bytes()),
         None => Ok(()),
@@ -119,12 +134,14 @@ pub(crate) fn notify_reloading() {
     notify_states(&states);
 }
 
+/// The last datagram this process sends: the service is the new process's.
 pub(crate) fn notify_main_pid(pid: u32) {
     notify_states(&[
         NotifyState::MainPid(pid),
         NotifyState::Ready,
-        NotifyState::Status("handed over to the new process; draining"),
+        NotifyState::Status("handed over to the new process"),
     ]);
+    HANDED_OVER.store(true, Ordering::Release);
 }
 
 pub(crate) fn notify_reload_failed() {

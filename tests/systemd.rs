@@ -15,16 +15,40 @@ use std::time::Duration;
 use command_fds::{CommandFdExt, FdMapping};
 use support::*;
 
-/// Collects every datagram the fake service manager receives, each as its
-/// `KEY=VALUE` lines.
-fn collect(sock: UnixDatagram) -> Receiver<Vec<String>> {
+/// One datagram the fake service manager received: the sender's PID (from
+/// `SCM_CREDENTIALS`, as systemd reads it) and its `KEY=VALUE` lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Datagram {
+    pid: u32,
+    lines: Vec<String>,
+}
+
+/// Collects every datagram the fake service manager receives, with the
+/// sender's PID: the socket gets `SO_PASSCRED`, as systemd's own does.
+fn collect(sock: UnixDatagram) -> Receiver<Datagram> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    use std::mem::MaybeUninit;
+    rustix::net::sockopt::set_socket_passcred(&sock, true).unwrap();
     let (tx, rx) = channel();
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 4096];
-        while let Ok(n) = sock.recv(&mut buf) {
-            let msg = String::from_utf8_lossy(&buf[..n]);
+        loop {
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let Ok(got) = rustix::net::recvmsg(&sock, &mut iov, &mut control, RecvFlags::empty())
+            else {
+                break;
+            };
+            let mut pid = 0;
+            for msg in control.drain() {
+                if let RecvAncillaryMessage::ScmCredentials(cred) = msg {
+                    pid = cred.pid.as_raw_nonzero().get() as u32;
+                }
+            }
+            let msg = String::from_utf8_lossy(&buf[..got.bytes]);
             let lines: Vec<String> = msg.lines().map(str::to_owned).collect();
-            if tx.send(lines).is_err() {
+            if tx.send(Datagram { pid, lines }).is_err() {
                 break;
             }
         }
@@ -34,15 +58,16 @@ fn collect(sock: UnixDatagram) -> Receiver<Vec<String>> {
 
 /// The datagrams so far, without the informational `STATUS=` and
 /// `WATCHDOG=` lines (datagrams left empty are dropped).
-fn protocol(rx: &Receiver<Vec<String>>, wait: Duration) -> Vec<Vec<String>> {
+fn protocol(rx: &Receiver<Datagram>, wait: Duration) -> Vec<Datagram> {
     let mut out = Vec::new();
     while let Ok(msg) = rx.recv_timeout(wait) {
-        let kept: Vec<String> = msg
+        let lines: Vec<String> = msg
+            .lines
             .into_iter()
             .filter(|l| !l.starts_with("STATUS=") && !l.starts_with("WATCHDOG="))
             .collect();
-        if !kept.is_empty() {
-            out.push(kept);
+        if !lines.is_empty() {
+            out.push(Datagram { lines, ..msg });
         }
     }
     out
@@ -55,31 +80,43 @@ fn notify_sequence(notify_socket: &str, sock: UnixDatagram) {
     });
     let old = server.pid();
     let new = server.upgrade();
-    let seen = protocol(&rx, Duration::from_millis(500));
-    assert_eq!(seen.len(), 4, "exactly four notifications: {seen:?}");
-    assert_eq!(seen[0], ["READY=1"], "{seen:?}");
-    assert_eq!(seen[1].len(), 2, "RELOADING with MONOTONIC_USEC: {seen:?}");
-    assert_eq!(seen[1][0], "RELOADING=1");
-    let usec: u64 = seen[1][1]
+    // The old process has exited: everything it sent is in the queue.
+    let seen = protocol(&rx, Duration::from_millis(300));
+    let lines = |d: &Datagram| d.lines.clone();
+    assert_eq!(seen.len(), 3, "exactly three notifications: {seen:?}");
+    assert!(
+        seen.iter().all(|d| d.pid == old),
+        "all from {old}: {seen:?}"
+    );
+    assert_eq!(lines(&seen[0]), ["READY=1"], "{seen:?}");
+    assert_eq!(
+        seen[1].lines.len(),
+        2,
+        "RELOADING with MONOTONIC_USEC: {seen:?}"
+    );
+    assert_eq!(seen[1].lines[0], "RELOADING=1");
+    let usec: u64 = seen[1].lines[1]
         .strip_prefix("MONOTONIC_USEC=")
         .expect("MONOTONIC_USEC in the same datagram")
         .parse()
         .unwrap();
     assert!(usec > 0);
     assert_eq!(
-        seen[2],
+        lines(&seen[2]),
         [format!("MAINPID={new}"), "READY=1".into()],
         "{seen:?}"
     );
-    assert_eq!(
-        seen[3],
-        ["STOPPING=1"],
-        "from the old process {old}: {seen:?}"
-    );
+    // Once the new process is the main one, its own stop is the service's.
+    signal(new, rustix::process::Signal::TERM);
+    wait_until(Duration::from_secs(15), || !process_exists(new));
+    let stop = protocol(&rx, Duration::from_millis(300));
+    assert_eq!(stop.len(), 1, "{stop:?}");
+    assert_eq!(stop[0].pid, new, "{stop:?}");
+    assert_eq!(lines(&stop[0]), ["STOPPING=1"], "{stop:?}");
 }
 
 #[test]
-fn notify_socket_path_sees_ready_reloading_mainpid_stopping() {
+fn notify_socket_path_sees_the_hand_over_and_nothing_after_it_from_the_old_pid() {
     let dir = temp_dir("notify-path");
     let path = dir.join("notify");
     let sock = UnixDatagram::bind(&path).unwrap();
@@ -87,7 +124,7 @@ fn notify_socket_path_sees_ready_reloading_mainpid_stopping() {
 }
 
 #[test]
-fn notify_socket_abstract_sees_ready_reloading_mainpid_stopping() {
+fn notify_socket_abstract_sees_the_hand_over_and_nothing_after_it_from_the_old_pid() {
     use std::os::linux::net::SocketAddrExt;
     let name = format!("lameduck-test-{}", std::process::id());
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
@@ -107,7 +144,7 @@ fn watchdog_pings_at_half_the_period() {
     let mut pings = 0;
     while std::time::Instant::now() < deadline {
         if let Ok(msg) = rx.recv_timeout(Duration::from_millis(50)) {
-            pings += msg.iter().filter(|l| *l == "WATCHDOG=1").count();
+            pings += msg.lines.iter().filter(|l| *l == "WATCHDOG=1").count();
         }
     }
     // Every 100 ms for 2 s: about 20; a loaded machine may skip a few.
