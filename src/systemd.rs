@@ -2,9 +2,14 @@
 //!
 //! * [`component`] returns a lifecycle component that sends `READY=1` once
 //!   every component is ready, `STATUS=` with the phase, `WATCHDOG=1` every
-//!   half `WATCHDOG_USEC` while [`Handle::is_healthy`](crate::Handle::is_healthy)
-//!   passes (every registered check, not only the liveness probe's), and
-//!   `STOPPING=1` the moment shutdown begins.
+//!   half `WATCHDOG_USEC` while the [liveness probe](crate::Probe::Liveness)
+//!   passes, and `STOPPING=1` the moment shutdown begins.
+//! * The watchdog follows the liveness probe only, as the kubelet does:
+//!   readiness-only checks (a database outage) never stop the pings, since
+//!   a restart would not help. Each check runs within its own
+//!   [timeout](crate::CheckOptions::timeout) and the whole round within half
+//!   a quarter of the watchdog period; a hanging check counts as failing, and never
+//!   delays `STOPPING=1`.
 //! * With the [`upgrade`](crate::upgrade) protocol: `RELOADING=1` and
 //!   `MONOTONIC_USEC=` in one datagram when an upgrade starts, then
 //!   `MAINPID=<new>` and `READY=1` from the old process when the new one is
@@ -48,6 +53,8 @@ use sd_notify::NotifyState;
 use crate::component::Component;
 use crate::context::Context;
 use crate::error::BoxError;
+use crate::handle::Handle;
+use crate::health::Probe;
 
 /// Set once this process has sent `MAINPID=` for its successor: from then
 /// on systemd treats every datagram from it as the service's (with
@@ -179,6 +186,48 @@ fn watchdog_period() -> Option<Duration> {
     sd_notify::watchdog_enabled().filter(|d| !d.is_zero())
 }
 
+/// The liveness probe's verdict, each check within its own timeout and the
+/// whole round within `bound` (past it: failing); `None` once shutdown
+/// begins, so `STOPPING=1` never waits for a check.
+async fn liveness(handle: &Handle, bound: Duration, cx: &Context) -> Option<bool> {
+    let check = std::pin::pin!(handle.probes().check(Probe::Liveness));
+    let bounded = select(
+        check,
+        futures_timer::Delay::new(bound.max(Duration::from_millis(1))),
+    );
+    match select(bounded, cx.shutdown_signal()).await {
+        Either::Left((Either::Left((report, _)), _)) => Some(report.is_passing()),
+        Either::Left((Either::Right(_), _)) => {
+            log::warn!(
+                target: "lameduck::systemd",
+                "liveness probe still running after {bound:?}: counted as failing"
+            );
+            Some(false)
+        }
+        Either::Right(_) => None,
+    }
+}
+
+/// Pings every half `period` while the liveness probe passes, until shutdown
+/// begins. A round's check is bounded by a quarter period, so two pings are
+/// never more than three quarters of a period apart.
+async fn watchdog(handle: &Handle, period: Duration, cx: &Context) {
+    loop {
+        let tick = futures_timer::Delay::new(period / 2);
+        match liveness(handle, period / 4, cx).await {
+            Some(true) => notify_states(&[NotifyState::Watchdog]),
+            Some(false) => log::warn!(
+                target: "lameduck::systemd",
+                "liveness probe failing: no watchdog ping"
+            ),
+            None => return,
+        }
+        if let Either::Right(_) = select(tick, cx.shutdown_signal()).await {
+            return;
+        }
+    }
+}
+
 /// The systemd notifier as a lifecycle component. See the
 /// [module docs](self).
 pub fn component() -> Notifier {
@@ -205,22 +254,9 @@ impl Component for Notifier {
             } else {
                 notify_states(&[NotifyState::Ready, NotifyState::Status("running")]);
             }
-            let watchdog = watchdog_period();
-            loop {
-                let tick = match watchdog {
-                    Some(p) => Either::Left(futures_timer::Delay::new(p / 2)),
-                    None => Either::Right(futures::future::pending::<()>()),
-                };
-                match select(tick, cx.shutdown_signal()).await {
-                    Either::Left(_) => {
-                        if handle.is_healthy().await {
-                            notify_states(&[NotifyState::Watchdog]);
-                        } else {
-                            log::warn!(target: "lameduck::systemd", "liveness failing: no watchdog ping");
-                        }
-                    }
-                    Either::Right(_) => break,
-                }
+            match watchdog_period() {
+                Some(period) => watchdog(&handle, period, cx).await,
+                None => cx.shutdown_signal().await,
             }
         }
         notify_states(&[NotifyState::Stopping, NotifyState::Status("stopping")]);

@@ -242,3 +242,114 @@ fn socket_activation_round_trip_with_named_descriptors() {
     assert!(!env.contains("LISTEN_PID="));
     assert!(!env.contains("LISTEN_FDNAMES="));
 }
+
+/// Set in a copy of this test binary started by [`watchdog_child`]: the
+/// scenario it runs in-process, with `NOTIFY_SOCKET` set by the parent.
+const CHILD: &str = "LAMEDUCK_SYSTEMD_CHILD";
+
+/// Runs a lifecycle with the systemd component and one health check for
+/// 1.5 s, then stops it. Returns whether this process is that child.
+fn run_child_scenario() -> bool {
+    use lameduck::{CheckOptions, Health, Lifecycle, Probe, check_fn};
+    let Ok(scenario) = std::env::var(CHILD) else {
+        return false;
+    };
+    let builder = Lifecycle::builder().component("systemd", lameduck::systemd::component());
+    let builder = match scenario.as_str() {
+        // A readiness-only dependency is down: not the watchdog's business.
+        "readiness-down" => builder.health_check_with(
+            "database",
+            check_fn(|| async { Health::Unhealthy("connection refused".into()) }),
+            CheckOptions::new().probes([Probe::Readiness]),
+        ),
+        // A liveness check that never answers: failing after its timeout.
+        "liveness-hangs" => builder.health_check_with(
+            "stuck",
+            check_fn(futures::future::pending::<Health>),
+            CheckOptions::new()
+                .probes([Probe::Liveness])
+                .timeout(Duration::from_millis(50)),
+        ),
+        other => panic!("unknown scenario {other}"),
+    };
+    let lifecycle = builder
+        .shutdown_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let handle = lifecycle.handle();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        handle.request_stop(None);
+    });
+    lifecycle.run_blocking().unwrap();
+    true
+}
+
+/// Runs `test` again in a child copy of this binary with `scenario`, a
+/// 200 ms watchdog and a recording `NOTIFY_SOCKET`; returns every datagram.
+fn watchdog_child(test: &str, scenario: &str) -> Vec<Datagram> {
+    let dir = temp_dir(&format!("watchdog-{scenario}"));
+    let path = dir.join("notify");
+    let rx = collect(UnixDatagram::bind(&path).unwrap());
+    let started = std::time::Instant::now();
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--test-threads=1", "--quiet"])
+        .env(CHILD, scenario)
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "200000")
+        .env_remove("WATCHDOG_PID")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{scenario}: {status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{scenario}: the child took {:?}",
+        started.elapsed()
+    );
+    let mut out = Vec::new();
+    while let Ok(d) = rx.recv_timeout(Duration::from_millis(200)) {
+        out.push(d);
+    }
+    out
+}
+
+fn count(seen: &[Datagram], line: &str) -> usize {
+    seen.iter()
+        .flat_map(|d| &d.lines)
+        .filter(|l| *l == line)
+        .count()
+}
+
+#[test]
+fn watchdog_ignores_a_failing_readiness_only_check() {
+    if run_child_scenario() {
+        return;
+    }
+    let seen = watchdog_child(
+        "watchdog_ignores_a_failing_readiness_only_check",
+        "readiness-down",
+    );
+    // Every 100 ms for 1.5 s: about 15; a loaded machine may skip a few.
+    let pings = count(&seen, "WATCHDOG=1");
+    assert!(pings >= 5, "{pings} pings: {seen:?}");
+    assert_eq!(count(&seen, "STOPPING=1"), 1, "{seen:?}");
+}
+
+#[test]
+fn watchdog_stops_on_a_hanging_liveness_check_and_never_hangs_itself() {
+    if run_child_scenario() {
+        return;
+    }
+    let seen = watchdog_child(
+        "watchdog_stops_on_a_hanging_liveness_check_and_never_hangs_itself",
+        "liveness-hangs",
+    );
+    assert_eq!(count(&seen, "WATCHDOG=1"), 0, "{seen:?}");
+    assert_eq!(count(&seen, "READY=1"), 1, "{seen:?}");
+    assert_eq!(
+        count(&seen, "STOPPING=1"),
+        1,
+        "STOPPING=1 still sent: {seen:?}"
+    );
+}
