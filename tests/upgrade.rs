@@ -677,3 +677,44 @@ fn measure_sighup_to_ready() {
         median(overhead),
     );
 }
+
+#[test]
+fn unix_socket_file_is_removed_on_a_final_stop_and_kept_across_upgrades() {
+    let dir = temp_dir("unix-final-stop");
+    let path = dir.join("s.sock");
+    let unix_arg = format!("DEMO_UNIX={}", path.display());
+    for round in 0..2 {
+        let mut server = Server::start(&[&unix_arg]);
+        let pid = server.upgrade();
+        assert!(path.exists(), "round {round}: the new generation owns it");
+        assert_eq!(pid_of(&unix_get(&path, "/").unwrap()), pid);
+        signal(pid, rustix::process::Signal::TERM);
+        wait_until(Duration::from_secs(15), || !process_exists(pid));
+        assert!(
+            !path.exists(),
+            "round {round}: removed on the final stop, so the next start can bind"
+        );
+    }
+}
+
+#[test]
+fn unused_inherited_unix_socket_file_is_removed() {
+    let dir = temp_dir("unix-unused");
+    let path = dir.join("unused.sock");
+    let mut p = InProcess::new(0);
+    // The child (the example, without DEMO_UNIX) never asks for it.
+    let _unix = p.upgrader.listen_unix("unused", &path).unwrap();
+    let lifecycle = p.lifecycle.take().unwrap();
+    let runner = std::thread::spawn(move || futures::executor::block_on(lifecycle.run()));
+    let child = futures::executor::block_on(async {
+        p.ready().await;
+        p.upgrader.upgrade().await.expect("upgrade").pid
+    });
+    let removed = !path.exists();
+    signal(child, rustix::process::Signal::KILL);
+    runner.join().unwrap().unwrap();
+    assert!(
+        removed,
+        "the child closed and removed the socket nobody asked for"
+    );
+}

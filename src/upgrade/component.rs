@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 
 use futures::future::{Either, select};
 
@@ -22,7 +23,8 @@ use crate::signal::lock;
 ///   arrive while an upgrade is in flight are coalesced into at most one
 ///   more attempt, which the in-flight rule then refuses.
 /// * `stop` stops listening for SIGHUP and releases this process's
-///   duplicates of its listening sockets.
+///   duplicates of its listening sockets; unless they were handed to a new
+///   generation, it also removes their Unix socket files.
 pub struct UpgradeComponent {
     upgrader: Upgrader,
     sighup: Mutex<Option<Sighup>>,
@@ -108,7 +110,16 @@ impl Component for UpgradeComponent {
         if let Some(s) = lock(&self.sighup).take() {
             s.handle.close();
         }
-        lock(&self.upgrader.inner.sockets).active.clear();
+        let inner = &self.upgrader.inner;
+        let active = std::mem::take(&mut lock(&inner.sockets).active);
+        // A final stop: nobody will serve these paths, and a socket file
+        // left behind would make the next start fail to bind. After a
+        // hand-over they are the new generation's.
+        if !inner.handed_over.load(Ordering::Acquire) {
+            for path in active.iter().filter_map(|n| n.unix_path()) {
+                super::fds::unlink_socket_file(path);
+            }
+        }
         Ok(())
     }
 }

@@ -164,6 +164,41 @@ impl Sockets {
     }
 }
 
+impl Named {
+    /// The path of a Unix socket bound in the file system.
+    pub(crate) fn unix_path(&self) -> Option<&Path> {
+        match &self.addr {
+            Addr::Unix(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// Removes the socket file at `path`, as tableflip does: only if it is a
+/// socket (never a regular file someone put there), and quietly if it is
+/// already gone. Errors are logged: nothing is left to do about them.
+pub(crate) fn unlink_socket_file(path: &Path) {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => match std::fs::remove_file(path) {
+            Ok(()) => log::info!(
+                target: "lameduck::upgrade",
+                "removed socket file {}", path.display()
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!(
+                target: "lameduck::upgrade",
+                "removing socket file {}: {e}", path.display()
+            ),
+        },
+        Ok(_) => log::warn!(
+            target: "lameduck::upgrade",
+            "not removing {}: no longer a socket", path.display()
+        ),
+        Err(_) => {}
+    }
+}
+
 /// Checks that an inherited descriptor is a pipe and adopts it,
 /// close-on-exec (it stays blocking: a thread waits on it).
 pub(crate) fn adopt_pipe(raw: RawFd) -> io::Result<OwnedFd> {

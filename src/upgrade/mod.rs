@@ -101,6 +101,8 @@ pub(crate) struct Inner {
     pub(crate) sockets: Mutex<Sockets>,
     pub(crate) handle: OnceLock<Handle>,
     pub(crate) in_flight: AtomicBool,
+    /// Set once an upgrade succeeded: the sockets are the new process's.
+    pub(crate) handed_over: AtomicBool,
     /// Set once this generation told its parent it is ready.
     pub(crate) readied: AtomicBool,
     /// Write end of the readiness pipe, while the parent waits on it.
@@ -149,6 +151,10 @@ impl Upgrader {
     /// Non-blocking and close-on-exec. A new socket is never bound over an
     /// existing file: remove a stale one first.
     ///
+    /// The socket file is removed when the lifecycle stops for good (its
+    /// [component](Upgrader::component) stops without having handed the
+    /// socket to a new generation), so the next start can bind it again.
+    ///
     /// # Errors
     ///
     /// As [`listen_tcp`](Upgrader::listen_tcp).
@@ -157,7 +163,8 @@ impl Upgrader {
     }
 
     /// The names of inherited sockets not asked for yet (they are closed
-    /// when this generation becomes ready).
+    /// when this generation becomes ready, and their Unix socket files
+    /// removed).
     pub fn inherited_names(&self) -> Vec<String> {
         lock(&self.inner.sockets)
             .inherited
@@ -200,6 +207,11 @@ impl Inner {
         let unused = std::mem::take(&mut lock(&self.sockets).inherited);
         for n in &unused {
             log::info!(target: "lameduck::upgrade", "closing unused inherited socket {:?}", n.name);
+            // Nobody serves it any more: a client would wait on a queue
+            // that is never accepted, and a later bind would fail.
+            if let Some(path) = n.unix_path() {
+                fds::unlink_socket_file(path);
+            }
         }
         drop(unused);
         if let Some(path) = &self.pid_file {
@@ -341,6 +353,7 @@ impl UpgraderBuilder {
                 sockets: Mutex::new(sockets),
                 handle: OnceLock::new(),
                 in_flight: AtomicBool::new(false),
+                handed_over: AtomicBool::new(false),
                 readied: AtomicBool::new(false),
                 ready_pipe: Mutex::new(ready_pipe),
                 parent_exited,

@@ -233,6 +233,7 @@ async fn run(inner: Arc<Inner>) -> Result<Upgraded, UpgradeError> {
     };
     result?;
     attempt.succeeded = true;
+    inner.handed_over.store(true, Ordering::Release);
     keep_until_exit(parent_pipe);
     let elapsed = started.elapsed();
     log::info!(target: "lameduck::upgrade", "new process {pid} ready after {elapsed:?}");
