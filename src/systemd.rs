@@ -151,6 +151,16 @@ pub(crate) fn notify_main_pid(pid: u32) {
     HANDED_OVER.store(true, Ordering::Release);
 }
 
+/// A reload systemd asked for (SIGHUP) that was refused: it still gets its
+/// RELOADING=1 … READY=1 pair, so it never waits for a timeout.
+pub(crate) fn notify_reload_refused() {
+    notify_reloading();
+    notify_states(&[
+        NotifyState::Ready,
+        NotifyState::Status("upgrade refused; running"),
+    ]);
+}
+
 pub(crate) fn notify_reload_failed() {
     notify_states(&[
         NotifyState::Ready,

@@ -718,3 +718,50 @@ fn unused_inherited_unix_socket_file_is_removed() {
         "the child closed and removed the socket nobody asked for"
     );
 }
+
+#[test]
+fn sighup_during_launch_is_refused_not_fatal() {
+    use std::io::BufRead;
+    let addr = free_addr();
+    let mut child = std::process::Command::new(example())
+        .arg(format!("DEMO_ADDR={addr}"))
+        .arg("DEMO_INIT_MS=1500")
+        .env_remove("LAMEDUCK_UPGRADE")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    signal(pid, rustix::process::Signal::HUP);
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let seen = |lines: &[String], what: &str| lines.iter().any(|l| l.contains(what));
+    while Instant::now() < deadline
+        && process_exists(pid)
+        && !(seen(&lines, "refused") && seen(&lines, "ready pid="))
+    {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            lines.push(l);
+        }
+    }
+    let alive = process_exists(pid);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(alive, "the early SIGHUP killed the process: {lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("upgrade refused")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("ready pid=")),
+        "{lines:?}"
+    );
+}

@@ -1,7 +1,6 @@
 //! [`UpgradeComponent`]: the upgrader's place in the lifecycle.
 
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 
 use futures::future::{Either, select};
@@ -15,8 +14,9 @@ use crate::signal::lock;
 /// The upgrader as a lifecycle [`Component`], made by
 /// [`Upgrader::component`].
 ///
-/// * `start` binds the upgrader to the lifecycle and, if enabled, starts
-///   listening for SIGHUP (a small thread forwards the signal).
+/// * `start` binds the upgrader to the lifecycle. (SIGHUP is caught from
+///   the moment the [`Upgrader`] is built, so one that arrives during launch
+///   is refused with a log line rather than killing the process.)
 /// * `run` waits until every component is ready, then marks this generation
 ///   ready (closes unused inherited sockets, writes the PID file, tells the
 ///   parent) and upgrades on each SIGHUP until shutdown begins. SIGHUPs that
@@ -27,35 +27,11 @@ use crate::signal::lock;
 ///   generation, it also removes their Unix socket files.
 pub struct UpgradeComponent {
     upgrader: Upgrader,
-    sighup: Mutex<Option<Sighup>>,
-}
-
-struct Sighup {
-    handle: signal_hook::iterator::Handle,
-    rx: async_channel::Receiver<()>,
 }
 
 impl UpgradeComponent {
     pub(crate) fn new(upgrader: Upgrader) -> Self {
-        UpgradeComponent {
-            upgrader,
-            sighup: Mutex::new(None),
-        }
-    }
-
-    fn listen_sighup(&self) -> Result<(), BoxError> {
-        let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
-        let handle = signals.handle();
-        let (tx, rx) = async_channel::bounded(1);
-        std::thread::Builder::new()
-            .name("lameduck-sighup".into())
-            .spawn(move || {
-                for _ in signals.forever() {
-                    let _ = tx.try_send(());
-                }
-            })?;
-        *lock(&self.sighup) = Some(Sighup { handle, rx });
-        Ok(())
+        UpgradeComponent { upgrader }
     }
 }
 
@@ -65,9 +41,6 @@ impl Component for UpgradeComponent {
         if inner.handle.set(cx.handle().clone()).is_err() {
             return Err("the upgrade component is registered twice".into());
         }
-        if inner.sighup {
-            self.listen_sighup()?;
-        }
         Ok(())
     }
 
@@ -76,7 +49,9 @@ impl Component for UpgradeComponent {
             return Ok(());
         }
         self.upgrader.inner.mark_ready()?;
-        let rx = lock(&self.sighup).as_ref().map(|s| s.rx.clone());
+        let rx = lock(&self.upgrader.inner.sighup)
+            .as_ref()
+            .map(|s| s.rx.clone());
         let Some(rx) = rx else {
             cx.shutdown_signal().await;
             return Ok(());
@@ -100,15 +75,25 @@ impl Component for UpgradeComponent {
                     target: "lameduck::upgrade",
                     "upgraded to process {} in {:?}", done.pid, done.elapsed
                 ),
-                Either::Left((Err(e), _)) => log::warn!(target: "lameduck::upgrade", "{e}"),
+                Either::Left((Err(e), _)) => {
+                    log::warn!(target: "lameduck::upgrade", "{e}");
+                    // systemd (`Type=notify-reload`) sent that SIGHUP and
+                    // waits for RELOADING=1 then READY=1: answer at once
+                    // rather than leave it to its timeout. A failed upgrade
+                    // has sent both already; shutting down, STOPPING=1 has.
+                    #[cfg(feature = "systemd")]
+                    if e.is_refused() && e.kind() != super::UpgradeErrorKind::ShuttingDown {
+                        crate::systemd::notify_reload_refused();
+                    }
+                }
                 Either::Right(_) => return Ok(()),
             }
         }
     }
 
     async fn stop(&self, _cx: &Context) -> Result<(), BoxError> {
-        if let Some(s) = lock(&self.sighup).take() {
-            s.handle.close();
+        if let Some(s) = lock(&self.upgrader.inner.sighup).take() {
+            s.close();
         }
         let inner = &self.upgrader.inner;
         let active = std::mem::take(&mut lock(&inner.sockets).active);

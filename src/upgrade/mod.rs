@@ -97,7 +97,8 @@ pub(crate) struct Inner {
     pub(crate) cwd: PathBuf,
     pub(crate) grace: Duration,
     pub(crate) pid_file: Option<PathBuf>,
-    pub(crate) sighup: bool,
+    /// The SIGHUP listener, from `build` until the component stops.
+    pub(crate) sighup: Mutex<Option<Sighup>>,
     pub(crate) sockets: Mutex<Sockets>,
     pub(crate) handle: OnceLock<Handle>,
     pub(crate) in_flight: AtomicBool,
@@ -109,6 +110,33 @@ pub(crate) struct Inner {
     ready_pipe: Mutex<Option<OwnedFd>>,
     pub(crate) parent_exited: Signal,
     pub(crate) is_child: bool,
+}
+
+/// A thread that forwards SIGHUP to a channel the component reads.
+pub(crate) struct Sighup {
+    handle: signal_hook::iterator::Handle,
+    pub(crate) rx: async_channel::Receiver<()>,
+}
+
+impl Sighup {
+    fn listen() -> io::Result<Sighup> {
+        let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+        let handle = signals.handle();
+        let (tx, rx) = async_channel::bounded(1);
+        std::thread::Builder::new()
+            .name("lameduck-sighup".into())
+            .spawn(move || {
+                for _ in signals.forever() {
+                    let _ = tx.try_send(());
+                }
+            })?;
+        Ok(Sighup { handle, rx })
+    }
+
+    /// Stops listening (the handler stays installed, and ignores SIGHUP).
+    pub(crate) fn close(self) {
+        self.handle.close();
+    }
 }
 
 /// Builds an [`Upgrader`].
@@ -290,6 +318,13 @@ impl UpgraderBuilder {
         let cwd =
             std::env::current_dir().map_err(|e| io_err("resolving the working directory", e))?;
 
+        // Caught from now on: a SIGHUP during launch (before the component
+        // starts) must be refused, not kill the process.
+        let sighup = if self.sighup {
+            Some(Sighup::listen().map_err(|e| io_err("listening for SIGHUP", e))?)
+        } else {
+            None
+        };
         let mut sockets = Sockets::default();
         let mut ready_pipe = None;
         let parent_exited = Signal::new();
@@ -349,7 +384,7 @@ impl UpgraderBuilder {
                 cwd,
                 grace: self.grace,
                 pid_file: self.pid_file,
-                sighup: self.sighup,
+                sighup: Mutex::new(sighup),
                 sockets: Mutex::new(sockets),
                 handle: OnceLock::new(),
                 in_flight: AtomicBool::new(false),
