@@ -11,7 +11,8 @@
 //!
 //! Paths: `/` answers the PID, `/slow` the same after 1.5 s, `/fds` the
 //! number of open descriptors, `/sock` the listening address (and the Unix
-//! socket's inode). Settings come from `NAME=value` arguments or the
+//! socket's inode), `/env` whether the hand-over variables are still in its
+//! environment. Settings come from `NAME=value` arguments or the
 //! environment:
 //!
 //! | variable | meaning |
@@ -21,6 +22,7 @@
 //! | `DEMO_PID_FILE` | PID file |
 //! | `DEMO_GRACE_MS` | grace period for a new process (default 60 s) |
 //! | `DEMO_INIT_MS` | pretend initialisation takes this long |
+//! | `DEMO_CHDIR` | change the working directory after building the upgrader |
 //! | `DEMO_FAIL_FILE` | a new generation reads this file, if present: `exit1`, `panic` or `hang` during init |
 //! | `DEMO_TAG` | a word added to every answer |
 //! | `DEMO_QUIET` | no log lines |
@@ -76,6 +78,9 @@ mod app {
         let upgrader = builder.build()?;
         if upgrader.is_upgraded() {
             misbehave_if_asked();
+        }
+        if let Some(dir) = env("DEMO_CHDIR") {
+            std::env::set_current_dir(dir)?;
         }
         if let Some(ms) = env("DEMO_INIT_MS") {
             std::thread::sleep(Duration::from_millis(ms.parse()?));
@@ -252,6 +257,17 @@ mod app {
                 std::fs::read_dir("/proc/self/fd")?.count()
             ),
             "/sock" => format!("pid={pid} {info}\n"),
+            "/env" => {
+                let has = |name| match std::env::var_os(name) {
+                    Some(_) => "present",
+                    None => "absent",
+                };
+                format!(
+                    "pid={pid} upgrade_env={} listen_env={}\n",
+                    has("LAMEDUCK_UPGRADE"),
+                    has("LISTEN_FDS")
+                )
+            }
             _ => format!("pid={pid}{tag}\n"),
         };
         let head = format!(

@@ -184,7 +184,7 @@ pub(crate) fn listen_fds() -> Vec<(RawFd, String)> {
 /// with `MAINPID=`, and the watchdog belongs to it regardless of
 /// `WATCHDOG_PID`).
 fn is_upgraded() -> bool {
-    std::env::var_os("LAMEDUCK_UPGRADE").is_some()
+    crate::upgrade::process_is_upgraded()
 }
 
 /// The watchdog period for this process, if systemd asked for one.

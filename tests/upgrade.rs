@@ -365,7 +365,10 @@ fn child_checks_each_descriptor_before_adopting_it() {
             .arg("DEMO_QUIET=1")
             .env(
                 "LAMEDUCK_UPGRADE",
-                format!("lameduck-upgrade/1;listener=5,http,{addr}"),
+                format!(
+                    "lameduck-upgrade/1;pid={};listener=5,http,{addr}",
+                    std::process::id()
+                ),
             )
             .fd_mappings(vec![FdMapping {
                 parent_fd: fd,
@@ -764,4 +767,65 @@ fn sighup_during_launch_is_refused_not_fatal() {
         lines.iter().any(|l| l.starts_with("ready pid=")),
         "{lines:?}"
     );
+}
+
+#[test]
+fn hand_over_variable_is_gone_after_reading() {
+    let mut server = Server::start(&[]);
+    server.upgrade();
+    let body = http_get(server.addr, "/env").unwrap();
+    assert!(body.contains("upgrade_env=absent"), "{body}");
+}
+
+#[test]
+fn a_manifest_for_another_process_is_ignored() {
+    // As a grandchild would see it: a manifest naming a parent that is not
+    // this process's, with descriptors that are not there.
+    let addr = free_addr();
+    let out = std::process::Command::new(example())
+        .arg(format!("DEMO_ADDR={addr}"))
+        .arg("DEMO_QUIET=1")
+        .env(
+            "LAMEDUCK_UPGRADE",
+            "lameduck-upgrade/1;pid=1;ready=3;parent=4;listener=5,http,tcp:127.0.0.1:1",
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = out.id();
+    let served = (0..500).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        http_get(addr, "/env").ok()
+    });
+    signal(pid, rustix::process::Signal::KILL);
+    let out = out.wait_with_output().unwrap();
+    let body =
+        served.unwrap_or_else(|| panic!("never served: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(pid_of(&body), pid);
+    assert!(body.contains("upgrade_env=absent"), "{body}");
+}
+
+#[test]
+fn relative_pid_file_stays_in_the_start_directory() {
+    let mut server = Server::start_with(&example(), &["DEMO_CHDIR=/"], |c| {
+        let args: Vec<_> = c
+            .get_args()
+            .map(|a| match a.to_str() {
+                Some(s) if s.starts_with("DEMO_PID_FILE=") => "DEMO_PID_FILE=pid".into(),
+                _ => a.to_owned(),
+            })
+            .collect();
+        let mut cmd = std::process::Command::new(c.get_program());
+        cmd.args(args)
+            .current_dir(c.get_current_dir().unwrap())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .env_remove("LAMEDUCK_UPGRADE")
+            .env_remove("NOTIFY_SOCKET");
+        *c = cmd;
+    });
+    let first = server.pid();
+    let second = server.upgrade();
+    assert_ne!(first, second);
+    assert!(!std::path::Path::new("/pid").exists());
 }

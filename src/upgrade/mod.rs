@@ -85,7 +85,12 @@ use manifest::Manifest;
 ///
 /// Build one early in `main`, before any other code may open descriptors,
 /// so inherited descriptors are adopted before anything else can reuse their
-/// numbers. See the [module docs](self) for the protocol.
+/// numbers, and before any thread starts: the hand-over variables
+/// (`LAMEDUCK_UPGRADE`, and `LISTEN_*` with the `systemd` feature) are then
+/// removed from the environment, so no process this one starts takes them
+/// for its own. (With other threads running they stay, and the manifest's
+/// parent PID still keeps any other process from using it.) See the
+/// [module docs](self) for the protocol.
 #[derive(Clone)]
 pub struct Upgrader {
     pub(crate) inner: Arc<Inner>,
@@ -110,6 +115,17 @@ pub(crate) struct Inner {
     ready_pipe: Mutex<Option<OwnedFd>>,
     pub(crate) parent_exited: Signal,
     pub(crate) is_child: bool,
+}
+
+/// Set when an [`Upgrader`] of this process adopted a parent generation's
+/// manifest.
+static UPGRADED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process was started by an upgrade (as far as an
+/// [`Upgrader`] built so far could tell).
+#[cfg(feature = "systemd")]
+pub(crate) fn process_is_upgraded() -> bool {
+    UPGRADED.load(Ordering::Acquire)
 }
 
 /// A thread that forwards SIGHUP to a channel the component reads.
@@ -265,7 +281,9 @@ impl UpgraderBuilder {
         self
     }
 
-    /// Where to write this process's PID once it is ready.
+    /// Where to write this process's PID once it is ready. A relative path
+    /// is resolved against the working directory when [`build`](Self::build)
+    /// is called.
     pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.pid_file = Some(path.into());
         self
@@ -317,14 +335,10 @@ impl UpgraderBuilder {
             .unwrap_or_else(|| std::env::args_os().skip(1).collect());
         let cwd =
             std::env::current_dir().map_err(|e| io_err("resolving the working directory", e))?;
+        // A relative PID file names a file in the start directory, whatever
+        // the program does with its working directory later.
+        let pid_file = self.pid_file.map(|p| cwd.join(p));
 
-        // Caught from now on: a SIGHUP during launch (before the component
-        // starts) must be refused, not kill the process.
-        let sighup = if self.sighup {
-            Some(Sighup::listen().map_err(|e| io_err("listening for SIGHUP", e))?)
-        } else {
-            None
-        };
         let mut sockets = Sockets::default();
         let mut ready_pipe = None;
         let parent_exited = Signal::new();
@@ -335,7 +349,41 @@ impl UpgraderBuilder {
             ),
             Err(_) => None,
         };
+        // Like LISTEN_PID: a manifest is for the parent generation's own
+        // child, never for a process that child starts later.
+        let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get() as u32);
+        let manifest = manifest.filter(|m| {
+            let ours = m.pid.is_some() && m.pid == parent;
+            if !ours {
+                log::warn!(
+                    target: "lameduck::upgrade",
+                    "ignoring {}: it names parent {:?}, ours is {:?}",
+                    manifest::ENV, m.pid, parent
+                );
+            }
+            ours
+        });
         let is_child = manifest.is_some();
+        #[cfg(feature = "systemd")]
+        let activated = if is_child {
+            Vec::new()
+        } else {
+            crate::systemd::listen_fds()
+        };
+        // Read once; a process this one starts must not see them (it would
+        // take them for its own). Left in place only when another thread
+        // could be reading the environment; the PID binding then keeps
+        // children from using them.
+        #[cfg(feature = "systemd")]
+        let read = [manifest::ENV, "LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
+        #[cfg(not(feature = "systemd"))]
+        let read = [manifest::ENV];
+        if !sys::remove_env_if_single_threaded(&read) {
+            log::debug!(
+                target: "lameduck::upgrade",
+                "hand-over variables left in the environment: other threads are running"
+            );
+        }
         match manifest {
             Some(m) => {
                 for e in &m.listeners {
@@ -366,7 +414,7 @@ impl UpgraderBuilder {
             None => {
                 parent_exited.set();
                 #[cfg(feature = "systemd")]
-                for (fd, name) in crate::systemd::listen_fds() {
+                for (fd, name) in activated {
                     match fds::adopt_activated(fd, name.clone()) {
                         Ok(named) => sockets.inherited.push(named),
                         Err(e) => log::warn!(
@@ -377,13 +425,23 @@ impl UpgraderBuilder {
                 }
             }
         }
+        // Caught from now on: a SIGHUP during launch (before the component
+        // starts) must be refused, not kill the process.
+        let sighup = if self.sighup {
+            Some(Sighup::listen().map_err(|e| io_err("listening for SIGHUP", e))?)
+        } else {
+            None
+        };
+        if is_child {
+            UPGRADED.store(true, Ordering::Release);
+        }
         Ok(Upgrader {
             inner: Arc::new(Inner {
                 exe,
                 args,
                 cwd,
                 grace: self.grace,
-                pid_file: self.pid_file,
+                pid_file,
                 sighup: Mutex::new(sighup),
                 sockets: Mutex::new(sockets),
                 handle: OnceLock::new(),

@@ -311,6 +311,7 @@ fn spawn(inner: &Inner) -> Result<Spawned, UpgradeError> {
     let (parent_r, parent_w) = cloexec_pipe().map_err(|e| io("parent pipe", e))?;
 
     let mut manifest = Manifest {
+        pid: Some(std::process::id()),
         ready: Some(READY_FD),
         parent: Some(PARENT_FD),
         listeners: Vec::new(),
