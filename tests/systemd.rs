@@ -353,3 +353,129 @@ fn watchdog_stops_on_a_hanging_liveness_check_and_never_hangs_itself() {
         "STOPPING=1 still sent: {seen:?}"
     );
 }
+
+/// The example started as systemd would with socket activation: `fds` on
+/// descriptors 3…, `LISTEN_FDNAMES` set when `names` is. Returns the child
+/// and its output so far once it is ready, or exited.
+fn start_activated(
+    fds: Vec<OwnedFd>,
+    names: Option<&str>,
+    demo_addr: &str,
+) -> (std::process::Child, Vec<String>) {
+    use std::io::BufRead;
+    let n = fds.len();
+    let names = names
+        .map(|n| format!("LISTEN_FDNAMES={n} "))
+        .unwrap_or_default();
+    // `$$` is the shell's PID, which `exec` keeps: LISTEN_PID names the
+    // example's own process, as systemd would set it.
+    let script = format!(
+        "LISTEN_PID=$$ LISTEN_FDS={n} {names}exec '{}' DEMO_ADDR={demo_addr}",
+        example().display()
+    );
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(script)
+        .current_dir(std::env::temp_dir())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("LAMEDUCK_UPGRADE")
+        .env_remove("LISTEN_FDNAMES");
+    let mappings = fds
+        .into_iter()
+        .enumerate()
+        .map(|(i, fd)| FdMapping {
+            parent_fd: fd,
+            child_fd: 3 + i as i32,
+        })
+        .collect();
+    cmd.fd_mappings(mappings).unwrap();
+    let mut child = cmd.spawn().unwrap();
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for line in out.lines().map_while(Result::ok) {
+        let ready = line.starts_with("ready pid=");
+        lines.push(line);
+        if ready {
+            break;
+        }
+    }
+    (child, lines)
+}
+
+fn stop(mut child: std::process::Child) -> String {
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn activation_dual_stack_wildcard_serves_a_request_for_ipv4_any() {
+    // `ListenStream=PORT`: `[::]:PORT`, dual-stack, no FileDescriptorName.
+    let Ok(v6) = std::net::TcpListener::bind("[::]:0") else {
+        eprintln!("skipped: no IPv6 on this machine");
+        return;
+    };
+    let port = v6.local_addr().unwrap().port();
+    let ino = socket_inode(&v6);
+    let (child, lines) = start_activated(vec![OwnedFd::from(v6)], None, &format!("0.0.0.0:{port}"));
+    let pid = child.id();
+    let adopted = socket_inodes_of(pid).contains(&ino);
+    let served = http_get(([127, 0, 0, 1], port).into(), "/");
+    let err = stop(child);
+    assert!(adopted, "{lines:?} {err}");
+    assert_eq!(pid_of(&served.unwrap()), pid);
+}
+
+#[test]
+fn activation_matches_by_name_then_address_then_the_only_unnamed_socket() {
+    let cases: [(&str, Option<&str>, bool); 3] = [
+        // Named differently from what the program asks for, bound elsewhere:
+        // the name wins.
+        ("elsewhere", Some("http"), true),
+        // Another name, same address: the address wins.
+        ("same", Some("web"), false),
+        // No names at all, a single socket: that one.
+        ("elsewhere", None, true),
+    ];
+    for (bound, names, other_addr) in cases {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let ino = socket_inode(&l);
+        let have = l.local_addr().unwrap();
+        let asked = if other_addr { free_addr() } else { have };
+        let (child, lines) = start_activated(vec![OwnedFd::from(l)], names, &asked.to_string());
+        let adopted = socket_inodes_of(child.id()).contains(&ino);
+        let pid = child.id();
+        let served = http_get(have, "/");
+        let err = stop(child);
+        assert!(adopted, "{bound} {names:?}: {lines:?} {err}");
+        assert_eq!(pid_of(&served.unwrap()), pid);
+    }
+}
+
+#[test]
+fn activation_that_matches_nothing_fails_listing_what_was_passed() {
+    let passed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let asked = taken.local_addr().unwrap();
+    // Two named sockets, neither called "http" nor at the address asked for,
+    // which something else holds: the bind fails and says what was passed.
+    let (child, lines) = start_activated(
+        vec![OwnedFd::from(passed), OwnedFd::from(other)],
+        Some("metrics:admin"),
+        &asked.to_string(),
+    );
+    let err = stop(child);
+    assert!(
+        !lines.iter().any(|l| l.starts_with("ready pid=")),
+        "{lines:?}"
+    );
+    assert!(
+        err.contains("no socket-activated descriptor matched"),
+        "{err}"
+    );
+    assert!(err.contains("metrics=") && err.contains("admin="), "{err}");
+}

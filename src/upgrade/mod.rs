@@ -180,12 +180,20 @@ impl Upgrader {
 
     /// A listening TCP socket named `name`: the parent's, if it passed one
     /// under that name bound to `addr` (port 0 matches any port on the same
-    /// IP), otherwise a new one bound to `addr`. Non-blocking and
+    /// IP, and the wildcards `0.0.0.0` and `[::]` match each other on the
+    /// same port), otherwise a new one bound to `addr`. Non-blocking and
     /// close-on-exec.
+    ///
+    /// Sockets passed by systemd socket activation (feature `systemd`) are
+    /// matched more loosely, since the socket unit chose their names and
+    /// addresses: by name (`FileDescriptorName=`) first, then by address as
+    /// above (`ListenStream=8080` binds `[::]:8080`, which serves a request
+    /// for `0.0.0.0:8080`), then the only unnamed one.
     ///
     /// # Errors
     ///
-    /// Binding fails, or `name` is already in use in this process.
+    /// Binding fails (under socket activation the error lists the sockets
+    /// that were passed), or `name` is already in use in this process.
     pub fn listen_tcp(&self, name: &str, addr: SocketAddr) -> io::Result<TcpListener> {
         lock(&self.inner.sockets).listen_tcp(name, addr)
     }
@@ -416,7 +424,12 @@ impl UpgraderBuilder {
                 #[cfg(feature = "systemd")]
                 for (fd, name) in activated {
                     match fds::adopt_activated(fd, name.clone()) {
-                        Ok(named) => sockets.inherited.push(named),
+                        Ok(named) => {
+                            sockets
+                                .activated
+                                .push(format!("{name}={:?} (fd {fd})", named.addr));
+                            sockets.inherited.push(named);
+                        }
                         Err(e) => log::warn!(
                             target: "lameduck::upgrade",
                             "socket-activated descriptor {fd} ({name}) not adopted: {e}"
