@@ -204,18 +204,17 @@ mod app {
                     Either::Right(_) => break,
                 };
                 let in_flight = self.in_flight.clone();
-                in_flight.fetch_add(1, Ordering::SeqCst);
                 let info = self.info.clone();
+                let draining = cx.stop_signal();
                 smol::spawn(async move {
-                    if let Err(e) = respond(stream, &info).await {
+                    if let Err(e) = serve(stream, &info, &in_flight, draining).await {
                         log::warn!("request: {e}");
                     }
-                    in_flight.fetch_sub(1, Ordering::SeqCst);
                 })
                 .detach();
             }
-            // Drain: the requests already accepted finish (the lifecycle bounds
-            // how long that may take).
+            // Drain: the requests in flight finish (the lifecycle bounds how
+            // long that may take); idle connections close at once.
             while self.in_flight.load(Ordering::SeqCst) > 0 {
                 smol::Timer::after(Duration::from_millis(5)).await;
             }
@@ -223,31 +222,78 @@ mod app {
         }
     }
 
-    async fn respond<S>(mut stream: S, info: &str) -> std::io::Result<()>
+    /// One connection: a request in flight counts from the moment it has
+    /// been read whole until its answer is written. A connection that has
+    /// not sent a whole request (an idle keep-alive, a slow client) is not
+    /// in flight: it is closed when the drain begins.
+    async fn serve<S>(
+        mut stream: S,
+        info: &str,
+        in_flight: &AtomicUsize,
+        draining: lameduck::Signal,
+    ) -> std::io::Result<()>
     where
         S: smol::io::AsyncRead + smol::io::AsyncWrite + Unpin,
     {
+        let read = {
+            let read = std::pin::pin!(read_request(&mut stream));
+            match select(read, draining).await {
+                Either::Left((read, _)) => read,
+                // A client that connected just before the drain may not have
+                // sent its request yet: a moment for it, then close.
+                Either::Right((_, read)) => {
+                    let late = smol::Timer::after(Duration::from_millis(250));
+                    match select(read, late).await {
+                        Either::Left((read, _)) => read,
+                        Either::Right(_) => return Ok(()),
+                    }
+                }
+            }
+        };
+        let Some(path) = read? else {
+            return Ok(());
+        };
+        in_flight.fetch_add(1, Ordering::SeqCst);
+        let result = respond(&mut stream, &path, info).await;
+        in_flight.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+
+    /// The path of the next request, or `None` when the client closed or
+    /// sent something that is not HTTP.
+    async fn read_request<S>(stream: &mut S) -> std::io::Result<Option<String>>
+    where
+        S: smol::io::AsyncRead + Unpin,
+    {
         let mut buf = Vec::with_capacity(1024);
         let mut chunk = [0u8; 1024];
-        let path = loop {
+        loop {
             let n = stream.read(&mut chunk).await?;
             if n == 0 {
-                return Ok(());
+                return Ok(None);
             }
             buf.extend_from_slice(&chunk[..n]);
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(&buf) {
-                Ok(httparse::Status::Complete(_)) => break req.path.unwrap_or("/").to_owned(),
+                Ok(httparse::Status::Complete(_)) => {
+                    return Ok(Some(req.path.unwrap_or("/").to_owned()));
+                }
                 Ok(httparse::Status::Partial) if buf.len() < 16 * 1024 => continue,
-                _ => return Ok(()),
+                _ => return Ok(None),
             }
-        };
+        }
+    }
+
+    async fn respond<S>(stream: &mut S, path: &str, info: &str) -> std::io::Result<()>
+    where
+        S: smol::io::AsyncWrite + Unpin,
+    {
         let pid = std::process::id();
         let tag = env("DEMO_TAG")
             .map(|t| format!(" tag={t}"))
             .unwrap_or_default();
-        let body = match path.as_str() {
+        let body = match path {
             "/slow" => {
                 smol::Timer::after(Duration::from_millis(1500)).await;
                 format!("pid={pid}{tag}\n")

@@ -829,3 +829,31 @@ fn relative_pid_file_stays_in_the_start_directory() {
     assert_ne!(first, second);
     assert!(!std::path::Path::new("/pid").exists());
 }
+
+#[test]
+fn idle_connection_does_not_hold_the_old_process() {
+    let mut server = Server::start(&[]);
+    let old = server.pid();
+    // Connected, accepted, never sends a request.
+    let mut idle = std::net::TcpStream::connect(server.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    server.upgrade();
+    let took = start.elapsed();
+    // The lifecycle's shutdown timeout is 10 s: an idle connection counted
+    // as in flight would keep the old process that long.
+    assert!(
+        took < Duration::from_secs(4),
+        "old {old} took {took:?} to exit"
+    );
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    assert!(
+        matches!(idle.read(&mut buf), Ok(0) | Err(_)),
+        "the idle connection was closed"
+    );
+    // And the next upgrade is not refused meanwhile.
+    let again = Instant::now();
+    server.upgrade();
+    assert!(again.elapsed() < Duration::from_secs(4));
+}
