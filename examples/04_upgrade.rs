@@ -20,6 +20,7 @@
 //! | `DEMO_ADDR` | TCP address (default `127.0.0.1:8080`) |
 //! | `DEMO_UNIX` | also listen on this Unix socket path |
 //! | `DEMO_PID_FILE` | PID file |
+//! | `DEMO_CONTROL` | control socket: `04_upgrade reload` asks for an upgrade on it and exits non-zero when it fails |
 //! | `DEMO_GRACE_MS` | grace period for a new process (default 60 s) |
 //! | `DEMO_INIT_MS` | pretend initialisation takes this long |
 //! | `DEMO_CHDIR` | change the working directory after building the upgrader |
@@ -62,6 +63,9 @@ mod app {
     }
 
     pub(crate) fn main() -> Result<(), Box<dyn Error>> {
+        if std::env::args().nth(1).as_deref() == Some("reload") {
+            return reload();
+        }
         let started = Instant::now();
         if env("DEMO_QUIET").is_none() {
             log::set_logger(&STDOUT_LOGGER).map_err(|e| e.to_string())?;
@@ -71,6 +75,9 @@ mod app {
         let mut builder = Upgrader::builder();
         if let Some(path) = env("DEMO_PID_FILE") {
             builder = builder.pid_file(path);
+        }
+        if let Some(path) = env("DEMO_CONTROL") {
+            builder = builder.control_socket(path);
         }
         if let Some(ms) = env("DEMO_GRACE_MS") {
             builder = builder.grace_period(Duration::from_millis(ms.parse()?));
@@ -132,6 +139,23 @@ mod app {
         Ok(())
     }
 
+    /// `04_upgrade reload`: asks the running server for an upgrade on its
+    /// control socket and exits non-zero unless it succeeded (systemd's
+    /// `ExecReload=`).
+    fn reload() -> Result<(), Box<dyn Error>> {
+        let path = env("DEMO_CONTROL").ok_or("reload needs DEMO_CONTROL")?;
+        match lameduck::upgrade::request_upgrade(path) {
+            Ok(pid) => {
+                println!("upgraded pid={pid}");
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        }
+    }
+
     /// The inode of a Unix socket: the same across generations when the socket
     /// was handed over rather than bound anew.
     fn rustix_free_inode(l: &std::os::unix::net::UnixListener) -> std::io::Result<u64> {
@@ -160,7 +184,8 @@ mod app {
     struct Server<L> {
         listener: L,
         info: Arc<String>,
-        in_flight: Arc<AtomicUsize>,
+        /// Connections open: each is waited for by the drain.
+        open: Arc<AtomicUsize>,
     }
 
     impl<L> Server<L> {
@@ -168,7 +193,7 @@ mod app {
             Server {
                 listener,
                 info,
-                in_flight: Arc::new(AtomicUsize::new(0)),
+                open: Arc::new(AtomicUsize::new(0)),
             }
         }
     }
@@ -203,35 +228,32 @@ mod app {
                     Either::Left((stream, _)) => stream?,
                     Either::Right(_) => break,
                 };
-                let in_flight = self.in_flight.clone();
+                let open = self.open.clone();
+                open.fetch_add(1, Ordering::SeqCst);
                 let info = self.info.clone();
                 let draining = cx.stop_signal();
                 smol::spawn(async move {
-                    if let Err(e) = serve(stream, &info, &in_flight, draining).await {
+                    if let Err(e) = serve(stream, &info, draining).await {
                         log::warn!("request: {e}");
                     }
+                    open.fetch_sub(1, Ordering::SeqCst);
                 })
                 .detach();
             }
             // Drain: the requests in flight finish (the lifecycle bounds how
-            // long that may take); idle connections close at once.
-            while self.in_flight.load(Ordering::SeqCst) > 0 {
+            // long that may take); connections without one close within a
+            // moment (see `serve`).
+            while self.open.load(Ordering::SeqCst) > 0 {
                 smol::Timer::after(Duration::from_millis(5)).await;
             }
             Ok(())
         }
     }
 
-    /// One connection: a request in flight counts from the moment it has
-    /// been read whole until its answer is written. A connection that has
-    /// not sent a whole request (an idle keep-alive, a slow client) is not
-    /// in flight: it is closed when the drain begins.
-    async fn serve<S>(
-        mut stream: S,
-        info: &str,
-        in_flight: &AtomicUsize,
-        draining: lameduck::Signal,
-    ) -> std::io::Result<()>
+    /// One connection. Once the drain begins, a connection that has not sent
+    /// a whole request (an idle keep-alive, a slow client) gets a moment to
+    /// send one, then is closed: only requests in flight are waited for.
+    async fn serve<S>(mut stream: S, info: &str, draining: lameduck::Signal) -> std::io::Result<()>
     where
         S: smol::io::AsyncRead + smol::io::AsyncWrite + Unpin,
     {
@@ -253,10 +275,7 @@ mod app {
         let Some(path) = read? else {
             return Ok(());
         };
-        in_flight.fetch_add(1, Ordering::SeqCst);
-        let result = respond(&mut stream, &path, info).await;
-        in_flight.fetch_sub(1, Ordering::SeqCst);
-        result
+        respond(&mut stream, &path, info).await
     }
 
     /// The path of the next request, or `None` when the client closed or

@@ -807,7 +807,9 @@ fn a_manifest_for_another_process_is_ignored() {
 
 #[test]
 fn relative_pid_file_stays_in_the_start_directory() {
-    let mut server = Server::start_with(&example(), &["DEMO_CHDIR=/"], |c| {
+    let dir = temp_dir("relative-pid");
+    let elsewhere = format!("DEMO_CHDIR={}", dir.display());
+    let mut server = Server::start_with(&example(), &[&elsewhere], |c| {
         let args: Vec<_> = c
             .get_args()
             .map(|a| match a.to_str() {
@@ -827,7 +829,7 @@ fn relative_pid_file_stays_in_the_start_directory() {
     let first = server.pid();
     let second = server.upgrade();
     assert_ne!(first, second);
-    assert!(!std::path::Path::new("/pid").exists());
+    assert!(!dir.join("pid").exists(), "written after the chdir");
 }
 
 #[test]
@@ -856,4 +858,82 @@ fn idle_connection_does_not_hold_the_old_process() {
     let again = Instant::now();
     server.upgrade();
     assert!(again.elapsed() < Duration::from_secs(4));
+}
+
+/// `04_upgrade reload` against the control socket: (exit success, output).
+fn reload(control: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(example())
+        .arg("reload")
+        .arg(format!("DEMO_CONTROL={}", control.display()))
+        .env_remove("LAMEDUCK_UPGRADE")
+        .env("DEMO_QUIET", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn control_socket_tells_the_initiator_the_result() {
+    let dir = temp_dir("control");
+    let control = dir.join("control.sock");
+    let fail = dir.join("fail");
+    let server = Server::start(&[
+        &format!("DEMO_CONTROL={}", control.display()),
+        &format!("DEMO_FAIL_FILE={}", fail.display()),
+    ]);
+    // Success: the answer names the new process, which owns the PID file.
+    let old = server.pid();
+    let (ok, text) = reload(&control);
+    assert!(ok, "{text}");
+    let new: u32 = text
+        .trim()
+        .strip_prefix("upgraded pid=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(new, old);
+    assert_eq!(server.pid(), new);
+    wait_until(Duration::from_secs(15), || !process_exists(old));
+
+    // The new process crashes during init: the initiator learns it.
+    std::fs::write(&fail, "exit1").unwrap();
+    let (ok, text) = reload(&control);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("upgrade failed") && text.contains("exited"),
+        "{text}"
+    );
+    assert_eq!(server.pid(), new, "still serving");
+
+    // Refused while the previous generation is still draining.
+    std::fs::remove_file(&fail).unwrap();
+    let addr = server.addr;
+    let slow = std::thread::spawn(move || http_get(addr, "/slow"));
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, text) = reload(&control);
+    assert!(ok, "{text}");
+    let (ok, text) = reload(&control);
+    assert!(!ok, "{text}");
+    assert!(text.contains("upgrade refused"), "{text}");
+    slow.join().unwrap().unwrap();
+}
+
+#[test]
+fn control_socket_file_is_removed_on_a_final_stop_and_a_stale_one_replaced() {
+    let dir = temp_dir("control-stale");
+    let control = dir.join("control.sock");
+    // A stale socket file nobody listens on, as a crash leaves it.
+    drop(std::os::unix::net::UnixListener::bind(&control).unwrap());
+    let server = Server::start(&[&format!("DEMO_CONTROL={}", control.display())]);
+    let pid = server.pid();
+    signal(pid, rustix::process::Signal::TERM);
+    wait_until(Duration::from_secs(15), || !process_exists(pid));
+    assert!(!control.exists());
+    let (ok, text) = reload(&control);
+    assert!(!ok, "{text}");
 }

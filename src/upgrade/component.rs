@@ -5,7 +5,10 @@ use std::sync::atomic::Ordering;
 
 use futures::future::{Either, select};
 
-use super::Upgrader;
+use std::time::Duration;
+
+use super::control::{Control, Reply};
+use super::{UpgradeError, UpgradeErrorKind, Upgrader};
 use crate::component::Component;
 use crate::context::Context;
 use crate::error::BoxError;
@@ -21,7 +24,9 @@ use crate::signal::lock;
 ///   ready (closes unused inherited sockets, writes the PID file, tells the
 ///   parent) and upgrades on each SIGHUP until shutdown begins. SIGHUPs that
 ///   arrive while an upgrade is in flight are coalesced into at most one
-///   more attempt, which the in-flight rule then refuses.
+///   more attempt, which the in-flight rule then refuses. With a
+///   [control socket](super::UpgraderBuilder::control_socket) it also
+///   upgrades on each client's request and answers it with the result.
 /// * `stop` stops listening for SIGHUP and releases this process's
 ///   duplicates of its listening sockets; unless they were handed to a new
 ///   generation, it also removes their Unix socket files.
@@ -48,45 +53,86 @@ impl Component for UpgradeComponent {
         if !cx.handle().ready().await {
             return Ok(());
         }
-        self.upgrader.inner.mark_ready()?;
-        let rx = lock(&self.upgrader.inner.sighup)
-            .as_ref()
-            .map(|s| s.rx.clone());
-        let Some(rx) = rx else {
-            cx.shutdown_signal().await;
-            return Ok(());
-        };
+        let inner = &self.upgrader.inner;
+        let sighup = lock(&inner.sighup).as_ref().map(|s| s.rx.clone());
         // A SIGHUP that arrived during launch was a request made before the
-        // lifecycle was ready: refused, not deferred.
-        while rx.try_recv().is_ok() {
+        // lifecycle was ready: refused, not deferred. (Before the PID file
+        // names this process: a SIGHUP sent after that is served.)
+        while sighup.as_ref().is_some_and(|rx| rx.try_recv().is_ok()) {
             log::warn!(
                 target: "lameduck::upgrade",
                 "upgrade refused: SIGHUP arrived before the lifecycle was ready"
             );
         }
-        loop {
-            match select(std::pin::pin!(rx.recv()), cx.shutdown_signal()).await {
-                Either::Left((Ok(()), _)) => {}
-                _ => return Ok(()),
+        inner.mark_ready()?;
+        let (requests, control) = match lock(&inner.control).take() {
+            Some(listener) => {
+                let (tx, rx) = async_channel::bounded(1);
+                (Some(rx), Some(Control::serve(listener, tx)?))
             }
-            log::info!(target: "lameduck::upgrade", "SIGHUP: upgrading");
-            match select(self.upgrader.upgrade(), cx.shutdown_signal()).await {
-                Either::Left((Ok(done), _)) => log::info!(
-                    target: "lameduck::upgrade",
-                    "upgraded to process {} in {:?}", done.pid, done.elapsed
-                ),
-                Either::Left((Err(e), _)) => {
+            None => (None, None),
+        };
+        loop {
+            let next = {
+                let sig = std::pin::pin!(recv(sighup.as_ref()));
+                let req = std::pin::pin!(recv(requests.as_ref()));
+                match select(select(sig, req), cx.shutdown_signal()).await {
+                    Either::Left((Either::Left((Some(()), _)), _)) => None,
+                    Either::Left((Either::Right((Some(reply), _)), _)) => Some(reply),
+                    _ => return Ok(()),
+                }
+            };
+            log::info!(
+                target: "lameduck::upgrade",
+                "{}: upgrading",
+                if next.is_some() { "control socket" } else { "SIGHUP" }
+            );
+            let result = match select(self.upgrader.upgrade(), cx.shutdown_signal()).await {
+                Either::Left((result, _)) => result,
+                Either::Right(_) => Err(UpgradeError::new(
+                    UpgradeErrorKind::ShuttingDown,
+                    "shutdown began during the upgrade",
+                )),
+            };
+            match &result {
+                Ok(done) => {
+                    log::info!(
+                        target: "lameduck::upgrade",
+                        "upgraded to process {} in {:?}", done.pid, done.elapsed
+                    );
+                    // The next request must reach the new process.
+                    if let Some(c) = &control {
+                        c.stop();
+                    }
+                }
+                Err(e) => {
                     log::warn!(target: "lameduck::upgrade", "{e}");
                     // systemd (`Type=notify-reload`) sent that SIGHUP and
                     // waits for RELOADING=1 then READY=1: answer at once
                     // rather than leave it to its timeout. A failed upgrade
                     // has sent both already; shutting down, STOPPING=1 has.
                     #[cfg(feature = "systemd")]
-                    if e.is_refused() && e.kind() != super::UpgradeErrorKind::ShuttingDown {
+                    if next.is_none()
+                        && e.is_refused()
+                        && e.kind() != UpgradeErrorKind::ShuttingDown
+                    {
                         crate::systemd::notify_reload_refused();
                     }
                 }
-                Either::Right(_) => return Ok(()),
+            }
+            let stopping = matches!(&result, Err(e) if e.kind() == UpgradeErrorKind::ShuttingDown);
+            if let Some(reply) = next {
+                let (written, done) = futures::channel::oneshot::channel();
+                if reply.send(Reply { result, written }).is_ok() {
+                    // Before a successful upgrade's shutdown can end this
+                    // process: the client gets its answer (bounded, in case
+                    // it stopped reading).
+                    let bound = futures_timer::Delay::new(Duration::from_secs(2));
+                    let _ = select(done, bound).await;
+                }
+            }
+            if stopping {
+                return Ok(());
             }
         }
     }
@@ -106,6 +152,17 @@ impl Component for UpgradeComponent {
             }
         }
         Ok(())
+    }
+}
+
+/// The next item of `rx`; pending forever without one (or once it closed).
+async fn recv<T>(rx: Option<&async_channel::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => match rx.recv().await {
+            Ok(v) => Some(v),
+            Err(_) => futures::future::pending().await,
+        },
+        None => futures::future::pending().await,
     }
 }
 

@@ -52,6 +52,7 @@
 //! ```
 
 mod component;
+mod control;
 mod error;
 mod fds;
 mod manifest;
@@ -74,6 +75,7 @@ use crate::handle::Handle;
 use crate::signal::{Signal, lock};
 
 pub use component::UpgradeComponent;
+pub use control::request_upgrade;
 pub use error::{UpgradeError, UpgradeErrorKind};
 pub use parent::{Upgrade, Upgraded};
 
@@ -109,12 +111,35 @@ pub(crate) struct Inner {
     pub(crate) in_flight: AtomicBool,
     /// Set once an upgrade succeeded: the sockets are the new process's.
     pub(crate) handed_over: AtomicBool,
+    /// The control socket, until the component serves it.
+    pub(crate) control: Mutex<Option<UnixListener>>,
     /// Set once this generation told its parent it is ready.
     pub(crate) readied: AtomicBool,
     /// Write end of the readiness pipe, while the parent waits on it.
     ready_pipe: Mutex<Option<OwnedFd>>,
     pub(crate) parent_exited: Signal,
     pub(crate) is_child: bool,
+}
+
+/// The control socket: inherited, or bound anew over a stale file that
+/// nobody listens on (left by a crash).
+fn bind_control(sockets: &mut Sockets, path: &Path) -> io::Result<UnixListener> {
+    match sockets.listen_unix(control::NAME, path) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Err(c) if c.kind() == io::ErrorKind::ConnectionRefused => {
+                    log::info!(
+                        target: "lameduck::upgrade",
+                        "replacing stale control socket {}", path.display()
+                    );
+                    fds::unlink_socket_file(path);
+                    sockets.listen_unix(control::NAME, path)
+                }
+                _ => Err(e),
+            }
+        }
+        other => other,
+    }
 }
 
 /// Set when an [`Upgrader`] of this process adopted a parent generation's
@@ -163,6 +188,7 @@ pub struct UpgraderBuilder {
     sighup: bool,
     exe: Option<PathBuf>,
     args: Option<Vec<OsString>>,
+    control: Option<PathBuf>,
 }
 
 impl Upgrader {
@@ -175,6 +201,7 @@ impl Upgrader {
             sighup: true,
             exe: None,
             args: None,
+            control: None,
         }
     }
 
@@ -294,6 +321,38 @@ impl UpgraderBuilder {
     /// is called.
     pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.pid_file = Some(path.into());
+        self
+    }
+
+    /// Also accept upgrade requests on a Unix socket at `path`, and answer
+    /// each with the result: the new PID, or why it was refused or failed.
+    /// [`request_upgrade`] is the client (for a "reload" command, systemd's
+    /// `ExecReload=`). A relative path is resolved against the working
+    /// directory when [`build`](Self::build) is called.
+    ///
+    /// The socket is bound by the first generation (replacing a stale
+    /// socket file nobody listens on), handed to each new one like the
+    /// listeners, and removed on a final stop. Protect it with the
+    /// directory's permissions: whoever can connect can upgrade.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use lameduck::upgrade::{Upgrader, request_upgrade};
+    ///
+    /// if std::env::args().nth(1).as_deref() == Some("reload") {
+    ///     let pid = request_upgrade("/run/app/control.sock")?;
+    ///     println!("upgraded: new process {pid}");
+    ///     return Ok(());
+    /// }
+    /// let upgrader = Upgrader::builder()
+    ///     .control_socket("/run/app/control.sock")
+    ///     .build()?;
+    /// # drop(upgrader);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn control_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.control = Some(path.into());
         self
     }
 
@@ -445,6 +504,13 @@ impl UpgraderBuilder {
         } else {
             None
         };
+        let control = match self.control.map(|p| cwd.join(p)) {
+            Some(path) => Some(
+                bind_control(&mut sockets, &path)
+                    .map_err(|e| io_err("binding the control socket", e))?,
+            ),
+            None => None,
+        };
         if is_child {
             UPGRADED.store(true, Ordering::Release);
         }
@@ -461,6 +527,7 @@ impl UpgraderBuilder {
                 in_flight: AtomicBool::new(false),
                 handed_over: AtomicBool::new(false),
                 readied: AtomicBool::new(false),
+                control: Mutex::new(control),
                 ready_pipe: Mutex::new(ready_pipe),
                 parent_exited,
                 is_child,
