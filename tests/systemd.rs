@@ -479,3 +479,138 @@ fn activation_that_matches_nothing_fails_listing_what_was_passed() {
     );
     assert!(err.contains("metrics=") && err.contains("admin="), "{err}");
 }
+
+/// The example under Debian's `systemd-socket-activate`, which binds
+/// `listen`, waits for the first connection and then execs the example in
+/// its own process with `LISTEN_*` set.
+struct Activated {
+    child: std::process::Child,
+}
+
+impl Activated {
+    fn start(listen: &[String], fdnames: Option<&str>, demo_addr: &str) -> Activated {
+        let mut cmd = Command::new("systemd-socket-activate");
+        for l in listen {
+            cmd.arg("-l").arg(l);
+        }
+        if let Some(n) = fdnames {
+            cmd.arg(format!("--fdname={n}"));
+        }
+        cmd.arg("--")
+            .arg(example())
+            .arg(format!("DEMO_ADDR={demo_addr}"))
+            .arg("DEMO_QUIET=1")
+            .current_dir(std::env::temp_dir())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LAMEDUCK_UPGRADE");
+        let child = cmd.spawn().expect("systemd-socket-activate");
+        Activated { child }
+    }
+
+    /// The first request (its connection starts the program); retried while
+    /// `systemd-socket-activate` has not bound yet.
+    fn first_get(&self, addr: std::net::SocketAddr, target: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match http_get(addr, target) {
+                Ok(body) => return body,
+                Err(e) if std::time::Instant::now() > deadline => panic!("{addr}: {e}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+}
+
+impl Drop for Activated {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn local(port: u16) -> std::net::SocketAddr {
+    ([127, 0, 0, 1], port).into()
+}
+
+#[test]
+#[ignore = "needs systemd-socket-activate (Debian package systemd): run by .ci/run"]
+fn socket_activate_named_descriptor_is_adopted_by_name() {
+    let port = free_addr().port();
+    let a = Activated::start(
+        &[format!("127.0.0.1:{port}")],
+        Some("http"),
+        &free_addr().to_string(),
+    );
+    let body = a.first_get(local(port), "/");
+    assert_eq!(pid_of(&body), a.child.id(), "the activated socket serves");
+}
+
+#[test]
+#[ignore = "needs systemd-socket-activate (Debian package systemd): run by .ci/run"]
+fn socket_activate_single_unnamed_descriptor_is_adopted() {
+    let port = free_addr().port();
+    let a = Activated::start(
+        &[format!("127.0.0.1:{port}")],
+        None,
+        &free_addr().to_string(),
+    );
+    let body = a.first_get(local(port), "/");
+    assert_eq!(pid_of(&body), a.child.id());
+}
+
+#[test]
+#[ignore = "needs systemd-socket-activate (Debian package systemd): run by .ci/run"]
+fn socket_activate_two_sockets_the_unused_one_is_closed() {
+    let (metrics, http) = (free_addr().port(), free_addr().port());
+    let a = Activated::start(
+        &[format!("127.0.0.1:{metrics}"), format!("127.0.0.1:{http}")],
+        Some("metrics:http"),
+        &free_addr().to_string(),
+    );
+    let body = a.first_get(local(http), "/");
+    assert_eq!(pid_of(&body), a.child.id());
+    wait_until(Duration::from_secs(5), || {
+        !socket_inodes_of(a.child.id()).is_empty()
+            && std::net::TcpStream::connect(local(metrics)).is_err()
+    });
+}
+
+#[test]
+#[ignore = "needs systemd-socket-activate (Debian package systemd): run by .ci/run"]
+fn socket_activate_port_only_is_dual_stack_and_serves_a_request_for_ipv4_any() {
+    let port = free_addr().port();
+    // `-l PORT` binds `[::]:PORT`, as `ListenStream=PORT` does.
+    let a = Activated::start(&[port.to_string()], None, &format!("0.0.0.0:{port}"));
+    let body = a.first_get(local(port), "/");
+    assert_eq!(pid_of(&body), a.child.id());
+    if let Ok(body) = http_get(([0u16, 0, 0, 0, 0, 0, 0, 1], port).into(), "/") {
+        assert_eq!(pid_of(&body), a.child.id(), "IPv6 too");
+    }
+}
+
+#[test]
+#[ignore = "needs systemd-socket-activate (Debian package systemd): run by .ci/run"]
+fn socket_activate_leaves_no_listen_variables_for_children() {
+    let port = free_addr().port();
+    let a = Activated::start(
+        &[format!("127.0.0.1:{port}")],
+        Some("http"),
+        &free_addr().to_string(),
+    );
+    let first = a.first_get(local(port), "/env");
+    let pid = pid_of(&first);
+    assert!(first.contains("listen_env=absent"), "{first}");
+    // An upgraded generation gets the socket, and no LISTEN_* either.
+    signal(pid, rustix::process::Signal::HUP);
+    let mut second = String::new();
+    wait_until(Duration::from_secs(15), || {
+        second = http_get(local(port), "/env").unwrap_or_default();
+        !second.is_empty() && pid_of(&second) != pid
+    });
+    assert!(second.contains("listen_env=absent"), "{second}");
+    assert!(second.contains("upgrade_env=absent"), "{second}");
+    let new = pid_of(&second);
+    signal(new, rustix::process::Signal::KILL);
+}

@@ -166,9 +166,11 @@ fn adopt_checked(raw: RawFd, name: String, addr: Addr) -> io::Result<Named> {
 
 impl Sockets {
     /// The inherited socket for `name` and `want`, in this order: same name
-    /// and a matching address; then, among socket-activated ones only (their
-    /// names and addresses come from the socket unit): the same name; a
-    /// matching address; the only unnamed one of the right kind.
+    /// and a matching address; the same name (a parent generation passes on
+    /// a socket under the name it was asked for, whatever address socket
+    /// activation gave it); then, among socket-activated ones only (their
+    /// names and addresses come from the socket unit): a matching address;
+    /// the only unnamed one of the right kind.
     fn claim(&mut self, name: &str, want: Want<'_>) -> io::Result<Option<OwnedFd>> {
         if self.active.iter().any(|n| n.name == name) {
             return Err(io::Error::new(
@@ -179,7 +181,7 @@ impl Sockets {
         let inherited = &self.inherited;
         let find = |f: &dyn Fn(&Named) -> bool| inherited.iter().position(f);
         let found = find(&|n| n.name == name && want.matches(&n.addr))
-            .or_else(|| find(&|n| n.activated && n.name == name && want.same_kind(&n.addr)))
+            .or_else(|| find(&|n| n.name == name && want.same_kind(&n.addr)))
             .or_else(|| find(&|n| n.activated && want.matches(&n.addr)))
             .or_else(|| {
                 let unnamed: Vec<usize> = (0..inherited.len())
