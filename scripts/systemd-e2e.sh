@@ -167,7 +167,7 @@ stop_ms=$((($(date +%s%N) - t0) / 1000000))
 result=$(systemctl --user show -p Result --value app)
 status=$(systemctl --user show -p ExecMainStatus --value app)
 logged() { grep -q "^\[$last\] .*$1" "$WORK/app.log"; }
-show_log() { grep "^\[$last\]\|^exit pid=$last" "$WORK/app.log" | tail -25 >&2; }
+show_log() { tail -40 "$WORK/app.log" >&2; systemctl --user status app --no-pager >&2; }
 logged "phase: lame duck -> draining" || { show_log; fail "no lame duck logged by $last"; }
 logged "stopped \`http\`" || { show_log; fail "no drain logged by $last"; }
 grep "^\[$last\] .*\(shutdown requested\|lame duck\|draining\)" "$WORK/app.log" | sed 's/^/systemd-e2e:   /' 

@@ -614,3 +614,127 @@ fn socket_activate_leaves_no_listen_variables_for_children() {
     let new = pid_of(&second);
     signal(new, rustix::process::Signal::KILL);
 }
+
+/// Everything received so far (within `wait` of the last datagram).
+fn all(rx: &Receiver<Datagram>, wait: Duration) -> Vec<Datagram> {
+    let mut out = Vec::new();
+    while let Ok(d) = rx.recv_timeout(wait) {
+        out.push(d);
+    }
+    out
+}
+
+/// The datagrams without `STATUS=` and `WATCHDOG=` lines, as (pid, lines).
+fn essential(seen: &[Datagram]) -> Vec<(u32, Vec<String>)> {
+    seen.iter()
+        .map(|d| {
+            let lines: Vec<String> = d
+                .lines
+                .iter()
+                .filter(|l| !l.starts_with("STATUS=") && !l.starts_with("WATCHDOG="))
+                .map(|l| {
+                    // The clock value differs each time: keep the key.
+                    if l.starts_with("MONOTONIC_USEC=") {
+                        "MONOTONIC_USEC".to_owned()
+                    } else {
+                        l.clone()
+                    }
+                })
+                .collect();
+            (d.pid, lines)
+        })
+        .filter(|(_, l)| !l.is_empty())
+        .collect()
+}
+
+fn s(lines: &[&str]) -> Vec<String> {
+    lines.iter().map(|l| l.to_string()).collect()
+}
+
+#[test]
+fn notify_whole_sequence_with_sender_pids() {
+    let dir = temp_dir("notify-whole");
+    let path = dir.join("notify");
+    let fail = dir.join("fail");
+    let rx = collect(UnixDatagram::bind(&path).unwrap());
+    let fail_arg = format!("DEMO_FAIL_FILE={}", fail.display());
+    let server = Server::start_with(&example(), &[&fail_arg], |c| {
+        c.env("NOTIFY_SOCKET", &path).env("WATCHDOG_USEC", "200000");
+    });
+    let a = server.pid();
+    std::thread::sleep(Duration::from_millis(500));
+    let launch = all(&rx, Duration::from_millis(10));
+    assert_eq!(essential(&launch), [(a, s(&["READY=1"]))], "{launch:?}");
+    assert!(
+        count(&launch, "WATCHDOG=1") >= 2,
+        "watchdog from {a}: {launch:?}"
+    );
+
+    // Upgrade, with a slow request keeping the old process a while.
+    let addr = server.addr;
+    let slow = std::thread::spawn(move || http_get(addr, "/slow"));
+    std::thread::sleep(Duration::from_millis(200));
+    signal(a, rustix::process::Signal::HUP);
+    wait_until(Duration::from_secs(10), || {
+        server.try_pid().is_some_and(|p| p != a)
+    });
+    let b = server.pid();
+    // Refused by the new process while its parent drains.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(process_exists(a), "the old process is still draining");
+    signal(b, rustix::process::Signal::HUP);
+    slow.join().unwrap().unwrap();
+    wait_until(Duration::from_secs(15), || !process_exists(a));
+    // A failed upgrade: the new process exits during init.
+    std::fs::write(&fail, "exit1").unwrap();
+    // The new process sees its parent's exit a moment after it happens:
+    // until then it refuses (each refusal answered RELOADING=1, READY=1).
+    let failed = (0..20).any(|_| {
+        server.drain_lines();
+        signal(b, rustix::process::Signal::HUP);
+        server
+            .wait_line(
+                |l| l.contains("upgrade failed") || l.contains("upgrade refused"),
+                Duration::from_secs(10),
+            )
+            .is_some_and(|l| l.contains("upgrade failed"))
+    });
+    assert!(failed, "the upgrade failed");
+    std::thread::sleep(Duration::from_millis(300));
+    // Stop.
+    signal(b, rustix::process::Signal::TERM);
+    wait_until(Duration::from_secs(15), || !process_exists(b));
+    let rest = all(&rx, Duration::from_millis(300));
+    let got = essential(&rest);
+    let reload_pair = [
+        (b, s(&["RELOADING=1", "MONOTONIC_USEC"])),
+        (b, s(&["READY=1"])),
+    ];
+    let handover = [
+        (a, s(&["RELOADING=1", "MONOTONIC_USEC"])),
+        (a, vec![format!("MAINPID={b}"), "READY=1".into()]),
+    ];
+    assert!(got.len() >= 7 && got.len() % 2 == 1, "{got:?}");
+    assert_eq!(got[..2], handover, "{rest:?}");
+    // The refusal, any refusals while the parent's exit was not yet seen,
+    // and the failed upgrade: each a RELOADING=1 then READY=1 from the new
+    // main process.
+    for pair in got[2..got.len() - 1].chunks(2) {
+        assert_eq!(pair, reload_pair, "{got:?}");
+    }
+    assert_eq!(got[got.len() - 1], (b, s(&["STOPPING=1"])), "{got:?}");
+    let after_handover = rest
+        .iter()
+        .skip_while(|d| !d.lines.iter().any(|l| l.starts_with("MAINPID=")))
+        .skip(1);
+    assert!(
+        after_handover.clone().all(|d| d.pid != a),
+        "nothing from {a} after MAINPID=: {rest:?}"
+    );
+    assert!(
+        after_handover
+            .filter(|d| d.pid == b)
+            .any(|d| d.lines.iter().any(|l| l == "WATCHDOG=1")),
+        "the new main process pings the watchdog: {rest:?}"
+    );
+}
