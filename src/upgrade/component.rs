@@ -2,10 +2,9 @@
 
 use std::fmt;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use futures::future::{Either, select};
-
-use std::time::Duration;
 
 use super::control::{Control, Reply};
 use super::{UpgradeError, UpgradeErrorKind, Upgrader};

@@ -192,6 +192,10 @@ fn kind_named(name: &str) -> UpgradeErrorKind {
 /// for a program's "reload" command (systemd's `ExecReload=`): exit non-zero
 /// when it fails, and `systemctl reload` fails with it.
 ///
+/// Blocks until the answer comes: at once for a refusal, otherwise when the
+/// new process is ready or has failed (at most the server's
+/// [grace period](super::UpgraderBuilder::grace_period) and a moment).
+///
 /// # Errors
 ///
 /// The upgrade was refused or failed (the error's [kind](UpgradeError::kind)
