@@ -112,7 +112,8 @@ impl UpgraderBuilder {
 
     /// Also accept upgrade requests on a Unix socket at `path`, and answer
     /// each with the result: the new PID, or why it was refused or failed.
-    /// [`request_upgrade`](super::request_upgrade) is the client (for a "reload" command, systemd's
+    /// [`request_upgrade`](super::request_upgrade) is the client (for a
+    /// "reload" command, systemd's
     /// `ExecReload=`). A relative path is resolved against the working
     /// directory when [`build`](Self::build) is called.
     ///
