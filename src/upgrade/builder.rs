@@ -113,9 +113,9 @@ impl UpgraderBuilder {
     /// Also accept upgrade requests on a Unix socket at `path`, and answer
     /// each with the result: the new PID, or why it was refused or failed.
     /// [`request_upgrade`](super::request_upgrade) is the client (for a
-    /// "reload" command, systemd's
-    /// `ExecReload=`). A relative path is resolved against the working
-    /// directory when [`build`](Self::build) is called.
+    /// "reload" command, systemd's `ExecReload=`). A relative path is
+    /// resolved against the working directory when [`build`](Self::build)
+    /// is called.
     ///
     /// The socket is bound by the first generation (replacing a stale
     /// socket file nobody listens on), handed to each new one like the
