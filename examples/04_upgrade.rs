@@ -11,7 +11,8 @@
 //!
 //! Paths: `/` answers the PID, `/slow` the same after 1.5 s, `/fds` the
 //! number of open descriptors, `/sock` the listening address (and the Unix
-//! socket's inode). Settings come from `NAME=value` arguments or the
+//! socket's inode), `/env` whether the hand-over variables are still in its
+//! environment. Settings come from `NAME=value` arguments or the
 //! environment:
 //!
 //! | variable | meaning |
@@ -19,8 +20,10 @@
 //! | `DEMO_ADDR` | TCP address (default `127.0.0.1:8080`) |
 //! | `DEMO_UNIX` | also listen on this Unix socket path |
 //! | `DEMO_PID_FILE` | PID file |
+//! | `DEMO_CONTROL` | control socket: `04_upgrade reload` asks for an upgrade on it and exits non-zero when it fails |
 //! | `DEMO_GRACE_MS` | grace period for a new process (default 60 s) |
 //! | `DEMO_INIT_MS` | pretend initialisation takes this long |
+//! | `DEMO_CHDIR` | change the working directory after building the upgrader |
 //! | `DEMO_FAIL_FILE` | a new generation reads this file, if present: `exit1`, `panic` or `hang` during init |
 //! | `DEMO_TAG` | a word added to every answer |
 //! | `DEMO_QUIET` | no log lines |
@@ -60,6 +63,9 @@ mod app {
     }
 
     pub(crate) fn main() -> Result<(), Box<dyn Error>> {
+        if std::env::args().nth(1).as_deref() == Some("reload") {
+            return reload();
+        }
         let started = Instant::now();
         if env("DEMO_QUIET").is_none() {
             log::set_logger(&STDOUT_LOGGER).map_err(|e| e.to_string())?;
@@ -70,12 +76,18 @@ mod app {
         if let Some(path) = env("DEMO_PID_FILE") {
             builder = builder.pid_file(path);
         }
+        if let Some(path) = env("DEMO_CONTROL") {
+            builder = builder.control_socket(path);
+        }
         if let Some(ms) = env("DEMO_GRACE_MS") {
             builder = builder.grace_period(Duration::from_millis(ms.parse()?));
         }
         let upgrader = builder.build()?;
         if upgrader.is_upgraded() {
             misbehave_if_asked();
+        }
+        if let Some(dir) = env("DEMO_CHDIR") {
+            std::env::set_current_dir(dir)?;
         }
         if let Some(ms) = env("DEMO_INIT_MS") {
             std::thread::sleep(Duration::from_millis(ms.parse()?));
@@ -99,6 +111,11 @@ mod app {
                 Server::new(smol::net::unix::UnixListener::try_from(unix)?, info),
             );
         }
+        // SIGTERM (`systemctl stop`) and SIGINT stop it gracefully.
+        #[cfg(feature = "signals")]
+        {
+            lifecycle = lifecycle.signals(lameduck::Signals::new());
+        }
         lifecycle = lifecycle.component("upgrade", upgrader.component());
         #[cfg(feature = "systemd")]
         {
@@ -120,6 +137,23 @@ mod app {
         println!("exit pid={} ok={}", std::process::id(), result.is_ok());
         result?;
         Ok(())
+    }
+
+    /// `04_upgrade reload`: asks the running server for an upgrade on its
+    /// control socket and exits non-zero unless it succeeded (systemd's
+    /// `ExecReload=`).
+    fn reload() -> Result<(), Box<dyn Error>> {
+        let path = env("DEMO_CONTROL").ok_or("reload needs DEMO_CONTROL")?;
+        match lameduck::upgrade::request_upgrade(path) {
+            Ok(pid) => {
+                println!("upgraded pid={pid}");
+                Ok(())
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        }
     }
 
     /// The inode of a Unix socket: the same across generations when the socket
@@ -150,7 +184,8 @@ mod app {
     struct Server<L> {
         listener: L,
         info: Arc<String>,
-        in_flight: Arc<AtomicUsize>,
+        /// Connections open: each is waited for by the drain.
+        open: Arc<AtomicUsize>,
     }
 
     impl<L> Server<L> {
@@ -158,7 +193,7 @@ mod app {
             Server {
                 listener,
                 info,
-                in_flight: Arc::new(AtomicUsize::new(0)),
+                open: Arc::new(AtomicUsize::new(0)),
             }
         }
     }
@@ -193,51 +228,91 @@ mod app {
                     Either::Left((stream, _)) => stream?,
                     Either::Right(_) => break,
                 };
-                let in_flight = self.in_flight.clone();
-                in_flight.fetch_add(1, Ordering::SeqCst);
+                let open = self.open.clone();
+                open.fetch_add(1, Ordering::SeqCst);
                 let info = self.info.clone();
+                let draining = cx.stop_signal();
                 smol::spawn(async move {
-                    if let Err(e) = respond(stream, &info).await {
+                    if let Err(e) = serve(stream, &info, draining).await {
                         log::warn!("request: {e}");
                     }
-                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    open.fetch_sub(1, Ordering::SeqCst);
                 })
                 .detach();
             }
-            // Drain: the requests already accepted finish (the lifecycle bounds
-            // how long that may take).
-            while self.in_flight.load(Ordering::SeqCst) > 0 {
+            // Drain: the requests in flight finish (the lifecycle bounds how
+            // long that may take); connections without one close within a
+            // moment (see `serve`).
+            while self.open.load(Ordering::SeqCst) > 0 {
                 smol::Timer::after(Duration::from_millis(5)).await;
             }
             Ok(())
         }
     }
 
-    async fn respond<S>(mut stream: S, info: &str) -> std::io::Result<()>
+    /// One connection. Once the drain begins, a connection that has not sent
+    /// a whole request (an idle keep-alive, a slow client) gets a moment to
+    /// send one, then is closed: only requests in flight are waited for.
+    async fn serve<S>(mut stream: S, info: &str, draining: lameduck::Signal) -> std::io::Result<()>
     where
         S: smol::io::AsyncRead + smol::io::AsyncWrite + Unpin,
     {
+        let read = {
+            let read = std::pin::pin!(read_request(&mut stream));
+            match select(read, draining).await {
+                Either::Left((read, _)) => read,
+                // A client that connected just before the drain may not have
+                // sent its request yet: a moment for it, then close.
+                Either::Right((_, read)) => {
+                    let late = smol::Timer::after(Duration::from_millis(250));
+                    match select(read, late).await {
+                        Either::Left((read, _)) => read,
+                        Either::Right(_) => return Ok(()),
+                    }
+                }
+            }
+        };
+        let Some(path) = read? else {
+            return Ok(());
+        };
+        respond(&mut stream, &path, info).await
+    }
+
+    /// The path of the next request, or `None` when the client closed or
+    /// sent something that is not HTTP.
+    async fn read_request<S>(stream: &mut S) -> std::io::Result<Option<String>>
+    where
+        S: smol::io::AsyncRead + Unpin,
+    {
         let mut buf = Vec::with_capacity(1024);
         let mut chunk = [0u8; 1024];
-        let path = loop {
+        loop {
             let n = stream.read(&mut chunk).await?;
             if n == 0 {
-                return Ok(());
+                return Ok(None);
             }
             buf.extend_from_slice(&chunk[..n]);
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(&buf) {
-                Ok(httparse::Status::Complete(_)) => break req.path.unwrap_or("/").to_owned(),
+                Ok(httparse::Status::Complete(_)) => {
+                    return Ok(Some(req.path.unwrap_or("/").to_owned()));
+                }
                 Ok(httparse::Status::Partial) if buf.len() < 16 * 1024 => continue,
-                _ => return Ok(()),
+                _ => return Ok(None),
             }
-        };
+        }
+    }
+
+    async fn respond<S>(stream: &mut S, path: &str, info: &str) -> std::io::Result<()>
+    where
+        S: smol::io::AsyncWrite + Unpin,
+    {
         let pid = std::process::id();
         let tag = env("DEMO_TAG")
             .map(|t| format!(" tag={t}"))
             .unwrap_or_default();
-        let body = match path.as_str() {
+        let body = match path {
             "/slow" => {
                 smol::Timer::after(Duration::from_millis(1500)).await;
                 format!("pid={pid}{tag}\n")
@@ -247,6 +322,17 @@ mod app {
                 std::fs::read_dir("/proc/self/fd")?.count()
             ),
             "/sock" => format!("pid={pid} {info}\n"),
+            "/env" => {
+                let has = |name| match std::env::var_os(name) {
+                    Some(_) => "present",
+                    None => "absent",
+                };
+                format!(
+                    "pid={pid} upgrade_env={} listen_env={}\n",
+                    has("LAMEDUCK_UPGRADE"),
+                    has("LISTEN_FDS")
+                )
+            }
             _ => format!("pid={pid}{tag}\n"),
         };
         let head = format!(

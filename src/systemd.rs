@@ -2,14 +2,22 @@
 //!
 //! * [`component`] returns a lifecycle component that sends `READY=1` once
 //!   every component is ready, `STATUS=` with the phase, `WATCHDOG=1` every
-//!   half `WATCHDOG_USEC` while [`Handle::is_healthy`](crate::Handle::is_healthy)
-//!   passes (every registered check, not only the liveness probe's), and
-//!   `STOPPING=1` the moment shutdown begins.
+//!   half `WATCHDOG_USEC` while the [liveness probe](crate::Probe::Liveness)
+//!   passes, and `STOPPING=1` the moment shutdown begins.
+//! * The watchdog follows the liveness probe only, as the kubelet does:
+//!   readiness-only checks (a database outage) never stop the pings, since
+//!   a restart would not help. Each check runs within its own
+//!   [timeout](crate::CheckOptions::timeout) and the whole round within half
+//!   a quarter of the watchdog period; a hanging check counts as failing, and never
+//!   delays `STOPPING=1`.
 //! * With the [`upgrade`](crate::upgrade) protocol: `RELOADING=1` and
 //!   `MONOTONIC_USEC=` in one datagram when an upgrade starts, then
 //!   `MAINPID=<new>` and `READY=1` from the old process when the new one is
 //!   ready (the new generation does not send `READY=1` itself), or `READY=1`
-//!   again when the upgrade failed.
+//!   again when the upgrade failed. After `MAINPID=` the old process sends
+//!   nothing more, not even `STOPPING=1` when its own shutdown begins: the
+//!   service is then the new process's, and a `STOPPING=1` from the old one
+//!   would read as the service stopping.
 //! * Socket activation: descriptors passed by systemd (`LISTEN_FDS`,
 //!   `LISTEN_PID`, `LISTEN_FDNAMES`) are adopted by the first generation's
 //!   [`Upgrader`](crate::upgrade::Upgrader) under their names and handed on
@@ -36,6 +44,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::future::{Either, select};
@@ -44,15 +53,28 @@ use sd_notify::NotifyState;
 use crate::component::Component;
 use crate::context::Context;
 use crate::error::BoxError;
+use crate::handle::Handle;
+use crate::health::Probe;
+
+/// Set once this process has sent `MAINPID=` for its successor: from then
+/// on systemd treats every datagram from it as the service's (with
+/// `NotifyAccess=all`, a `STOPPING=1` would stop the unit and kill the new
+/// main process), so it sends nothing more.
+static HANDED_OVER: AtomicBool = AtomicBool::new(false);
 
 /// Sends one notification datagram (`KEY=VALUE` lines) to `NOTIFY_SOCKET`.
-/// Does nothing when `NOTIFY_SOCKET` is not set.
+/// Does nothing when `NOTIFY_SOCKET` is not set, or once this process has
+/// handed the service over to a new generation (`MAINPID=`): the service is
+/// then the new process's to describe.
 ///
 /// # Errors
 ///
 /// The socket cannot be reached, or an abstract address is used on a
 /// platform without them.
 pub fn notify(state: &str) -> io::Result<()> {
+    if HANDED_OVER.load(Ordering::Acquire) {
+        return Ok(());
+    }
     match std::env::var_os("NOTIFY_SOCKET") {
         Some(addr) => send(&addr, state.as_bytes()),
         None => Ok(()),
@@ -119,11 +141,23 @@ pub(crate) fn notify_reloading() {
     notify_states(&states);
 }
 
+/// The last datagram this process sends: the service is the new process's.
 pub(crate) fn notify_main_pid(pid: u32) {
     notify_states(&[
         NotifyState::MainPid(pid),
         NotifyState::Ready,
-        NotifyState::Status("handed over to the new process; draining"),
+        NotifyState::Status("handed over to the new process"),
+    ]);
+    HANDED_OVER.store(true, Ordering::Release);
+}
+
+/// A reload systemd asked for (SIGHUP) that was refused: it still gets its
+/// RELOADING=1 … READY=1 pair, so it never waits for a timeout.
+pub(crate) fn notify_reload_refused() {
+    notify_reloading();
+    notify_states(&[
+        NotifyState::Ready,
+        NotifyState::Status("upgrade refused; running"),
     ]);
 }
 
@@ -150,7 +184,7 @@ pub(crate) fn listen_fds() -> Vec<(RawFd, String)> {
 /// with `MAINPID=`, and the watchdog belongs to it regardless of
 /// `WATCHDOG_PID`).
 fn is_upgraded() -> bool {
-    std::env::var_os("LAMEDUCK_UPGRADE").is_some()
+    crate::upgrade::process_is_upgraded()
 }
 
 /// The watchdog period for this process, if systemd asked for one.
@@ -160,6 +194,48 @@ fn watchdog_period() -> Option<Duration> {
         return Some(Duration::from_micros(usec)).filter(|d| !d.is_zero());
     }
     sd_notify::watchdog_enabled().filter(|d| !d.is_zero())
+}
+
+/// The liveness probe's verdict, each check within its own timeout and the
+/// whole round within `bound` (past it: failing); `None` once shutdown
+/// begins, so `STOPPING=1` never waits for a check.
+async fn liveness(handle: &Handle, bound: Duration, cx: &Context) -> Option<bool> {
+    let check = std::pin::pin!(handle.probes().check(Probe::Liveness));
+    let bounded = select(
+        check,
+        futures_timer::Delay::new(bound.max(Duration::from_millis(1))),
+    );
+    match select(bounded, cx.shutdown_signal()).await {
+        Either::Left((Either::Left((report, _)), _)) => Some(report.is_passing()),
+        Either::Left((Either::Right(_), _)) => {
+            log::warn!(
+                target: "lameduck::systemd",
+                "liveness probe still running after {bound:?}: counted as failing"
+            );
+            Some(false)
+        }
+        Either::Right(_) => None,
+    }
+}
+
+/// Pings every half `period` while the liveness probe passes, until shutdown
+/// begins. A round's check is bounded by a quarter period, so two pings are
+/// never more than three quarters of a period apart.
+async fn watchdog(handle: &Handle, period: Duration, cx: &Context) {
+    loop {
+        let tick = futures_timer::Delay::new(period / 2);
+        match liveness(handle, period / 4, cx).await {
+            Some(true) => notify_states(&[NotifyState::Watchdog]),
+            Some(false) => log::warn!(
+                target: "lameduck::systemd",
+                "liveness probe failing: no watchdog ping"
+            ),
+            None => return,
+        }
+        if let Either::Right(_) = select(tick, cx.shutdown_signal()).await {
+            return;
+        }
+    }
 }
 
 /// The systemd notifier as a lifecycle component. See the
@@ -188,22 +264,9 @@ impl Component for Notifier {
             } else {
                 notify_states(&[NotifyState::Ready, NotifyState::Status("running")]);
             }
-            let watchdog = watchdog_period();
-            loop {
-                let tick = match watchdog {
-                    Some(p) => Either::Left(futures_timer::Delay::new(p / 2)),
-                    None => Either::Right(futures::future::pending::<()>()),
-                };
-                match select(tick, cx.shutdown_signal()).await {
-                    Either::Left(_) => {
-                        if handle.is_healthy().await {
-                            notify_states(&[NotifyState::Watchdog]);
-                        } else {
-                            log::warn!(target: "lameduck::systemd", "liveness failing: no watchdog ping");
-                        }
-                    }
-                    Either::Right(_) => break,
-                }
+            match watchdog_period() {
+                Some(period) => watchdog(&handle, period, cx).await,
+                None => cx.shutdown_signal().await,
             }
         }
         notify_states(&[NotifyState::Stopping, NotifyState::Status("stopping")]);

@@ -365,7 +365,10 @@ fn child_checks_each_descriptor_before_adopting_it() {
             .arg("DEMO_QUIET=1")
             .env(
                 "LAMEDUCK_UPGRADE",
-                format!("lameduck-upgrade/1;listener=5,http,{addr}"),
+                format!(
+                    "lameduck-upgrade/1;pid={};listener=5,http,{addr}",
+                    std::process::id()
+                ),
             )
             .fd_mappings(vec![FdMapping {
                 parent_fd: fd,
@@ -682,4 +685,261 @@ fn measure_sighup_to_ready() {
         to_ready.len(),
         median(overhead),
     );
+}
+
+#[test]
+fn unix_socket_file_is_removed_on_a_final_stop_and_kept_across_upgrades() {
+    let dir = temp_dir("unix-final-stop");
+    let path = dir.join("s.sock");
+    let unix_arg = format!("DEMO_UNIX={}", path.display());
+    for round in 0..2 {
+        let mut server = Server::start(&[&unix_arg]);
+        let pid = server.upgrade();
+        assert!(path.exists(), "round {round}: the new generation owns it");
+        assert_eq!(pid_of(&unix_get(&path, "/").unwrap()), pid);
+        signal(pid, rustix::process::Signal::TERM);
+        wait_until(Duration::from_secs(15), || !process_exists(pid));
+        assert!(
+            !path.exists(),
+            "round {round}: removed on the final stop, so the next start can bind"
+        );
+    }
+}
+
+#[test]
+fn unused_inherited_unix_socket_file_is_removed() {
+    let dir = temp_dir("unix-unused");
+    let path = dir.join("unused.sock");
+    let mut p = InProcess::new(0);
+    // The child (the example, without DEMO_UNIX) never asks for it.
+    let _unix = p.upgrader.listen_unix("unused", &path).unwrap();
+    let lifecycle = p.lifecycle.take().unwrap();
+    let runner = std::thread::spawn(move || futures::executor::block_on(lifecycle.run()));
+    let child = futures::executor::block_on(async {
+        p.ready().await;
+        p.upgrader.upgrade().await.expect("upgrade").pid
+    });
+    let removed = !path.exists();
+    signal(child, rustix::process::Signal::KILL);
+    runner.join().unwrap().unwrap();
+    assert!(
+        removed,
+        "the child closed and removed the socket nobody asked for"
+    );
+}
+
+#[test]
+fn sighup_during_launch_is_refused_not_fatal() {
+    use std::io::BufRead;
+    let addr = free_addr();
+    let mut child = std::process::Command::new(example())
+        .arg(format!("DEMO_ADDR={addr}"))
+        .arg("DEMO_INIT_MS=1500")
+        .env_remove("LAMEDUCK_UPGRADE")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let out = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    signal(pid, rustix::process::Signal::HUP);
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let seen = |lines: &[String], what: &str| lines.iter().any(|l| l.contains(what));
+    while Instant::now() < deadline
+        && process_exists(pid)
+        && !(seen(&lines, "refused") && seen(&lines, "ready pid="))
+    {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(100)) {
+            lines.push(l);
+        }
+    }
+    let alive = process_exists(pid);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(alive, "the early SIGHUP killed the process: {lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("upgrade refused")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("ready pid=")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn hand_over_variable_is_gone_after_reading() {
+    let mut server = Server::start(&[]);
+    server.upgrade();
+    let body = http_get(server.addr, "/env").unwrap();
+    assert!(body.contains("upgrade_env=absent"), "{body}");
+}
+
+#[test]
+fn a_manifest_for_another_process_is_ignored() {
+    // As a grandchild would see it: a manifest naming a parent that is not
+    // this process's, with descriptors that are not there.
+    let addr = free_addr();
+    let out = std::process::Command::new(example())
+        .arg(format!("DEMO_ADDR={addr}"))
+        .arg("DEMO_QUIET=1")
+        .env(
+            "LAMEDUCK_UPGRADE",
+            "lameduck-upgrade/1;pid=1;ready=3;parent=4;listener=5,http,tcp:127.0.0.1:1",
+        )
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = out.id();
+    let served = (0..500).find_map(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        http_get(addr, "/env").ok()
+    });
+    signal(pid, rustix::process::Signal::KILL);
+    let out = out.wait_with_output().unwrap();
+    let body =
+        served.unwrap_or_else(|| panic!("never served: {}", String::from_utf8_lossy(&out.stdout)));
+    assert_eq!(pid_of(&body), pid);
+    assert!(body.contains("upgrade_env=absent"), "{body}");
+}
+
+#[test]
+fn relative_pid_file_stays_in_the_start_directory() {
+    let dir = temp_dir("relative-pid");
+    let elsewhere = format!("DEMO_CHDIR={}", dir.display());
+    let mut server = Server::start_with(&example(), &[&elsewhere], |c| {
+        let args: Vec<_> = c
+            .get_args()
+            .map(|a| match a.to_str() {
+                Some(s) if s.starts_with("DEMO_PID_FILE=") => "DEMO_PID_FILE=pid".into(),
+                _ => a.to_owned(),
+            })
+            .collect();
+        let mut cmd = std::process::Command::new(c.get_program());
+        cmd.args(args)
+            .current_dir(c.get_current_dir().unwrap())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .env_remove("LAMEDUCK_UPGRADE")
+            .env_remove("NOTIFY_SOCKET");
+        *c = cmd;
+    });
+    let first = server.pid();
+    let second = server.upgrade();
+    assert_ne!(first, second);
+    assert!(!dir.join("pid").exists(), "written after the chdir");
+}
+
+#[test]
+fn idle_connection_does_not_hold_the_old_process() {
+    let mut server = Server::start(&[]);
+    let old = server.pid();
+    // Connected, accepted, never sends a request.
+    let mut idle = std::net::TcpStream::connect(server.addr).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    server.upgrade();
+    let took = start.elapsed();
+    // The lifecycle's shutdown timeout is 10 s: an idle connection counted
+    // as in flight would keep the old process that long.
+    assert!(
+        took < Duration::from_secs(4),
+        "old {old} took {took:?} to exit"
+    );
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    assert!(
+        matches!(idle.read(&mut buf), Ok(0) | Err(_)),
+        "the idle connection was closed"
+    );
+    // And the next upgrade is not refused meanwhile.
+    let again = Instant::now();
+    server.upgrade();
+    assert!(again.elapsed() < Duration::from_secs(4));
+}
+
+/// `04_upgrade reload` against the control socket: (exit success, output).
+fn reload(control: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(example())
+        .arg("reload")
+        .arg(format!("DEMO_CONTROL={}", control.display()))
+        .env_remove("LAMEDUCK_UPGRADE")
+        .env("DEMO_QUIET", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn control_socket_tells_the_initiator_the_result() {
+    let dir = temp_dir("control");
+    let control = dir.join("control.sock");
+    let fail = dir.join("fail");
+    let server = Server::start(&[
+        &format!("DEMO_CONTROL={}", control.display()),
+        &format!("DEMO_FAIL_FILE={}", fail.display()),
+    ]);
+    // Success: the answer names the new process, which owns the PID file.
+    let old = server.pid();
+    let (ok, text) = reload(&control);
+    assert!(ok, "{text}");
+    let new: u32 = text
+        .trim()
+        .strip_prefix("upgraded pid=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(new, old);
+    assert_eq!(server.pid(), new);
+    wait_until(Duration::from_secs(15), || !process_exists(old));
+
+    // The new process crashes during init: the initiator learns it.
+    std::fs::write(&fail, "exit1").unwrap();
+    let (ok, text) = reload(&control);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("upgrade failed") && text.contains("exited"),
+        "{text}"
+    );
+    assert_eq!(server.pid(), new, "still serving");
+
+    // Refused while the previous generation is still draining.
+    std::fs::remove_file(&fail).unwrap();
+    let addr = server.addr;
+    let slow = std::thread::spawn(move || http_get(addr, "/slow"));
+    std::thread::sleep(Duration::from_millis(300));
+    let (ok, text) = reload(&control);
+    assert!(ok, "{text}");
+    let (ok, text) = reload(&control);
+    assert!(!ok, "{text}");
+    assert!(text.contains("upgrade refused"), "{text}");
+    slow.join().unwrap().unwrap();
+}
+
+#[test]
+fn control_socket_file_is_removed_on_a_final_stop_and_a_stale_one_replaced() {
+    let dir = temp_dir("control-stale");
+    let control = dir.join("control.sock");
+    // A stale socket file nobody listens on, as a crash leaves it.
+    drop(std::os::unix::net::UnixListener::bind(&control).unwrap());
+    let server = Server::start(&[&format!("DEMO_CONTROL={}", control.display())]);
+    let pid = server.pid();
+    signal(pid, rustix::process::Signal::TERM);
+    wait_until(Duration::from_secs(15), || !process_exists(pid));
+    assert!(!control.exists());
+    let (ok, text) = reload(&control);
+    assert!(!ok, "{text}");
 }

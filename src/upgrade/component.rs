@@ -1,11 +1,13 @@
 //! [`UpgradeComponent`]: the upgrader's place in the lifecycle.
 
 use std::fmt;
-use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use futures::future::{Either, select};
 
-use super::Upgrader;
+use super::control::{Control, Reply};
+use super::{UpgradeError, UpgradeErrorKind, Upgrader};
 use crate::component::Component;
 use crate::context::Context;
 use crate::error::BoxError;
@@ -14,46 +16,26 @@ use crate::signal::lock;
 /// The upgrader as a lifecycle [`Component`], made by
 /// [`Upgrader::component`].
 ///
-/// * `start` binds the upgrader to the lifecycle and, if enabled, starts
-///   listening for SIGHUP (a small thread forwards the signal).
+/// * `start` binds the upgrader to the lifecycle. (SIGHUP is caught from
+///   the moment the [`Upgrader`] is built, so one that arrives during launch
+///   is refused with a log line rather than killing the process.)
 /// * `run` waits until every component is ready, then marks this generation
 ///   ready (closes unused inherited sockets, writes the PID file, tells the
 ///   parent) and upgrades on each SIGHUP until shutdown begins. SIGHUPs that
 ///   arrive while an upgrade is in flight are coalesced into at most one
-///   more attempt, which the in-flight rule then refuses.
+///   more attempt, which the in-flight rule then refuses. With a
+///   [control socket](super::UpgraderBuilder::control_socket) it also
+///   upgrades on each client's request and answers it with the result.
 /// * `stop` stops listening for SIGHUP and releases this process's
-///   duplicates of its listening sockets.
+///   duplicates of its listening sockets; unless they were handed to a new
+///   generation, it also removes their Unix socket files.
 pub struct UpgradeComponent {
     upgrader: Upgrader,
-    sighup: Mutex<Option<Sighup>>,
-}
-
-struct Sighup {
-    handle: signal_hook::iterator::Handle,
-    rx: async_channel::Receiver<()>,
 }
 
 impl UpgradeComponent {
     pub(crate) fn new(upgrader: Upgrader) -> Self {
-        UpgradeComponent {
-            upgrader,
-            sighup: Mutex::new(None),
-        }
-    }
-
-    fn listen_sighup(&self) -> Result<(), BoxError> {
-        let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
-        let handle = signals.handle();
-        let (tx, rx) = async_channel::bounded(1);
-        std::thread::Builder::new()
-            .name("lameduck-sighup".into())
-            .spawn(move || {
-                for _ in signals.forever() {
-                    let _ = tx.try_send(());
-                }
-            })?;
-        *lock(&self.sighup) = Some(Sighup { handle, rx });
-        Ok(())
+        UpgradeComponent { upgrader }
     }
 }
 
@@ -63,9 +45,6 @@ impl Component for UpgradeComponent {
         if inner.handle.set(cx.handle().clone()).is_err() {
             return Err("the upgrade component is registered twice".into());
         }
-        if inner.sighup {
-            self.listen_sighup()?;
-        }
         Ok(())
     }
 
@@ -73,43 +52,116 @@ impl Component for UpgradeComponent {
         if !cx.handle().ready().await {
             return Ok(());
         }
-        self.upgrader.inner.mark_ready()?;
-        let rx = lock(&self.sighup).as_ref().map(|s| s.rx.clone());
-        let Some(rx) = rx else {
-            cx.shutdown_signal().await;
-            return Ok(());
-        };
+        let inner = &self.upgrader.inner;
+        let sighup = lock(&inner.sighup).as_ref().map(|s| s.rx.clone());
         // A SIGHUP that arrived during launch was a request made before the
-        // lifecycle was ready: refused, not deferred.
-        while rx.try_recv().is_ok() {
+        // lifecycle was ready: refused, not deferred. (Before the PID file
+        // names this process: a SIGHUP sent after that is served.)
+        while sighup.as_ref().is_some_and(|rx| rx.try_recv().is_ok()) {
             log::warn!(
                 target: "lameduck::upgrade",
                 "upgrade refused: SIGHUP arrived before the lifecycle was ready"
             );
         }
-        loop {
-            match select(std::pin::pin!(rx.recv()), cx.shutdown_signal()).await {
-                Either::Left((Ok(()), _)) => {}
-                _ => return Ok(()),
+        inner.mark_ready()?;
+        let (requests, control) = match lock(&inner.control).take() {
+            Some(listener) => {
+                let (tx, rx) = async_channel::bounded(1);
+                (Some(rx), Some(Control::serve(listener, tx)?))
             }
-            log::info!(target: "lameduck::upgrade", "SIGHUP: upgrading");
-            match select(self.upgrader.upgrade(), cx.shutdown_signal()).await {
-                Either::Left((Ok(done), _)) => log::info!(
-                    target: "lameduck::upgrade",
-                    "upgraded to process {} in {:?}", done.pid, done.elapsed
-                ),
-                Either::Left((Err(e), _)) => log::warn!(target: "lameduck::upgrade", "{e}"),
-                Either::Right(_) => return Ok(()),
+            None => (None, None),
+        };
+        loop {
+            let next = {
+                let sig = std::pin::pin!(recv(sighup.as_ref()));
+                let req = std::pin::pin!(recv(requests.as_ref()));
+                match select(select(sig, req), cx.shutdown_signal()).await {
+                    Either::Left((Either::Left((Some(()), _)), _)) => None,
+                    Either::Left((Either::Right((Some(reply), _)), _)) => Some(reply),
+                    _ => return Ok(()),
+                }
+            };
+            log::info!(
+                target: "lameduck::upgrade",
+                "{}: upgrading",
+                if next.is_some() { "control socket" } else { "SIGHUP" }
+            );
+            let result = match select(self.upgrader.upgrade(), cx.shutdown_signal()).await {
+                Either::Left((result, _)) => result,
+                Either::Right(_) => Err(UpgradeError::new(
+                    UpgradeErrorKind::ShuttingDown,
+                    "shutdown began during the upgrade",
+                )),
+            };
+            match &result {
+                Ok(done) => {
+                    log::info!(
+                        target: "lameduck::upgrade",
+                        "upgraded to process {} in {:?}", done.pid, done.elapsed
+                    );
+                    // The next request must reach the new process.
+                    if let Some(c) = &control {
+                        c.stop();
+                    }
+                }
+                Err(e) => {
+                    log::warn!(target: "lameduck::upgrade", "{e}");
+                    // systemd (`Type=notify-reload`) sent that SIGHUP and
+                    // waits for RELOADING=1 then READY=1: answer at once
+                    // rather than leave it to its timeout. A failed upgrade
+                    // has sent both already; shutting down, STOPPING=1 has.
+                    #[cfg(feature = "systemd")]
+                    if next.is_none()
+                        && e.is_refused()
+                        && e.kind() != UpgradeErrorKind::ShuttingDown
+                    {
+                        crate::systemd::notify_reload_refused();
+                    }
+                }
+            }
+            let stopping = matches!(&result, Err(e) if e.kind() == UpgradeErrorKind::ShuttingDown);
+            if let Some(reply) = next {
+                let (written, done) = futures::channel::oneshot::channel();
+                if reply.send(Reply { result, written }).is_ok() {
+                    // Before a successful upgrade's shutdown can end this
+                    // process: the client gets its answer (bounded, in case
+                    // it stopped reading).
+                    let bound = futures_timer::Delay::new(Duration::from_secs(2));
+                    let _ = select(done, bound).await;
+                }
+            }
+            if stopping {
+                return Ok(());
             }
         }
     }
 
     async fn stop(&self, _cx: &Context) -> Result<(), BoxError> {
-        if let Some(s) = lock(&self.sighup).take() {
-            s.handle.close();
+        if let Some(s) = lock(&self.upgrader.inner.sighup).take() {
+            s.close();
         }
-        lock(&self.upgrader.inner.sockets).active.clear();
+        let inner = &self.upgrader.inner;
+        let active = std::mem::take(&mut lock(&inner.sockets).active);
+        // A final stop: nobody will serve these paths, and a socket file
+        // left behind would make the next start fail to bind. After a
+        // hand-over they are the new generation's.
+        if !inner.handed_over.load(Ordering::Acquire) {
+            for path in active.iter().filter_map(|n| n.unix_path()) {
+                super::fds::unlink_socket_file(path);
+            }
+        }
         Ok(())
+    }
+}
+
+/// The next item of `rx`; pending forever without one (or once it closed).
+async fn recv<T>(rx: Option<&async_channel::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => match rx.recv().await {
+            Ok(v) => Some(v),
+            Err(_) => futures::future::pending().await,
+        },
+        None => futures::future::pending().await,
     }
 }
 

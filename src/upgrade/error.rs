@@ -67,6 +67,15 @@ impl UpgradeError {
         )
     }
 
+    /// The message without the "upgrade refused/failed" prefix, with the
+    /// source's.
+    pub(crate) fn detail(&self) -> String {
+        match &self.source {
+            Some(e) => format!("{}: {e}", self.message),
+            None => self.message.clone(),
+        }
+    }
+
     /// What went wrong.
     pub fn kind(&self) -> UpgradeErrorKind {
         self.kind

@@ -2,7 +2,7 @@
 //! variable: which descriptor numbers carry what.
 //!
 //! ```text
-//! lameduck-upgrade/1;ready=3;parent=4;listener=5,http,tcp:127.0.0.1:8080
+//! lameduck-upgrade/1;pid=1234;ready=3;parent=4;listener=5,http,tcp:127.0.0.1:8080
 //! ```
 //!
 //! Entries are separated by `;`, fields by `,`; names and addresses are
@@ -60,6 +60,9 @@ pub(crate) struct Entry {
 /// The whole manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(crate) struct Manifest {
+    /// The parent generation's PID: the manifest is for its direct child
+    /// only (like `LISTEN_PID`), never for a process that child starts.
+    pub(crate) pid: Option<u32>,
     /// Write end of the readiness pipe: the child writes one byte when ready.
     pub(crate) ready: Option<RawFd>,
     /// Read end of the parent pipe: end-of-file once the parent has exited.
@@ -70,6 +73,9 @@ pub(crate) struct Manifest {
 impl Manifest {
     pub(crate) fn encode(&self) -> String {
         let mut out = String::from(MAGIC);
+        if let Some(pid) = self.pid {
+            out.push_str(&format!(";pid={pid}"));
+        }
         if let Some(fd) = self.ready {
             out.push_str(&format!(";ready={fd}"));
         }
@@ -107,6 +113,13 @@ impl Manifest {
                     .ok_or_else(|| format!("bad descriptor in {part:?}"))
             };
             match key {
+                "pid" => {
+                    m.pid = Some(
+                        value
+                            .parse()
+                            .map_err(|_| format!("bad parent PID in {part:?}"))?,
+                    )
+                }
                 "ready" => m.ready = Some(fd(value)?),
                 "parent" => m.parent = Some(fd(value)?),
                 "listener" => {
@@ -174,6 +187,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let m = Manifest {
+            pid: Some(1234),
             ready: Some(3),
             parent: Some(4),
             listeners: vec![
@@ -195,7 +209,7 @@ mod tests {
             ],
         };
         let s = m.encode();
-        assert!(s.starts_with("lameduck-upgrade/1;ready=3;parent=4;listener=5,"));
+        assert!(s.starts_with("lameduck-upgrade/1;pid=1234;ready=3;parent=4;listener=5,"));
         assert_eq!(Manifest::decode(&s).unwrap(), m);
     }
 
@@ -203,6 +217,7 @@ mod tests {
     fn refuses_other_versions_and_garbage() {
         assert!(Manifest::decode("lameduck-upgrade/2;ready=3").is_err());
         assert!(Manifest::decode("lameduck-upgrade/1;ready=1").is_err());
+        assert!(Manifest::decode("lameduck-upgrade/1;pid=x").is_err());
         assert!(Manifest::decode("lameduck-upgrade/1;listener=5,a").is_err());
         assert!(Manifest::decode("lameduck-upgrade/1;listener=5,a,udp:x").is_err());
         assert!(Manifest::decode("lameduck-upgrade/1;listener=5,a,tcp:%zz").is_err());

@@ -51,7 +51,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod builder;
 mod component;
+mod control;
 mod error;
 mod fds;
 mod manifest;
@@ -73,19 +75,28 @@ use std::time::Duration;
 use crate::handle::Handle;
 use crate::signal::{Signal, lock};
 
+use builder::Sighup;
+pub use builder::UpgraderBuilder;
+#[cfg(feature = "systemd")]
+pub(crate) use builder::process_is_upgraded;
 pub use component::UpgradeComponent;
+pub use control::request_upgrade;
 pub use error::{UpgradeError, UpgradeErrorKind};
 pub use parent::{Upgrade, Upgraded};
 
 use fds::Sockets;
-use manifest::Manifest;
 
 /// Hands listening sockets to a new generation of this program. Cheap to
 /// clone; every clone is the same upgrader.
 ///
 /// Build one early in `main`, before any other code may open descriptors,
 /// so inherited descriptors are adopted before anything else can reuse their
-/// numbers. See the [module docs](self) for the protocol.
+/// numbers, and before any thread starts: the hand-over variables
+/// (`LAMEDUCK_UPGRADE`, and `LISTEN_*` with the `systemd` feature) are then
+/// removed from the environment, so no process this one starts takes them
+/// for its own. (With other threads running they stay, and the manifest's
+/// parent PID still keeps any other process from using it.) See the
+/// [module docs](self) for the protocol.
 #[derive(Clone)]
 pub struct Upgrader {
     pub(crate) inner: Arc<Inner>,
@@ -97,10 +108,15 @@ pub(crate) struct Inner {
     pub(crate) cwd: PathBuf,
     pub(crate) grace: Duration,
     pub(crate) pid_file: Option<PathBuf>,
-    pub(crate) sighup: bool,
+    /// The SIGHUP listener, from `build` until the component stops.
+    pub(crate) sighup: Mutex<Option<Sighup>>,
     pub(crate) sockets: Mutex<Sockets>,
     pub(crate) handle: OnceLock<Handle>,
     pub(crate) in_flight: AtomicBool,
+    /// Set once an upgrade succeeded: the sockets are the new process's.
+    pub(crate) handed_over: AtomicBool,
+    /// The control socket, until the component serves it.
+    pub(crate) control: Mutex<Option<UnixListener>>,
     /// Set once this generation told its parent it is ready.
     pub(crate) readied: AtomicBool,
     /// Write end of the readiness pipe, while the parent waits on it.
@@ -109,37 +125,29 @@ pub(crate) struct Inner {
     pub(crate) is_child: bool,
 }
 
-/// Builds an [`Upgrader`].
-#[derive(Debug, Clone)]
-pub struct UpgraderBuilder {
-    grace: Duration,
-    pid_file: Option<PathBuf>,
-    sighup: bool,
-    exe: Option<PathBuf>,
-    args: Option<Vec<OsString>>,
-}
-
 impl Upgrader {
     /// A builder with the defaults: grace period one minute, no PID file,
     /// SIGHUP triggers an upgrade.
     pub fn builder() -> UpgraderBuilder {
-        UpgraderBuilder {
-            grace: Duration::from_secs(60),
-            pid_file: None,
-            sighup: true,
-            exe: None,
-            args: None,
-        }
+        UpgraderBuilder::new()
     }
 
     /// A listening TCP socket named `name`: the parent's, if it passed one
     /// under that name bound to `addr` (port 0 matches any port on the same
-    /// IP), otherwise a new one bound to `addr`. Non-blocking and
+    /// IP, and the wildcards `0.0.0.0` and `[::]` match each other on the
+    /// same port), otherwise a new one bound to `addr`. Non-blocking and
     /// close-on-exec.
+    ///
+    /// Sockets passed by systemd socket activation (feature `systemd`) are
+    /// matched more loosely, since the socket unit chose their names and
+    /// addresses: by name (`FileDescriptorName=`) first, then by address as
+    /// above (`ListenStream=8080` binds `[::]:8080`, which serves a request
+    /// for `0.0.0.0:8080`), then the only unnamed one.
     ///
     /// # Errors
     ///
-    /// Binding fails, or `name` is already in use in this process.
+    /// Binding fails (under socket activation the error lists the sockets
+    /// that were passed), or `name` is already in use in this process.
     pub fn listen_tcp(&self, name: &str, addr: SocketAddr) -> io::Result<TcpListener> {
         lock(&self.inner.sockets).listen_tcp(name, addr)
     }
@@ -149,6 +157,10 @@ impl Upgrader {
     /// Non-blocking and close-on-exec. A new socket is never bound over an
     /// existing file: remove a stale one first.
     ///
+    /// The socket file is removed when the lifecycle stops for good (its
+    /// [component](Upgrader::component) stops without having handed the
+    /// socket to a new generation), so the next start can bind it again.
+    ///
     /// # Errors
     ///
     /// As [`listen_tcp`](Upgrader::listen_tcp).
@@ -157,7 +169,8 @@ impl Upgrader {
     }
 
     /// The names of inherited sockets not asked for yet (they are closed
-    /// when this generation becomes ready).
+    /// when this generation becomes ready, and their Unix socket files
+    /// removed).
     pub fn inherited_names(&self) -> Vec<String> {
         lock(&self.inner.sockets)
             .inherited
@@ -200,6 +213,11 @@ impl Inner {
         let unused = std::mem::take(&mut lock(&self.sockets).inherited);
         for n in &unused {
             log::info!(target: "lameduck::upgrade", "closing unused inherited socket {:?}", n.name);
+            // Nobody serves it any more: a client would wait on a queue
+            // that is never accepted, and a later bind would fail.
+            if let Some(path) = n.unix_path() {
+                fds::unlink_socket_file(path);
+            }
         }
         drop(unused);
         if let Some(path) = &self.pid_file {
@@ -215,138 +233,6 @@ impl Inner {
         }
         self.readied.store(true, Ordering::Release);
         Ok(())
-    }
-}
-
-impl UpgraderBuilder {
-    /// How long a new process has to become ready (default one minute).
-    pub fn grace_period(mut self, grace: Duration) -> Self {
-        self.grace = grace;
-        self
-    }
-
-    /// Where to write this process's PID once it is ready.
-    pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.pid_file = Some(path.into());
-        self
-    }
-
-    /// Whether SIGHUP triggers an upgrade (default `true`).
-    pub fn sighup(mut self, enabled: bool) -> Self {
-        self.sighup = enabled;
-        self
-    }
-
-    /// The program a new generation runs. Defaults to this process's own
-    /// executable, resolved when [`build`](Self::build) is called (so a
-    /// binary replaced on disk at the same path is the one that runs).
-    pub fn executable(mut self, path: impl Into<PathBuf>) -> Self {
-        self.exe = Some(path.into());
-        self
-    }
-
-    /// The arguments of a new generation (without the program name).
-    /// Defaults to this process's own.
-    pub fn args<I, S>(mut self, args: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: Into<OsString>,
-    {
-        self.args = Some(args.into_iter().map(Into::into).collect());
-        self
-    }
-
-    /// Builds the upgrader: resolves the executable, the arguments and the
-    /// working directory, and adopts the sockets inherited from a parent
-    /// generation (or, with the `systemd` feature, from socket activation).
-    ///
-    /// # Errors
-    ///
-    /// A [`Manifest`](UpgradeErrorKind::Manifest) error when the inherited
-    /// manifest cannot be read or a descriptor it names fails its check;
-    /// an [`Io`](UpgradeErrorKind::Io) error when the executable or working
-    /// directory cannot be resolved.
-    pub fn build(self) -> Result<Upgrader, UpgradeError> {
-        let io_err = |what, e| UpgradeError::io(UpgradeErrorKind::Io, what, e);
-        let exe = match self.exe {
-            Some(p) => p,
-            None => std::env::current_exe().map_err(|e| io_err("resolving the executable", e))?,
-        };
-        let args = self
-            .args
-            .unwrap_or_else(|| std::env::args_os().skip(1).collect());
-        let cwd =
-            std::env::current_dir().map_err(|e| io_err("resolving the working directory", e))?;
-
-        let mut sockets = Sockets::default();
-        let mut ready_pipe = None;
-        let parent_exited = Signal::new();
-        let manifest = match std::env::var(manifest::ENV) {
-            Ok(s) => Some(
-                Manifest::decode(&s)
-                    .map_err(|m| UpgradeError::new(UpgradeErrorKind::Manifest, m))?,
-            ),
-            Err(_) => None,
-        };
-        let is_child = manifest.is_some();
-        match manifest {
-            Some(m) => {
-                for e in &m.listeners {
-                    let named = fds::adopt_entry(e).map_err(|err| {
-                        UpgradeError::io(
-                            UpgradeErrorKind::Manifest,
-                            &format!("inherited socket {:?} on descriptor {}", e.name, e.fd),
-                            err,
-                        )
-                    })?;
-                    sockets.inherited.push(named);
-                }
-                let pipe = |fd| {
-                    fds::adopt_pipe(fd).map_err(|err| {
-                        UpgradeError::io(UpgradeErrorKind::Manifest, "inherited pipe", err)
-                    })
-                };
-                if let Some(fd) = m.ready {
-                    ready_pipe = Some(pipe(fd)?);
-                }
-                match m.parent {
-                    Some(fd) => parent::watch_parent(pipe(fd)?, parent_exited.clone()),
-                    None => {
-                        parent_exited.set();
-                    }
-                }
-            }
-            None => {
-                parent_exited.set();
-                #[cfg(feature = "systemd")]
-                for (fd, name) in crate::systemd::listen_fds() {
-                    match fds::adopt_activated(fd, name.clone()) {
-                        Ok(named) => sockets.inherited.push(named),
-                        Err(e) => log::warn!(
-                            target: "lameduck::upgrade",
-                            "socket-activated descriptor {fd} ({name}) not adopted: {e}"
-                        ),
-                    }
-                }
-            }
-        }
-        Ok(Upgrader {
-            inner: Arc::new(Inner {
-                exe,
-                args,
-                cwd,
-                grace: self.grace,
-                pid_file: self.pid_file,
-                sighup: self.sighup,
-                sockets: Mutex::new(sockets),
-                handle: OnceLock::new(),
-                in_flight: AtomicBool::new(false),
-                readied: AtomicBool::new(false),
-                ready_pipe: Mutex::new(ready_pipe),
-                parent_exited,
-                is_child,
-            }),
-        })
     }
 }
 

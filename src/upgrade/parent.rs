@@ -233,6 +233,7 @@ async fn run(inner: Arc<Inner>) -> Result<Upgraded, UpgradeError> {
     };
     result?;
     attempt.succeeded = true;
+    inner.handed_over.store(true, Ordering::Release);
     keep_until_exit(parent_pipe);
     let elapsed = started.elapsed();
     log::info!(target: "lameduck::upgrade", "new process {pid} ready after {elapsed:?}");
@@ -312,6 +313,7 @@ fn spawn(inner: &Inner) -> Result<Spawned, UpgradeError> {
     let (parent_r, parent_w) = cloexec_pipe().map_err(|e| io("parent pipe", e))?;
 
     let mut manifest = Manifest {
+        pid: Some(std::process::id()),
         ready: Some(READY_FD),
         parent: Some(PARENT_FD),
         listeners: Vec::new(),

@@ -101,3 +101,27 @@ pub(crate) fn cloexec_from(cmd: &mut Command, first: RawFd) {
 
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn cloexec_from(_cmd: &mut Command, _first: RawFd) {}
+
+/// Removes `names` from this process's environment, if this process has a
+/// single thread (Linux: `/proc/self/task`); returns whether it did. With
+/// more than one thread another may read the environment meanwhile (C
+/// code's `getenv` takes no lock), so the variables are then left in place.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn remove_env_if_single_threaded(names: &[&str]) -> bool {
+    let single = std::fs::read_dir("/proc/self/task").is_ok_and(|d| d.count() == 1);
+    if !single {
+        return false;
+    }
+    for name in names {
+        // SAFETY: this process has exactly one thread (checked just above),
+        // and only this thread could start another: nothing reads or writes
+        // the environment concurrently with this call.
+        unsafe { std::env::remove_var(name) };
+    }
+    true
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn remove_env_if_single_threaded(_names: &[&str]) -> bool {
+    false
+}
