@@ -28,6 +28,7 @@
 //! | `DEMO_TAG` | a word added to every answer |
 //! | `DEMO_QUIET` | no log lines |
 //! | `DEMO_KEEP_ALIVE` | `1`: serve many requests per connection (see below) |
+//! | `DEMO_SHUTDOWN_MS` | the shutdown timeout (default 10 s) |
 //!
 //! Without `DEMO_KEEP_ALIVE`, every answer closes its connection. With it,
 //! connections stay open between requests until the generation's shutdown
@@ -36,8 +37,8 @@
 //! reconnect to the new generation without losing a request. A connection
 //! idle at that moment is not closed under the client's feet: the client may
 //! be sending its next request already, and closing then would lose it. It
-//! is kept until that request comes, and closed only if none comes before
-//! the shutdown timeout nears.
+//! is kept until that request comes, and closed only if none comes within
+//! nine tenths of the shutdown timeout.
 //!
 //! With `--features systemd` it also talks to systemd (see `docs/upgrades.md`).
 
@@ -65,13 +66,6 @@ mod app {
     use lameduck::upgrade::Upgrader;
     use lameduck::{BoxError, Component, Context, Lifecycle};
     use smol::io::{AsyncReadExt, AsyncWriteExt};
-
-    /// How long a generation may take to stop.
-    const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
-    /// How long after the shutdown began a keep-alive connection that sent
-    /// no request since is closed: before the shutdown timeout, so that the
-    /// generation still exits cleanly.
-    const LAST_CALL: Duration = Duration::from_secs(9);
 
     /// A setting: a `NAME=value` argument, else the environment variable.
     fn env(name: &str) -> Option<String> {
@@ -116,9 +110,17 @@ mod app {
         let addr = env("DEMO_ADDR").unwrap_or_else(|| "127.0.0.1:8080".into());
         let tcp = upgrader.listen_tcp("http", addr.parse()?)?;
         let sock_info = Arc::new(format!("tcp={}", tcp.local_addr()?));
-        let keep_alive = env("DEMO_KEEP_ALIVE").is_some_and(|v| v != "0");
+        let shutdown_timeout = match env("DEMO_SHUTDOWN_MS") {
+            Some(ms) => Duration::from_millis(ms.parse()?),
+            None => Duration::from_secs(10),
+        };
+        // A keep-alive connection idle since the shutdown began is closed
+        // before the shutdown timeout, so that the generation exits cleanly.
+        let keep_alive = env("DEMO_KEEP_ALIVE")
+            .is_some_and(|v| v != "0")
+            .then(|| shutdown_timeout * 9 / 10);
         let mut lifecycle = Lifecycle::builder()
-            .shutdown_timeout(SHUTDOWN_TIMEOUT)
+            .shutdown_timeout(shutdown_timeout)
             .component(
                 "http",
                 Server::new(
@@ -213,13 +215,15 @@ mod app {
     struct Server<L> {
         listener: L,
         info: Arc<String>,
-        keep_alive: bool,
+        /// Keep-alive mode: how long after the shutdown began an idle
+        /// connection is closed.
+        keep_alive: Option<Duration>,
         /// Connections open: each is waited for by the drain.
         open: Arc<AtomicUsize>,
     }
 
     impl<L> Server<L> {
-        fn new(listener: L, info: Arc<String>, keep_alive: bool) -> Self {
+        fn new(listener: L, info: Arc<String>, keep_alive: Option<Duration>) -> Self {
             Server {
                 listener,
                 info,
@@ -264,10 +268,11 @@ mod app {
                 let (keep_alive, shutdown, draining) =
                     (self.keep_alive, cx.shutdown_signal(), cx.stop_signal());
                 smol::spawn(async move {
-                    let served = if keep_alive {
-                        serve_keep_alive(stream, &info, shutdown).await
-                    } else {
-                        serve(stream, &info, draining).await
+                    let served = match keep_alive {
+                        Some(last_call) => {
+                            serve_keep_alive(stream, &info, shutdown, last_call).await
+                        }
+                        None => serve(stream, &info, draining).await,
                     };
                     if let Err(e) = served {
                         log::warn!("request: {e}");
@@ -326,11 +331,13 @@ mod app {
     /// the close would lose (golang/go#23829: a server closing an idle
     /// keep-alive connection races the client reusing it). Only the server
     /// can end that race, by closing right after an answer that announced
-    /// it. A connection that stays idle until `LAST_CALL` is closed then.
+    /// it. A connection still idle `last_call` after the shutdown began is
+    /// closed then.
     async fn serve_keep_alive<S>(
         mut stream: S,
         info: &str,
         shutdown: lameduck::Signal,
+        last_call: Duration,
     ) -> io::Result<()>
     where
         S: smol::io::AsyncRead + smol::io::AsyncWrite + Unpin,
@@ -339,7 +346,7 @@ mod app {
             let shutdown = shutdown.clone();
             async move {
                 shutdown.await;
-                smol::Timer::after(LAST_CALL).await;
+                smol::Timer::after(last_call).await;
             }
         });
         let mut buf = Vec::new();

@@ -199,6 +199,39 @@ fn idle_keep_alive_connection_gets_its_next_answer_from_the_old_process() {
     assert_eq!(pid_of(&third.body), new, "the new process answers");
 }
 
+/// A keep-alive connection that stays idle through the hand-over holds the
+/// old process only until nine tenths of its shutdown timeout: then it is
+/// closed, and the old process still exits cleanly, within the timeout.
+#[test]
+fn idle_keep_alive_connection_is_closed_before_the_shutdown_timeout() {
+    let mut server = Server::start(&["DEMO_KEEP_ALIVE=1", "DEMO_SHUTDOWN_MS=2000"]);
+    let mut client = KeepAliveClient::new(server.addr);
+    assert!(!client.get("/").unwrap().close);
+    let began = Instant::now();
+    let old = server.hand_over();
+    let exit = server
+        .wait_line(
+            |l| l.starts_with(&format!("exit pid={old} ")),
+            Duration::from_secs(10),
+        )
+        .expect("the old process exits");
+    let took = began.elapsed();
+    assert_eq!(
+        exit,
+        format!("exit pid={old} ok=true"),
+        "its shutdown finished within the timeout"
+    );
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_secs(5),
+        "the idle connection was closed after {took:?}"
+    );
+    // The one request this server can lose: sent on a connection idle for
+    // the whole shutdown, after the server gave up on it.
+    assert!(client.get("/").is_err(), "the connection was closed");
+    let next = client.get("/").unwrap();
+    assert_eq!(pid_of(&next.body), server.pid(), "the new process answers");
+}
+
 #[test]
 fn same_socket_throughout() {
     let dir = temp_dir("same-socket");
