@@ -145,8 +145,9 @@ fn keep_alive_clients_lose_nothing_across_50_upgrades() {
     let took = began.elapsed();
     eprintln!(
         "keep-alive: {ok} requests ({reused} on a reused connection, {closes} \
-         answered with Connection: close), {} failed, {UPGRADES} upgrades in \
-         {took:.1?} (slowest {slowest:.0?})",
+         answered with Connection: close) from {} generations, {} failed, \
+         {UPGRADES} upgrades in {took:.1?} (slowest {slowest:.0?})",
+        seen.len(),
         failures.len()
     );
     assert!(failures.is_empty(), "failed requests: {failures:?}");
