@@ -84,6 +84,155 @@ fn zero_downtime_across_20_upgrades() {
     assert!(ok.load(Ordering::Relaxed) > 100);
 }
 
+/// Keep-alive clients that retry nothing, under continuous load across 50
+/// upgrades: no request fails. A server that closes idle keep-alive
+/// connections when it drains loses the requests clients send on them at
+/// that moment (golang/go#23829); 04_upgrade's keep-alive mode closes a
+/// connection only right after an answer that says `Connection: close`.
+#[test]
+fn keep_alive_clients_lose_nothing_across_50_upgrades() {
+    const UPGRADES: usize = 50;
+    let began = Instant::now();
+    let mut server = Server::start(&["DEMO_KEEP_ALIVE=1"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, addr) = (stop.clone(), server.addr);
+            std::thread::spawn(move || {
+                let mut client = KeepAliveClient::new(addr);
+                let (mut ok, mut reused, mut closes) = (0, 0, 0);
+                let mut failures = Vec::new();
+                let mut pids = HashSet::new();
+                while !stop.load(Ordering::Relaxed) && failures.len() < 10 {
+                    match client.get("/") {
+                        Ok(answer) => {
+                            pids.insert(pid_of(&answer.body));
+                            ok += 1;
+                            reused += usize::from(answer.reused);
+                            closes += usize::from(answer.close);
+                        }
+                        Err(e) => failures.push(e.to_string()),
+                    }
+                }
+                (ok, reused, closes, failures, pids)
+            })
+        })
+        .collect();
+
+    let mut generations = vec![server.pid()];
+    let mut slowest = Duration::ZERO;
+    for _ in 0..UPGRADES {
+        let old = server.pid();
+        let t = Instant::now();
+        let new = server.upgrade();
+        slowest = slowest.max(t.elapsed());
+        assert_ne!(new, old, "the upgrade moved the PID");
+        generations.push(new);
+    }
+    // The newest generation serves the clients for a moment.
+    std::thread::sleep(Duration::from_millis(50));
+    stop.store(true, Ordering::Relaxed);
+
+    let (mut ok, mut reused, mut closes) = (0, 0, 0);
+    let mut failures = Vec::new();
+    let mut seen = HashSet::new();
+    for c in clients {
+        let (o, r, c, f, pids) = c.join().unwrap();
+        (ok, reused, closes) = (ok + o, reused + r, closes + c);
+        failures.extend(f);
+        seen.extend(pids);
+    }
+    let took = began.elapsed();
+    eprintln!(
+        "keep-alive: {ok} requests ({reused} on a reused connection, {closes} \
+         answered with Connection: close) from {} generations, {} failed, \
+         {UPGRADES} upgrades in {took:.1?} (slowest {slowest:.0?})",
+        seen.len(),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    let unique: HashSet<_> = generations.iter().collect();
+    assert_eq!(unique.len(), UPGRADES + 1, "every upgrade moved the PID");
+    // Connections were kept: most requests reused one, and each
+    // generation's clients were sent away with `Connection: close`.
+    assert!(ok > 10 * UPGRADES, "only {ok} requests");
+    assert!(
+        reused * 2 > ok,
+        "{reused} of {ok} requests reused a connection"
+    );
+    assert!(closes >= UPGRADES, "{closes} Connection: close answers");
+    assert!(seen.len() > UPGRADES / 2, "answers came from {seen:?}");
+    assert!(seen.contains(generations.last().unwrap()));
+    // No old generation waited for an idle keep-alive connection to time
+    // out (9 s): each closed once its clients had been answered.
+    assert!(
+        slowest < Duration::from_secs(5),
+        "an upgrade took {slowest:?}"
+    );
+}
+
+/// A keep-alive connection idle when its generation hands over is not
+/// closed under the client: its next request is answered by the old
+/// generation, with `Connection: close`, and then the connection closes.
+#[test]
+fn idle_keep_alive_connection_gets_its_next_answer_from_the_old_process() {
+    let mut server = Server::start(&["DEMO_KEEP_ALIVE=1"]);
+    let mut client = KeepAliveClient::new(server.addr);
+    let first = client.get("/").unwrap();
+    assert!(!first.close, "kept alive: {first:?}");
+    let old = server.hand_over();
+    assert_eq!(pid_of(&first.body), old);
+    let new = server.pid();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        process_exists(old),
+        "the old process keeps the idle connection for its next request"
+    );
+
+    let second = client.get("/").unwrap();
+    assert!(second.reused, "same connection: {second:?}");
+    assert_eq!(pid_of(&second.body), old, "answered by the old process");
+    assert!(second.close, "told to reconnect: {second:?}");
+    wait_until(Duration::from_secs(3), || !process_exists(old));
+
+    let third = client.get("/").unwrap();
+    assert!(!third.reused && !third.close, "{third:?}");
+    assert_eq!(pid_of(&third.body), new, "the new process answers");
+}
+
+/// A keep-alive connection that stays idle through the hand-over holds the
+/// old process only until nine tenths of its shutdown timeout: then it is
+/// closed, and the old process still exits cleanly, within the timeout.
+#[test]
+fn idle_keep_alive_connection_is_closed_before_the_shutdown_timeout() {
+    let mut server = Server::start(&["DEMO_KEEP_ALIVE=1", "DEMO_SHUTDOWN_MS=2000"]);
+    let mut client = KeepAliveClient::new(server.addr);
+    assert!(!client.get("/").unwrap().close);
+    let began = Instant::now();
+    let old = server.hand_over();
+    let exit = server
+        .wait_line(
+            |l| l.starts_with(&format!("exit pid={old} ")),
+            Duration::from_secs(10),
+        )
+        .expect("the old process exits");
+    let took = began.elapsed();
+    assert_eq!(
+        exit,
+        format!("exit pid={old} ok=true"),
+        "its shutdown finished within the timeout"
+    );
+    assert!(
+        took >= Duration::from_millis(1800) && took < Duration::from_secs(5),
+        "the idle connection was closed after {took:?}"
+    );
+    // The one request this server can lose: sent on a connection idle for
+    // the whole shutdown, after the server gave up on it.
+    assert!(client.get("/").is_err(), "the connection was closed");
+    let next = client.get("/").unwrap();
+    assert_eq!(pid_of(&next.body), server.pid(), "the new process answers");
+}
+
 #[test]
 fn same_socket_throughout() {
     let dir = temp_dir("same-socket");

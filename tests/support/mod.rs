@@ -140,6 +140,17 @@ impl Server {
     /// SIGHUP to the current generation; waits for the new one to own the
     /// PID file and the old one to exit. Returns the new PID.
     pub fn upgrade(&mut self) -> u32 {
+        let old = self.hand_over();
+        wait_until(Duration::from_secs(15), || !process_exists(old));
+        if old == self.first.id() {
+            let _ = self.first.wait();
+        }
+        self.pid()
+    }
+
+    /// SIGHUP to the current generation; waits for the new one to own the
+    /// PID file, not for the old one to exit. Returns the old PID.
+    pub fn hand_over(&mut self) -> u32 {
         let old = self.pid();
         // A generation refuses an upgrade until it has seen its own parent
         // exit, which may lag the parent's exit by a moment: send again when
@@ -163,11 +174,7 @@ impl Server {
                 std::thread::sleep(Duration::from_millis(1));
             }
         }
-        wait_until(Duration::from_secs(15), || !process_exists(old));
-        if old == self.first.id() {
-            let _ = self.first.wait();
-        }
-        self.pid()
+        old
     }
 }
 
@@ -252,4 +259,97 @@ pub fn pid_of(body: &str) -> u32 {
         .find_map(|w| w.strip_prefix("pid="))
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no pid in {body:?}"))
+}
+
+/// An HTTP/1.1 client that keeps its connection for the next request and
+/// retries nothing, like a browser or `net/http`'s transport without their
+/// retries: it reconnects only after an answer that said
+/// `Connection: close` and a clean close of that connection. A refused
+/// connection, a reset, or an end of stream before the whole answer fails
+/// the request.
+pub struct KeepAliveClient {
+    addr: SocketAddr,
+    conn: Option<BufReader<TcpStream>>,
+}
+
+/// One answer of a [`KeepAliveClient`].
+#[derive(Debug)]
+pub struct Answer {
+    pub body: String,
+    /// The answer said `Connection: close` (and the server then closed).
+    pub close: bool,
+    /// The request went on a connection that had answered before.
+    pub reused: bool,
+}
+
+impl KeepAliveClient {
+    pub fn new(addr: SocketAddr) -> Self {
+        KeepAliveClient { addr, conn: None }
+    }
+
+    pub fn get(&mut self, target: &str) -> std::io::Result<Answer> {
+        let reused = self.conn.is_some();
+        let answer = self.exchange(target);
+        if !matches!(answer, Ok((_, false))) {
+            self.conn = None;
+        }
+        let (body, close) = answer?;
+        Ok(Answer {
+            body,
+            close,
+            reused,
+        })
+    }
+
+    fn exchange(&mut self, target: &str) -> std::io::Result<(String, bool)> {
+        let fail = |what: &str| std::io::Error::other(format!("{what} (GET {target})"));
+        if self.conn.is_none() {
+            let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
+            s.set_read_timeout(Some(Duration::from_secs(10)))?;
+            s.set_nodelay(true)?;
+            self.conn = Some(BufReader::new(s));
+        }
+        let conn = self.conn.as_mut().unwrap();
+        let request = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        conn.get_mut().write_all(request.as_bytes())?;
+        let mut status = String::new();
+        if conn.read_line(&mut status)? == 0 {
+            return Err(fail("closed before the answer"));
+        }
+        if !status.starts_with("HTTP/1.1 200 ") {
+            return Err(fail(&format!("status line {status:?}")));
+        }
+        let (mut len, mut close) = (None, false);
+        loop {
+            let mut line = String::new();
+            if conn.read_line(&mut line)? == 0 {
+                return Err(fail("closed in the middle of the head"));
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            let Some((name, value)) = line.split_once(':') else {
+                return Err(fail(&format!("header {line:?}")));
+            };
+            match name.trim().to_ascii_lowercase().as_str() {
+                "content-length" => len = value.trim().parse::<usize>().ok(),
+                "connection" => close |= value.trim().eq_ignore_ascii_case("close"),
+                _ => {}
+            }
+        }
+        let mut body = vec![0; len.ok_or_else(|| fail("no Content-Length"))?];
+        conn.read_exact(&mut body)?;
+        let body = String::from_utf8(body).map_err(|_| fail("body not UTF-8"))?;
+        if close {
+            // The server announced the close: it must now close cleanly,
+            // not send more and not reset.
+            let mut rest = Vec::new();
+            conn.read_to_end(&mut rest)?;
+            if !rest.is_empty() {
+                return Err(fail("bytes after a Connection: close answer"));
+            }
+        }
+        Ok((body, close))
+    }
 }
