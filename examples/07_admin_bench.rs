@@ -1,7 +1,11 @@
 //! Measures the admin server, in one run:
 //!
 //! 1. `GET /readyz?verbose` with 20 registered checks on fresh connections
-//!    (`Connection: close`, as the kubelet probes): p50 and p99;
+//!    (`Connection: close`, as the kubelet probes): p50 and p99, beside a
+//!    baseline measured in the same run (a minimal blocking `std` server on
+//!    another loopback port answering the same bytes, one thread, one
+//!    connection at a time, no checks), requests alternating between the two
+//!    so that both see the same load; the ratio of their p50s;
 //! 2. the same on one keep-alive connection: p50 and p99;
 //! 3. requests per second with several fresh-connection clients;
 //! 4. a prober's `/livez` latency while 1,000 idle connections are held
@@ -65,6 +69,32 @@ fn again(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<bool> {
     }
 }
 
+/// The baseline: a blocking server that reads a request's head and answers
+/// `answer`, `n` times, then ends.
+fn baseline(answer: Vec<u8>, n: u64) -> std::io::Result<(SocketAddr, std::thread::JoinHandle<()>)> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let server = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        for _ in 0..n {
+            let Ok((mut s, _)) = listener.accept() else {
+                continue;
+            };
+            let _ = s.set_nodelay(true);
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut len = 0;
+            while !buf[..len].windows(4).any(|w| w == b"\r\n\r\n") && len < buf.len() {
+                match s.read(&mut buf[len..]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => len += k,
+                }
+            }
+            let _ = s.write_all(&answer);
+        }
+    });
+    Ok((addr, server))
+}
+
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -84,6 +114,11 @@ fn report(what: &str, mut lat: Vec<Duration>, failed: u64) {
         pct(0.99),
         lat[lat.len() - 1]
     );
+}
+
+fn median(lat: &mut [Duration]) -> Duration {
+    lat.sort();
+    lat[lat.len() / 2]
 }
 
 /// A lifecycle with the admin server and 20 passing checks.
@@ -134,21 +169,44 @@ fn main() -> Result<(), BoxError> {
         .keep_alive(Duration::from_secs(10));
     let (addr, handle, runner) = serve(options)?;
 
-    // 1. Fresh connections, after a warm-up.
+    // 1. Fresh connections, after a warm-up, alternating with the baseline.
     let close = b"GET /readyz?verbose HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
+    let mut answer = Vec::new();
+    {
+        let mut s = TcpStream::connect(addr)?;
+        s.write_all(close)?;
+        s.read_to_end(&mut answer)?;
+    }
+    let (base_addr, base) = baseline(answer, 200 + requests)?;
     for _ in 0..200 {
         fresh(addr, close)?;
+        fresh(base_addr, close)?;
     }
     let mut lat = Vec::with_capacity(requests as usize);
-    let mut failed = 0;
+    let mut base_lat = Vec::with_capacity(requests as usize);
+    let (mut failed, mut base_failed) = (0, 0);
     for _ in 0..requests {
         let t0 = Instant::now();
         match fresh(addr, close) {
             Ok(true) => lat.push(t0.elapsed()),
             _ => failed += 1,
         }
+        let t0 = Instant::now();
+        match fresh(base_addr, close) {
+            Ok(true) => base_lat.push(t0.elapsed()),
+            _ => base_failed += 1,
+        }
     }
+    base.join().map_err(|_| "baseline panicked")?;
+    let ratio =
+        median(&mut lat.clone()).as_secs_f64() / median(&mut base_lat.clone()).as_secs_f64();
     report("/readyz?verbose, 20 checks, fresh connections", lat, failed);
+    report(
+        "baseline (blocking std server, same answer), fresh connections",
+        base_lat,
+        base_failed,
+    );
+    println!("fresh connections, p50 lameduck / p50 baseline: {ratio:.2}");
 
     // 2. One keep-alive connection.
     let mut s = TcpStream::connect(addr)?;

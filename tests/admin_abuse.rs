@@ -595,3 +595,46 @@ fn clients_that_never_close_cannot_pile_up_lingering_sockets() {
     drop(clients);
     s.stop();
 }
+
+/// A client that has its answer may open its next connection at once, even
+/// before the server has finished with the last one: with room for a single
+/// connection, every next one is still served, never refused as one too many.
+#[test]
+fn an_answered_connection_never_holds_the_last_place() {
+    let _serial = serial();
+    let s = start(AdminOptions::new().max_connections(1), |b| b);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut refused = Vec::new();
+    for i in 0..300 {
+        assert!(Instant::now() < deadline, "300 probes took over 20 s");
+        // Reads to the end of the stream, or only as far as the body's
+        // length: a client needs no more to open its next connection.
+        let mut c = TcpStream::connect_timeout(&s.addr, Duration::from_secs(2)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        c.write_all(b"GET /livez HTTP/1.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = Vec::new();
+        if i % 2 == 0 {
+            c.read_to_end(&mut out).unwrap();
+        } else {
+            let mut chunk = [0u8; 512];
+            while !out.ends_with(b"\r\n\r\nok") {
+                let n = c.read(&mut chunk).unwrap();
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&chunk[..n]);
+            }
+        }
+        if !out.starts_with(b"HTTP/1.1 200 ") {
+            refused.push(String::from_utf8_lossy(&out).into_owned());
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "{} refused: {:?}",
+        refused.len(),
+        refused.first()
+    );
+    s.stop();
+}

@@ -2,10 +2,12 @@
 //! `httparse`, and the bytes of its answer.
 
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::net::TcpStream;
 
+use super::shared::Claim;
 use crate::health::ProbeResponse;
 
 const MAX_HEADERS: usize = 32;
@@ -21,7 +23,7 @@ pub(super) enum State {
     /// Reading the body announced by the headers, up to `end` bytes of the
     /// buffer.
     Body { end: usize },
-    /// The checks are running.
+    /// The checks are running; their side writes the answer.
     Waiting,
     /// Writing the answer.
     Writing,
@@ -49,6 +51,8 @@ pub(super) struct Conn {
     pub(super) served: u64,
     /// The request whose answer is awaited (0: none).
     pub(super) awaiting: u64,
+    /// While awaited: who writes the answer.
+    pub(super) claim: Option<Arc<Claim>>,
     pub(super) keep_alive: bool,
     pub(super) head: bool,
     pub(super) lingered: usize,
@@ -70,6 +74,7 @@ impl Conn {
             written: 0,
             served: 0,
             awaiting: 0,
+            claim: None,
             keep_alive: false,
             head: false,
             lingered: 0,

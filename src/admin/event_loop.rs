@@ -19,7 +19,7 @@ mod limits;
 
 use super::conn::{self, Conn, Io, Parse, Request, State};
 use super::options::AdminOptions;
-use super::shared::{Job, Shared};
+use super::shared::{Answer, Claim, Job, Shared};
 use crate::health::ProbeResponse;
 use crate::signal::lock;
 
@@ -69,6 +69,8 @@ pub(super) struct EventLoop {
     order: VecDeque<(u64, usize)>,
     /// Lingering connections, oldest first (see `shed_lingering`).
     lingering: VecDeque<(u64, usize)>,
+    /// Connections awaiting their answers (see `settle_sent`).
+    waiting: Vec<(u64, usize)>,
     timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
     next_id: u64,
     next_request: u64,
@@ -98,6 +100,7 @@ impl EventLoop {
             total: 0,
             order: VecDeque::new(),
             lingering: VecDeque::new(),
+            waiting: Vec::new(),
             timers: BinaryHeap::new(),
             next_id: 1,
             next_request: 1,
@@ -186,6 +189,10 @@ impl EventLoop {
         if self.total >= max.saturating_mul(2) {
             self.shed_lingering();
         }
+        if self.active >= max {
+            self.take_replies();
+            self.settle_sent();
+        }
         let counted = if self.active < max {
             true
         } else if let Some(victim) = self.victim() {
@@ -235,6 +242,12 @@ impl EventLoop {
         let Some(mut conn) = self.conns.get_mut(slot).and_then(Option::take) else {
             return;
         };
+        // Checks still running: their answer must not go to a socket given
+        // up. (If they have taken it already, their answer is complete in
+        // the socket before their descriptor closes it.)
+        if let Some(claim) = conn.claim.take() {
+            let _ = claim.take();
+        }
         let _ = self.poll.registry().deregister(&mut conn.stream);
         if conn.counted {
             self.active -= 1;
@@ -346,13 +359,26 @@ impl EventLoop {
         conn.buf.drain(..consumed.min(conn.buf.len()));
         conn.keep_alive = req.keep_alive && !stopping;
         conn.head = req.method == "HEAD";
+        let stream = if conn.keep_alive {
+            None
+        } else {
+            socket2::SockRef::from(&conn.stream)
+                .try_clone()
+                .ok()
+                .map(std::net::TcpStream::from)
+        };
+        let claim = Arc::new(Claim::default());
         let job = Job {
             slot,
             id: conn.id,
             request,
+            head: conn.head,
+            keep_alive: conn.keep_alive,
             method: req.method,
             target: req.target,
             accept: req.accept,
+            stream,
+            claim: claim.clone(),
             shared,
         };
         if stopping || self.jobs.try_send(job).is_err() {
@@ -363,6 +389,18 @@ impl EventLoop {
         if let Some(conn) = self.conn(slot) {
             conn.state = State::Waiting;
             conn.awaiting = request;
+            conn.claim = Some(claim);
+            let id = conn.id;
+            self.waiting.push((id, slot));
+            if self.waiting.len() > 2 * self.active + 64 {
+                let conns = &self.conns;
+                self.waiting.retain(|&(id, slot)| {
+                    conns
+                        .get(slot)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|c| c.id == id && c.state == State::Waiting)
+                });
+            }
         }
         self.set_deadline(slot, self.options.response_timeout);
     }
@@ -394,11 +432,51 @@ impl EventLoop {
                 c.id == r.id && c.state == State::Waiting && c.awaiting == r.request
             });
             if awaited {
-                if let Some(conn) = self.conn(r.slot) {
-                    conn.awaiting = 0;
+                self.answered(r.slot, r.out, r.written, r.keep_alive);
+            }
+        }
+    }
+
+    /// Takes back an awaited connection whose answer is `out`, `written` of
+    /// it already written.
+    pub(super) fn answered(&mut self, slot: usize, out: Vec<u8>, written: usize, keep_alive: bool) {
+        let write_timeout = self.options.write_timeout;
+        let Some(conn) = self.conn(slot) else {
+            return;
+        };
+        conn.awaiting = 0;
+        conn.claim = None;
+        // Stopping after the answer was written: it may say `keep-alive`,
+        // the connection closes all the same.
+        conn.keep_alive &= keep_alive;
+        conn.out = out;
+        conn.written = written;
+        conn.state = State::Writing;
+        self.set_deadline(slot, write_timeout);
+        self.drive(slot);
+    }
+
+    /// Frees the places of the awaited connections whose answers the
+    /// checks' side is writing: they close once written, and their clients,
+    /// who may have their answers already, may be opening their next
+    /// connections, which must not find them counted. Those whose answers
+    /// are written whole are taken back before their replies come.
+    fn settle_sent(&mut self) {
+        for (id, slot) in std::mem::take(&mut self.waiting) {
+            let Some(conn) = self
+                .conn(slot)
+                .filter(|c| c.id == id && c.state == State::Waiting)
+            else {
+                continue;
+            };
+            match conn.claim.as_ref().map(|c| c.answer()) {
+                Some(Answer::Sent) => self.answered(slot, Vec::new(), 0, false),
+                Some(Answer::Writing) => {
+                    if std::mem::replace(&mut conn.counted, false) {
+                        self.active -= 1;
+                    }
                 }
-                self.respond(r.slot, &r.response);
-                self.drive(r.slot);
+                _ => self.waiting.push((id, slot)),
             }
         }
     }

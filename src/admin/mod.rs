@@ -14,7 +14,10 @@
 //!   whatever the number of clients; requests are parsed with `httparse`.
 //!   Checks themselves run inside the component's `run` future, so they run
 //!   on *your* runtime (a tokio-based check works under tokio) and no
-//!   runtime crate is needed here.
+//!   runtime crate is needed here. A runtime that is stuck fails the
+//!   probes (`503` once the response timeout passes). A probe's answer is
+//!   written from there too, without blocking, as soon as the checks are
+//!   done.
 //! * Probes are answered whatever other clients do. Every connection has a
 //!   deadline for its headers, its body and its answer; at most
 //!   [`max_connections`](AdminOptions::max_connections) are open, and a
