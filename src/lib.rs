@@ -17,7 +17,8 @@
 //!    any `run` ends (`Ok`, `Err` or panic), or when a launch step fails.
 //! 3. **Lame duck.** Readiness fails at once while every component keeps
 //!    serving, for the [lame-duck period](LifecycleBuilder::lame_duck), so
-//!    load balancers stop routing here before anything closes.
+//!    load balancers stop routing here before anything closes. A lifecycle
+//!    that never became ready skips it: nothing routes to it.
 //! 4. **Draining.** Components stop one at a time in *reverse* launch order:
 //!    the stop signal is set, [`stop`](Component::stop) is called, and the
 //!    lifecycle waits for `run` to end. Past its budget, a component is
@@ -29,7 +30,9 @@
 //! [shutdown timeout](LifecycleBuilder::shutdown_timeout), each call by its
 //! own budget. Errors are recorded and shutdown goes on; `run` returns the
 //! first error, with every other one attached, each naming its component and
-//! step. A [forced stop](Handle::force_stop) skips every graceful wait.
+//! step. A [forced stop](Handle::force_stop) skips every graceful wait and
+//! closes what is left at once, within the
+//! [force budget](LifecycleBuilder::force_timeout).
 //!
 //! # Example
 //!
@@ -178,7 +181,7 @@ pub mod upgrade;
 pub use component::Component;
 pub use context::Context;
 pub use drain::{Drainer, FnDrainer, drainer_fn};
-pub use error::{BoxError, Error, ErrorKind, Step};
+pub use error::{BoxError, Error, ErrorKind, Errors, Step};
 pub use exit::{FORCED_EXIT_CODE, exit_code};
 pub use handle::{Handle, Ready};
 pub use health::{

@@ -49,9 +49,11 @@ impl Handle {
     /// Requests shutdown, with an optional error as its cause.
     ///
     /// Returns `true` if this call began the shutdown, `false` if it was
-    /// already under way (the call then changes nothing: the first cause
-    /// stays the primary error). Callable from any thread, before or during
-    /// [`Lifecycle::run`](crate::Lifecycle::run).
+    /// already under way. The first cause stays the primary error; an error
+    /// carried by a later request is attached to the result (see
+    /// [`Error::others`]), unless [`Lifecycle::run`](crate::Lifecycle::run)
+    /// has already returned. Callable from any thread, before or during
+    /// `run`.
     pub fn request_stop(&self, error: Option<BoxError>) -> bool {
         let error = error.map(|e| {
             Error::new(ErrorKind::Requested)
@@ -64,27 +66,34 @@ impl Handle {
     }
 
     /// Forces the shutdown: the rest of the lame-duck period and every
-    /// graceful wait are skipped, remaining components are closed and
-    /// dropped at once. Begins the shutdown if it has not begun.
+    /// graceful wait are skipped, and every remaining component's `close`
+    /// is called at once, all of them bounded together by the
+    /// [force budget](crate::LifecycleBuilder::force_timeout); then
+    /// everything is dropped. Begins the shutdown if it has not begun.
     ///
-    /// Returns `true` if this call forced it.
+    /// Returns `true` if this call forced it; `false` if the shutdown was
+    /// already forced or the lifecycle has stopped.
     pub fn force_stop(&self) -> bool {
-        let phase = self.phase();
+        let before = self.phase();
+        if before == Phase::Stopped {
+            return false;
+        }
         self.shared.begin_shutdown(None, "forced stop");
         let forced = {
             let mut st = lock(&self.shared.state);
-            if self.shared.force.is_set() {
+            // Checked under the lock the runner takes the errors under, after
+            // it marked the lifecycle stopped: a force either lands in the
+            // result or reports that it came too late.
+            if self.shared.force.is_set() || self.phase() == Phase::Stopped {
                 false
             } else {
                 // Recorded before the signal is set: the runner, once woken
                 // by it, may finish at once and must find the error.
-                if phase < Phase::Stopped {
-                    st.errors.push(
-                        Error::new(ErrorKind::Forced)
-                            .with_step(Step::Shutdown)
-                            .with_phase(phase),
-                    );
-                }
+                st.errors.push(
+                    Error::new(ErrorKind::Forced)
+                        .with_step(Step::Shutdown)
+                        .with_phase(before),
+                );
                 self.shared.force.raise()
             }
         };

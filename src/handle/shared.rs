@@ -105,16 +105,24 @@ impl Shared {
 
     /// Records an error, keeping the order in which errors happened.
     pub(crate) fn record(&self, error: Error) {
-        log::warn!(target: "lameduck", "{error}");
+        log::warn!(target: "lameduck", "{error:#}");
         lock(&self.state).errors.push(error);
     }
 
     /// Begins shutdown. Returns `true` if this call began it.
     pub(crate) fn begin_shutdown(&self, error: Option<Error>, cause: &str) -> bool {
-        let error_text = error.as_ref().map(ToString::to_string);
+        let error_text = error.as_ref().map(|e| format!("{e:#}"));
         {
             let mut st = lock(&self.state);
             if st.shutdown_at.is_some() {
+                // A later request's error is attached to the result, never
+                // lost; once the result is out there is nothing to attach it
+                // to.
+                if let Some(e) = error {
+                    if self.phase() < Phase::Stopped {
+                        st.errors.push(e);
+                    }
+                }
                 return false;
             }
             st.shutdown_at = Some(Instant::now());

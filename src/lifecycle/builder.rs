@@ -85,10 +85,41 @@ impl LifecycleBuilder {
         self
     }
 
+    /// The budget of a forced shutdown ([`Handle::force_stop`](crate::Handle::force_stop)
+    /// or a second signal): from the moment the force is seen, every
+    /// remaining component's `close` and every remaining stop hook run at
+    /// once, all bounded together by this budget, and [`Lifecycle::run`]
+    /// returns. Default 1 s.
+    ///
+    /// Zero polls each of them once: what completes synchronously completes,
+    /// any wait is abandoned. [`Duration::MAX`] leaves them bounded by the
+    /// shutdown timeout and each component's close timeout only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lameduck::Lifecycle;
+    ///
+    /// let lifecycle = Lifecycle::builder()
+    ///     .force_timeout(Duration::from_millis(200))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(lifecycle);
+    /// ```
+    pub fn force_timeout(mut self, budget: Duration) -> Self {
+        self.config.force_timeout = budget;
+        self
+    }
+
     /// How long readiness fails while every component keeps serving, before
     /// the drain begins, so that load balancers stop sending traffic first.
     /// Default zero; behind a Kubernetes Service, a few seconds. Capped by
-    /// the shutdown timeout.
+    /// the shutdown timeout; [`Duration::MAX`] lasts until then.
+    ///
+    /// Skipped when the lifecycle never became ready (its launch failed or
+    /// was stopped): no load balancer routes to it. A forced stop cuts it
+    /// short.
     pub fn lame_duck(mut self, period: Duration) -> Self {
         self.config.lame_duck = period;
         self
@@ -274,6 +305,7 @@ impl fmt::Debug for LifecycleBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LifecycleBuilder")
             .field("shutdown_timeout", &self.config.shutdown_timeout)
+            .field("force_timeout", &self.config.force_timeout)
             .field("lame_duck", &self.config.lame_duck)
             .field("parts", &self.parts.len())
             .finish_non_exhaustive()

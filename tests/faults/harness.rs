@@ -85,7 +85,9 @@ pub enum What {
     /// It was dropped before it finished (cancelled).
     Dropped(S),
     RequestBegin(Option<String>),
-    RequestEnd(bool),
+    /// Whether the request began the shutdown, and whether the lifecycle
+    /// had stopped when it returned (its error may then be absent).
+    RequestEnd(bool, bool),
     ForceBegin,
     ForceEnd(bool),
     Registered {
@@ -429,7 +431,8 @@ fn perform(log: &Arc<Log>, who: &str, handle: &Handle, action: Action) {
         Action::Stop(msg) => {
             log.push(who, What::RequestBegin(msg.clone()));
             let r = handle.request_stop(msg.map(BoxError::from));
-            log.push(who, What::RequestEnd(r));
+            let stopped = handle.phase() == lameduck::Phase::Stopped;
+            log.push(who, What::RequestEnd(r, stopped));
             expect_not_ready_now(log, who, handle);
         }
         Action::Force => {

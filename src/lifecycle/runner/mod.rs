@@ -43,6 +43,7 @@ impl fmt::Debug for Spawner {
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) force_timeout: Duration,
     pub(crate) lame_duck: Duration,
     pub(crate) spawner: Option<Spawner>,
 }
@@ -51,6 +52,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             shutdown_timeout: Duration::from_secs(30),
+            force_timeout: Duration::from_secs(1),
             lame_duck: Duration::ZERO,
             spawner: None,
         }
@@ -95,6 +97,9 @@ pub(crate) struct Runner {
     slots: Vec<Slot>,
     launched: Vec<usize>,
     runs: FuturesUnordered<RunTask>,
+    /// When a forced shutdown must be over: set when the runner first sees
+    /// the force.
+    force_deadline: Option<Option<Instant>>,
     /// Held from construction, so that a lifecycle dropped without ever
     /// being run still resolves `Handle::stopped` and disarms the watchdog.
     guard: Option<StoppedGuard>,
@@ -151,6 +156,7 @@ impl Runner {
             launched: Vec::with_capacity(initial.len()),
             initial: initial.into_iter(),
             runs: FuturesUnordered::new(),
+            force_deadline: None,
         }
     }
 
@@ -176,7 +182,7 @@ impl Runner {
         );
         match errors.next() {
             None => Ok(report),
-            Some(first) => Err(first.with_others(errors.collect())),
+            Some(first) => Err(first.with_others(errors.collect()).with_report(report)),
         }
     }
 

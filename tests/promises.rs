@@ -1,0 +1,156 @@
+//! Promises the documentation makes that once broke under faults, extreme
+//! inputs or odd executors: each test is named after what it guards.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures::executor::block_on;
+use lameduck::{ComponentOptions, ComponentState, ErrorKind, Lifecycle, Step};
+
+/// A close that never finishes must not hold a forced shutdown for its own
+/// close budget: every remaining `close` runs at once, bounded together by
+/// the force budget, and the remaining stop hooks likewise.
+#[test]
+fn forced_stop_closes_every_hanging_component_at_once_within_the_force_budget() {
+    let log = Log::new();
+    let hanging = || ComponentOptions::new().close_timeout(Duration::from_secs(5));
+    let lc = Lifecycle::builder()
+        .shutdown_timeout(Duration::from_secs(30))
+        .force_timeout(ms(300))
+        .component_with(
+            "a",
+            probe(&log, "a").run(Act::Hang).close(Act::Hang),
+            hanging(),
+        )
+        .component_with(
+            "b",
+            probe(&log, "b").run(Act::Hang).close(Act::Hang),
+            hanging(),
+        )
+        .component_with(
+            "c",
+            probe(&log, "c")
+                .run(Act::Hang)
+                .stop(Act::Hang)
+                .close(Act::Hang),
+            hanging(),
+        )
+        .stop_hook("h1", hook(&log, "h1", Act::Hang))
+        .stop_hook("h2", hook(&log, "h2", Act::Hang))
+        .build()
+        .unwrap();
+    let handle = lc.handle();
+    let forced_at = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let forcer = {
+        let (log, handle, forced_at) = (log.clone(), handle.clone(), forced_at.clone());
+        std::thread::spawn(move || {
+            block_on(handle.ready());
+            handle.request_stop(None);
+            log.wait_for("stop c");
+            *forced_at.lock().unwrap() = Some(Instant::now());
+            handle.force_stop()
+        })
+    };
+    let (out, _) = run(lc);
+    let returned = Instant::now();
+    assert!(forcer.join().unwrap());
+    let after_force = returned - forced_at.lock().unwrap().unwrap();
+    // one force budget (300 ms) for the closes and the hooks together, plus
+    // a generous margin; before, each close took its 5 s in turn
+    assert!(after_force < ms(1500), "{after_force:?}");
+    let err = expect_err(out);
+    for name in ["a", "b", "c"] {
+        let e = find(&err, name, Step::Close);
+        assert_eq!(e.kind(), ErrorKind::TimedOut, "{e:#}");
+        assert!(e.budget().unwrap() <= ms(300), "{e:#}");
+        assert!(log.has(&format!("close {name}")));
+        assert!(log.has(&format!("cancel run {name}")));
+    }
+    for name in ["h1", "h2"] {
+        assert_eq!(find(&err, name, Step::Hook).kind(), ErrorKind::TimedOut);
+    }
+    // the closes began together, not one after another
+    let report = handle.report();
+    let at: Vec<Duration> = ["a", "b", "c"]
+        .iter()
+        .map(|n| report.component(n).unwrap().close_at.unwrap())
+        .collect();
+    let spread = at
+        .iter()
+        .max()
+        .unwrap()
+        .saturating_sub(*at.iter().min().unwrap());
+    assert!(spread < ms(100), "{at:?}");
+    for name in ["a", "b", "c"] {
+        assert_eq!(
+            report.component(name).unwrap().state,
+            ComponentState::Closed
+        );
+    }
+}
+
+/// The force budget at zero polls each close once: synchronous clean-up
+/// completes, the rest is abandoned at once.
+#[test]
+fn force_budget_zero_polls_each_close_once() {
+    let log = Log::new();
+    let lc = Lifecycle::builder()
+        .force_timeout(Duration::ZERO)
+        .component("a", probe(&log, "a").run(Act::Hang))
+        .component(
+            "b",
+            probe(&log, "b")
+                .run(Act::Hang)
+                .stop(Act::Hang)
+                .close(Act::Hang),
+        )
+        .build()
+        .unwrap();
+    let forcer = force_on(&log, &lc.handle(), "stop b");
+    let (out, took) = run(lc);
+    assert!(forcer.join().unwrap());
+    assert!(took < ms(2000), "{took:?}");
+    let err = expect_err(out);
+    assert_eq!(find(&err, "b", Step::Close).kind(), ErrorKind::TimedOut);
+    // `a`'s close completes on its first poll
+    assert!(log.has("close-end a"));
+    assert!(all_errors(&err).iter().all(|e| e.component() != Some("a")));
+}
+
+/// A lifecycle whose launch failed was never routed to: it skips the lame
+/// duck instead of serving nothing for the whole period.
+#[test]
+fn failed_launch_skips_the_lame_duck() {
+    let log = Log::new();
+    let lc = Lifecycle::builder()
+        .lame_duck(Duration::from_secs(3))
+        .component("a", probe(&log, "a"))
+        .component("b", probe(&log, "b").start(Act::Fail))
+        .build()
+        .unwrap();
+    let (out, took) = run(lc);
+    assert_eq!(
+        find(&expect_err(out), "b", Step::Start).kind(),
+        ErrorKind::Failed
+    );
+    assert!(took < ms(1500), "{took:?}");
+    assert_eq!(log.count("stop-end a"), 1);
+}
+
+/// A stop requested before the lifecycle was ever ready skips it too.
+#[test]
+fn stop_during_launch_skips_the_lame_duck() {
+    let log = Log::new();
+    let lc = Lifecycle::builder()
+        .lame_duck(Duration::from_secs(3))
+        .component("a", probe(&log, "a").ready(Act::Hang))
+        .build()
+        .unwrap();
+    let stopper = stop_on(&log, &lc.handle(), "ready a");
+    let (out, took) = run(lc);
+    assert!(stopper.join().unwrap());
+    expect_ok(out);
+    assert!(took < ms(1500), "{took:?}");
+}
