@@ -81,6 +81,11 @@ pub enum ErrorKind {
     Config,
     /// The shutdown was forced: graceful waits were skipped.
     Forced,
+    /// A component's `run` was on its own task (see
+    /// [`LifecycleBuilder::spawner`](crate::LifecycleBuilder::spawner)) and
+    /// the executor dropped that task before it finished, as a runtime
+    /// does when it shuts down.
+    Dropped,
 }
 
 /// An error from the lifecycle, naming the component (or drainer, hook) and
@@ -336,6 +341,11 @@ impl Error {
         self.inner.kind == ErrorKind::Forced
     }
 
+    /// Whether a component's `run` task was dropped by its executor.
+    pub fn is_dropped(&self) -> bool {
+        self.inner.kind == ErrorKind::Dropped
+    }
+
     /// Whether the error came from a stop requested with an error.
     pub fn is_requested(&self) -> bool {
         self.inner.kind == ErrorKind::Requested
@@ -365,6 +375,9 @@ impl fmt::Display for Error {
             ErrorKind::ShuttingDown => write!(f, "refused: the lifecycle is shutting down")?,
             ErrorKind::Config => write!(f, "invalid configuration")?,
             ErrorKind::Forced => write!(f, "shutdown forced: graceful waits skipped")?,
+            ErrorKind::Dropped => {
+                write!(f, "lost in {step}: its task was dropped by the executor")?
+            }
         }
         if let Some(d) = &i.detail {
             write!(f, ": {d}")?;

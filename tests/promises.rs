@@ -154,3 +154,65 @@ fn stop_during_launch_skips_the_lame_duck() {
     expect_ok(out);
     assert!(took < ms(1500), "{took:?}");
 }
+
+/// An executor that drops the task it was handed (as a runtime shutting
+/// down does) must not make `run` panic: the component gets an error.
+#[test]
+fn spawner_that_drops_its_task_is_an_error_of_the_component() {
+    let log = Log::new();
+    let lc = Lifecycle::builder()
+        .spawner(drop)
+        .component("a", probe(&log, "a"))
+        .component("b", probe(&log, "b"))
+        .build()
+        .unwrap();
+    let (out, took) = run(lc);
+    assert!(took < ms(2000), "{took:?}");
+    let err = expect_err(out);
+    assert_eq!(err.kind(), ErrorKind::Dropped);
+    assert!(err.is_dropped());
+    assert_eq!(err.component(), Some("a"));
+    assert_eq!(err.step(), Some(Step::Run));
+    assert_eq!(
+        err.to_string(),
+        "`a` lost in run: its task was dropped by the executor"
+    );
+    assert!(!log.has("start b"), "the launch stopped at the failure");
+}
+
+/// A `run` on its own task that panics just after its stop budget ran out
+/// (its task busy in that very poll when the lifecycle closes it) must still
+/// reach the result.
+#[test]
+fn spawned_run_panicking_as_its_stop_budget_runs_out_reaches_the_result() {
+    struct LateBloomer;
+    impl lameduck::Component for LateBloomer {
+        async fn run(&self, cx: &lameduck::Context) -> Result<(), lameduck::BoxError> {
+            cx.stop_signal().await;
+            // Busy in this poll past the 20 ms stop budget, then panics.
+            std::thread::sleep(ms(40));
+            panic!("late panic");
+        }
+    }
+    let lc = Lifecycle::builder()
+        .spawner(|task| {
+            std::thread::spawn(move || block_on(task));
+        })
+        .component_with(
+            "late",
+            LateBloomer,
+            ComponentOptions::new().stop_timeout(ms(20)),
+        )
+        .build()
+        .unwrap();
+    let handle = lc.handle();
+    let stopper = stop_when_ready(&handle);
+    let (out, took) = run(lc);
+    assert!(stopper.join().unwrap());
+    assert!(took < ms(2000), "{took:?}");
+    let err = expect_err(out);
+    let timeout = find(&err, "late", Step::Stop);
+    assert!(timeout.is_timeout(), "{err:#}");
+    let panic = find(&err, "late", Step::Run);
+    assert_eq!(panic.panic_message(), Some("late panic"), "{err:#}");
+}

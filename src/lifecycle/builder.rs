@@ -236,6 +236,13 @@ impl LifecycleBuilder {
     /// of polling it inside [`Lifecycle::run`]. The lifecycle keeps a handle
     /// that cancels the task when dropped.
     ///
+    /// An executor that drops such a task before `run` finished (a runtime
+    /// shutting down) makes it an error of that component, of kind
+    /// [`Dropped`](crate::ErrorKind::Dropped), and starts the shutdown. A
+    /// `run` that ends, or panics, on its own task just as the lifecycle
+    /// closes it still reaches the result: `Lifecycle::run` waits for a task
+    /// caught in the middle of a poll, within the shutdown's bound.
+    ///
     /// # Examples
     ///
     /// ```

@@ -16,10 +16,13 @@ mod shutdown;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
-use futures::future::{AbortHandle, Aborted, BoxFuture, Either, FutureExt, RemoteHandle};
+use futures::channel::oneshot;
+use futures::future::{AbortHandle, Aborted, BoxFuture, Either, FutureExt};
+use futures::ready;
 use futures::stream::FuturesUnordered;
 
 use crate::component::{CallResult, DynComponent};
@@ -65,27 +68,56 @@ struct Slot {
     options: ComponentOptions,
     stop: Signal,
     abort: Option<AbortHandle>,
+    /// For a `run` on its own task: whether that task is in a poll of it.
+    busy: Option<Arc<AtomicBool>>,
     run_done: bool,
     ready: bool,
 }
 
-type RunOutput = Result<CallResult<()>, Aborted>;
+/// How a component's `run` ended.
+enum RunEnd {
+    /// It returned (or panicked: caught into an error).
+    Done(CallResult<()>),
+    /// The lifecycle aborted it.
+    Aborted,
+    /// The executor dropped its task before it finished.
+    Dropped,
+}
+
 type LocalRun = futures::future::Abortable<BoxFuture<'static, CallResult<()>>>;
+type SpawnedOutput = Result<CallResult<()>, Aborted>;
+type SpawnedRun = oneshot::Receiver<SpawnedOutput>;
 
 /// One component's `run`, polled in place or through a spawned task.
 struct RunTask {
     index: usize,
-    fut: Either<LocalRun, RemoteHandle<RunOutput>>,
+    fut: Either<LocalRun, SpawnedRun>,
 }
 
 impl Future for RunTask {
-    type Output = (usize, RunOutput);
+    type Output = (usize, RunEnd);
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let index = self.index;
-        self.fut.poll_unpin(cx).map(|out| (index, out))
+        let end = match &mut self.fut {
+            Either::Left(local) => match ready!(local.poll_unpin(cx)) {
+                Ok(out) => RunEnd::Done(out),
+                Err(Aborted) => RunEnd::Aborted,
+            },
+            Either::Right(spawned) => match ready!(spawned.poll_unpin(cx)) {
+                Ok(Ok(out)) => RunEnd::Done(out),
+                Ok(Err(Aborted)) => RunEnd::Aborted,
+                Err(oneshot::Canceled) => RunEnd::Dropped,
+            },
+        };
+        Poll::Ready((index, end))
     }
 }
+
+/// How long the runner waits at least, once shutdown is over, for a `run`
+/// on its own task that was busy in a poll when it was aborted: whatever
+/// that poll ends with (a panic included) must reach the result.
+const SPAWNED_RUN_GRACE: Duration = Duration::from_millis(100);
 
 pub(crate) struct Runner {
     handle: Handle,
@@ -136,6 +168,14 @@ impl Drop for StoppedGuard {
     }
 }
 
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
 fn deadline_after(from: Instant, budget: Option<Duration>) -> Option<Instant> {
     budget.and_then(|b| from.checked_add(b))
 }
@@ -168,8 +208,16 @@ impl Runner {
             self.launch_and_serve().await;
         }
         self.shut_down().await;
-        // Every started component has been stopped or closed; drop what is
-        // left of their futures before reporting.
+        // Every started component has been stopped or closed. A `run` on its
+        // own task may have ended just as it was aborted: read what those
+        // tasks report, briefly, then drop what is left before reporting.
+        let begun = lock(&shared.state).shutdown_at;
+        let deadline = begun.and_then(|b| deadline_after(b, Some(self.config.shutdown_timeout)));
+        let bound = match self.force_deadline {
+            Some(forced) => earliest(forced, deadline),
+            None => deadline,
+        };
+        self.collect_runs(bound).await;
         self.runs = FuturesUnordered::new();
         drop(guard);
 

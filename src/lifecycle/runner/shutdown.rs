@@ -11,7 +11,7 @@ use futures::future::{BoxFuture, Either, FutureExt, select};
 use futures_timer::Delay;
 
 use super::drive::{Driven, Interrupt};
-use super::{Runner, budget_of, deadline_after};
+use super::{Runner, budget_of, deadline_after, earliest};
 use crate::component::CallResult;
 use crate::context::Context;
 use crate::drain::DynDrainer;
@@ -28,14 +28,6 @@ fn unless_failed(now: ComponentState, next: ComponentState) -> ComponentState {
         now
     } else {
         next
-    }
-}
-
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
     }
 }
 
