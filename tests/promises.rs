@@ -216,3 +216,118 @@ fn spawned_run_panicking_as_its_stop_budget_runs_out_reaches_the_result() {
     let panic = find(&err, "late", Step::Run);
     assert_eq!(panic.panic_message(), Some("late panic"), "{err:#}");
 }
+
+/// A user part whose `Drop` reads the lifecycle through a handle, as a
+/// part that logs its final state might.
+struct ReportsOnDrop {
+    handle: std::sync::Arc<std::sync::OnceLock<lameduck::Handle>>,
+    dropped: std::sync::mpsc::Sender<usize>,
+}
+
+impl Drop for ReportsOnDrop {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.get() {
+            let _ = self.dropped.send(h.report().components().len());
+        }
+    }
+}
+
+impl lameduck::HealthChecker for ReportsOnDrop {
+    async fn check(&self) -> lameduck::Health {
+        lameduck::Health::Healthy
+    }
+}
+
+impl lameduck::Drainer for ReportsOnDrop {
+    async fn drain(&self, _cx: &lameduck::Context) -> Result<(), lameduck::BoxError> {
+        Ok(())
+    }
+}
+
+impl lameduck::Component for ReportsOnDrop {}
+
+/// Runs `f` on a thread; panics if it does not finish within [`LIMIT`]
+/// (a deadlocked thread is left behind).
+fn within(f: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        f();
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(LIMIT)
+        .expect("deadlock: user Drop code ran under the library's locks");
+}
+
+fn reentrant() -> (
+    std::sync::Arc<std::sync::OnceLock<lameduck::Handle>>,
+    std::sync::mpsc::Sender<usize>,
+    std::sync::mpsc::Receiver<usize>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    (Default::default(), tx, rx)
+}
+
+#[test]
+fn a_health_checks_drop_may_use_the_handle() {
+    let (slot, tx, rx) = reentrant();
+    let part = ReportsOnDrop {
+        handle: slot.clone(),
+        dropped: tx,
+    };
+    let lc = Lifecycle::builder()
+        .health_check("k", part)
+        .build()
+        .unwrap();
+    let _ = slot.set(lc.handle());
+    lc.handle().request_stop(None);
+    within(move || {
+        block_on(lc.run()).unwrap();
+    });
+    assert_eq!(rx.recv_timeout(LIMIT), Ok(0));
+}
+
+#[test]
+fn a_drainers_and_a_hooks_drop_may_use_the_handle_when_the_lifecycle_is_dropped_unrun() {
+    let (slot, tx, rx) = reentrant();
+    let drainer = ReportsOnDrop {
+        handle: slot.clone(),
+        dropped: tx.clone(),
+    };
+    let captured = ReportsOnDrop {
+        handle: slot.clone(),
+        dropped: tx,
+    };
+    let lc = Lifecycle::builder()
+        .drainer("d", drainer)
+        .stop_hook("h", move |_cx| async move {
+            drop(captured);
+            Ok(())
+        })
+        .build()
+        .unwrap();
+    let _ = slot.set(lc.handle());
+    within(move || drop(lc));
+    assert_eq!(rx.recv_timeout(LIMIT), Ok(0));
+    assert_eq!(rx.recv_timeout(LIMIT), Ok(0));
+}
+
+#[test]
+fn a_refused_components_drop_may_use_the_handle() {
+    let (slot, tx, rx) = reentrant();
+    let lc = Lifecycle::builder()
+        .component("a", probe(&Log::new(), "a"))
+        .build()
+        .unwrap();
+    let handle = lc.handle();
+    let _ = slot.set(handle.clone());
+    within(move || {
+        let refused = ReportsOnDrop {
+            handle: slot,
+            dropped: tx,
+        };
+        let err = handle.add_component("a", refused).unwrap_err();
+        assert!(err.is_config(), "{err}");
+        drop(lc);
+    });
+    assert_eq!(rx.recv_timeout(LIMIT), Ok(1));
+}

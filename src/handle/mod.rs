@@ -218,13 +218,18 @@ impl Handle {
         options: ComponentOptions,
     ) -> Result<(), Error> {
         let mut st = lock(&self.shared.state);
-        let registration = admit(&self.shared, &mut st, name, component, options)?;
+        // A refused component is dropped by the caller, after the lock is
+        // released: its `Drop` may call back into a handle.
+        let registration = admit(&self.shared, &mut st, name, &component, options)?;
         // Sent under the lock, so the runner receives components in the
         // order of their records, and none after shutdown began.
         if let Err(refused) = self.shared.register_tx.try_send(registration) {
             // The runner is gone (its channel closed): undo the admission.
-            st.component_names.remove(&refused.into_inner().name);
+            let refused = refused.into_inner();
+            st.component_names.remove(&refused.name);
             st.records.pop();
+            drop(st);
+            drop(refused);
             return Err(Error::shutting_down());
         }
         Ok(())
@@ -247,13 +252,10 @@ impl Handle {
         component: Arc<dyn DynComponent>,
         options: ComponentOptions,
     ) -> Result<Registration, Error> {
-        admit(
-            &self.shared,
-            &mut lock(&self.shared.state),
-            name,
-            component,
-            options,
-        )
+        let mut st = lock(&self.shared.state);
+        let admitted = admit(&self.shared, &mut st, name, &component, options);
+        drop(st);
+        admitted
     }
 
     /// Appends a drainer (it runs after those already registered).
@@ -390,7 +392,7 @@ fn admit(
     shared: &Shared,
     st: &mut shared::State,
     name: Arc<str>,
-    component: Arc<dyn DynComponent>,
+    component: &Arc<dyn DynComponent>,
     options: ComponentOptions,
 ) -> Result<Registration, Error> {
     options.validate(&name)?;
@@ -399,7 +401,7 @@ fn admit(
     st.records.push(ComponentRecord::new(name.clone()));
     Ok(Registration {
         name,
-        component,
+        component: component.clone(),
         options,
     })
 }

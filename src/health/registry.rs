@@ -196,10 +196,10 @@ impl Registry {
         lock(&self.entries).clone()
     }
 
-    /// Drops every check: the lifecycle has stopped, and nothing a user
-    /// registered may outlive it.
-    pub(crate) fn clear(&self) {
-        lock(&self.entries).clear();
+    /// Removes every check: the lifecycle has stopped, and nothing a user
+    /// registered may outlive it. The caller drops them, outside any lock.
+    pub(crate) fn take(&self) -> Vec<Arc<Entry>> {
+        std::mem::take(&mut *lock(&self.entries))
     }
 
     /// Whether background checks are being refreshed by a driver.

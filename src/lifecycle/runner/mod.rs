@@ -154,13 +154,19 @@ impl Drop for StoppedGuard {
     fn drop(&mut self) {
         let shared = &self.0.shared;
         shared.set_phase(Phase::Stopped);
-        {
-            // Break any cycle through user parts that hold a handle.
+        // Break any cycle through user parts that hold a handle. They are
+        // dropped only once every lock is released: their `Drop` may call
+        // back into a handle.
+        let checks = shared.health.take();
+        let parts = {
             let mut st = lock(&shared.state);
-            shared.health.clear();
-            st.drainers.clear();
-            st.hooks.clear();
-        }
+            (
+                std::mem::take(&mut st.drainers),
+                std::mem::take(&mut st.hooks),
+            )
+        };
+        drop(checks);
+        drop(parts);
         if let Some(w) = lock(&shared.watchdog).take() {
             w.done();
         }
