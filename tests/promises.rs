@@ -331,3 +331,63 @@ fn a_refused_components_drop_may_use_the_handle() {
     });
     assert_eq!(rx.recv_timeout(LIMIT), Ok(1));
 }
+
+/// A component added while running is not serving yet: readiness fails
+/// until it is ready, then passes again.
+#[test]
+fn a_component_added_while_running_keeps_readiness_failing_until_ready() {
+    use lameduck::Probe;
+    let log = Log::new();
+    let lc = Lifecycle::builder()
+        .component("a", probe(&log, "a"))
+        .build()
+        .unwrap();
+    let handle = lc.handle();
+    let gate = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checker = {
+        let (handle, gate, log) = (handle.clone(), gate.clone(), log.clone());
+        std::thread::spawn(move || {
+            let probes = handle.probes();
+            assert!(block_on(handle.ready()));
+            assert!(block_on(probes.check(Probe::Readiness)).is_passing());
+            // readiness answers `Ok(false)` until the gate opens
+            handle
+                .add_component("late", GatedReady(gate.clone()))
+                .unwrap();
+            std::thread::sleep(ms(50));
+            let report = block_on(probes.check(Probe::Readiness));
+            let during = (
+                report.is_passing(),
+                handle.is_ready(),
+                report
+                    .get("launch")
+                    .map(|c| c.health().is_some_and(|h| h.is_passing())),
+            );
+            gate.store(true, std::sync::atomic::Ordering::SeqCst);
+            let t0 = Instant::now();
+            while !block_on(probes.check(Probe::Readiness)).is_passing() && t0.elapsed() < LIMIT {
+                std::thread::sleep(ms(5));
+            }
+            let after = (
+                block_on(probes.check(Probe::Readiness)).is_passing(),
+                handle.is_ready(),
+            );
+            drop(log);
+            handle.request_stop(None);
+            (during, after)
+        })
+    };
+    expect_ok(run(lc).0);
+    let (during, after) = checker.join().unwrap();
+    assert_eq!(during, (false, false, Some(false)));
+    assert_eq!(after, (true, true));
+}
+
+/// Ready once its gate opens.
+struct GatedReady(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl lameduck::Component for GatedReady {
+    async fn ready(&self, _cx: &lameduck::Context) -> Result<bool, lameduck::BoxError> {
+        Ok(self.0.load(std::sync::atomic::Ordering::SeqCst))
+    }
+}

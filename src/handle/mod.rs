@@ -6,6 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll};
 
 use futures::future::join_all;
@@ -128,6 +129,10 @@ impl Handle {
     /// Resolves to `true` once every component is ready (the lifecycle is
     /// *running*), or to `false` if shutdown begins first or the lifecycle
     /// stops without one (its `run` future dropped, or never run).
+    ///
+    /// It marks the end of the launch and resolves once: a component added
+    /// later does not undo it; [`Handle::is_ready`] and the `launch` check
+    /// follow such components too.
     pub fn ready(&self) -> Ready {
         Ready {
             ready: self.shared.ready.clone(),
@@ -137,9 +142,10 @@ impl Handle {
     }
 
     /// Whether every component has been launched and is ready, and shutdown
-    /// has not begun.
+    /// has not begun. A component added while running makes it `false`
+    /// until that component is ready, like the built-in `launch` check.
     pub fn is_ready(&self) -> bool {
-        self.shared.ready.is_set() && !self.shared.shutdown.is_set()
+        self.shared.is_launched() && !self.shared.shutdown.is_set()
     }
 
     /// The aggregated health: `false` once shutdown has begun (or the
@@ -186,7 +192,8 @@ impl Handle {
 
     /// Registers a component while the lifecycle runs, with default
     /// options. It is launched after those already registered, and stopped
-    /// before them.
+    /// before them. Until it is ready, the built-in `launch` readiness check
+    /// fails and [`Handle::is_ready`] is `false`.
     ///
     /// # Errors
     ///
@@ -228,6 +235,7 @@ impl Handle {
             let refused = refused.into_inner();
             st.component_names.remove(&refused.name);
             st.records.pop();
+            self.shared.launching.fetch_sub(1, Ordering::AcqRel);
             drop(st);
             drop(refused);
             return Err(Error::shutting_down());
@@ -399,6 +407,7 @@ fn admit(
     shared.refuse_if_shutting_down(st)?;
     claim(&mut st.component_names, &name, "component")?;
     st.records.push(ComponentRecord::new(name.clone()));
+    shared.launching.fetch_add(1, Ordering::AcqRel);
     Ok(Registration {
         name,
         component: component.clone(),

@@ -2,7 +2,7 @@
 //! place shutdown begins.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -30,6 +30,9 @@ pub(crate) struct Shared {
     pub(crate) shutdown: Signal,
     pub(crate) force: Signal,
     pub(crate) ready: Signal,
+    /// Components admitted and not yet ready: one added while running
+    /// keeps the `launch` check failing until it is ready.
+    pub(crate) launching: AtomicUsize,
     pub(crate) stopped: Signal,
     pub(crate) epoch: Instant,
     phase: AtomicU8,
@@ -57,6 +60,7 @@ impl Shared {
             shutdown: Signal::new(),
             force: Signal::new(),
             ready: Signal::new(),
+            launching: AtomicUsize::new(0),
             stopped: Signal::new(),
             epoch: Instant::now(),
             phase: AtomicU8::new(Phase::Created as u8),
@@ -80,6 +84,12 @@ impl Shared {
     /// Moves the phase forward without logging; returns the phase before.
     fn advance(&self, phase: Phase) -> Phase {
         Phase::from_u8(self.phase.fetch_max(phase as u8, Ordering::AcqRel))
+    }
+
+    /// Whether every component admitted so far is ready: the launch
+    /// completed, and no component added since is still launching.
+    pub(crate) fn is_launched(&self) -> bool {
+        self.ready.is_set() && self.launching.load(Ordering::Acquire) == 0
     }
 
     /// Marks every component ready, unless shutdown has begun. The flag is

@@ -26,8 +26,9 @@ pub enum Probe {
     /// Is the process alive? Fails only when restarting it would help: no
     /// dependency checks by default.
     Liveness,
-    /// Should traffic come here? Fails during launch and from the moment
-    /// shutdown is requested (lame duck).
+    /// Should traffic come here? Fails during launch (and while a component
+    /// added since is launching) and from the moment shutdown is requested
+    /// (lame duck).
     Readiness,
     /// Has the service finished launching? Passes once every component is
     /// ready.

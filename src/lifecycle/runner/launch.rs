@@ -183,6 +183,10 @@ impl Runner {
             }
         }
         self.slots[index].ready = true;
+        self.handle
+            .shared
+            .launching
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         let now = Instant::now();
         let at = self.since_epoch(now);
         log::info!(
