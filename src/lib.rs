@@ -174,6 +174,7 @@ pub mod signals;
 #[cfg(all(unix, feature = "systemd"))]
 #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "systemd"))))]
 pub mod systemd;
+mod timer;
 #[cfg(all(unix, feature = "upgrade"))]
 #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "upgrade"))))]
 pub mod upgrade;

@@ -21,8 +21,8 @@ use crate::lifecycle::{ComponentOptions, Phase};
 use crate::report::{ComponentRecord, Report};
 use crate::signal::{Signal, lock};
 
-use shared::claim;
 pub(crate) use shared::{Named, Registration, Shared};
+use shared::{claim, validate_name};
 
 /// A cheap, cloneable handle on a [`Lifecycle`](crate::Lifecycle), usable
 /// from any thread: request a stop, wait for phases, read health and the
@@ -198,7 +198,8 @@ impl Handle {
     /// # Errors
     ///
     /// A [`ShuttingDown`](ErrorKind::ShuttingDown) error once shutdown has
-    /// begun, a [`Config`](ErrorKind::Config) error for a duplicate name or an
+    /// begun, a [`Config`](ErrorKind::Config) error for a duplicate name, an
+    /// invalid name (empty, or with a control character or `/`) or an
     /// invalid option; either way nothing changes.
     pub fn add_component<C: Component>(
         &self,
@@ -345,6 +346,7 @@ impl Handle {
         check: Arc<dyn DynHealthChecker>,
         options: CheckOptions,
     ) -> Result<(), Error> {
+        validate_name(&name, "health check")?;
         options.validate(&name)?;
         let st = lock(&self.shared.state);
         self.shared.refuse_if_shutting_down(&st)?;
@@ -403,6 +405,7 @@ fn admit(
     component: &Arc<dyn DynComponent>,
     options: ComponentOptions,
 ) -> Result<Registration, Error> {
+    validate_name(&name, "component")?;
     options.validate(&name)?;
     shared.refuse_if_shutting_down(st)?;
     claim(&mut st.component_names, &name, "component")?;

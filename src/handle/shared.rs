@@ -176,12 +176,28 @@ fn log_phase(old: Phase, new: Phase) {
     }
 }
 
-/// Registers a name in a namespace, refusing duplicates.
+/// Refuses a name that is empty or holds a control character or `/`: names
+/// appear in errors, logs, reports and probe lines and paths, where such a
+/// name could forge a line or a path.
+pub(crate) fn validate_name(name: &str, what: &str) -> Result<(), Error> {
+    if name.is_empty() || name.chars().any(|c| c.is_control() || c == '/') {
+        // Not set as the error's component: it is what must not be printed
+        // as is.
+        Err(Error::config(format!(
+            "invalid {what} name {name:?}: names must be non-empty, without control characters or `/`"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Registers a name in a namespace, refusing invalid names and duplicates.
 pub(crate) fn claim(
     names: &mut HashSet<Arc<str>>,
     name: &Arc<str>,
     what: &str,
 ) -> Result<(), Error> {
+    validate_name(name, what)?;
     if names.insert(name.clone()) {
         Ok(())
     } else {

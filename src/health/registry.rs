@@ -75,7 +75,7 @@ impl Entry {
                 },
                 Some((at, o)) => {
                     let age = at.elapsed();
-                    if age > interval * 2 + opts.timeout {
+                    if age > interval.saturating_mul(2).saturating_add(opts.timeout) {
                         Outcome {
                             health: Health::Unhealthy(format!(
                                 "stale: last result {} ago",
@@ -120,7 +120,7 @@ impl Entry {
         let t0 = Instant::now();
         let timeout = self.options.timeout;
         let check = Box::pin(run_check(self.checker.clone()));
-        let raw = match select(check, Delay::new(timeout)).await {
+        let raw = match select(check, crate::timer::sleep(timeout)).await {
             Either::Left((h, _)) => h,
             Either::Right(_) => Health::Unhealthy(format!("timed out after {}", human(timeout))),
         };
@@ -212,7 +212,9 @@ impl Registry {
     pub(crate) async fn drive(self: Arc<Self>, stop: Signal) {
         self.drivers.fetch_add(1, Ordering::AcqRel);
         let _guard = DriverGuard(&self.drivers);
-        let mut due: HashMap<Arc<str>, Instant> = HashMap::new();
+        // When each check is next due; `None`: never again (an interval too
+        // long for the clock).
+        let mut due: HashMap<Arc<str>, Option<Instant>> = HashMap::new();
         let mut running = FuturesUnordered::new();
         let mut stop = stop;
         loop {
@@ -222,16 +224,18 @@ impl Registry {
                 let Some(interval) = e.options.interval else {
                     continue;
                 };
-                let at = due.entry(e.name.clone()).or_insert(now);
-                if *at <= now {
-                    *at = now + interval;
+                let at = due.entry(e.name.clone()).or_insert(Some(now));
+                if at.is_some_and(|at| at <= now) {
+                    *at = crate::timer::after(now, interval);
                     let run = {
                         let mut st = lock(&e.state);
                         e.shared_run(&mut st)
                     };
                     running.push(run);
                 }
-                next = next.min(*at);
+                if let Some(at) = *at {
+                    next = next.min(at);
+                }
             }
             let wait = Delay::new(next.saturating_duration_since(Instant::now()));
             let step = async {

@@ -79,7 +79,13 @@ impl LifecycleBuilder {
     /// The bound on the whole shutdown, from the request to the return of
     /// [`Lifecycle::run`], lame-duck period included. Default 30 s.
     ///
-    /// Zero means no graceful time at all: every component is closed at once.
+    /// Zero means no graceful time at all: no lame duck, and each
+    /// component's `stop`, the wait for its `run`, its `close`, each drainer
+    /// and each stop hook is polled once; whatever does not finish on that
+    /// poll is abandoned (its future dropped) and recorded as a timeout.
+    /// [`Duration::MAX`] (or any timeout too long for the clock) means no
+    /// bound: only the per-component budgets and a forced stop end the
+    /// waits.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.config.shutdown_timeout = timeout;
         self
@@ -193,7 +199,10 @@ impl LifecycleBuilder {
     /// `std::process::exit(code)`. This covers a component that blocks its
     /// thread, which no future-based timeout can interrupt.
     ///
-    /// Choose `timeout` above the shutdown timeout.
+    /// Choose `timeout` above the shutdown timeout. Zero is a configuration
+    /// error (it would end the process the instant shutdown begins); a
+    /// timeout too long for the clock, such as [`Duration::MAX`], never
+    /// fires.
     pub fn watchdog(mut self, timeout: Duration, code: i32) -> Self {
         self.watchdog = Some((timeout, code));
         self
@@ -272,7 +281,9 @@ impl LifecycleBuilder {
     ///
     /// A [`Config`](crate::ErrorKind::Config) error naming the part for a
     /// duplicate name (within components, drainers, health checks or stop
-    /// hooks) or an invalid option such as zero readiness attempts.
+    /// hooks) or an invalid option such as zero readiness attempts; a
+    /// `Config` error for an invalid name (empty, or with a control
+    /// character or `/`) or a zero watchdog timeout.
     pub fn build(self) -> Result<Lifecycle, Error> {
         let (tx, rx) = async_channel::unbounded();
         let handle = Handle {
@@ -294,6 +305,9 @@ impl LifecycleBuilder {
                 Part::Check(name, c, opts) => handle.insert_check(name.into(), c, opts)?,
                 Part::Hook(name, h) => handle.insert_hook(name.into(), h)?,
             }
+        }
+        if self.watchdog.is_some_and(|(timeout, _)| timeout.is_zero()) {
+            return Err(Error::config("watchdog timeout must not be zero"));
         }
         // Last fallible step, so a failed build leaves no listener behind.
         #[cfg(feature = "signals")]

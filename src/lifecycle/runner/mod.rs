@@ -182,8 +182,10 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
+/// `from + budget`; `None` without a budget or for one too long for the
+/// clock (no deadline).
 fn deadline_after(from: Instant, budget: Option<Duration>) -> Option<Instant> {
-    budget.and_then(|b| from.checked_add(b))
+    budget.and_then(|b| crate::timer::after(from, b))
 }
 
 impl Runner {
