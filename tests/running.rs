@@ -147,7 +147,8 @@ fn rule_08_request_stop_from_another_thread_starts_shutdown() {
 fn rule_08_first_requested_error_wins_and_later_errors_are_attached() {
     let log = Log::new();
     let lc = Lifecycle::builder()
-        .component("a", probe(&log, "a"))
+        // a slow stop keeps the lifecycle up while the later requests land
+        .component("a", probe(&log, "a").stop(Act::sleep(ms(300))))
         .build()
         .unwrap();
     let handle = lc.handle();

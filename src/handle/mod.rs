@@ -244,12 +244,18 @@ impl Handle {
         Ok(())
     }
 
-    /// Makes room for `n` more components, so a large builder does not
-    /// rehash the name set and grow the records as it goes.
-    pub(crate) fn reserve_components(&self, n: usize) {
+    /// Makes room for more parts, so a large builder does not rehash the
+    /// name sets and grow the lists as it goes.
+    pub(crate) fn reserve(&self, components: usize, drainers: usize, checks: usize, hooks: usize) {
         let mut st = lock(&self.shared.state);
-        st.component_names.reserve(n);
-        st.records.reserve(n);
+        st.component_names.reserve(components);
+        st.records.reserve(components);
+        st.drainer_names.reserve(drainers);
+        st.drainers.reserve(drainers);
+        st.hook_names.reserve(hooks);
+        st.hooks.reserve(hooks);
+        drop(st);
+        self.shared.health.reserve(checks);
     }
 
     /// Admits a component registered on the builder: validated and recorded
@@ -303,9 +309,9 @@ impl Handle {
         self.shared.refuse_if_shutting_down(&st)?;
         claim(&mut st.drainer_names, &name, "drainer")?;
         if front {
-            st.drainers.insert(0, (name, drainer));
+            st.drainers.push_front((name, drainer));
         } else {
-            st.drainers.push((name, drainer));
+            st.drainers.push_back((name, drainer));
         }
         Ok(())
     }
@@ -348,18 +354,25 @@ impl Handle {
     ) -> Result<(), Error> {
         validate_name(&name, "health check")?;
         options.validate(&name)?;
-        let st = lock(&self.shared.state);
-        self.shared.refuse_if_shutting_down(&st)?;
-        if self.shared.health.contains(&name) {
-            return Err(Error::config("duplicate health check name").with_component(&name));
-        }
         if RESERVED.contains(&&*name) {
             return Err(Error::config("name of a built-in health check").with_component(&name));
         }
-        // Under the state lock, so no check lands after shutdown began, and
-        // two racing registrations of one name cannot both pass `contains`.
-        self.shared.health.push(Entry::new(name, check, options));
-        Ok(())
+        let st = lock(&self.shared.state);
+        self.shared.refuse_if_shutting_down(&st)?;
+        // Under the state lock, so no check lands after shutdown began.
+        let refused =
+            self.shared
+                .health
+                .try_push(Arc::new(Entry::new(name.clone(), check, options)));
+        drop(st);
+        match refused {
+            Ok(()) => Ok(()),
+            // Dropped here, after the lock: its `Drop` may use a handle.
+            Err(entry) => {
+                drop(entry);
+                Err(Error::config("duplicate health check name").with_component(&name))
+            }
+        }
     }
 
     /// The Kubernetes probes of this lifecycle: evaluate them, or answer

@@ -1,7 +1,7 @@
 //! [`Shared`]: the state the runner and every handle hold, and the one
 //! place shutdown begins.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -47,7 +47,8 @@ pub(crate) struct State {
     pub(crate) errors: Vec<Error>,
     pub(crate) shutdown_at: Option<Instant>,
     pub(crate) component_names: HashSet<Arc<str>>,
-    pub(crate) drainers: Vec<Named<dyn DynDrainer>>,
+    /// In run order: prepending is a push to the front.
+    pub(crate) drainers: VecDeque<Named<dyn DynDrainer>>,
     pub(crate) drainer_names: HashSet<Arc<str>>,
     pub(crate) hooks: Vec<Named<dyn DynDrainer>>,
     pub(crate) hook_names: HashSet<Arc<str>>,

@@ -1,7 +1,7 @@
 //! Registered checks and how one is run: timeout, one shared run in flight,
 //! caching, flap damping, background refresh.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -179,27 +179,47 @@ impl fmt::Debug for Entry {
 /// Every registered check, and whether a background driver runs.
 #[derive(Default)]
 pub(crate) struct Registry {
-    entries: Mutex<Vec<Arc<Entry>>>,
+    entries: Mutex<Entries>,
     drivers: AtomicUsize,
 }
 
+/// The checks in registration order, and their names for a constant-time
+/// duplicate test.
+#[derive(Default)]
+struct Entries {
+    list: Vec<Arc<Entry>>,
+    names: HashSet<Arc<str>>,
+}
+
 impl Registry {
-    pub(crate) fn push(&self, entry: Entry) {
-        lock(&self.entries).push(Arc::new(entry));
+    /// Adds a check, unless one of that name exists: then the entry is
+    /// handed back, for the caller to drop outside its locks.
+    pub(crate) fn try_push(&self, entry: Arc<Entry>) -> Result<(), Arc<Entry>> {
+        let mut entries = lock(&self.entries);
+        if !entries.names.insert(entry.name.clone()) {
+            return Err(entry);
+        }
+        entries.list.push(entry);
+        Ok(())
     }
 
-    pub(crate) fn contains(&self, name: &str) -> bool {
-        lock(&self.entries).iter().any(|e| &*e.name == name)
+    /// Makes room for `n` more checks.
+    pub(crate) fn reserve(&self, n: usize) {
+        let mut entries = lock(&self.entries);
+        entries.list.reserve(n);
+        entries.names.reserve(n);
     }
 
     pub(crate) fn entries(&self) -> Vec<Arc<Entry>> {
-        lock(&self.entries).clone()
+        lock(&self.entries).list.clone()
     }
 
     /// Removes every check: the lifecycle has stopped, and nothing a user
     /// registered may outlive it. The caller drops them, outside any lock.
     pub(crate) fn take(&self) -> Vec<Arc<Entry>> {
-        std::mem::take(&mut *lock(&self.entries))
+        let mut entries = lock(&self.entries);
+        entries.names.clear();
+        std::mem::take(&mut entries.list)
     }
 
     /// Whether background checks are being refreshed by a driver.

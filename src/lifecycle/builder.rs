@@ -289,13 +289,15 @@ impl LifecycleBuilder {
         let handle = Handle {
             shared: Arc::new(Shared::new(tx)),
         };
-        let components = self
-            .parts
-            .iter()
-            .filter(|p| matches!(p, Part::Component(..)))
-            .count();
+        let count = |f: fn(&Part) -> bool| self.parts.iter().filter(|p| f(p)).count();
+        let components = count(|p| matches!(p, Part::Component(..)));
         let mut initial = Vec::with_capacity(components);
-        handle.reserve_components(components);
+        handle.reserve(
+            components,
+            count(|p| matches!(p, Part::Drainer(..))),
+            count(|p| matches!(p, Part::Check(..))),
+            count(|p| matches!(p, Part::Hook(..))),
+        );
         for part in self.parts {
             match part {
                 Part::Component(name, c, opts) => {

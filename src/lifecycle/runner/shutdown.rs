@@ -122,7 +122,7 @@ impl Runner {
 
         shared.set_phase(Phase::Flushing);
         let drainers = std::mem::take(&mut lock(&shared.state).drainers);
-        self.run_drainers(drainers, deadline).await;
+        self.run_drainers(drainers.into(), deadline).await;
 
         shared.set_phase(Phase::Stopping);
         let mut hooks = std::mem::take(&mut lock(&shared.state).hooks);
