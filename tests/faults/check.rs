@@ -7,7 +7,7 @@ use std::time::Duration;
 use lameduck::{Error, ErrorKind, Step};
 
 use crate::harness::{Ev, Kind, Outcome, S, What};
-use crate::model::Scenario;
+use crate::model::{Scenario, SpawnerFault};
 
 /// How late `run` may return past the shutdown timeout (a shared, noisy
 /// machine; the engine promises "a few milliseconds").
@@ -274,7 +274,10 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
         let launch_failed = all_errors(out).any(|e| {
             e.component() == Some(&*record.name)
                 && (matches!(e.step(), Some(Step::Start | Step::Ready))
-                    || e.kind() == lameduck::ErrorKind::Exited)
+                    || matches!(
+                        e.kind(),
+                        lameduck::ErrorKind::Exited | lameduck::ErrorKind::Dropped
+                    ))
         });
         let expected: &[St] = if c.start_ok.is_some() && launch_failed {
             // Its readiness failed (or its run ended before it was ready):
@@ -319,6 +322,21 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
             format!("run returned {d:?} after shutdown began (timeout {budget:?})"),
         ),
         Some(_) => {}
+    }
+    // A force is prompt: every remaining close and hook is bounded together
+    // by the force budget.
+    let at = |f: &dyn Fn(&What) -> bool| ev.iter().find(|e| f(&e.what)).map(|e| e.at);
+    let forced_at = at(&|w| matches!(w, What::ForceEnd(true)));
+    let returned_at = at(&|w| matches!(w, What::RunReturned));
+    if let (Some(forced), Some(returned)) = (forced_at, returned_at) {
+        let force_budget = Duration::from_millis(sc.force_timeout_ms);
+        let after = returned.saturating_sub(forced);
+        if after > force_budget.saturating_add(MARGIN) {
+            fail(
+                "force-overran",
+                format!("run returned {after:?} after the force (budget {force_budget:?})"),
+            );
+        }
     }
 
     check_errors(sc, ev, out, &calls, &mut fail);
@@ -435,6 +453,15 @@ fn check_errors(
                 fail("error-unnamed", format!("{e}"))
             }
             ErrorKind::ShuttingDown | ErrorKind::Config => fail("bad-error-kind", format!("{e}")),
+            // Only a spawner that drops tasks may cause it, for a `run`.
+            ErrorKind::Dropped
+                if !(sc.spawner
+                    && matches!(sc.spawner_fault, SpawnerFault::DropEvery(_))
+                    && e.component().is_some()
+                    && e.step() == Some(Step::Run)) =>
+            {
+                fail("bad-error-kind", format!("{e}"))
+            }
             _ => {}
         }
         if !e.others().is_empty() && !std::ptr::eq(*e, errs[0]) {

@@ -1,7 +1,7 @@
 //! Test parts that act out a [`Scenario`] and write what happens to an
 //! event log, and the driver that runs one scenario.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,9 @@ use lameduck::{
     Health, HealthChecker, Lifecycle, Readiness, Report,
 };
 
-use crate::model::{Act, Action, CheckKind, CheckSpec, CompSpec, DrainSpec, HookSpec, Scenario};
+use crate::model::{
+    Act, Action, CheckKind, CheckSpec, CompSpec, DrainSpec, HookSpec, Scenario, SpawnerFault,
+};
 
 /// Every injected panic message starts with this; the panic hook keeps
 /// them off stderr.
@@ -110,6 +112,8 @@ pub struct Ev {
 }
 
 pub struct Log {
+    /// Set for scenarios whose parts' `Drop` reads the lifecycle.
+    handle: Mutex<Option<Handle>>,
     t0: Instant,
     events: Mutex<Vec<Ev>>,
     live_calls: AtomicUsize,
@@ -120,6 +124,7 @@ pub struct Log {
 impl Log {
     fn new() -> Arc<Log> {
         Arc::new(Log {
+            handle: Mutex::new(None),
             t0: Instant::now(),
             events: Mutex::new(Vec::new()),
             live_calls: AtomicUsize::new(0),
@@ -161,6 +166,12 @@ impl PartGuard {
 
 impl Drop for PartGuard {
     fn drop(&mut self) {
+        // A part that logs its final state: re-enters the library from its
+        // `Drop`, wherever the library drops it.
+        let handle = self.log.handle.lock().unwrap().clone();
+        if let Some(h) = handle {
+            let _ = (h.report(), h.is_ready(), h.phase(), h.is_shutting_down());
+        }
         let counter = if self.component {
             &self.log.live_components
         } else {
@@ -495,8 +506,14 @@ fn perform(log: &Arc<Log>, who: &str, handle: &Handle, action: Action) {
                     What::Violation("healthy-during-shutdown", "probe: is_healthy() true".into()),
                 );
             }
-            // `ready()` resolves `false` only once shutdown has begun.
-            if !futures::executor::block_on(handle.ready()) && !handle.is_shutting_down() {
+            // `ready()` resolves `false` only once shutdown has begun. Waited
+            // for boundedly: with budgets too long for the clock, a launch
+            // may wait for the stop request this very thread sends next.
+            let ready = futures::executor::block_on(future::select(
+                handle.ready(),
+                Delay::new(Duration::from_millis(500)),
+            ));
+            if matches!(ready, Either::Left((false, _))) && !handle.is_shutting_down() {
                 log.push(
                     who,
                     What::Violation("ready-false-while-running", "ready() resolved false".into()),
@@ -539,8 +556,28 @@ pub async fn run_case(sc: Arc<Scenario>, spawn: Option<SpawnFn>) -> Outcome {
     let mut b = Lifecycle::builder()
         .shutdown_timeout(ms(sc.shutdown_timeout_ms))
         .lame_duck(ms(sc.lame_duck_ms));
+    b = b.force_timeout(ms(sc.force_timeout_ms));
     if sc.spawner {
-        b = b.spawner(spawn.expect("a spawner for a spawner scenario"));
+        let spawn = spawn.expect("a spawner for a spawner scenario");
+        b = match sc.spawner_fault {
+            SpawnerFault::None => b.spawner(spawn),
+            SpawnerFault::DropEvery(n) => {
+                let count = AtomicU64::new(0);
+                b.spawner(move |task| {
+                    if count.fetch_add(1, Ordering::SeqCst) % n == n - 1 {
+                        drop(task);
+                    } else {
+                        spawn(task);
+                    }
+                })
+            }
+            SpawnerFault::Delay(d) => b.spawner(move |task| {
+                spawn(Box::pin(async move {
+                    Delay::new(ms(d)).await;
+                    task.await;
+                }));
+            }),
+        };
     }
     for c in &sc.components {
         b = b.component_with(&c.name, TestComponent::new(c.clone(), &log), options(c));
@@ -570,6 +607,9 @@ pub async fn run_case(sc: Arc<Scenario>, spawn: Option<SpawnFn>) -> Outcome {
     let t_build = Instant::now();
     let lifecycle = b.build().expect("a generated scenario is valid");
     let handle = lifecycle.handle();
+    if sc.reentrant_drops {
+        *log.handle.lock().unwrap() = Some(handle.clone());
+    }
     let t0 = Instant::now();
     let mut done = Vec::new();
     for (i, actions) in sc.threads.iter().enumerate() {
@@ -607,6 +647,8 @@ pub async fn run_case(sc: Arc<Scenario>, spawn: Option<SpawnFn>) -> Outcome {
     for rx in done {
         let _ = rx.await;
     }
+    // The log's handle would keep the lifecycle's state alive.
+    log.handle.lock().unwrap().take();
     let live_components = log.live_components.load(Ordering::SeqCst);
     let live_parts = log.live_parts.load(Ordering::SeqCst);
     let report = handle.report();
