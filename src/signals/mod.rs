@@ -12,7 +12,7 @@
 //!   (SIGINT) and SIGTERM. [`Signals::only`] *replaces* the set, like the Go
 //!   `lameduck` package's `Signals` option.
 //! * **First signal**: [`Handle::request_stop(None)`](Handle::request_stop).
-//!   Shutdown begins with the lame-duck period (DESIGN rule 9): readiness
+//!   Shutdown begins with the lame-duck period: readiness
 //!   fails at once while every component keeps serving; then drain →
 //!   flush → stop.
 //! * **Any later signal**: [`Handle::force_stop`]. The rest of the lame-duck
