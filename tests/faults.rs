@@ -13,6 +13,8 @@
 //! finishes for a minute (a deadlock).
 //!
 //! * `LAMEDUCK_CASES=N` — scenarios per runtime (default 2000).
+//! * `LAMEDUCK_FROM=I` — the index of the first scenario (default 0), to run
+//!   a long campaign in chunks.
 //! * `LAMEDUCK_SEED=S` — replay one seed (decimal or `0x…`), printing the
 //!   scenario, its event log and its result.
 //!
@@ -117,7 +119,10 @@ fn seeds(tag: u64) -> Vec<u64> {
         return vec![seed];
     }
     let cases = env_u64("LAMEDUCK_CASES").unwrap_or(2000);
-    (0..cases).map(|i| (tag << 40) | i).collect()
+    let from = env_u64("LAMEDUCK_FROM").unwrap_or(0);
+    (from..from.saturating_add(cases))
+        .map(|i| (tag << 40) | i)
+        .collect()
 }
 
 fn describe(sc: &Scenario, out: &Outcome, violations: &[Violation]) -> String {
