@@ -148,7 +148,7 @@ fn rule_08_first_requested_error_wins_and_later_errors_are_attached() {
     let log = Log::new();
     let lc = Lifecycle::builder()
         // a slow stop keeps the lifecycle up while the later requests land
-        .component("a", probe(&log, "a").stop(Act::sleep(ms(300))))
+        .component("a", probe(&log, "a").stop(Act::sleep(ms(500))))
         .build()
         .unwrap();
     let handle = lc.handle();
@@ -180,7 +180,7 @@ fn rule_08_request_after_a_component_error_is_attached() {
     let log = Log::new();
     let lc = Lifecycle::builder()
         // a slow stop keeps the lifecycle up while the late request lands
-        .component("a", probe(&log, "a").stop(Act::sleep(ms(300))))
+        .component("a", probe(&log, "a").stop(Act::sleep(ms(500))))
         .component("b", probe(&log, "b").run(Act::After(ms(30), &Act::Fail)))
         .build()
         .unwrap();
@@ -235,7 +235,7 @@ fn rule_08_concurrent_requests_exactly_one_wins() {
     let log = Log::new();
     let lc = Lifecycle::builder()
         // a slow stop keeps the lifecycle up while every request lands
-        .component("a", probe(&log, "a").stop(Act::sleep(ms(300))))
+        .component("a", probe(&log, "a").stop(Act::sleep(ms(500))))
         .build()
         .unwrap();
     let barrier = Arc::new(Barrier::new(N));
