@@ -649,6 +649,15 @@ pub async fn run_case(sc: Arc<Scenario>, spawn: Option<SpawnFn>) -> Outcome {
     }
     // The log's handle would keep the lifecycle's state alive.
     log.handle.lock().unwrap().take();
+    if sc.spawner {
+        // A spawned task drops its `run` (its calls first, then the
+        // component it holds) on its executor's thread, soon after `run`
+        // returned: the two counters do not fall at the same instant.
+        let until = Instant::now() + Duration::from_secs(2);
+        while log.live_components.load(Ordering::SeqCst) != 0 && Instant::now() < until {
+            Delay::new(ms(1)).await;
+        }
+    }
     let live_components = log.live_components.load(Ordering::SeqCst);
     let live_parts = log.live_parts.load(Ordering::SeqCst);
     let report = handle.report();
