@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench --bench lifecycle            # full run: N = 1,000 / 10,000 / 100,000
 //! cargo bench --bench lifecycle -- --quick # small N, a few seconds (CI runs this)
+//! cargo bench --bench lifecycle -- --scaling # only the per-item scaling, N = 1k / 10k / 100k
 //! ```
 //!
 //! Workloads:
@@ -17,6 +18,9 @@
 //! * time from `request_stop` to `run` returning, 1,000 idle components;
 //! * aggregated health of 100 checks: a probe, uncached and cached, and
 //!   `Handle::is_healthy`;
+//! * scaling: registering N health checks, prepending N drainers and looking
+//!   up N components in a report, per item at each N, with the ratio of the
+//!   largest N to the smallest (linear code stays near 1.0);
 //! * peak RSS per component, in a child process;
 //! * CPU used by 1,000 idle components over a second.
 
@@ -263,6 +267,95 @@ fn rss_per_component(n: usize) -> Option<(f64, f64)> {
     Some((it.next()??, it.next()??))
 }
 
+/// Registering N health checks, prepending N drainers, and looking up every
+/// component of an N-component report by name: ns per item at each N, and
+/// the ratio of the largest N's cost per item to the smallest's (1.0: linear).
+fn per_item_scaling(sizes: &[usize], budget: Duration) {
+    // Each workload times its own part: setup outside the timed section.
+    type Workload = (&'static str, fn(usize) -> Box<dyn FnMut() -> Duration>);
+    let workloads: [Workload; 3] = [
+        ("register N health checks", |n| {
+            Box::new(move || {
+                let t = Instant::now();
+                let mut b = Lifecycle::builder();
+                for i in 0..n {
+                    b = b.health_check(format!("check{i}"), Fine);
+                }
+                let lc = b.build().expect("valid lifecycle");
+                let took = t.elapsed();
+                drop(lc);
+                took
+            })
+        }),
+        ("prepend N drainers", |n| {
+            Box::new(move || {
+                let t = Instant::now();
+                let mut b = Lifecycle::builder();
+                for i in 0..n {
+                    b = b.prepend_drainer(
+                        format!("drainer{i}"),
+                        lameduck::drainer_fn(|_cx| async { Ok::<_, lameduck::BoxError>(()) }),
+                    );
+                }
+                let lc = b.build().expect("valid lifecycle");
+                let took = t.elapsed();
+                drop(lc);
+                took
+            })
+        }),
+        ("Report::component, N look-ups", |n| {
+            let lc = lifecycle(n);
+            let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+            Box::new(move || {
+                // A fresh report each time: its first look-up builds the index.
+                let report = lc.handle().report();
+                let t = Instant::now();
+                for name in &names {
+                    black_box(report.component(name).expect("registered"));
+                }
+                t.elapsed()
+            })
+        }),
+    ];
+    let (first, last) = (sizes[0], sizes[sizes.len() - 1]);
+    println!(
+        "scaling, ns per item (fastest run), and the per-item ratio {last}/{first} (1.00: linear):"
+    );
+    print!("  {:<30}", "");
+    for n in sizes {
+        print!(" {:>9}", format!("N={n}"));
+    }
+    println!("  {:>7}", "ratio");
+    for (name, make) in workloads {
+        let per_item: Vec<f64> = sizes
+            .iter()
+            .map(|&n| {
+                let mut f = make(n);
+                per(fastest_of(budget, &mut f), n)
+            })
+            .collect();
+        print!("  {name:<30}");
+        for p in &per_item {
+            print!(" {p:>9.0}");
+        }
+        println!("  {:>7.2}", per_item[per_item.len() - 1] / per_item[0]);
+    }
+}
+
+/// The fastest of the durations `f` reports (at least 5 runs, at least
+/// `budget` in total): on a shared machine the minimum is the run least
+/// disturbed by other work, which a ratio between sizes needs.
+fn fastest_of(budget: Duration, f: &mut dyn FnMut() -> Duration) -> Duration {
+    let mut best = Duration::MAX;
+    let mut runs = 0;
+    let start = Instant::now();
+    while runs < 5 || (start.elapsed() < budget && runs < 50) {
+        best = best.min(f());
+        runs += 1;
+    }
+    best
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--rss") {
@@ -282,6 +375,11 @@ fn main() {
         for _ in 0..20 {
             futures::executor::block_on(lameduck_cycle(n));
         }
+        return;
+    }
+    // Scaling only, at full sizes: `cargo bench --bench lifecycle -- --scaling`.
+    if args.iter().any(|a| a == "--scaling") {
+        per_item_scaling(&[1_000, 10_000, 100_000], Duration::from_millis(1500));
         return;
     }
     // `cargo bench` passes `--bench`; anything else (`cargo test --benches`,
@@ -404,6 +502,9 @@ fn main() {
     println!("  probe, uncached   {:.1} us", uncached.as_secs_f64() * 1e6);
     println!("  probe, cached     {:.1} us", cached.as_secs_f64() * 1e6);
     println!("  Handle::is_healthy {:.1} us", healthy.as_secs_f64() * 1e6);
+
+    println!();
+    per_item_scaling(sizes, budget);
 
     println!();
     let n = if quick { 10_000 } else { 100_000 };

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::lifecycle::Phase;
+use crate::report::Report;
 
 /// A boxed error: what user code returns from [`Component`](crate::Component),
 /// [`Drainer`](crate::Drainer) and stop-hook methods.
@@ -80,6 +81,11 @@ pub enum ErrorKind {
     Config,
     /// The shutdown was forced: graceful waits were skipped.
     Forced,
+    /// A component's `run` was on its own task (see
+    /// [`LifecycleBuilder::spawner`](crate::LifecycleBuilder::spawner)) and
+    /// the executor dropped that task before it finished, as a runtime
+    /// does when it shuts down.
+    Dropped,
 }
 
 /// An error from the lifecycle, naming the component (or drainer, hook) and
@@ -87,7 +93,17 @@ pub enum ErrorKind {
 ///
 /// The error returned by [`Lifecycle::run`](crate::Lifecycle::run) is the
 /// *primary* error, the first one recorded; every later error is attached
-/// and reachable through [`Error::others`].
+/// and reachable through [`Error::others`] (or [`Error::iter`], primary
+/// first), and the run's [`Report`] through [`Error::report`].
+///
+/// # Display and source
+///
+/// `Display` shows the error's own message (which part, which step, what
+/// kind, and the panic message or the budget); the user's error it wraps is
+/// not repeated there but returned by [`source`](std::error::Error::source),
+/// so error reporters such as `anyhow` print each cause once. The alternate
+/// form `{:#}` prints everything: every error of the run, one per line, each
+/// followed by its chain of sources.
 ///
 /// # Examples
 ///
@@ -108,7 +124,11 @@ pub enum ErrorKind {
 /// assert_eq!(err.component(), Some("db"));
 /// assert_eq!(err.step(), Some(lameduck::Step::Start));
 /// assert!(err.is_failed());
-/// assert_eq!(err.to_string(), "`db` failed in start: no database");
+/// assert_eq!(err.to_string(), "`db` failed in start");
+/// assert_eq!(format!("{err:#}"), "`db` failed in start: no database");
+/// let source = std::error::Error::source(&err).unwrap();
+/// assert_eq!(source.to_string(), "no database");
+/// assert!(err.report().is_some());
 /// ```
 #[derive(Debug, Clone)]
 pub struct Error {
@@ -125,6 +145,7 @@ struct Inner {
     detail: Option<String>,
     source: Option<BoxError>,
     others: Vec<Error>,
+    report: Option<Report>,
 }
 
 impl Error {
@@ -139,6 +160,7 @@ impl Error {
                 detail: None,
                 source: None,
                 others: Vec::new(),
+                report: None,
             }),
         }
     }
@@ -155,6 +177,7 @@ impl Error {
             detail: shared.detail.clone(),
             source: shared.source.as_ref().map(|s| s.to_string().into()),
             others: shared.others.clone(),
+            report: shared.report.clone(),
         })
     }
 
@@ -193,6 +216,10 @@ impl Error {
 
     pub(crate) fn with_others(self, others: Vec<Error>) -> Self {
         self.map(|i| i.others = others)
+    }
+
+    pub(crate) fn with_report(self, report: Report) -> Self {
+        self.map(|i| i.report = Some(report))
     }
 
     pub(crate) fn config(detail: impl Into<String>) -> Self {
@@ -247,6 +274,38 @@ impl Error {
         &self.inner.others
     }
 
+    /// This error, then every attached one, in the order they happened.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lameduck::Lifecycle;
+    ///
+    /// let lifecycle = Lifecycle::builder().build().unwrap();
+    /// let handle = lifecycle.handle();
+    /// handle.request_stop(Some("deploy".into()));
+    /// handle.request_stop(Some("second thoughts".into()));
+    /// let err = futures::executor::block_on(lifecycle.run()).unwrap_err();
+    /// let causes: Vec<String> = err
+    ///     .iter()
+    ///     .map(|e| std::error::Error::source(e).unwrap().to_string())
+    ///     .collect();
+    /// assert_eq!(causes, ["deploy", "second thoughts"]);
+    /// ```
+    pub fn iter(&self) -> Errors<'_> {
+        Errors {
+            first: Some(self),
+            others: self.inner.others.iter(),
+        }
+    }
+
+    /// The report of the run this error ended, for the error returned by
+    /// [`Lifecycle::run`](crate::Lifecycle::run): what a successful run
+    /// returns, so a failed run's timeline can be printed too.
+    pub fn report(&self) -> Option<&Report> {
+        self.inner.report.as_ref()
+    }
+
     /// Whether a user method returned an error.
     pub fn is_failed(&self) -> bool {
         self.inner.kind == ErrorKind::Failed
@@ -282,6 +341,11 @@ impl Error {
         self.inner.kind == ErrorKind::Forced
     }
 
+    /// Whether a component's `run` task was dropped by its executor.
+    pub fn is_dropped(&self) -> bool {
+        self.inner.kind == ErrorKind::Dropped
+    }
+
     /// Whether the error came from a stop requested with an error.
     pub fn is_requested(&self) -> bool {
         self.inner.kind == ErrorKind::Requested
@@ -311,17 +375,67 @@ impl fmt::Display for Error {
             ErrorKind::ShuttingDown => write!(f, "refused: the lifecycle is shutting down")?,
             ErrorKind::Config => write!(f, "invalid configuration")?,
             ErrorKind::Forced => write!(f, "shutdown forced: graceful waits skipped")?,
+            ErrorKind::Dropped => {
+                write!(f, "lost in {step}: its task was dropped by the executor")?
+            }
         }
         if let Some(d) = &i.detail {
             write!(f, ": {d}")?;
         }
-        if let Some(s) = &i.source {
-            write!(f, ": {s}")?;
-        }
-        if !i.others.is_empty() {
+        if f.alternate() {
+            write_sources(f, self)?;
+            for other in &i.others {
+                writeln!(f)?;
+                write!(f, "{other}")?;
+                write_sources(f, other)?;
+            }
+        } else if !i.others.is_empty() {
             write!(f, " (and {} more)", i.others.len())?;
         }
         Ok(())
+    }
+}
+
+/// Appends an error's chain of sources, each after `: `.
+fn write_sources(f: &mut fmt::Formatter<'_>, error: &Error) -> fmt::Result {
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        write!(f, ": {s}")?;
+        source = s.source();
+    }
+    Ok(())
+}
+
+/// The iterator returned by [`Error::iter`]: the error itself, then every
+/// attached error.
+#[derive(Debug, Clone)]
+#[must_use = "iterators do nothing unless consumed"]
+pub struct Errors<'a> {
+    first: Option<&'a Error>,
+    others: std::slice::Iter<'a, Error>,
+}
+
+impl<'a> Iterator for Errors<'a> {
+    type Item = &'a Error;
+
+    fn next(&mut self) -> Option<&'a Error> {
+        self.first.take().or_else(|| self.others.next())
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = usize::from(self.first.is_some()) + self.others.len();
+        (n, Some(n))
+    }
+}
+
+impl ExactSizeIterator for Errors<'_> {}
+
+impl<'a> IntoIterator for &'a Error {
+    type Item = &'a Error;
+    type IntoIter = Errors<'a>;
+
+    fn into_iter(self) -> Errors<'a> {
+        self.iter()
     }
 }
 

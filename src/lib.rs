@@ -17,7 +17,8 @@
 //!    any `run` ends (`Ok`, `Err` or panic), or when a launch step fails.
 //! 3. **Lame duck.** Readiness fails at once while every component keeps
 //!    serving, for the [lame-duck period](LifecycleBuilder::lame_duck), so
-//!    load balancers stop routing here before anything closes.
+//!    load balancers stop routing here before anything closes. A lifecycle
+//!    that never became ready skips it: nothing routes to it.
 //! 4. **Draining.** Components stop one at a time in *reverse* launch order:
 //!    the stop signal is set, [`stop`](Component::stop) is called, and the
 //!    lifecycle waits for `run` to end. Past its budget, a component is
@@ -32,9 +33,11 @@
 //! [shutdown timeout](LifecycleBuilder::shutdown_timeout), each call by its
 //! own budget. Errors are recorded and shutdown goes on; `run` returns the
 //! first error, with every other one attached, each naming its component and
-//! step. A [forced stop](Handle::force_stop) skips every graceful wait.
-//! Why the shutdown began (a signal, a component, a request, an upgrade) is
-//! logged and kept as a [`ShutdownCause`].
+//! step. A [forced stop](Handle::force_stop) skips every graceful wait and
+//! closes what is left at once, within the
+//! [force budget](LifecycleBuilder::force_timeout). Why the shutdown began
+//! (a signal, a component, a request, an upgrade) is logged and kept as a
+//! [`ShutdownCause`].
 //!
 //! # Example
 //!
@@ -221,6 +224,7 @@ pub mod signals;
 #[cfg(all(unix, feature = "systemd"))]
 #[cfg_attr(docsrs, doc(cfg(all(unix, feature = "systemd"))))]
 pub mod systemd;
+mod timer;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
@@ -233,7 +237,7 @@ pub use cause::{RunEnd, ShutdownCause};
 pub use component::Component;
 pub use context::Context;
 pub use drain::{Drainer, FnDrainer, drainer_fn};
-pub use error::{BoxError, Error, ErrorKind, Step};
+pub use error::{BoxError, Error, ErrorKind, Errors, Step};
 pub use exit::{FORCED_EXIT_CODE, exit_code};
 pub use handle::{Handle, Ready};
 pub use health::{

@@ -1,8 +1,9 @@
 //! The timeline of a lifecycle: when each component started, became ready,
 //! stopped or was closed.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::cause::ShutdownCause;
@@ -117,6 +118,48 @@ pub struct Report {
     shutdown_at: Option<Duration>,
     cause: Option<ShutdownCause>,
     components: Vec<ComponentRecord>,
+    by_name: NameIndex,
+}
+
+/// Each component's position by name, built on the first look-up of a
+/// large report: looking every component up stays linear overall.
+#[derive(Clone, Default)]
+struct NameIndex(OnceLock<HashMap<Arc<str>, usize>>);
+
+/// Below this many components a scan is as fast as a map.
+const INDEX_FROM: usize = 32;
+
+impl NameIndex {
+    fn find(&self, components: &[ComponentRecord], name: &str) -> Option<usize> {
+        if components.len() < INDEX_FROM {
+            return components.iter().position(|c| &*c.name == name);
+        }
+        self.0
+            .get_or_init(|| {
+                let mut index = HashMap::with_capacity(components.len());
+                for (i, c) in components.iter().enumerate() {
+                    index.insert(c.name.clone(), i);
+                }
+                index
+            })
+            .get(name)
+            .copied()
+    }
+}
+
+/// A cache of the records: it has no say in equality.
+impl PartialEq for NameIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for NameIndex {}
+
+impl fmt::Debug for NameIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NameIndex")
+    }
 }
 
 impl Report {
@@ -133,6 +176,7 @@ impl Report {
             shutdown_at: shutdown_at.map(|t| t.saturating_duration_since(epoch)),
             cause,
             components,
+            by_name: NameIndex::default(),
         }
     }
 
@@ -161,9 +205,12 @@ impl Report {
         &self.components
     }
 
-    /// One component by name.
+    /// One component by name. Constant time on average: a large report
+    /// indexes its components by name on the first look-up.
     pub fn component(&self, name: &str) -> Option<&ComponentRecord> {
-        self.components.iter().find(|c| &*c.name == name)
+        self.by_name
+            .find(&self.components, name)
+            .map(|i| &self.components[i])
     }
 }
 

@@ -5,9 +5,16 @@
 //! against the engine's invariants (`faults/check.rs`). The generator runs
 //! under tokio current-thread, tokio multi-thread, smol and
 //! `futures::executor`; on tokio multi-thread and smol, odd seeds also put
-//! each component's `run` on its own task (`LifecycleBuilder::spawner`).
+//! each component's `run` on its own task (`LifecycleBuilder::spawner`),
+//! through a spawner that may drop or delay tasks. Scenarios also draw a
+//! force budget, closes that hang under a force, budgets too long for the
+//! clock, and parts whose `Drop` reads the lifecycle through a handle; a
+//! watchdog aborts the run, naming the scenarios in flight, if none
+//! finishes for a minute (a deadlock).
 //!
 //! * `LAMEDUCK_CASES=N` — scenarios per runtime (default 2000).
+//! * `LAMEDUCK_FROM=I` — the index of the first scenario (default 0), to run
+//!   a long campaign in chunks.
 //! * `LAMEDUCK_SEED=S` — replay one seed (decimal or `0x…`), printing the
 //!   scenario, its event log and its result.
 //!
@@ -25,6 +32,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
@@ -111,7 +119,10 @@ fn seeds(tag: u64) -> Vec<u64> {
         return vec![seed];
     }
     let cases = env_u64("LAMEDUCK_CASES").unwrap_or(2000);
-    (0..cases).map(|i| (tag << 40) | i).collect()
+    let from = env_u64("LAMEDUCK_FROM").unwrap_or(0);
+    (from..from.saturating_add(cases))
+        .map(|i| (tag << 40) | i)
+        .collect()
 }
 
 fn describe(sc: &Scenario, out: &Outcome, violations: &[Violation]) -> String {
@@ -150,8 +161,13 @@ fn describe(sc: &Scenario, out: &Outcome, violations: &[Violation]) -> String {
 /// Runs one seed's scenario; with `spawn`, odd seeds put each `run` on its
 /// own task.
 async fn one_case(seed: u64, verbose: bool, spawn: Option<SpawnFn>) -> CaseResult {
+    let _progress = Progress::start(seed);
     let mut sc = Scenario::generate(seed);
     sc.spawner = spawn.is_some() && seed % 2 == 1;
+    if verbose {
+        // Before it runs, should it never end.
+        eprintln!("{sc}");
+    }
     let sc = Arc::new(sc);
     let out = run_case(sc.clone(), spawn).await;
     let violations = check(&sc, &out);
@@ -166,19 +182,85 @@ async fn one_case(seed: u64, verbose: bool, spawn: Option<SpawnFn>) -> CaseResul
 
 type CaseFuture = Pin<Box<dyn Future<Output = CaseResult> + Send>>;
 
+/// Scenarios finished, in this process: the deadlock watchdog's pulse.
+static FINISHED: AtomicUsize = AtomicUsize::new(0);
+
+/// Scenarios in flight, to name them if they stall.
+static IN_FLIGHT: std::sync::Mutex<Vec<u64>> = std::sync::Mutex::new(Vec::new());
+
+/// Counts a scenario as finished when it ends, however it ends.
+struct Progress(u64);
+
+impl Progress {
+    fn start(seed: u64) -> Self {
+        IN_FLIGHT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(seed);
+        Progress(seed)
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        IN_FLIGHT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| *s != self.0);
+        FINISHED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Nothing deadlocks: if no scenario finishes for this long while a
+/// generator runs, the process is aborted with a message (a deadlocked
+/// thread cannot be unwound, and a test that never returns proves nothing).
+const STALL: Duration = Duration::from_secs(60);
+
+fn deadlock_watchdog(runtime: &'static str) -> Arc<AtomicBool> {
+    let done = Arc::new(AtomicBool::new(false));
+    let stop = done.clone();
+    std::thread::spawn(move || {
+        let mut seen = FINISHED.load(Ordering::Relaxed);
+        let mut since = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = FINISHED.load(Ordering::Relaxed);
+            if now != seen {
+                (seen, since) = (now, Instant::now());
+            } else if since.elapsed() > STALL {
+                let stuck: Vec<String> = IN_FLIGHT
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .map(|s| format!("{s:#x}"))
+                    .collect();
+                eprintln!(
+                    "faults[{runtime}]: no scenario finished for {STALL:?}: deadlock; \
+                     in flight: {}",
+                    stuck.join(" ")
+                );
+                std::process::abort();
+            }
+        }
+    });
+    done
+}
+
 /// Runs every seed's scenario, `CONCURRENCY` at a time, on one runtime, and
 /// fails with the seeds and descriptions of the failing ones.
 fn run_generator(
-    runtime: &str,
+    runtime: &'static str,
     tag: u64,
     block_on: impl FnOnce(Vec<u64>, bool) -> Vec<CaseResult>,
 ) {
     quiet_injected_panics();
+    let watchdog = deadlock_watchdog(runtime);
     let seeds = seeds(tag);
     let replay = std::env::var("LAMEDUCK_SEED").is_ok();
     let n = seeds.len();
     let t0 = Instant::now();
     let results = block_on(seeds, replay);
+    watchdog.store(true, Ordering::Relaxed);
     let took = t0.elapsed();
     assert_eq!(results.len(), n);
 

@@ -98,7 +98,7 @@ fn rule_02_ready_err_fails_at_once() {
     assert_eq!(err.kind(), ErrorKind::Failed);
     assert_eq!(err.component(), Some("a"));
     assert_eq!(err.step(), Some(Step::Ready));
-    assert!(err.to_string().contains("ready a failed"), "{err}");
+    assert_eq!(chain(&err), "`a` failed in ready: ready a failed");
     assert_eq!(log.count("ready a"), 1, "an error is not retried");
     assert!(!log.has("start b"));
     // `a` started, so it is stopped; shutdown was quick

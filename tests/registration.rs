@@ -465,13 +465,12 @@ fn empty_lifecycle_and_odd_call_orders_do_not_panic_or_hang() {
     assert!(h.request_stop(None));
     assert_eq!(h.report().components().len(), 1);
 
-    // empty names are names like any other
-    let lc = Lifecycle::builder()
+    // an empty name is refused, not a panic
+    let err = Lifecycle::builder()
         .component("", probe(&Log::new(), "empty"))
         .build()
-        .unwrap();
-    lc.handle().request_stop(None);
-    expect_ok(run(lc).0);
+        .unwrap_err();
+    assert!(err.is_config(), "{err}");
 }
 
 #[test]

@@ -39,18 +39,69 @@ fn rule_18_first_error_is_primary_with_others_attached_naming_component_and_phas
         assert!(e.others().is_empty(), "only the primary carries others");
     }
     let text = err.to_string();
-    assert!(
-        text.starts_with("`b` failed in run: run b failed"),
-        "{text}"
-    );
-    assert!(text.ends_with("(and 3 more)"), "{text}");
-    assert_eq!(
-        err.others()[0].to_string(),
-        "`a` failed in stop: stop a failed"
-    );
+    assert_eq!(text, "`b` failed in run (and 3 more)");
+    assert_eq!(err.others()[0].to_string(), "`a` failed in stop");
     // the user's error is the source
     let source = std::error::Error::source(&err).expect("source");
     assert_eq!(source.to_string(), "run b failed");
+    assert_eq!(
+        format!("{err:#}"),
+        "`b` failed in run: run b failed\n\
+         `a` failed in stop: stop a failed\n\
+         `d` failed in drain: drain d failed\n\
+         `h` failed in stop hook: hook h failed"
+    );
+}
+
+/// What `anyhow`'s `{:#}` prints: the error, then each source, joined by `: `.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[test]
+fn rule_18_an_error_chain_names_the_users_error_once() {
+    struct Full;
+    impl lameduck::Component for Full {
+        async fn start(&self, _cx: &lameduck::Context) -> Result<(), lameduck::BoxError> {
+            Err(std::io::Error::other("disk full").into())
+        }
+    }
+    let lc = Lifecycle::builder().component("db", Full).build().unwrap();
+    let err = expect_err(run(lc).0);
+    assert_eq!(chain(&err), "`db` failed in start: disk full");
+    assert_eq!(format!("{err:#}"), "`db` failed in start: disk full");
+    assert_eq!(chain(&err).matches("disk full").count(), 1);
+}
+
+#[test]
+fn rule_18_every_error_and_the_report_are_reachable_from_the_error() {
+    let log = Log::new();
+    let lc = Lifecycle::builder()
+        .component("a", probe(&log, "a").stop(Act::Fail))
+        .component("b", probe(&log, "b").run(Act::After(ms(30), &Act::Fail)))
+        .build()
+        .unwrap();
+    let err = expect_err(run(lc).0);
+    let names: Vec<_> = err.iter().map(|e| e.component()).collect();
+    assert_eq!(names, [Some("b"), Some("a")]);
+    assert_eq!(err.iter().len(), 2);
+    assert_eq!((&err).into_iter().count(), 2);
+    let report = err.report().expect("a failed run's report");
+    assert_eq!(report.phase(), Phase::Stopped);
+    assert_eq!(report.components().len(), 2);
+    assert_eq!(
+        report.component("a").map(|c| c.state),
+        Some(ComponentState::Stopped)
+    );
+    // only the primary error carries the report
+    assert!(err.others()[0].report().is_none());
 }
 
 #[test]

@@ -98,7 +98,7 @@ fn rule_07_run_returning_err_starts_shutdown_with_an_error() {
     assert_eq!(err.component(), Some("b"));
     assert_eq!(err.step(), Some(Step::Run));
     assert_eq!(err.phase(), Some(Phase::Running));
-    assert!(err.to_string().contains("run b failed"), "{err}");
+    assert!(chain(&err).contains("run b failed"), "{err:#}");
     assert!(err.others().is_empty(), "{:#?}", err.others());
     assert_eq!(log.count("stop a"), 1);
     assert!(took < ms(2000), "{took:?}");
@@ -144,10 +144,11 @@ fn rule_08_request_stop_from_another_thread_starts_shutdown() {
 }
 
 #[test]
-fn rule_08_first_requested_error_wins_and_later_requests_are_noops() {
+fn rule_08_first_requested_error_wins_and_later_errors_are_attached() {
     let log = Log::new();
     let lc = Lifecycle::builder()
-        .component("a", probe(&log, "a"))
+        // a slow stop keeps the lifecycle up while the later requests land
+        .component("a", probe(&log, "a").stop(Act::sleep(ms(500))))
         .build()
         .unwrap();
     let handle = lc.handle();
@@ -164,21 +165,22 @@ fn rule_08_first_requested_error_wins_and_later_requests_are_noops() {
     assert!(err.is_requested());
     assert_eq!(err.step(), Some(Step::Request));
     assert_eq!(err.phase(), Some(Phase::Running));
-    assert!(err.to_string().contains("first"), "{err}");
-    assert!(
-        all_errors(&err)
-            .iter()
-            .all(|e| !e.to_string().contains("second")),
-        "{:#?}",
-        all_errors(&err)
+    assert_eq!(
+        chain(&err),
+        "stop requested with an error (and 1 more): first"
     );
+    // the later error is attached, the later request without one adds nothing
+    let others: Vec<String> = err.others().iter().map(chain).collect();
+    assert_eq!(others, ["stop requested with an error: second"]);
+    assert!(err.others()[0].is_requested());
 }
 
 #[test]
-fn rule_08_request_after_a_component_error_is_a_noop() {
+fn rule_08_request_after_a_component_error_is_attached() {
     let log = Log::new();
     let lc = Lifecycle::builder()
-        .component("a", probe(&log, "a"))
+        // a slow stop keeps the lifecycle up while the late request lands
+        .component("a", probe(&log, "a").stop(Act::sleep(ms(500))))
         .component("b", probe(&log, "b").run(Act::After(ms(30), &Act::Fail)))
         .build()
         .unwrap();
@@ -190,7 +192,13 @@ fn rule_08_request_after_a_component_error_is_a_noop() {
     let err = expect_err(run(lc).0);
     assert!(!late.join().unwrap());
     assert_eq!(err.component(), Some("b"));
-    assert!(all_errors(&err).iter().all(|e| !e.is_requested()));
+    let requested: Vec<String> = err
+        .others()
+        .iter()
+        .filter(|e| e.is_requested())
+        .map(chain)
+        .collect();
+    assert_eq!(requested, ["stop requested with an error: late"]);
 }
 
 /// Asks for a stop with an error from inside its own `run`.
@@ -216,7 +224,7 @@ fn rule_08_request_stop_from_inside_a_component() {
         .unwrap();
     let err = expect_err(run(lc).0);
     assert!(err.is_requested());
-    assert!(err.to_string().contains("disk full"), "{err}");
+    assert_eq!(chain(&err), "stop requested with an error: disk full");
     assert!(err.others().is_empty(), "{:#?}", err.others());
     assert_eq!(log.count("stop a"), 1);
 }
@@ -226,7 +234,8 @@ fn rule_08_concurrent_requests_exactly_one_wins() {
     const N: usize = 8;
     let log = Log::new();
     let lc = Lifecycle::builder()
-        .component("a", probe(&log, "a"))
+        // a slow stop keeps the lifecycle up while every request lands
+        .component("a", probe(&log, "a").stop(Act::sleep(ms(500))))
         .build()
         .unwrap();
     let barrier = Arc::new(Barrier::new(N));
@@ -250,10 +259,18 @@ fn rule_08_concurrent_requests_exactly_one_wins() {
     assert_eq!(wins.len(), 1, "{wins:?}");
     assert!(err.is_requested());
     assert!(
-        err.to_string().contains(&format!("request {}", wins[0])),
-        "{err}"
+        chain(&err).ends_with(&format!(": request {}", wins[0])),
+        "{err:#}"
     );
-    assert!(err.others().is_empty(), "{:#?}", err.others());
+    // every losing request's error is attached, none lost
+    let mut carried: Vec<String> = all_errors(&err)
+        .iter()
+        .map(|e| std::error::Error::source(e).unwrap().to_string())
+        .collect();
+    carried.sort();
+    let mut sent: Vec<String> = (0..N).map(|i| format!("request {i}")).collect();
+    sent.sort();
+    assert_eq!(carried, sent);
     assert_eq!(log.count("stop a"), 1);
 }
 

@@ -331,7 +331,8 @@ mod scenarios {
         let err = res.unwrap_err();
         assert_eq!(err.component(), Some("second"));
         assert_eq!(err.step(), Some(Step::Run));
-        assert!(err.to_string().contains("run broke"), "{err}");
+        let source = std::error::Error::source(&err).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("run broke"), "{err:#}");
         let others: Vec<_> = err
             .others()
             .iter()

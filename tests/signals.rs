@@ -753,8 +753,10 @@ fn engine_force_stop_records_forced_before_run_returns() {
         .build()
         .unwrap();
     let handle = lifecycle.handle();
-    handle.request_stop(None);
     std::thread::spawn(move || {
+        // Ready first: a lifecycle that never became ready skips the lame duck.
+        futures::executor::block_on(handle.ready());
+        handle.request_stop(None);
         std::thread::sleep(Duration::from_millis(100));
         handle.force_stop();
     });

@@ -6,6 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context as TaskContext, Poll};
 
 use futures::future::join_all;
@@ -21,8 +22,8 @@ use crate::lifecycle::{ComponentOptions, Phase};
 use crate::report::{ComponentRecord, Report};
 use crate::signal::{Signal, lock};
 
-use shared::claim;
 pub(crate) use shared::{Named, Registration, Shared};
+use shared::{claim, validate_name};
 
 /// A cheap, cloneable handle on a [`Lifecycle`](crate::Lifecycle), usable
 /// from any thread: request a stop, wait for phases, read health and the
@@ -50,9 +51,11 @@ impl Handle {
     /// Requests shutdown, with an optional error as its cause.
     ///
     /// Returns `true` if this call began the shutdown, `false` if it was
-    /// already under way (the call then changes nothing: the first cause
-    /// stays the primary error). Callable from any thread, before or during
-    /// [`Lifecycle::run`](crate::Lifecycle::run).
+    /// already under way. The first cause stays the primary error; an error
+    /// carried by a later request is attached to the result (see
+    /// [`Error::others`]), unless [`Lifecycle::run`](crate::Lifecycle::run)
+    /// has already returned. Callable from any thread, before or during
+    /// `run`.
     pub fn request_stop(&self, error: Option<BoxError>) -> bool {
         let cause = ShutdownCause::Requested {
             with_error: error.is_some(),
@@ -67,27 +70,34 @@ impl Handle {
     }
 
     /// Forces the shutdown: the rest of the lame-duck period and every
-    /// graceful wait are skipped, remaining components are closed and
-    /// dropped at once. Begins the shutdown if it has not begun.
+    /// graceful wait are skipped, and every remaining component's `close`
+    /// is called at once, all of them bounded together by the
+    /// [force budget](crate::LifecycleBuilder::force_timeout); then
+    /// everything is dropped. Begins the shutdown if it has not begun.
     ///
-    /// Returns `true` if this call forced it.
+    /// Returns `true` if this call forced it; `false` if the shutdown was
+    /// already forced or the lifecycle has stopped.
     pub fn force_stop(&self) -> bool {
-        let phase = self.phase();
+        let before = self.phase();
+        if before == Phase::Stopped {
+            return false;
+        }
         self.shared.begin_shutdown(None, ShutdownCause::Forced);
         let forced = {
             let mut st = lock(&self.shared.state);
-            if self.shared.force.is_set() {
+            // Checked under the lock the runner takes the errors under, after
+            // it marked the lifecycle stopped: a force either lands in the
+            // result or reports that it came too late.
+            if self.shared.force.is_set() || self.phase() == Phase::Stopped {
                 false
             } else {
                 // Recorded before the signal is set: the runner, once woken
                 // by it, may finish at once and must find the error.
-                if phase < Phase::Stopped {
-                    st.errors.push(
-                        Error::new(ErrorKind::Forced)
-                            .with_step(Step::Shutdown)
-                            .with_phase(phase),
-                    );
-                }
+                st.errors.push(
+                    Error::new(ErrorKind::Forced)
+                        .with_step(Step::Shutdown)
+                        .with_phase(before),
+                );
                 self.shared.force.raise()
             }
         };
@@ -145,6 +155,10 @@ impl Handle {
     /// Resolves to `true` once every component is ready (the lifecycle is
     /// *running*), or to `false` if shutdown begins first or the lifecycle
     /// stops without one (its `run` future dropped, or never run).
+    ///
+    /// It marks the end of the launch and resolves once: a component added
+    /// later does not undo it; [`Handle::is_ready`] and the `launch` check
+    /// follow such components too.
     pub fn ready(&self) -> Ready {
         Ready {
             ready: self.shared.ready.clone(),
@@ -154,9 +168,10 @@ impl Handle {
     }
 
     /// Whether every component has been launched and is ready, and shutdown
-    /// has not begun.
+    /// has not begun. A component added while running makes it `false`
+    /// until that component is ready, like the built-in `launch` check.
     pub fn is_ready(&self) -> bool {
-        self.shared.ready.is_set() && !self.shared.shutdown.is_set()
+        self.shared.is_launched() && !self.shared.shutdown.is_set()
     }
 
     /// The aggregated health: `false` once shutdown has begun (or the
@@ -204,12 +219,14 @@ impl Handle {
 
     /// Registers a component while the lifecycle runs, with default
     /// options. It is launched after those already registered, and stopped
-    /// before them.
+    /// before them. Until it is ready, the built-in `launch` readiness check
+    /// fails and [`Handle::is_ready`] is `false`.
     ///
     /// # Errors
     ///
     /// A [`ShuttingDown`](ErrorKind::ShuttingDown) error once shutdown has
-    /// begun, a [`Config`](ErrorKind::Config) error for a duplicate name or an
+    /// begun, a [`Config`](ErrorKind::Config) error for a duplicate name, an
+    /// invalid name (empty, or with a control character or `/`) or an
     /// invalid option; either way nothing changes.
     pub fn add_component<C: Component>(
         &self,
@@ -236,24 +253,36 @@ impl Handle {
         options: ComponentOptions,
     ) -> Result<(), Error> {
         let mut st = lock(&self.shared.state);
-        let registration = admit(&self.shared, &mut st, name, component, options)?;
+        // A refused component is dropped by the caller, after the lock is
+        // released: its `Drop` may call back into a handle.
+        let registration = admit(&self.shared, &mut st, name, &component, options)?;
         // Sent under the lock, so the runner receives components in the
         // order of their records, and none after shutdown began.
         if let Err(refused) = self.shared.register_tx.try_send(registration) {
             // The runner is gone (its channel closed): undo the admission.
-            st.component_names.remove(&refused.into_inner().name);
+            let refused = refused.into_inner();
+            st.component_names.remove(&refused.name);
             st.records.pop();
+            self.shared.launching.fetch_sub(1, Ordering::AcqRel);
+            drop(st);
+            drop(refused);
             return Err(Error::shutting_down());
         }
         Ok(())
     }
 
-    /// Makes room for `n` more components, so a large builder does not
-    /// rehash the name set and grow the records as it goes.
-    pub(crate) fn reserve_components(&self, n: usize) {
+    /// Makes room for more parts, so a large builder does not rehash the
+    /// name sets and grow the lists as it goes.
+    pub(crate) fn reserve(&self, components: usize, drainers: usize, checks: usize, hooks: usize) {
         let mut st = lock(&self.shared.state);
-        st.component_names.reserve(n);
-        st.records.reserve(n);
+        st.component_names.reserve(components);
+        st.records.reserve(components);
+        st.drainer_names.reserve(drainers);
+        st.drainers.reserve(drainers);
+        st.hook_names.reserve(hooks);
+        st.hooks.reserve(hooks);
+        drop(st);
+        self.shared.health.reserve(checks);
     }
 
     /// Admits a component registered on the builder: validated and recorded
@@ -265,13 +294,10 @@ impl Handle {
         component: Arc<dyn DynComponent>,
         options: ComponentOptions,
     ) -> Result<Registration, Error> {
-        admit(
-            &self.shared,
-            &mut lock(&self.shared.state),
-            name,
-            component,
-            options,
-        )
+        let mut st = lock(&self.shared.state);
+        let admitted = admit(&self.shared, &mut st, name, &component, options);
+        drop(st);
+        admitted
     }
 
     /// Appends a drainer (it runs after those already registered).
@@ -310,9 +336,9 @@ impl Handle {
         self.shared.refuse_if_shutting_down(&st)?;
         claim(&mut st.drainer_names, &name, "drainer")?;
         if front {
-            st.drainers.insert(0, (name, drainer));
+            st.drainers.push_front((name, drainer));
         } else {
-            st.drainers.push((name, drainer));
+            st.drainers.push_back((name, drainer));
         }
         Ok(())
     }
@@ -353,19 +379,27 @@ impl Handle {
         check: Arc<dyn DynHealthChecker>,
         options: CheckOptions,
     ) -> Result<(), Error> {
+        validate_name(&name, "health check")?;
         options.validate(&name)?;
-        let st = lock(&self.shared.state);
-        self.shared.refuse_if_shutting_down(&st)?;
-        if self.shared.health.contains(&name) {
-            return Err(Error::config("duplicate health check name").with_component(&name));
-        }
         if RESERVED.contains(&&*name) {
             return Err(Error::config("name of a built-in health check").with_component(&name));
         }
-        // Under the state lock, so no check lands after shutdown began, and
-        // two racing registrations of one name cannot both pass `contains`.
-        self.shared.health.push(Entry::new(name, check, options));
-        Ok(())
+        let st = lock(&self.shared.state);
+        self.shared.refuse_if_shutting_down(&st)?;
+        // Under the state lock, so no check lands after shutdown began.
+        let refused =
+            self.shared
+                .health
+                .try_push(Arc::new(Entry::new(name.clone(), check, options)));
+        drop(st);
+        match refused {
+            Ok(()) => Ok(()),
+            // Dropped here, after the lock: its `Drop` may use a handle.
+            Err(entry) => {
+                drop(entry);
+                Err(Error::config("duplicate health check name").with_component(&name))
+            }
+        }
     }
 
     /// The Kubernetes probes of this lifecycle: evaluate them, or answer
@@ -408,16 +442,18 @@ fn admit(
     shared: &Shared,
     st: &mut shared::State,
     name: Arc<str>,
-    component: Arc<dyn DynComponent>,
+    component: &Arc<dyn DynComponent>,
     options: ComponentOptions,
 ) -> Result<Registration, Error> {
+    validate_name(&name, "component")?;
     options.validate(&name)?;
     shared.refuse_if_shutting_down(st)?;
     claim(&mut st.component_names, &name, "component")?;
     st.records.push(ComponentRecord::new(name.clone()));
+    shared.launching.fetch_add(1, Ordering::AcqRel);
     Ok(Registration {
         name,
-        component,
+        component: component.clone(),
         options,
     })
 }

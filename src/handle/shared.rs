@@ -1,8 +1,8 @@
 //! [`Shared`]: the state the runner and every handle hold, and the one
 //! place shutdown begins.
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -31,6 +31,9 @@ pub(crate) struct Shared {
     pub(crate) shutdown: Signal,
     pub(crate) force: Signal,
     pub(crate) ready: Signal,
+    /// Components admitted and not yet ready: one added while running
+    /// keeps the `launch` check failing until it is ready.
+    pub(crate) launching: AtomicUsize,
     pub(crate) stopped: Signal,
     pub(crate) epoch: Instant,
     phase: AtomicU8,
@@ -47,7 +50,8 @@ pub(crate) struct State {
     /// Set with `shutdown_at`, by the same call.
     pub(crate) cause: Option<ShutdownCause>,
     pub(crate) component_names: HashSet<Arc<str>>,
-    pub(crate) drainers: Vec<Named<dyn DynDrainer>>,
+    /// In run order: prepending is a push to the front.
+    pub(crate) drainers: VecDeque<Named<dyn DynDrainer>>,
     pub(crate) drainer_names: HashSet<Arc<str>>,
     pub(crate) hooks: Vec<Named<dyn DynDrainer>>,
     pub(crate) hook_names: HashSet<Arc<str>>,
@@ -60,6 +64,7 @@ impl Shared {
             shutdown: Signal::new(),
             force: Signal::new(),
             ready: Signal::new(),
+            launching: AtomicUsize::new(0),
             stopped: Signal::new(),
             epoch: Instant::now(),
             phase: AtomicU8::new(Phase::Created as u8),
@@ -85,6 +90,12 @@ impl Shared {
         Phase::from_u8(self.phase.fetch_max(phase as u8, Ordering::AcqRel))
     }
 
+    /// Whether every component admitted so far is ready: the launch
+    /// completed, and no component added since is still launching.
+    pub(crate) fn is_launched(&self) -> bool {
+        self.ready.is_set() && self.launching.load(Ordering::Acquire) == 0
+    }
+
     /// Marks every component ready, unless shutdown has begun. The flag is
     /// raised under the state lock, so it cannot interleave with
     /// `begin_shutdown`; as there, wakers and the logger run after the lock
@@ -108,7 +119,7 @@ impl Shared {
 
     /// Records an error, keeping the order in which errors happened.
     pub(crate) fn record(&self, error: Error) {
-        log::warn!(target: "lameduck", "{error}");
+        log::warn!(target: "lameduck", "{error:#}");
         lock(&self.state).errors.push(error);
     }
 
@@ -116,10 +127,18 @@ impl Shared {
     /// otherwise the first cause stays.
     pub(crate) fn begin_shutdown(&self, error: Option<Error>, cause: ShutdownCause) -> bool {
         let cause_text = cause.to_string();
-        let error_text = error.as_ref().map(ToString::to_string);
+        let error_text = error.as_ref().map(|e| format!("{e:#}"));
         {
             let mut st = lock(&self.state);
             if st.shutdown_at.is_some() {
+                // A later request's error is attached to the result, never
+                // lost; once the result is out there is nothing to attach it
+                // to.
+                if let Some(e) = error {
+                    if self.phase() < Phase::Stopped {
+                        st.errors.push(e);
+                    }
+                }
                 return false;
             }
             st.shutdown_at = Some(Instant::now());
@@ -165,12 +184,28 @@ fn log_phase(old: Phase, new: Phase) {
     }
 }
 
-/// Registers a name in a namespace, refusing duplicates.
+/// Refuses a name that is empty or holds a control character or `/`: names
+/// appear in errors, logs, reports and probe lines and paths, where such a
+/// name could forge a line or a path.
+pub(crate) fn validate_name(name: &str, what: &str) -> Result<(), Error> {
+    if name.is_empty() || name.chars().any(|c| c.is_control() || c == '/') {
+        // Not set as the error's component: it is what must not be printed
+        // as is.
+        Err(Error::config(format!(
+            "invalid {what} name {name:?}: names must be non-empty, without control characters or `/`"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Registers a name in a namespace, refusing invalid names and duplicates.
 pub(crate) fn claim(
     names: &mut HashSet<Arc<str>>,
     name: &Arc<str>,
     what: &str,
 ) -> Result<(), Error> {
+    validate_name(name, what)?;
     if names.insert(name.clone()) {
         Ok(())
     } else {

@@ -26,8 +26,9 @@ pub enum Probe {
     /// Is the process alive? Fails only when restarting it would help: no
     /// dependency checks by default.
     Liveness,
-    /// Should traffic come here? Fails during launch and from the moment
-    /// shutdown is requested (lame duck).
+    /// Should traffic come here? Fails during launch (and while a component
+    /// added since is launching) and from the moment shutdown is requested
+    /// (lame duck).
     Readiness,
     /// Has the service finished launching? Passes once every component is
     /// ready.
@@ -136,7 +137,8 @@ impl CheckOptions {
     }
 
     /// The budget of one run; past it the check is unhealthy, "timed out
-    /// after …". Default 500 ms. Zero is a configuration error.
+    /// after …". Default 500 ms. Zero is a configuration error; a budget too
+    /// long for the clock, such as [`Duration::MAX`], means no timeout.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -144,6 +146,7 @@ impl CheckOptions {
 
     /// Reuses a result for this long (default zero: every probe runs the
     /// check, but concurrent probes always share one run in flight).
+    /// [`Duration::MAX`] keeps the first result for good.
     pub fn cache(mut self, ttl: Duration) -> Self {
         self.cache = ttl;
         self
@@ -157,6 +160,10 @@ impl CheckOptions {
     /// Background runs are driven by the [admin server](crate::admin) or a
     /// [`HealthMonitor`](crate::HealthMonitor) component. Without either,
     /// the check runs on demand with its results cached for `interval`.
+    ///
+    /// Zero is a configuration error. An interval too long for the clock,
+    /// such as [`Duration::MAX`], runs the check once in the background and
+    /// keeps that result (it never goes stale).
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = Some(interval);
         self

@@ -243,7 +243,7 @@ impl Probes {
                     let t0 = Instant::now();
                     let health = match source {
                         Source::Ping => Health::Healthy,
-                        Source::Launch if shared.ready.is_set() => Health::Healthy,
+                        Source::Launch if shared.is_launched() => Health::Healthy,
                         Source::Launch => Health::Unhealthy("launch not complete".into()),
                         Source::Shutdown if shared.shutdown.is_set() => {
                             Health::Unhealthy("shutting down".into())

@@ -1,7 +1,7 @@
 //! Registered checks and how one is run: timeout, one shared run in flight,
 //! caching, flap damping, background refresh.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -77,7 +77,7 @@ impl Entry {
                 },
                 Some((at, o)) => {
                     let age = at.elapsed();
-                    if age > interval * 2 + opts.timeout {
+                    if age > interval.saturating_mul(2).saturating_add(opts.timeout) {
                         Outcome {
                             health: Health::Unhealthy(format!(
                                 "stale: last result {} ago",
@@ -179,29 +179,49 @@ impl fmt::Debug for Entry {
 /// Every registered check, and whether a background driver runs.
 #[derive(Default)]
 pub(crate) struct Registry {
-    entries: Mutex<Vec<Arc<Entry>>>,
+    entries: Mutex<Entries>,
     drivers: AtomicUsize,
     /// When each probe's failure was last logged.
     pub(crate) failure_log: FailureLog,
 }
 
+/// The checks in registration order, and their names for a constant-time
+/// duplicate test.
+#[derive(Default)]
+struct Entries {
+    list: Vec<Arc<Entry>>,
+    names: HashSet<Arc<str>>,
+}
+
 impl Registry {
-    pub(crate) fn push(&self, entry: Entry) {
-        lock(&self.entries).push(Arc::new(entry));
+    /// Adds a check, unless one of that name exists: then the entry is
+    /// handed back, for the caller to drop outside its locks.
+    pub(crate) fn try_push(&self, entry: Arc<Entry>) -> Result<(), Arc<Entry>> {
+        let mut entries = lock(&self.entries);
+        if !entries.names.insert(entry.name.clone()) {
+            return Err(entry);
+        }
+        entries.list.push(entry);
+        Ok(())
     }
 
-    pub(crate) fn contains(&self, name: &str) -> bool {
-        lock(&self.entries).iter().any(|e| &*e.name == name)
+    /// Makes room for `n` more checks.
+    pub(crate) fn reserve(&self, n: usize) {
+        let mut entries = lock(&self.entries);
+        entries.list.reserve(n);
+        entries.names.reserve(n);
     }
 
     pub(crate) fn entries(&self) -> Vec<Arc<Entry>> {
-        lock(&self.entries).clone()
+        lock(&self.entries).list.clone()
     }
 
-    /// Drops every check: the lifecycle has stopped, and nothing a user
-    /// registered may outlive it.
-    pub(crate) fn clear(&self) {
-        lock(&self.entries).clear();
+    /// Removes every check: the lifecycle has stopped, and nothing a user
+    /// registered may outlive it. The caller drops them, outside any lock.
+    pub(crate) fn take(&self) -> Vec<Arc<Entry>> {
+        let mut entries = lock(&self.entries);
+        entries.names.clear();
+        std::mem::take(&mut entries.list)
     }
 
     /// Whether background checks are being refreshed by a driver.
@@ -214,7 +234,9 @@ impl Registry {
     pub(crate) async fn drive(self: Arc<Self>, stop: Signal) {
         self.drivers.fetch_add(1, Ordering::AcqRel);
         let _guard = DriverGuard(&self.drivers);
-        let mut due: HashMap<Arc<str>, Instant> = HashMap::new();
+        // When each check is next due; `None`: never again (an interval too
+        // long for the clock).
+        let mut due: HashMap<Arc<str>, Option<Instant>> = HashMap::new();
         let mut running = FuturesUnordered::new();
         let mut stop = stop;
         loop {
@@ -224,16 +246,18 @@ impl Registry {
                 let Some(interval) = e.options.interval else {
                     continue;
                 };
-                let at = due.entry(e.name.clone()).or_insert(now);
-                if *at <= now {
-                    *at = now + interval;
+                let at = due.entry(e.name.clone()).or_insert(Some(now));
+                if at.is_some_and(|at| at <= now) {
+                    *at = crate::timer::after(now, interval);
                     let run = {
                         let mut st = lock(&e.state);
                         e.shared_run(&mut st)
                     };
                     running.push(run);
                 }
-                next = next.min(*at);
+                if let Some(at) = *at {
+                    next = next.min(at);
+                }
             }
             let wait = Delay::new(next.saturating_duration_since(Instant::now()));
             let step = async {

@@ -19,7 +19,7 @@ pub(crate) async fn within<F: Future>(timeout: Duration, fut: F) -> Option<F::Ou
     if let Poll::Ready(out) = futures::poll!(fut.as_mut()) {
         return Some(out);
     }
-    if Instant::now().checked_add(timeout).is_none() {
+    if crate::timer::after(Instant::now(), timeout).is_none() {
         return Some(fut.await);
     }
     match select(fut, Delay::new(timeout)).await {

@@ -79,16 +79,53 @@ impl LifecycleBuilder {
     /// The bound on the whole shutdown, from the request to the return of
     /// [`Lifecycle::run`], lame-duck period included. Default 30 s.
     ///
-    /// Zero means no graceful time at all: every component is closed at once.
+    /// Zero means no graceful time at all: no lame duck, and each
+    /// component's `stop`, the wait for its `run`, its `close`, each drainer
+    /// and each stop hook is polled once; whatever does not finish on that
+    /// poll is abandoned (its future dropped) and recorded as a timeout.
+    /// [`Duration::MAX`] (or any timeout too long for the clock) means no
+    /// bound: only the per-component budgets and a forced stop end the
+    /// waits.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.config.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The budget of a forced shutdown ([`Handle::force_stop`](crate::Handle::force_stop)
+    /// or a second signal): from the moment the force is seen, every
+    /// remaining component's `close` and every remaining stop hook run at
+    /// once, all bounded together by this budget, and [`Lifecycle::run`]
+    /// returns. Default 1 s.
+    ///
+    /// Zero polls each of them once: what completes synchronously completes,
+    /// any wait is abandoned. [`Duration::MAX`] leaves them bounded by the
+    /// shutdown timeout and each component's close timeout only.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lameduck::Lifecycle;
+    ///
+    /// let lifecycle = Lifecycle::builder()
+    ///     .force_timeout(Duration::from_millis(200))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(lifecycle);
+    /// ```
+    pub fn force_timeout(mut self, budget: Duration) -> Self {
+        self.config.force_timeout = budget;
         self
     }
 
     /// How long readiness fails while every component keeps serving, before
     /// the drain begins, so that load balancers stop sending traffic first.
     /// Default zero; behind a Kubernetes Service, a few seconds. Capped by
-    /// the shutdown timeout.
+    /// the shutdown timeout; [`Duration::MAX`] lasts until then.
+    ///
+    /// Skipped when the lifecycle never became ready (its launch failed or
+    /// was stopped): no load balancer routes to it. A forced stop cuts it
+    /// short.
     pub fn lame_duck(mut self, period: Duration) -> Self {
         self.config.lame_duck = period;
         self
@@ -162,7 +199,10 @@ impl LifecycleBuilder {
     /// `std::process::exit(code)`. This covers a component that blocks its
     /// thread, which no future-based timeout can interrupt.
     ///
-    /// Choose `timeout` above the shutdown timeout.
+    /// Choose `timeout` above the shutdown timeout. Zero is a configuration
+    /// error (it would end the process the instant shutdown begins); a
+    /// timeout too long for the clock, such as [`Duration::MAX`], never
+    /// fires.
     pub fn watchdog(mut self, timeout: Duration, code: i32) -> Self {
         self.watchdog = Some((timeout, code));
         self
@@ -205,6 +245,13 @@ impl LifecycleBuilder {
     /// of polling it inside [`Lifecycle::run`]. The lifecycle keeps a handle
     /// that cancels the task when dropped.
     ///
+    /// An executor that drops such a task before `run` finished (a runtime
+    /// shutting down) makes it an error of that component, of kind
+    /// [`Dropped`](crate::ErrorKind::Dropped), and starts the shutdown. A
+    /// `run` that ends, or panics, on its own task just as the lifecycle
+    /// closes it still reaches the result: `Lifecycle::run` waits for a task
+    /// caught in the middle of a poll, within the shutdown's bound.
+    ///
     /// # Examples
     ///
     /// ```
@@ -234,19 +281,23 @@ impl LifecycleBuilder {
     ///
     /// A [`Config`](crate::ErrorKind::Config) error naming the part for a
     /// duplicate name (within components, drainers, health checks or stop
-    /// hooks) or an invalid option such as zero readiness attempts.
+    /// hooks) or an invalid option such as zero readiness attempts; a
+    /// `Config` error for an invalid name (empty, or with a control
+    /// character or `/`) or a zero watchdog timeout.
     pub fn build(self) -> Result<Lifecycle, Error> {
         let (tx, rx) = async_channel::unbounded();
         let handle = Handle {
             shared: Arc::new(Shared::new(tx)),
         };
-        let components = self
-            .parts
-            .iter()
-            .filter(|p| matches!(p, Part::Component(..)))
-            .count();
+        let count = |f: fn(&Part) -> bool| self.parts.iter().filter(|p| f(p)).count();
+        let components = count(|p| matches!(p, Part::Component(..)));
         let mut initial = Vec::with_capacity(components);
-        handle.reserve_components(components);
+        handle.reserve(
+            components,
+            count(|p| matches!(p, Part::Drainer(..))),
+            count(|p| matches!(p, Part::Check(..))),
+            count(|p| matches!(p, Part::Hook(..))),
+        );
         for part in self.parts {
             match part {
                 Part::Component(name, c, opts) => {
@@ -256,6 +307,9 @@ impl LifecycleBuilder {
                 Part::Check(name, c, opts) => handle.insert_check(name.into(), c, opts)?,
                 Part::Hook(name, h) => handle.insert_hook(name.into(), h)?,
             }
+        }
+        if self.watchdog.is_some_and(|(timeout, _)| timeout.is_zero()) {
+            return Err(Error::config("watchdog timeout must not be zero"));
         }
         // Last fallible step, so a failed build leaves no listener behind.
         #[cfg(feature = "signals")]
@@ -274,6 +328,7 @@ impl fmt::Debug for LifecycleBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LifecycleBuilder")
             .field("shutdown_timeout", &self.config.shutdown_timeout)
+            .field("force_timeout", &self.config.force_timeout)
             .field("lame_duck", &self.config.lame_duck)
             .field("parts", &self.parts.len())
             .finish_non_exhaustive()

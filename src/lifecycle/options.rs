@@ -31,12 +31,15 @@ pub enum Backoff {
 }
 
 impl Backoff {
-    /// The same wait after every attempt.
+    /// The same wait after every attempt. Zero retries at once; a wait too
+    /// long for the clock, such as [`Duration::MAX`], waits until shutdown.
     pub fn constant(wait: Duration) -> Self {
         Backoff::Constant(wait)
     }
 
-    /// A doubling wait from `initial`, capped at `max`.
+    /// A doubling wait from `initial`, capped at `max` (doubling saturates;
+    /// a `max` below `initial` waits `max`). Waits are as for
+    /// [`Backoff::constant`].
     pub fn exponential(initial: Duration, max: Duration) -> Self {
         Backoff::Exponential { initial, max }
     }
@@ -110,7 +113,8 @@ impl Readiness {
     }
 
     /// The budget of each attempt; an attempt that overruns it is cancelled
-    /// and fails the launch. Must not be zero.
+    /// and fails the launch. Zero is a configuration error; a budget too
+    /// long for the clock, such as [`Duration::MAX`], means no timeout.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.attempt_timeout = Some(timeout);
         self
@@ -181,20 +185,25 @@ impl ComponentOptions {
         Self::default()
     }
 
-    /// The budget of `start`. Must not be zero.
+    /// The budget of `start`. Zero is a configuration error; a budget too
+    /// long for the clock, such as [`Duration::MAX`], means no timeout.
     pub fn start_timeout(mut self, timeout: Duration) -> Self {
         self.start_timeout = Some(timeout);
         self
     }
 
     /// The budget of `stop` plus the wait for `run` to end. Past it the
-    /// component is closed. Zero means "close at once, skip the graceful stop".
+    /// component is closed. Zero means "close at once, skip the graceful
+    /// stop"; [`Duration::MAX`] leaves only the shutdown timeout.
     pub fn stop_timeout(mut self, timeout: Duration) -> Self {
         self.stop_timeout = Some(timeout);
         self
     }
 
-    /// The budget of `close`.
+    /// The budget of `close` (default 5 s), further capped by the shutdown
+    /// deadline and, once forced, the force budget. Zero polls `close` once:
+    /// what completes synchronously completes, the rest is a timeout.
+    /// [`Duration::MAX`] leaves only those caps.
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
         self

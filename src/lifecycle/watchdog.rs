@@ -47,7 +47,7 @@ fn watch(rx: &mpsc::Receiver<Msg>, timeout: Duration, code: i32) {
     if !matches!(rx.recv(), Ok(Msg::Arm)) {
         return;
     }
-    let Some(deadline) = Instant::now().checked_add(timeout) else {
+    let Some(deadline) = crate::timer::after(Instant::now(), timeout) else {
         return;
     };
     loop {

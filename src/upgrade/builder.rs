@@ -97,6 +97,10 @@ impl UpgraderBuilder {
     }
 
     /// How long a new process has to become ready (default one minute).
+    /// Zero gives it no time: the upgrade fails unless the new process is
+    /// ready at once. A period too long for the clock, such as
+    /// [`Duration::MAX`], waits for the new process however long it takes
+    /// (or until the lifecycle shuts down).
     pub fn grace_period(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self

@@ -204,7 +204,7 @@ async fn run(inner: Arc<Inner>) -> Result<Upgraded, UpgradeError> {
         None => Signal::new(),
     };
     let mut outcome = outcome.fuse();
-    let mut grace = futures_timer::Delay::new(inner.grace).fuse();
+    let mut grace = crate::timer::sleep(inner.grace).fuse();
     let mut stopping = stopping.fuse();
     let waited = futures::select_biased! {
         o = outcome => Some(o),

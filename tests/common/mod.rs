@@ -406,6 +406,19 @@ pub fn after(delay: Duration, f: impl FnOnce() + Send + 'static) -> std::thread:
     })
 }
 
+/// One error and its chain of sources, joined by `: `, as error reporters
+/// print it.
+pub fn chain(error: &Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// The primary error followed by every attached one.
 pub fn all_errors(error: &Error) -> Vec<Error> {
     std::iter::once(error.clone())

@@ -7,7 +7,7 @@ use std::time::Duration;
 use lameduck::{Error, ErrorKind, Step};
 
 use crate::harness::{Ev, Kind, Outcome, S, What};
-use crate::model::Scenario;
+use crate::model::{Scenario, SpawnerFault};
 
 /// How late `run` may return past the shutdown timeout (a shared, noisy
 /// machine; the engine promises "a few milliseconds").
@@ -244,7 +244,7 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
                 What::RequestBegin(_) | What::ForceBegin => {
                     open.insert(e.who.as_str(), j);
                 }
-                What::RequestEnd(_) | What::ForceEnd(_) => {
+                What::RequestEnd(..) | What::ForceEnd(_) => {
                     let began = open.remove(e.who.as_str()).unwrap_or(j);
                     raced |= began < seq && j > checkpoint;
                 }
@@ -274,7 +274,10 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
         let launch_failed = all_errors(out).any(|e| {
             e.component() == Some(&*record.name)
                 && (matches!(e.step(), Some(Step::Start | Step::Ready))
-                    || e.kind() == lameduck::ErrorKind::Exited)
+                    || matches!(
+                        e.kind(),
+                        lameduck::ErrorKind::Exited | lameduck::ErrorKind::Dropped
+                    ))
         });
         let expected: &[St] = if c.start_ok.is_some() && launch_failed {
             // Its readiness failed (or its run ended before it was ready):
@@ -319,6 +322,21 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
             format!("run returned {d:?} after shutdown began (timeout {budget:?})"),
         ),
         Some(_) => {}
+    }
+    // A force is prompt: every remaining close and hook is bounded together
+    // by the force budget.
+    let at = |f: &dyn Fn(&What) -> bool| ev.iter().find(|e| f(&e.what)).map(|e| e.at);
+    let forced_at = at(&|w| matches!(w, What::ForceEnd(true)));
+    let returned_at = at(&|w| matches!(w, What::RunReturned));
+    if let (Some(forced), Some(returned)) = (forced_at, returned_at) {
+        let force_budget = Duration::from_millis(sc.force_timeout_ms);
+        let after = returned.saturating_sub(forced);
+        if after > force_budget.saturating_add(MARGIN) {
+            fail(
+                "force-overran",
+                format!("run returned {after:?} after the force (budget {force_budget:?})"),
+            );
+        }
     }
 
     check_errors(sc, ev, out, &calls, &mut fail);
@@ -380,6 +398,18 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
     v
 }
 
+/// One error's message and its sources, without the errors attached to it.
+fn own_text(e: &Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// The primary error and every one attached to it.
 fn all_errors(out: &Outcome) -> impl Iterator<Item = &Error> {
     let primary = out.result.as_ref().err();
@@ -423,6 +453,15 @@ fn check_errors(
                 fail("error-unnamed", format!("{e}"))
             }
             ErrorKind::ShuttingDown | ErrorKind::Config => fail("bad-error-kind", format!("{e}")),
+            // Only a spawner that drops tasks may cause it, for a `run`.
+            ErrorKind::Dropped
+                if !(sc.spawner
+                    && matches!(sc.spawner_fault, SpawnerFault::DropEvery(_))
+                    && e.component().is_some()
+                    && e.step() == Some(Step::Run)) =>
+            {
+                fail("bad-error-kind", format!("{e}"))
+            }
             _ => {}
         }
         if !e.others().is_empty() && !std::ptr::eq(*e, errs[0]) {
@@ -446,7 +485,7 @@ fn check_errors(
                 && if panic {
                     err.panic_message() == Some(msg.as_str())
                 } else {
-                    err.kind() == ErrorKind::Failed && err.to_string().contains(msg.as_str())
+                    err.kind() == ErrorKind::Failed && own_text(err).contains(msg.as_str())
                 }
         });
         match found {
@@ -484,32 +523,27 @@ fn check_errors(
             What::RequestBegin(m) => {
                 pending.insert(e.who.as_str(), m.as_ref());
             }
-            What::RequestEnd(r) => {
+            What::RequestEnd(r, stopped) => {
                 let msg = pending.remove(e.who.as_str()).flatten();
                 if *r {
                     began += 1;
                 }
                 if let Some(m) = msg {
+                    // Every request's error is in the result: the first as the
+                    // primary, later ones attached. Only a request that came
+                    // once `run` had returned may miss it.
                     let j = errs.iter().enumerate().position(|(j, err)| {
                         !used[j]
                             && err.kind() == ErrorKind::Requested
-                            && err.to_string().contains(m.as_str())
+                            && own_text(err).contains(m.as_str())
                     });
-                    match (j, *r) {
-                        (Some(j), true) => used[j] = true,
-                        (None, true) => fail(
+                    match j {
+                        Some(j) => used[j] = true,
+                        None if *r || !*stopped => fail(
                             "request-error-lost",
-                            format!(
-                                "request_stop({m:?}) began the shutdown but its error is missing"
-                            ),
+                            format!("request_stop({m:?}) returned {r} but its error is missing"),
                         ),
-                        (Some(_), false) => fail(
-                            "request-error-recorded",
-                            format!(
-                                "request_stop({m:?}) returned false but its error was recorded"
-                            ),
-                        ),
-                        (None, false) => {}
+                        None => {}
                     }
                 }
             }

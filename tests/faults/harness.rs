@@ -1,7 +1,7 @@
 //! Test parts that act out a [`Scenario`] and write what happens to an
 //! event log, and the driver that runs one scenario.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,9 @@ use lameduck::{
     Health, HealthChecker, Lifecycle, Readiness, Report,
 };
 
-use crate::model::{Act, Action, CheckKind, CheckSpec, CompSpec, DrainSpec, HookSpec, Scenario};
+use crate::model::{
+    Act, Action, CheckKind, CheckSpec, CompSpec, DrainSpec, HookSpec, Scenario, SpawnerFault,
+};
 
 /// Every injected panic message starts with this; the panic hook keeps
 /// them off stderr.
@@ -85,7 +87,9 @@ pub enum What {
     /// It was dropped before it finished (cancelled).
     Dropped(S),
     RequestBegin(Option<String>),
-    RequestEnd(bool),
+    /// Whether the request began the shutdown, and whether the lifecycle
+    /// had stopped when it returned (its error may then be absent).
+    RequestEnd(bool, bool),
     ForceBegin,
     ForceEnd(bool),
     Registered {
@@ -108,6 +112,8 @@ pub struct Ev {
 }
 
 pub struct Log {
+    /// Set for scenarios whose parts' `Drop` reads the lifecycle.
+    handle: Mutex<Option<Handle>>,
     t0: Instant,
     events: Mutex<Vec<Ev>>,
     live_calls: AtomicUsize,
@@ -118,6 +124,7 @@ pub struct Log {
 impl Log {
     fn new() -> Arc<Log> {
         Arc::new(Log {
+            handle: Mutex::new(None),
             t0: Instant::now(),
             events: Mutex::new(Vec::new()),
             live_calls: AtomicUsize::new(0),
@@ -159,6 +166,12 @@ impl PartGuard {
 
 impl Drop for PartGuard {
     fn drop(&mut self) {
+        // A part that logs its final state: re-enters the library from its
+        // `Drop`, wherever the library drops it.
+        let handle = self.log.handle.lock().unwrap().clone();
+        if let Some(h) = handle {
+            let _ = (h.report(), h.is_ready(), h.phase(), h.is_shutting_down());
+        }
         let counter = if self.component {
             &self.log.live_components
         } else {
@@ -429,7 +442,8 @@ fn perform(log: &Arc<Log>, who: &str, handle: &Handle, action: Action) {
         Action::Stop(msg) => {
             log.push(who, What::RequestBegin(msg.clone()));
             let r = handle.request_stop(msg.map(BoxError::from));
-            log.push(who, What::RequestEnd(r));
+            let stopped = handle.phase() == lameduck::Phase::Stopped;
+            log.push(who, What::RequestEnd(r, stopped));
             expect_not_ready_now(log, who, handle);
         }
         Action::Force => {
@@ -492,8 +506,14 @@ fn perform(log: &Arc<Log>, who: &str, handle: &Handle, action: Action) {
                     What::Violation("healthy-during-shutdown", "probe: is_healthy() true".into()),
                 );
             }
-            // `ready()` resolves `false` only once shutdown has begun.
-            if !futures::executor::block_on(handle.ready()) && !handle.is_shutting_down() {
+            // `ready()` resolves `false` only once shutdown has begun. Waited
+            // for boundedly: with budgets too long for the clock, a launch
+            // may wait for the stop request this very thread sends next.
+            let ready = futures::executor::block_on(future::select(
+                handle.ready(),
+                Delay::new(Duration::from_millis(500)),
+            ));
+            if matches!(ready, Either::Left((false, _))) && !handle.is_shutting_down() {
                 log.push(
                     who,
                     What::Violation("ready-false-while-running", "ready() resolved false".into()),
@@ -536,8 +556,28 @@ pub async fn run_case(sc: Arc<Scenario>, spawn: Option<SpawnFn>) -> Outcome {
     let mut b = Lifecycle::builder()
         .shutdown_timeout(ms(sc.shutdown_timeout_ms))
         .lame_duck(ms(sc.lame_duck_ms));
+    b = b.force_timeout(ms(sc.force_timeout_ms));
     if sc.spawner {
-        b = b.spawner(spawn.expect("a spawner for a spawner scenario"));
+        let spawn = spawn.expect("a spawner for a spawner scenario");
+        b = match sc.spawner_fault {
+            SpawnerFault::None => b.spawner(spawn),
+            SpawnerFault::DropEvery(n) => {
+                let count = AtomicU64::new(0);
+                b.spawner(move |task| {
+                    if count.fetch_add(1, Ordering::SeqCst) % n == n - 1 {
+                        drop(task);
+                    } else {
+                        spawn(task);
+                    }
+                })
+            }
+            SpawnerFault::Delay(d) => b.spawner(move |task| {
+                spawn(Box::pin(async move {
+                    Delay::new(ms(d)).await;
+                    task.await;
+                }));
+            }),
+        };
     }
     for c in &sc.components {
         b = b.component_with(&c.name, TestComponent::new(c.clone(), &log), options(c));
@@ -567,6 +607,9 @@ pub async fn run_case(sc: Arc<Scenario>, spawn: Option<SpawnFn>) -> Outcome {
     let t_build = Instant::now();
     let lifecycle = b.build().expect("a generated scenario is valid");
     let handle = lifecycle.handle();
+    if sc.reentrant_drops {
+        *log.handle.lock().unwrap() = Some(handle.clone());
+    }
     let t0 = Instant::now();
     let mut done = Vec::new();
     for (i, actions) in sc.threads.iter().enumerate() {
@@ -603,6 +646,17 @@ pub async fn run_case(sc: Arc<Scenario>, spawn: Option<SpawnFn>) -> Outcome {
     let live_calls = log.live_calls.load(Ordering::SeqCst);
     for rx in done {
         let _ = rx.await;
+    }
+    // The log's handle would keep the lifecycle's state alive.
+    log.handle.lock().unwrap().take();
+    if sc.spawner {
+        // A spawned task drops its `run` (its calls first, then the
+        // component it holds) on its executor's thread, soon after `run`
+        // returned: the two counters do not fall at the same instant.
+        let until = Instant::now() + Duration::from_secs(2);
+        while log.live_components.load(Ordering::SeqCst) != 0 && Instant::now() < until {
+            Delay::new(ms(1)).await;
+        }
     }
     let live_components = log.live_components.load(Ordering::SeqCst);
     let live_parts = log.live_parts.load(Ordering::SeqCst);

@@ -139,6 +139,17 @@ pub enum Action {
     Probe,
 }
 
+/// What the spawner does with the tasks it is handed (spawner scenarios).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpawnerFault {
+    None,
+    /// Drops every n-th task instead of spawning it, as a runtime shutting
+    /// down does.
+    DropEvery(u64),
+    /// Holds each task this many milliseconds before it is first polled.
+    Delay(u64),
+}
+
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub seed: u64,
@@ -153,6 +164,11 @@ pub struct Scenario {
     /// Each `run` on its own task of the runtime (`LifecycleBuilder::spawner`);
     /// chosen by the runtime's driver, not by the seed.
     pub spawner: bool,
+    /// The force budget (`LifecycleBuilder::force_timeout`).
+    pub force_timeout_ms: u64,
+    /// Every part's `Drop` reads the lifecycle through a handle.
+    pub reentrant_drops: bool,
+    pub spawner_fault: SpawnerFault,
 }
 
 struct Gen {
@@ -296,7 +312,7 @@ impl Scenario {
         for t in &mut threads {
             t.sort_by_key(|(at, _)| *at);
         }
-        Scenario {
+        let mut sc = Scenario {
             seed,
             shutdown_timeout_ms: g.rng.range(50, 300),
             lame_duck_ms: if g.rng.chance(0.7) {
@@ -310,6 +326,52 @@ impl Scenario {
             checks,
             threads,
             spawner: false,
+            force_timeout_ms: 1000,
+            reentrant_drops: false,
+            spawner_fault: SpawnerFault::None,
+        };
+        sc.add_later_faults(first_stop);
+        sc
+    }
+
+    /// Faults added after the first generator: drawn from their own stream,
+    /// so every older seed still describes the scenario it described.
+    fn add_later_faults(&mut self, first_stop: u64) {
+        let mut x = Rng::new(self.seed ^ 0x005e_ed0f_0011);
+        self.force_timeout_ms = x.pick(&[0, 5, 20, 100, 1000]);
+        self.reentrant_drops = x.chance(0.3);
+        self.spawner_fault = match x.range(0, 9) {
+            0 => SpawnerFault::DropEvery(x.range(1, 4)),
+            1 | 2 => SpawnerFault::Delay(x.range(1, 20)),
+            _ => SpawnerFault::None,
+        };
+        // Closes that hang under a force: the force budget must bound them
+        // all together.
+        if x.chance(0.1) {
+            for c in &mut self.components {
+                c.close = Act::Hang;
+                c.close_timeout_ms = 5_000;
+            }
+            self.shutdown_timeout_ms = 5_000;
+            let t = x.range(0, self.threads.len() as u64 - 1) as usize;
+            self.threads[t].push((first_stop + x.range(0, 40), Action::Force));
+            self.threads[t].sort_by_key(|(at, _)| *at);
+        }
+        // Extreme durations: budgets too long for the clock mean "none".
+        if x.chance(0.1) {
+            for c in &mut self.components {
+                if x.chance(0.5) {
+                    c.close_timeout_ms = u64::MAX;
+                    c.start_timeout_ms = u64::MAX;
+                    c.attempt_timeout_ms = u64::MAX;
+                }
+            }
+            if x.chance(0.5) {
+                self.lame_duck_ms = u64::MAX;
+            }
+            if x.chance(0.3) {
+                self.force_timeout_ms = u64::MAX;
+            }
         }
     }
 
@@ -380,6 +442,9 @@ impl Scenario {
             }],
             threads,
             spawner: false,
+            force_timeout_ms: 1000,
+            reentrant_drops: rng.chance(0.5),
+            spawner_fault: SpawnerFault::None,
         }
     }
 
@@ -478,12 +543,21 @@ impl fmt::Display for Scenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "scenario seed={:#x}: shutdown timeout {}ms, lame duck {}ms{}",
+            "scenario seed={:#x}: shutdown timeout {}ms, lame duck {}ms, force budget {}ms{}{}",
             self.seed,
             self.shutdown_timeout_ms,
             self.lame_duck_ms,
+            self.force_timeout_ms,
             if self.spawner {
-                ", each run on its own task (spawner)"
+                format!(
+                    ", each run on its own task (spawner, {:?})",
+                    self.spawner_fault
+                )
+            } else {
+                String::new()
+            },
+            if self.reentrant_drops {
+                ", every Drop reads the handle"
             } else {
                 ""
             }

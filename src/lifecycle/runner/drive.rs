@@ -2,14 +2,15 @@
 //! signal and a deadline.
 
 use std::future::poll_fn;
+use std::sync::atomic::{Ordering, fence};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
-use futures::future::{Aborted, FutureExt};
+use futures::future::FutureExt;
 use futures::stream::StreamExt;
 use futures_timer::Delay;
 
-use super::{RunOutput, Runner};
+use super::{RunExit, Runner, SPAWNED_RUN_GRACE};
 use crate::cause::{RunEnd, ShutdownCause};
 use crate::error::{Error, ErrorKind, Step};
 
@@ -32,33 +33,82 @@ pub(super) enum Driven<T> {
 
 impl Runner {
     /// Records the end of a component's `run`. Any end starts shutdown.
-    fn on_run_end(&mut self, index: usize, out: RunOutput) {
+    fn on_run_end(&mut self, index: usize, end: RunExit) {
         let slot = &mut self.slots[index];
         slot.run_done = true;
         let name = slot.name.clone();
         let ready = slot.ready;
         let asked = slot.stop.is_set();
+        // The lifecycle aborts a `run` only after taking its abort handle.
+        let aborted = slot.abort.is_none();
         let at = self.since_epoch(Instant::now());
         self.update(index, |r| r.run_ended_at = Some(at));
         let shared = &self.handle.shared;
-        match out {
-            Err(Aborted) => {}
-            Ok(Err(e)) => self.fail(index, e, Step::Run),
-            Ok(Ok(())) if !ready && !shared.shutdown.is_set() => {
+        match end {
+            RunExit::Aborted => {}
+            // An executor may drop the tasks it holds once the lifecycle
+            // aborted them (a runtime shutting down): nothing was lost.
+            RunExit::Dropped if aborted => {}
+            RunExit::Dropped => {
+                let e = Error::new(ErrorKind::Dropped);
+                if ready {
+                    self.fail(index, e, Step::Run);
+                } else {
+                    self.fail_launch(index, e, Step::Run);
+                }
+            }
+            RunExit::Done(Err(e)) => self.fail(index, e, Step::Run),
+            RunExit::Done(Ok(())) if !ready && !shared.shutdown.is_set() => {
                 self.fail_launch(index, Error::new(ErrorKind::Exited), Step::Run);
             }
-            Ok(Ok(())) if !shared.shutdown.is_set() => {
-                let end = RunEnd::Returned;
+            RunExit::Done(Ok(())) if !shared.shutdown.is_set() => {
                 let cause = ShutdownCause::RunEnded {
                     component: name,
-                    end,
+                    end: RunEnd::Returned,
                 };
                 shared.begin_shutdown(None, cause);
             }
-            Ok(Ok(())) if !asked => {
+            RunExit::Done(Ok(())) if !asked => {
                 log::info!(target: "lameduck", "`{name}` finished running during shutdown");
             }
-            Ok(Ok(())) => {}
+            RunExit::Done(Ok(())) => {}
+        }
+    }
+
+    /// Reads how every `run` still in flight ended, once shutdown is over.
+    /// Those polled here were aborted and report at once. One on its own
+    /// task reports when its executor next polls it; it is only waited for
+    /// if that task was busy in a poll of `run` when it was aborted (that
+    /// poll may end with a result, a panic included, which must not be
+    /// lost), and then until the shutdown's own bound, or a short grace if
+    /// that has passed.
+    pub(super) async fn collect_runs(&mut self, bound: Option<Instant>) {
+        if self.runs.is_empty() {
+            return;
+        }
+        // Pairs with the fence in `spawned_run`: every abort happened before.
+        fence(Ordering::SeqCst);
+        let bound = match (bound, Instant::now().checked_add(SPAWNED_RUN_GRACE)) {
+            (Some(b), Some(g)) => Some(b.max(g)),
+            _ => None,
+        };
+        let _ = self
+            .drive(bound, Interrupt::Never, |s, cx| {
+                // Read before polling the runs: a task seen idle has sent
+                // whatever its last poll produced.
+                let busy = s.slots.iter().any(|slot| {
+                    !slot.run_done && slot.busy.as_ref().is_some_and(|b| b.load(Ordering::SeqCst))
+                });
+                s.poll_runs(cx);
+                if busy { Poll::Pending } else { Poll::Ready(()) }
+            })
+            .await;
+    }
+
+    /// Polls every `run` in flight, recording those that ended.
+    fn poll_runs(&mut self, cx: &mut TaskContext<'_>) {
+        while let Poll::Ready(Some((index, end))) = self.runs.poll_next_unpin(cx) {
+            self.on_run_end(index, end);
         }
     }
 
@@ -81,9 +131,7 @@ impl Runner {
         // does not.
         let mut timer: Option<Delay> = None;
         poll_fn(|cx| {
-            while let Poll::Ready(Some((index, out))) = self.runs.poll_next_unpin(cx) {
-                self.on_run_end(index, out);
-            }
+            self.poll_runs(cx);
             // The interrupt first: once shutdown has begun, no `start`,
             // `ready` or registration may be polled even once.
             if let Some(s) = signal.as_mut() {

@@ -1,14 +1,18 @@
 //! Launch: start each component in order, put its `run` in flight, wait
 //! for it to be ready; then serve registrations until shutdown.
 
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::task::Poll;
 use std::time::Instant;
 
+use futures::channel::oneshot;
 use futures::future::{Either, FutureExt, abortable};
 use futures::stream::StreamExt;
 
 use super::drive::{Driven, Interrupt};
-use super::{RunTask, Runner, Slot, deadline_after};
+use super::{LocalRun, RunTask, Runner, Slot, SpawnedOutput, deadline_after};
 use crate::error::{Error, ErrorKind, Step};
 use crate::handle::Registration;
 use crate::report::ComponentState;
@@ -61,6 +65,7 @@ impl Runner {
             options: reg.options,
             stop: Signal::new(),
             abort: None,
+            busy: None,
             run_done: false,
             ready: false,
         });
@@ -115,13 +120,15 @@ impl Runner {
             .clone()
             .run(self.context(index, None));
         let (run, abort) = abortable(run);
+        let tx_rx = oneshot::channel();
         self.slots[index].abort = Some(abort);
         let fut = match &self.config.spawner {
             None => Either::Left(run),
             Some(spawner) => {
-                let (remote, handle) = run.remote_handle();
-                (spawner.0)(Box::pin(remote));
-                Either::Right(handle)
+                let busy = Arc::new(AtomicBool::new(false));
+                self.slots[index].busy = Some(busy.clone());
+                (spawner.0)(Box::pin(spawned_run(run, busy, tx_rx.0)));
+                Either::Right(tx_rx.1)
             }
         };
         self.runs.push(RunTask { index, fut });
@@ -176,6 +183,10 @@ impl Runner {
             }
         }
         self.slots[index].ready = true;
+        self.handle
+            .shared
+            .launching
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         let now = Instant::now();
         let at = self.since_epoch(now);
         log::info!(
@@ -189,4 +200,34 @@ impl Runner {
             r.ready_at = Some(at);
         });
     }
+}
+
+/// A component's `run` on its own task: sends how it ended to the runner.
+///
+/// `busy` is true while the task is inside a poll of `run` and until the
+/// result of that poll is sent, so the runner, once it has aborted `run`,
+/// knows whether a result may still come: a `run` that was not busy will
+/// only see the abort from now on.
+async fn spawned_run(mut run: LocalRun, busy: Arc<AtomicBool>, tx: oneshot::Sender<SpawnedOutput>) {
+    let mut tx = Some(tx);
+    poll_fn(|cx| {
+        busy.store(true, Ordering::SeqCst);
+        // Pairs with the fence in `Runner::collect_runs`: either this poll
+        // sees the abort, or the runner sees this task busy.
+        fence(Ordering::SeqCst);
+        let done = match run.poll_unpin(cx) {
+            Poll::Ready(out) => {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(out);
+                }
+                true
+            }
+            // Ends early once the runner is gone (the receiver dropped):
+            // nobody is left to read the result.
+            Poll::Pending => tx.as_mut().is_none_or(|tx| tx.poll_canceled(cx).is_ready()),
+        };
+        busy.store(false, Ordering::SeqCst);
+        if done { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await;
 }

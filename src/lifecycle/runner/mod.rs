@@ -16,10 +16,13 @@ mod shutdown;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
-use futures::future::{AbortHandle, Aborted, BoxFuture, Either, FutureExt, RemoteHandle};
+use futures::channel::oneshot;
+use futures::future::{AbortHandle, Aborted, BoxFuture, Either, FutureExt};
+use futures::ready;
 use futures::stream::FuturesUnordered;
 
 use crate::cause::{RunEnd, ShutdownCause};
@@ -44,6 +47,7 @@ impl fmt::Debug for Spawner {
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) force_timeout: Duration,
     pub(crate) lame_duck: Duration,
     pub(crate) spawner: Option<Spawner>,
 }
@@ -52,6 +56,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             shutdown_timeout: Duration::from_secs(30),
+            force_timeout: Duration::from_secs(1),
             lame_duck: Duration::ZERO,
             spawner: None,
         }
@@ -64,27 +69,56 @@ struct Slot {
     options: ComponentOptions,
     stop: Signal,
     abort: Option<AbortHandle>,
+    /// For a `run` on its own task: whether that task is in a poll of it.
+    busy: Option<Arc<AtomicBool>>,
     run_done: bool,
     ready: bool,
 }
 
-type RunOutput = Result<CallResult<()>, Aborted>;
+/// How a component's `run` ended.
+enum RunExit {
+    /// It returned (or panicked: caught into an error).
+    Done(CallResult<()>),
+    /// The lifecycle aborted it.
+    Aborted,
+    /// The executor dropped its task before it finished.
+    Dropped,
+}
+
 type LocalRun = futures::future::Abortable<BoxFuture<'static, CallResult<()>>>;
+type SpawnedOutput = Result<CallResult<()>, Aborted>;
+type SpawnedRun = oneshot::Receiver<SpawnedOutput>;
 
 /// One component's `run`, polled in place or through a spawned task.
 struct RunTask {
     index: usize,
-    fut: Either<LocalRun, RemoteHandle<RunOutput>>,
+    fut: Either<LocalRun, SpawnedRun>,
 }
 
 impl Future for RunTask {
-    type Output = (usize, RunOutput);
+    type Output = (usize, RunExit);
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let index = self.index;
-        self.fut.poll_unpin(cx).map(|out| (index, out))
+        let end = match &mut self.fut {
+            Either::Left(local) => match ready!(local.poll_unpin(cx)) {
+                Ok(out) => RunExit::Done(out),
+                Err(Aborted) => RunExit::Aborted,
+            },
+            Either::Right(spawned) => match ready!(spawned.poll_unpin(cx)) {
+                Ok(Ok(out)) => RunExit::Done(out),
+                Ok(Err(Aborted)) => RunExit::Aborted,
+                Err(oneshot::Canceled) => RunExit::Dropped,
+            },
+        };
+        Poll::Ready((index, end))
     }
 }
+
+/// How long the runner waits at least, once shutdown is over, for a `run`
+/// on its own task that was busy in a poll when it was aborted: whatever
+/// that poll ends with (a panic included) must reach the result.
+const SPAWNED_RUN_GRACE: Duration = Duration::from_millis(100);
 
 pub(crate) struct Runner {
     handle: Handle,
@@ -96,6 +130,9 @@ pub(crate) struct Runner {
     slots: Vec<Slot>,
     launched: Vec<usize>,
     runs: FuturesUnordered<RunTask>,
+    /// When a forced shutdown must be over: set when the runner first sees
+    /// the force.
+    force_deadline: Option<Option<Instant>>,
     /// Held from construction, so that a lifecycle dropped without ever
     /// being run still resolves `Handle::stopped` and disarms the watchdog.
     guard: Option<StoppedGuard>,
@@ -118,13 +155,19 @@ impl Drop for StoppedGuard {
     fn drop(&mut self) {
         let shared = &self.0.shared;
         shared.set_phase(Phase::Stopped);
-        {
-            // Break any cycle through user parts that hold a handle.
+        // Break any cycle through user parts that hold a handle. They are
+        // dropped only once every lock is released: their `Drop` may call
+        // back into a handle.
+        let checks = shared.health.take();
+        let parts = {
             let mut st = lock(&shared.state);
-            shared.health.clear();
-            st.drainers.clear();
-            st.hooks.clear();
-        }
+            (
+                std::mem::take(&mut st.drainers),
+                std::mem::take(&mut st.hooks),
+            )
+        };
+        drop(checks);
+        drop(parts);
         if let Some(w) = lock(&shared.watchdog).take() {
             w.done();
         }
@@ -132,8 +175,18 @@ impl Drop for StoppedGuard {
     }
 }
 
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+/// `from + budget`; `None` without a budget or for one too long for the
+/// clock (no deadline).
 fn deadline_after(from: Instant, budget: Option<Duration>) -> Option<Instant> {
-    budget.and_then(|b| from.checked_add(b))
+    budget.and_then(|b| crate::timer::after(from, b))
 }
 
 impl Runner {
@@ -152,6 +205,7 @@ impl Runner {
             launched: Vec::with_capacity(initial.len()),
             initial: initial.into_iter(),
             runs: FuturesUnordered::new(),
+            force_deadline: None,
         }
     }
 
@@ -163,8 +217,16 @@ impl Runner {
             self.launch_and_serve().await;
         }
         self.shut_down().await;
-        // Every started component has been stopped or closed; drop what is
-        // left of their futures before reporting.
+        // Every started component has been stopped or closed. A `run` on its
+        // own task may have ended just as it was aborted: read what those
+        // tasks report, briefly, then drop what is left before reporting.
+        let begun = lock(&shared.state).shutdown_at;
+        let deadline = begun.and_then(|b| deadline_after(b, Some(self.config.shutdown_timeout)));
+        let bound = match self.force_deadline {
+            Some(forced) => earliest(forced, deadline),
+            None => deadline,
+        };
+        self.collect_runs(bound).await;
         self.runs = FuturesUnordered::new();
         drop(guard);
 
@@ -177,7 +239,7 @@ impl Runner {
         );
         match errors.next() {
             None => Ok(report),
-            Some(first) => Err(first.with_others(errors.collect())),
+            Some(first) => Err(first.with_others(errors.collect()).with_report(report)),
         }
     }
 

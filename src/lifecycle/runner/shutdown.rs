@@ -1,13 +1,18 @@
 //! Shutdown: lame duck, then stop (or close) components in reverse launch
-//! order, then the drainers, then the stop hooks.
+//! order, then the drainers, then the stop hooks. A forced shutdown closes
+//! every remaining component at once and runs the remaining hooks at once,
+//! all bounded together by the force budget.
 
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures::future::FutureExt;
+use futures::future::{BoxFuture, Either, FutureExt, select};
+use futures_timer::Delay;
 
 use super::drive::{Driven, Interrupt};
-use super::{Runner, budget_of, deadline_after};
+use super::{Runner, budget_of, deadline_after, earliest};
+use crate::component::CallResult;
 use crate::context::Context;
 use crate::drain::DynDrainer;
 use crate::error::{Error, ErrorKind, Step};
@@ -26,12 +31,44 @@ fn unless_failed(now: ComponentState, next: ComponentState) -> ComponentState {
     }
 }
 
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
-    }
+/// How a component's graceful stop ended.
+enum Stopping {
+    /// `run` ended in time.
+    Stopped,
+    /// The stop overran its budget (or was skipped): close it.
+    Close,
+    /// A force interrupted it: close it with the others.
+    Forced,
+}
+
+/// A user call in flight during a forced shutdown: a `close` or a hook.
+struct InFlight {
+    /// The component's index, for a `close`.
+    index: Option<usize>,
+    name: Arc<str>,
+    t0: Instant,
+    fut: BoxFuture<'static, CallResult<()>>,
+}
+
+/// Bounds `fut` by its own deadline: past it, a timeout error with the
+/// budget it had from `t0`. A deadline already past still polls it once.
+fn bounded(
+    fut: BoxFuture<'static, CallResult<()>>,
+    until: Option<Instant>,
+    t0: Instant,
+) -> BoxFuture<'static, CallResult<()>> {
+    let Some(until) = until else {
+        return fut;
+    };
+    let delay = Delay::new(until.saturating_duration_since(Instant::now()));
+    Box::pin(async move {
+        match select(fut, delay).await {
+            Either::Left((out, _)) => out,
+            Either::Right(_) => {
+                Err(Error::new(ErrorKind::TimedOut).with_budget(budget_of(Some(until), t0)))
+            }
+        }
+    })
 }
 
 impl Runner {
@@ -42,7 +79,10 @@ impl Runner {
 
         shared.set_phase(Phase::LameDuck);
         let lame_duck_end = earliest(deadline_after(begun, Some(self.config.lame_duck)), deadline);
-        if self.config.lame_duck > Duration::ZERO && !shared.force.is_set() {
+        // A lifecycle that never became ready was never routed to: there is
+        // no traffic to turn away first.
+        if self.config.lame_duck > Duration::ZERO && !shared.force.is_set() && shared.ready.is_set()
+        {
             log::info!(target: "lameduck", "lame duck for {:?}", self.config.lame_duck);
             self.drive(lame_duck_end, Interrupt::Force, |_, _| Poll::<()>::Pending)
                 .await;
@@ -50,174 +90,360 @@ impl Runner {
 
         shared.set_phase(Phase::Draining);
         let order: Vec<usize> = self.launched.iter().rev().copied().collect();
-        for index in order {
-            self.stop_one(index, deadline).await;
+        let mut forced = Vec::new();
+        let mut rest = order.iter().copied();
+        for index in rest.by_ref() {
+            if shared.force.is_set() {
+                self.mark_stopping(index);
+                forced.push(self.begin_close(index, deadline));
+                break;
+            }
+            match self.stop_one(index, deadline).await {
+                Stopping::Stopped => {}
+                Stopping::Close => {
+                    if let Some(closing) = self.close_one(index, deadline).await {
+                        forced.push(closing);
+                        break;
+                    }
+                }
+                Stopping::Forced => {
+                    forced.push(self.begin_close(index, deadline));
+                    break;
+                }
+            }
+        }
+        if shared.force.is_set() {
+            for index in rest {
+                self.mark_stopping(index);
+                forced.push(self.begin_close(index, deadline));
+            }
+            self.close_forced(forced, deadline).await;
         }
 
         shared.set_phase(Phase::Flushing);
         let drainers = std::mem::take(&mut lock(&shared.state).drainers);
-        self.run_parts(drainers, deadline, Step::Drain).await;
+        self.run_drainers(drainers.into(), deadline).await;
 
         shared.set_phase(Phase::Stopping);
         let mut hooks = std::mem::take(&mut lock(&shared.state).hooks);
         hooks.reverse();
-        self.run_parts(hooks, deadline, Step::Hook).await;
+        self.run_hooks(hooks, deadline).await;
     }
 
-    /// Runs drainers or stop hooks one at a time, each bounded by the
-    /// shutdown deadline (polled once if it has passed or the shutdown is
-    /// forced).
-    async fn run_parts(
+    /// When a forced shutdown must be over: the force budget from the
+    /// moment the runner first saw the force, capped by the shutdown
+    /// deadline.
+    fn force_bound(&mut self, deadline: Option<Instant>) -> Option<Instant> {
+        let budget = self.config.force_timeout;
+        let end = *self
+            .force_deadline
+            .get_or_insert_with(|| deadline_after(Instant::now(), Some(budget)));
+        earliest(end, deadline)
+    }
+
+    /// Drives calls in flight at once, until all are done or `bound`
+    /// passes, handing each result to `done` as it comes (so errors keep
+    /// the order they happened in); those still going time out.
+    async fn finish_all(
         &mut self,
-        parts: Vec<Named<dyn DynDrainer>>,
-        deadline: Option<Instant>,
-        step: Step,
+        calls: Vec<InFlight>,
+        bound: Option<Instant>,
+        done: fn(&mut Self, &InFlight, CallResult<()>),
     ) {
+        let mut calls: Vec<Option<InFlight>> = calls.into_iter().map(Some).collect();
+        let _ = self
+            .drive(bound, Interrupt::Never, |s, cx| {
+                let mut all = true;
+                for slot in calls.iter_mut() {
+                    if let Some(call) = slot {
+                        match call.fut.poll_unpin(cx) {
+                            Poll::Ready(out) => {
+                                done(s, call, out);
+                                *slot = None;
+                            }
+                            Poll::Pending => all = false,
+                        }
+                    }
+                }
+                if all { Poll::Ready(()) } else { Poll::Pending }
+            })
+            .await;
+        for call in calls.into_iter().flatten() {
+            let e = Error::new(ErrorKind::TimedOut).with_budget(budget_of(bound, call.t0));
+            done(self, &call, Err(e));
+        }
+    }
+
+    /// Runs the drainers one at a time, each bounded by the shutdown
+    /// deadline. A force skips them, the one it interrupts included.
+    async fn run_drainers(&mut self, parts: Vec<Named<dyn DynDrainer>>, deadline: Option<Instant>) {
         let shared = self.handle.shared.clone();
         for (name, part) in parts {
-            let forced = shared.force.is_set();
-            if forced && step == Step::Drain {
-                // A force skips the flush, including what a force interrupted.
+            if shared.force.is_set() {
                 log::warn!(target: "lameduck", "forced: skipping drainer `{name}`");
                 continue;
             }
             let t0 = Instant::now();
-            // Once forced, a stop hook is polled exactly once: synchronous
-            // clean-up completes, any wait is abandoned.
-            let (bound, interrupt) = if forced {
-                (Some(t0), Interrupt::Never)
-            } else {
-                (deadline, Interrupt::Force)
-            };
-            let cx = Context {
-                name: name.clone(),
-                stop: shared.force.clone(),
-                handle: self.handle.clone(),
-                deadline: bound,
-            };
-            let mut fut = part.drain(cx);
+            let mut fut = part.drain(self.part_context(&name, deadline));
             let outcome = self
-                .drive(bound, interrupt, |_, cx| fut.poll_unpin(cx))
+                .drive(deadline, Interrupt::Force, |_, cx| fut.poll_unpin(cx))
                 .await;
             drop(fut);
             let error = match outcome {
                 Driven::Done(Ok(())) => {
-                    log::info!(target: "lameduck", "{step} `{name}` done in {:?}", t0.elapsed());
+                    log::info!(target: "lameduck", "drain `{name}` done in {:?}", t0.elapsed());
                     None
                 }
                 Driven::Done(Err(e)) => Some(e),
                 Driven::TimedOut => {
-                    Some(Error::new(ErrorKind::TimedOut).with_budget(budget_of(bound, t0)))
+                    Some(Error::new(ErrorKind::TimedOut).with_budget(budget_of(deadline, t0)))
                 }
                 Driven::Interrupted => Some(Error::new(ErrorKind::Forced)),
             };
             if let Some(e) = error {
-                self.record(&name, e, step);
+                self.record(&name, e, Step::Drain);
             }
         }
     }
 
-    /// Drain one component: set its stop signal, call `stop`, wait for `run`
-    /// to end, all within its budget; past it, close it.
-    async fn stop_one(&mut self, index: usize, deadline: Option<Instant>) {
+    /// Runs the stop hooks one at a time, each bounded by the shutdown
+    /// deadline. Once forced, the one in flight and every remaining one run
+    /// at once, bounded together by the force budget.
+    async fn run_hooks(&mut self, hooks: Vec<Named<dyn DynDrainer>>, deadline: Option<Instant>) {
         let shared = self.handle.shared.clone();
-        let name = self.slots[index].name.clone();
-        let options = self.slots[index].options;
+        let mut forced = Vec::new();
+        let mut rest = hooks.into_iter();
+        for (name, hook) in rest.by_ref() {
+            let t0 = Instant::now();
+            if shared.force.is_set() {
+                let bound = self.force_bound(deadline);
+                let fut = hook.drain(self.part_context(&name, bound));
+                forced.push(InFlight {
+                    index: None,
+                    name,
+                    t0,
+                    fut,
+                });
+                break;
+            }
+            let mut fut = hook.drain(self.part_context(&name, deadline));
+            let outcome = self
+                .drive(deadline, Interrupt::Force, |_, cx| fut.poll_unpin(cx))
+                .await;
+            let error = match outcome {
+                Driven::Done(Ok(())) => {
+                    log::info!(target: "lameduck", "stop hook `{name}` done in {:?}", t0.elapsed());
+                    None
+                }
+                Driven::Done(Err(e)) => Some(e),
+                Driven::TimedOut => {
+                    Some(Error::new(ErrorKind::TimedOut).with_budget(budget_of(deadline, t0)))
+                }
+                Driven::Interrupted => {
+                    forced.push(InFlight {
+                        index: None,
+                        name,
+                        t0,
+                        fut,
+                    });
+                    break;
+                }
+            };
+            drop(fut);
+            if let Some(e) = error {
+                self.record(&name, e, Step::Hook);
+            }
+        }
+        if forced.is_empty() {
+            return;
+        }
+        let bound = self.force_bound(deadline);
+        for (name, hook) in rest {
+            let fut = hook.drain(self.part_context(&name, bound));
+            forced.push(InFlight {
+                index: None,
+                name,
+                t0: Instant::now(),
+                fut,
+            });
+        }
+        self.finish_all(forced, bound, |s, call, result| {
+            if let Err(e) = result {
+                s.record(&call.name, e, Step::Hook);
+            }
+        })
+        .await;
+    }
+
+    /// The context of a drainer or hook: its stop signal is the force.
+    fn part_context(&self, name: &Arc<str>, deadline: Option<Instant>) -> Context {
+        Context {
+            name: name.clone(),
+            stop: self.handle.shared.force.clone(),
+            handle: self.handle.clone(),
+            deadline,
+        }
+    }
+
+    /// Marks a component stopping in the report and sets its stop signal.
+    fn mark_stopping(&mut self, index: usize) -> Instant {
         let t0 = Instant::now();
         let at = self.since_epoch(t0);
         self.update(index, |r| {
             r.state = unless_failed(r.state, ComponentState::Stopping);
             r.stop_at = Some(at);
         });
-        log::debug!(target: "lameduck", "stopping `{name}`");
+        log::debug!(target: "lameduck", "stopping `{}`", self.slots[index].name);
         self.slots[index].stop.set();
+        t0
+    }
+
+    /// Drain one component: set its stop signal, call `stop`, wait for `run`
+    /// to end, all within its budget.
+    async fn stop_one(&mut self, index: usize, deadline: Option<Instant>) -> Stopping {
+        let shared = self.handle.shared.clone();
+        let name = self.slots[index].name.clone();
+        let options = self.slots[index].options;
+        let t0 = self.mark_stopping(index);
 
         let bound = earliest(deadline_after(t0, options.stop_timeout), deadline);
-        let graceful = !shared.force.is_set() && options.stop_timeout != Some(Duration::ZERO);
-        let mut stopped = false;
-        if graceful {
-            let mut stop = self.slots[index]
-                .component
-                .clone()
-                .stop(self.context(index, bound));
-            let outcome = self
-                .drive(bound, Interrupt::Force, |_, cx| stop.poll_unpin(cx))
-                .await;
-            drop(stop);
-            let mut timed_out = false;
-            match outcome {
-                Driven::Done(Ok(())) => {}
-                Driven::Done(Err(e)) => self.record(&name, e, Step::Stop),
-                Driven::TimedOut => timed_out = true,
-                Driven::Interrupted => {}
+        if options.stop_timeout == Some(Duration::ZERO) {
+            return Stopping::Close;
+        }
+        let mut stop = self.slots[index]
+            .component
+            .clone()
+            .stop(self.context(index, bound));
+        let outcome = self
+            .drive(bound, Interrupt::Force, |_, cx| stop.poll_unpin(cx))
+            .await;
+        drop(stop);
+        let outcome = match outcome {
+            Driven::Done(Ok(())) => Driven::Done(()),
+            Driven::Done(Err(e)) => {
+                self.record(&name, e, Step::Stop);
+                Driven::Done(())
             }
-            if !timed_out && !shared.force.is_set() {
-                match self
-                    .drive(bound, Interrupt::Force, |s, _| {
-                        if s.slots[index].run_done {
-                            Poll::Ready(())
-                        } else {
-                            Poll::Pending
-                        }
-                    })
-                    .await
-                {
-                    Driven::Done(()) => stopped = true,
-                    Driven::TimedOut => timed_out = true,
-                    Driven::Interrupted => {}
-                }
+            other @ (Driven::TimedOut | Driven::Interrupted) => other.map_unit(),
+        };
+        let outcome = match outcome {
+            Driven::Done(()) => {
+                self.drive(bound, Interrupt::Force, |s, _| {
+                    if s.slots[index].run_done {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                })
+                .await
             }
-            if timed_out {
+            other => other,
+        };
+        match outcome {
+            Driven::Done(()) => {
+                let took = t0.elapsed();
+                log::info!(target: "lameduck", "stopped `{name}` in {took:?}");
+                self.update(index, |r| {
+                    r.state = unless_failed(r.state, ComponentState::Stopped);
+                    r.stop_took = Some(took);
+                });
+                Stopping::Stopped
+            }
+            Driven::TimedOut => {
                 let e = Error::new(ErrorKind::TimedOut).with_budget(budget_of(bound, t0));
                 self.record(&name, e, Step::Stop);
+                if shared.force.is_set() {
+                    Stopping::Forced
+                } else {
+                    Stopping::Close
+                }
             }
-        }
-        if stopped {
-            let took = t0.elapsed();
-            log::info!(target: "lameduck", "stopped `{name}` in {took:?}");
-            self.update(index, |r| {
-                r.state = unless_failed(r.state, ComponentState::Stopped);
-                r.stop_took = Some(took);
-            });
-        } else {
-            self.close_one(index, deadline).await;
+            Driven::Interrupted => Stopping::Forced,
         }
     }
 
-    async fn close_one(&mut self, index: usize, deadline: Option<Instant>) {
+    /// Calls a component's `close`, bounded by its close timeout and the
+    /// shutdown deadline, and records when.
+    fn begin_close(&mut self, index: usize, deadline: Option<Instant>) -> InFlight {
         let name = self.slots[index].name.clone();
         let options = self.slots[index].options;
+        // Once forced, the force budget bounds it too.
+        let deadline = if self.handle.shared.force.is_set() {
+            self.force_bound(deadline)
+        } else {
+            deadline
+        };
         let t0 = Instant::now();
         let at = self.since_epoch(t0);
         self.update(index, |r| r.close_at = Some(at));
         log::warn!(target: "lameduck", "closing `{name}`");
         let bound = earliest(deadline_after(t0, Some(options.close_timeout)), deadline);
-        let mut close = self.slots[index]
+        let close = self.slots[index]
             .component
             .clone()
             .close(self.context(index, bound));
+        InFlight {
+            index: Some(index),
+            name,
+            t0,
+            fut: bounded(close, bound, t0),
+        }
+    }
+
+    /// Closes one component; a force that interrupts it hands the call in
+    /// flight back, to be finished with the other forced closes.
+    async fn close_one(&mut self, index: usize, deadline: Option<Instant>) -> Option<InFlight> {
+        let mut closing = self.begin_close(index, deadline);
         let outcome = self
-            .drive(bound, Interrupt::Never, |_, cx| close.poll_unpin(cx))
+            .drive(None, Interrupt::Force, |_, cx| closing.fut.poll_unpin(cx))
             .await;
-        drop(close);
-        let error = match outcome {
-            Driven::Done(Ok(())) => None,
-            Driven::Done(Err(e)) => Some(e),
-            Driven::TimedOut | Driven::Interrupted => {
-                Some(Error::new(ErrorKind::TimedOut).with_budget(budget_of(bound, t0)))
+        match outcome {
+            Driven::Done(result) => {
+                self.end_close(&closing, result);
+                None
             }
+            Driven::TimedOut | Driven::Interrupted => Some(closing),
+        }
+    }
+
+    /// Finishes every forced close at once, bounded together by the force
+    /// budget.
+    async fn close_forced(&mut self, closing: Vec<InFlight>, deadline: Option<Instant>) {
+        if closing.is_empty() {
+            return;
+        }
+        let bound = self.force_bound(deadline);
+        self.finish_all(closing, bound, Self::end_close).await;
+    }
+
+    /// Records a close's result, drops the component's `run` and updates the
+    /// report.
+    fn end_close(&mut self, call: &InFlight, result: CallResult<()>) {
+        let Some(index) = call.index else {
+            return;
         };
-        if let Some(e) = error {
-            self.record(&name, e, Step::Close);
+        if let Err(e) = result {
+            self.record(&call.name, e, Step::Close);
         }
         if let Some(abort) = self.slots[index].abort.take() {
             abort.abort();
         }
-        let took = t0.elapsed();
-        log::info!(target: "lameduck", "closed `{name}` in {took:?}");
+        let took = call.t0.elapsed();
+        log::info!(target: "lameduck", "closed `{}` in {took:?}", call.name);
         self.update(index, |r| {
             r.state = unless_failed(r.state, ComponentState::Closed);
             r.close_took = Some(took);
         });
+    }
+}
+
+impl<T> Driven<T> {
+    /// The same outcome, for a caller that only needs to know how it ended.
+    fn map_unit(self) -> Driven<()> {
+        match self {
+            Driven::Done(_) => Driven::Done(()),
+            Driven::TimedOut => Driven::TimedOut,
+            Driven::Interrupted => Driven::Interrupted,
+        }
     }
 }
