@@ -20,6 +20,7 @@ mod within;
 pub(crate) use check::{DynHealthChecker, run_check};
 pub use check::{FnCheck, Health, HealthChecker, check_fn};
 pub use options::{CheckOptions, DEFAULT_CHECK_TIMEOUT, Probe};
+#[cfg(feature = "admin")]
 pub(crate) use probes::DEFAULT_FAILURE_STATUS;
 pub use probes::{CheckResult, CheckStatus, HealthMonitor, ProbeReport, Probes};
 pub(crate) use registry::{Entry, RESERVED, Registry};

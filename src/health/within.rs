@@ -3,10 +3,9 @@
 use std::future::Future;
 use std::pin::pin;
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::{Either, select};
-use futures_timer::Delay;
 
 /// `fut`'s output, or `None` once `timeout` has passed.
 ///
@@ -19,10 +18,7 @@ pub(crate) async fn within<F: Future>(timeout: Duration, fut: F) -> Option<F::Ou
     if let Poll::Ready(out) = futures::poll!(fut.as_mut()) {
         return Some(out);
     }
-    if crate::timer::after(Instant::now(), timeout).is_none() {
-        return Some(fut.await);
-    }
-    match select(fut, Delay::new(timeout)).await {
+    match select(fut, crate::timer::sleep(timeout)).await {
         Either::Left((out, _)) => Some(out),
         Either::Right(_) => None,
     }
@@ -32,6 +28,8 @@ pub(crate) async fn within<F: Future>(timeout: Duration, fut: F) -> Option<F::Ou
 mod tests {
     use super::*;
     use futures::executor::block_on;
+    use futures_timer::Delay;
+    use std::time::Instant;
 
     #[test]
     fn ready_pending_and_unbounded() {
