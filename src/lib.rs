@@ -216,6 +216,7 @@ mod exit;
 mod handle;
 mod health;
 mod lifecycle;
+mod logging;
 mod report;
 mod signal;
 #[cfg(feature = "signals")]
