@@ -191,10 +191,17 @@ mod tracing_events {
         }
     }
 
-    /// Every event: its message, its own `component` field, and the
+    /// An event: its message, its own `component` field, and the
     /// `component` of the innermost span that has one.
+    #[derive(Clone, Debug)]
+    struct Recorded {
+        message: String,
+        component: String,
+        span: Option<String>,
+    }
+
     #[derive(Clone, Default)]
-    struct Events(Arc<Mutex<Vec<(String, String, Option<String>)>>>);
+    struct Events(Arc<Mutex<Vec<Recorded>>>);
 
     impl<S: Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Events {
         fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: LayerContext<'_, S>) {
@@ -210,10 +217,11 @@ mod tracing_events {
             let span = ctx.event_scope(event).and_then(|mut scope| {
                 scope.find_map(|s| s.extensions().get::<SpanComponent>().map(|c| c.0.clone()))
             });
-            self.0
-                .lock()
-                .unwrap()
-                .push((seen.message, seen.component, span));
+            self.0.lock().unwrap().push(Recorded {
+                message: seen.message,
+                component: seen.component,
+                span,
+            });
         }
     }
 
@@ -241,14 +249,14 @@ mod tracing_events {
 
         let user = events
             .iter()
-            .find(|(m, _, _)| m == "working")
+            .find(|e| e.message == "working")
             .unwrap_or_else(|| panic!("no user event in {events:#?}"));
-        assert_eq!(user.2.as_deref(), Some("worker"), "{user:?}");
+        assert_eq!(user.span.as_deref(), Some("worker"), "{user:?}");
 
         let started = events
             .iter()
-            .find(|(m, _, _)| m.starts_with("started `worker` in "))
+            .find(|e| e.message.starts_with("started `worker` in "))
             .unwrap_or_else(|| panic!("the engine's events did not reach tracing: {events:#?}"));
-        assert_eq!(started.1, "worker", "the event's own component field");
+        assert_eq!(started.component, "worker", "the event's own field");
     }
 }
