@@ -9,6 +9,7 @@ use futures::future::{BoxFuture, FutureExt};
 
 use crate::context::Context;
 use crate::error::{BoxError, Error, ErrorKind, panic_message};
+use crate::logging::in_span;
 use crate::signal::lock;
 
 mod handoff;
@@ -222,19 +223,44 @@ pub(crate) trait DynComponent: Send + Sync {
 
 impl<C: Component> DynComponent for C {
     fn start(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>> {
-        Box::pin(async move { guard(Component::start(&*self, &cx)).await })
+        let name = cx.name.clone();
+        Box::pin(in_span(
+            async move { guard(Component::start(&*self, &cx)).await },
+            &name,
+            "start",
+        ))
     }
     fn ready(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<bool>> {
-        Box::pin(async move { guard(Component::ready(&*self, &cx)).await })
+        let name = cx.name.clone();
+        Box::pin(in_span(
+            async move { guard(Component::ready(&*self, &cx)).await },
+            &name,
+            "ready",
+        ))
     }
     fn run(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>> {
-        Box::pin(async move { guard(Component::run(&*self, &cx)).await })
+        let name = cx.name.clone();
+        Box::pin(in_span(
+            async move { guard(Component::run(&*self, &cx)).await },
+            &name,
+            "run",
+        ))
     }
     fn stop(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>> {
-        Box::pin(async move { guard(Component::stop(&*self, &cx)).await })
+        let name = cx.name.clone();
+        Box::pin(in_span(
+            async move { guard(Component::stop(&*self, &cx)).await },
+            &name,
+            "stop",
+        ))
     }
     fn close(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>> {
-        Box::pin(async move { guard(Component::close(&*self, &cx)).await })
+        let name = cx.name.clone();
+        Box::pin(in_span(
+            async move { guard(Component::close(&*self, &cx)).await },
+            &name,
+            "close",
+        ))
     }
 }
 

@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use crate::component::{CallResult, guard};
 use crate::context::Context;
 use crate::error::BoxError;
+use crate::logging::in_span;
 use crate::signal::lock;
 
 /// Work done in the flush phase, after every component has stopped: flush a
@@ -58,12 +59,23 @@ impl<T: Drainer> Drainer for Box<T> {
 }
 
 pub(crate) trait DynDrainer: Send + Sync {
-    fn drain(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>>;
+    /// `step` names the call in its span: a drainer's or a stop hook's.
+    fn drain(
+        self: Arc<Self>,
+        cx: Context,
+        step: &'static str,
+    ) -> BoxFuture<'static, CallResult<()>>;
 }
 
 impl<D: Drainer> DynDrainer for D {
-    fn drain(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>> {
-        Box::pin(async move { guard(Drainer::drain(&*self, &cx)).await })
+    fn drain(
+        self: Arc<Self>,
+        cx: Context,
+        step: &'static str,
+    ) -> BoxFuture<'static, CallResult<()>> {
+        let name = cx.name.clone();
+        let call = async move { guard(Drainer::drain(&*self, &cx)).await };
+        Box::pin(in_span(call, &name, step))
     }
 }
 

@@ -138,6 +138,18 @@
 //!   old one drains and exits through its lifecycle.
 //! * `systemd` (Unix, implies `upgrade`): the notify protocol and socket
 //!   activation (module `systemd`).
+//! * `tracing`: the engine's events as `tracing` events with fields
+//!   (`component`, `step`, `phase`, `elapsed_ms`, `error`, `cause`), sent to
+//!   the thread's tracing subscriber when it has one, else to `log`; and
+//!   every call into a part (`start`, `ready`, `run`, `stop`, `close`,
+//!   drainers, hooks, checks) inside a span naming it, so events logged in
+//!   them carry the component's name.
+//!
+//! Without `tracing`, the crate logs through `log` (target `lameduck`) with
+//! the same fields as key-values. A `tracing-subscriber` installed with
+//! `set_global_default` sees none of those records unless
+//! `tracing_log::LogTracer` is installed too (`fmt().init()` does it) or
+//! feature `tracing` is on.
 //!
 //! # Runtimes
 //!
@@ -216,6 +228,7 @@ mod exit;
 mod handle;
 mod health;
 mod lifecycle;
+mod logging;
 mod report;
 mod signal;
 #[cfg(feature = "signals")]

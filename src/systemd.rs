@@ -55,6 +55,7 @@ use crate::context::Context;
 use crate::error::BoxError;
 use crate::handle::Handle;
 use crate::health::Probe;
+use crate::logging::event;
 
 /// Set once this process has sent `MAINPID=` for its successor: from then
 /// on systemd treats every datagram from it as the service's (with
@@ -127,7 +128,7 @@ fn message(states: &[NotifyState<'_>]) -> String {
 
 fn notify_states(states: &[NotifyState<'_>]) {
     if let Err(e) = notify(&message(states)) {
-        log::warn!(target: "lameduck::systemd", "notify: {e}");
+        event!(target: "lameduck::systemd", warn, { error = e }, "notify: {e}");
     }
 }
 
@@ -135,7 +136,7 @@ pub(crate) fn notify_reloading() {
     let mut states = vec![NotifyState::Reloading];
     match NotifyState::monotonic_usec_now() {
         Ok(now) => states.push(now),
-        Err(e) => log::warn!(target: "lameduck::systemd", "monotonic clock: {e}"),
+        Err(e) => event!(target: "lameduck::systemd", warn, { error = e }, "monotonic clock: {e}"),
     }
     states.push(NotifyState::Status("upgrading"));
     notify_states(&states);
@@ -174,7 +175,7 @@ pub(crate) fn listen_fds() -> Vec<(RawFd, String)> {
     match sd_notify::listen_fds_with_names() {
         Ok(fds) => fds.collect(),
         Err(e) => {
-            log::warn!(target: "lameduck::systemd", "socket activation: {e}");
+            event!(target: "lameduck::systemd", warn, { error = e }, "socket activation: {e}");
             Vec::new()
         }
     }
@@ -208,8 +209,7 @@ async fn liveness(handle: &Handle, bound: Duration, cx: &Context) -> Option<bool
     match select(bounded, cx.shutdown_signal()).await {
         Either::Left((Either::Left((report, _)), _)) => Some(report.is_passing()),
         Either::Left((Either::Right(_), _)) => {
-            log::warn!(
-                target: "lameduck::systemd",
+            event!(target: "lameduck::systemd", warn, {},
                 "liveness probe still running after {bound:?}: counted as failing"
             );
             Some(false)
@@ -226,8 +226,7 @@ async fn watchdog(handle: &Handle, period: Duration, cx: &Context) {
         let tick = futures_timer::Delay::new(period / 2);
         match liveness(handle, period / 4, cx).await {
             Some(true) => notify_states(&[NotifyState::Watchdog]),
-            Some(false) => log::warn!(
-                target: "lameduck::systemd",
+            Some(false) => event!(target: "lameduck::systemd", warn, {},
                 "liveness probe failing: no watchdog ping"
             ),
             None => return,

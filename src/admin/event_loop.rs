@@ -21,6 +21,7 @@ use super::conn::{self, Conn, Io, Parse, Request, State};
 use super::options::AdminOptions;
 use super::shared::{Answer, Claim, Job, Shared};
 use crate::health::ProbeResponse;
+use crate::logging::event;
 use crate::signal::lock;
 
 const LISTENER: Token = Token(usize::MAX);
@@ -123,7 +124,7 @@ impl EventLoop {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                log::error!(target: "lameduck", "admin server: the event loop failed: {e}");
+                event!(target: "lameduck", error, { error = e }, "admin server: the event loop failed: {e}");
                 break;
             }
             for event in events.iter() {
@@ -147,7 +148,7 @@ impl EventLoop {
                 break;
             }
         }
-        log::debug!(target: "lameduck", "admin server: stopped");
+        event!(target: "lameduck", debug, {}, "admin server: stopped");
     }
 
     fn accept(&mut self) {
@@ -174,7 +175,7 @@ impl EventLoop {
                         .is_none_or(|t| now - t >= ACCEPT_WARN_EVERY)
                     {
                         self.accept_warned = Some(now);
-                        log::warn!(target: "lameduck", "admin server: accept failed: {e}");
+                        event!(target: "lameduck", warn, { error = e }, "admin server: accept failed: {e}");
                     }
                     self.accept_retry = Some(now + ACCEPT_RETRY);
                     return;
@@ -217,7 +218,7 @@ impl EventLoop {
             .registry()
             .register(&mut conn.stream, Token(slot), interest)
         {
-            log::warn!(target: "lameduck", "admin server: cannot watch a connection: {e}");
+            event!(target: "lameduck", warn, { error = e }, "admin server: cannot watch a connection: {e}");
             self.free.push(slot);
             return;
         }

@@ -69,6 +69,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use crate::component::Component;
 use crate::context::Context;
 use crate::error::BoxError;
+use crate::logging::event;
 use crate::signal::lock;
 
 use event_loop::{EventLoop, WAKER};
@@ -194,7 +195,7 @@ impl Component for AdminServer {
             .spawn(move || event_loop.run())?;
         *lock(&self.jobs) = Some(rx);
         *lock(&self.shared) = Some(shared);
-        log::info!(target: "lameduck", "admin server listening on http://{}", self.addr);
+        event!(target: "lameduck", info, {}, "admin server listening on http://{}", self.addr);
         Ok(())
     }
 

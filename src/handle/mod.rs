@@ -19,6 +19,7 @@ use crate::health::{
     CheckOptions, DynHealthChecker, Entry, HealthChecker, Probes, RESERVED, run_check,
 };
 use crate::lifecycle::{ComponentOptions, Phase};
+use crate::logging::event;
 use crate::report::{ComponentRecord, Report};
 use crate::signal::{Signal, lock};
 
@@ -103,7 +104,7 @@ impl Handle {
         };
         if forced {
             self.shared.force.wake();
-            log::warn!(target: "lameduck", "shutdown forced: graceful waits skipped");
+            event!(target: "lameduck", warn, {}, "shutdown forced: graceful waits skipped");
         }
         forced
     }

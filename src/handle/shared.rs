@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::health::Registry;
 use crate::lifecycle::watchdog::Watchdog;
 use crate::lifecycle::{ComponentOptions, Phase};
+use crate::logging::{event, opt};
 use crate::report::ComponentRecord;
 use crate::signal::{Signal, lock};
 
@@ -119,7 +120,17 @@ impl Shared {
 
     /// Records an error, keeping the order in which errors happened.
     pub(crate) fn record(&self, error: Error) {
-        log::warn!(target: "lameduck", "{error:#}");
+        let text = format!("{error:#}");
+        event!(
+            warn,
+            {
+                component = error.component().unwrap_or_default(),
+                step = opt(error.step()),
+                phase = opt(error.phase()),
+                error = text,
+            },
+            "{text}"
+        );
         lock(&self.state).errors.push(error);
     }
 
@@ -157,9 +168,13 @@ impl Shared {
         // into a handle. The cause is logged before anyone is woken, so the
         // log names it before any of its effects.
         if let Some(e) = error_text {
-            log::warn!(target: "lameduck", "{e}");
+            event!(warn, { phase = Phase::LameDuck, error = e }, "{e}");
         }
-        log::info!(target: "lameduck", "shutdown requested: {cause_text}");
+        event!(
+            info,
+            { phase = Phase::LameDuck, cause = cause_text },
+            "shutdown requested: {cause_text}"
+        );
         self.shutdown.wake();
         if let Some(w) = lock(&self.watchdog).as_ref() {
             w.arm();
@@ -180,7 +195,7 @@ impl Shared {
 
 fn log_phase(old: Phase, new: Phase) {
     if old < new {
-        log::info!(target: "lameduck", "phase: {old} -> {new}");
+        event!(info, { phase = new }, "phase: {old} -> {new}");
     }
 }
 

@@ -15,6 +15,7 @@ use super::check::{DynHealthChecker, Health, run_check};
 use super::failure_log::FailureLog;
 use super::options::CheckOptions;
 use super::within::within;
+use crate::logging::{event, in_span};
 use crate::signal::{Signal, lock};
 
 /// Names the library's own checks use; user checks may not take them.
@@ -121,12 +122,16 @@ impl Entry {
     async fn run_once(self: Arc<Self>) -> Outcome {
         let t0 = Instant::now();
         let timeout = self.options.timeout;
-        let raw = within(timeout, run_check(self.checker.clone()))
-            .await
-            .unwrap_or_else(|| Health::Unhealthy(format!("timed out after {}", human(timeout))));
+        let raw = within(
+            timeout,
+            in_span(run_check(self.checker.clone()), &self.name, "check"),
+        )
+        .await
+        .unwrap_or_else(|| Health::Unhealthy(format!("timed out after {}", human(timeout))));
         let took = t0.elapsed();
         if let Some(reason) = raw.reason() {
-            log::debug!(target: "lameduck", "health check `{}`: {reason}", self.name);
+            let name = &self.name;
+            event!(debug, { component = name, error = reason }, "health check `{name}`: {reason}");
         }
         self.observe(raw, took)
     }

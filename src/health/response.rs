@@ -6,6 +6,7 @@ use std::future::Future;
 use std::time::Instant;
 
 use super::probes::{CheckStatus, ProbeReport, Probes, Target};
+use crate::logging::event;
 use crate::report::Report;
 
 /// A request to the probe responder: method, path, query string and the
@@ -273,8 +274,7 @@ impl Probes {
             0 => String::new(),
             n => format!(" ({n} more failures since the last line)"),
         };
-        log::info!(
-            target: "lameduck",
+        event!(target: "lameduck", info, {},
             "{} check failed: {}{detail}{more}",
             report.name(),
             failed.join(",")

@@ -6,6 +6,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::logging::event;
+
 enum Msg {
     Arm,
     Done,
@@ -27,7 +29,7 @@ impl Watchdog {
         match spawned {
             Ok(_) => Some(Watchdog { tx }),
             Err(e) => {
-                log::error!(target: "lameduck", "watchdog thread could not start: {e}");
+                event!(error, { error = e }, "watchdog thread could not start: {e}");
                 None
             }
         }
@@ -56,8 +58,9 @@ fn watch(rx: &mpsc::Receiver<Msg>, timeout: Duration, code: i32) {
             Ok(Msg::Arm) => continue,
             Ok(Msg::Done) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                log::error!(
-                    target: "lameduck",
+                event!(
+                    error,
+                    { elapsed_ms = timeout.as_millis() },
                     "watchdog: shutdown did not finish within {timeout:?}; exiting with code {code}"
                 );
                 std::process::exit(code);

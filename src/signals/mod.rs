@@ -125,6 +125,7 @@ pub use kind::SignalKind;
 
 use crate::error::Error;
 use crate::handle::{Handle, Shared};
+use crate::logging::event;
 
 type OnSignal = dyn Fn(SignalKind, &Handle) + Send + Sync;
 
@@ -282,23 +283,23 @@ fn dispatch(raw: c_int, count: &mut usize, signals: &Signals, shared: &Weak<Shar
     *count += 1;
     match &signals.on_signal {
         Some(f) => {
-            log::info!(target: "lameduck", "received {kind}");
+            event!(target: "lameduck", info, {}, "received {kind}");
             // A panicking handler must not take the listener down with it:
             // the signals would stay taken over and answered by no one.
             let call = std::panic::AssertUnwindSafe(|| f(kind, &handle));
             if let Err(payload) = std::panic::catch_unwind(call) {
                 let message = crate::error::panic_message(&*payload);
-                log::error!(target: "lameduck", "the on_signal handler panicked on {kind}: {message}");
+                event!(target: "lameduck", error, { error = message }, "the on_signal handler panicked on {kind}: {message}");
             }
         }
         None if *count == 1 => {
-            log::info!(target: "lameduck", "received {kind}: shutting down");
+            event!(target: "lameduck", info, {}, "received {kind}: shutting down");
             handle
                 .shared
                 .begin_shutdown(None, crate::ShutdownCause::Signal(kind));
         }
         None => {
-            log::warn!(target: "lameduck", "received {kind} again: forcing the shutdown");
+            event!(target: "lameduck", warn, {}, "received {kind} again: forcing the shutdown");
             handle.force_stop();
         }
     }

@@ -11,6 +11,7 @@ use super::claim::Claim;
 use super::{Listener, Signals, check, dispatch};
 use crate::error::Error;
 use crate::handle::{Handle, Shared};
+use crate::logging::event;
 
 pub(super) type Closer = signal_hook::iterator::Handle;
 
@@ -84,7 +85,7 @@ pub(super) fn spawn(signals: &Signals, handle: &Handle) -> Result<Listener, Erro
             // signal falls between the two.
             let freed = claim.release();
             drop(source);
-            log::debug!(target: "lameduck", "signal listener stopped");
+            event!(target: "lameduck", debug, {}, "signal listener stopped");
             if let Some(raw) = orphan {
                 // The lifecycle was dropped without running: the signal
                 // does what it would have done without us.

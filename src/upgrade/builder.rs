@@ -12,6 +12,7 @@ use std::time::Duration;
 use super::fds::{self, Sockets};
 use super::manifest::{self, Manifest};
 use super::{Inner, UpgradeError, UpgradeErrorKind, Upgrader, control, parent, sys};
+use crate::logging::event;
 use crate::signal::Signal;
 
 /// The control socket: inherited, or bound anew over a stale file that
@@ -21,8 +22,7 @@ fn bind_control(sockets: &mut Sockets, path: &Path) -> io::Result<UnixListener> 
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
             match std::os::unix::net::UnixStream::connect(path) {
                 Err(c) if c.kind() == io::ErrorKind::ConnectionRefused => {
-                    log::info!(
-                        target: "lameduck::upgrade",
+                    event!(target: "lameduck::upgrade", info, {},
                         "replacing stale control socket {}", path.display()
                     );
                     fds::unlink_socket_file(path);
@@ -213,8 +213,7 @@ impl UpgraderBuilder {
         let manifest = manifest.filter(|m| {
             let ours = m.pid.is_some() && m.pid == parent;
             if !ours {
-                log::warn!(
-                    target: "lameduck::upgrade",
+                event!(target: "lameduck::upgrade", warn, {},
                     "ignoring {}: it names parent {:?}, ours is {:?}",
                     manifest::ENV, m.pid, parent
                 );
@@ -237,8 +236,7 @@ impl UpgraderBuilder {
         #[cfg(not(feature = "systemd"))]
         let read = [manifest::ENV];
         if !sys::remove_env_if_single_threaded(&read) {
-            log::debug!(
-                target: "lameduck::upgrade",
+            event!(target: "lameduck::upgrade", debug, {},
                 "hand-over variables left in the environment: other threads are running"
             );
         }
@@ -280,8 +278,7 @@ impl UpgraderBuilder {
                                 .push(format!("{name}={:?} (fd {fd})", named.addr));
                             sockets.inherited.push(named);
                         }
-                        Err(e) => log::warn!(
-                            target: "lameduck::upgrade",
+                        Err(e) => event!(target: "lameduck::upgrade", warn, { error = e },
                             "socket-activated descriptor {fd} ({name}) not adopted: {e}"
                         ),
                     }

@@ -11,6 +11,7 @@ use super::{UpgradeError, UpgradeErrorKind, Upgrader};
 use crate::component::Component;
 use crate::context::Context;
 use crate::error::BoxError;
+use crate::logging::event;
 use crate::signal::lock;
 
 /// The upgrader as a lifecycle [`Component`], made by
@@ -58,8 +59,7 @@ impl Component for UpgradeComponent {
         // lifecycle was ready: refused, not deferred. (Before the PID file
         // names this process: a SIGHUP sent after that is served.)
         while sighup.as_ref().is_some_and(|rx| rx.try_recv().is_ok()) {
-            log::warn!(
-                target: "lameduck::upgrade",
+            event!(target: "lameduck::upgrade", warn, {},
                 "upgrade refused: SIGHUP arrived before the lifecycle was ready"
             );
         }
@@ -81,8 +81,7 @@ impl Component for UpgradeComponent {
                     _ => return Ok(()),
                 }
             };
-            log::info!(
-                target: "lameduck::upgrade",
+            event!(target: "lameduck::upgrade", info, {},
                 "{}: upgrading",
                 if next.is_some() { "control socket" } else { "SIGHUP" }
             );
@@ -95,8 +94,7 @@ impl Component for UpgradeComponent {
             };
             match &result {
                 Ok(done) => {
-                    log::info!(
-                        target: "lameduck::upgrade",
+                    event!(target: "lameduck::upgrade", info, {},
                         "upgraded to process {} in {:?}", done.pid, done.elapsed
                     );
                     // The next request must reach the new process.
@@ -105,7 +103,7 @@ impl Component for UpgradeComponent {
                     }
                 }
                 Err(e) => {
-                    log::warn!(target: "lameduck::upgrade", "{e}");
+                    event!(target: "lameduck::upgrade", warn, { error = e }, "{e}");
                     // systemd (`Type=notify-reload`) sent that SIGHUP and
                     // waits for RELOADING=1 then READY=1: answer at once
                     // rather than leave it to its timeout. A failed upgrade

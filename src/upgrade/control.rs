@@ -15,6 +15,7 @@ use std::time::Duration;
 use futures::channel::oneshot;
 
 use super::{UpgradeError, UpgradeErrorKind, Upgraded};
+use crate::logging::event;
 
 /// The name the control socket is handed on under.
 pub(crate) const NAME: &str = "lameduck-control";
@@ -84,7 +85,7 @@ fn accept_loop(
             Ok(_) => {}
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => {
-                log::warn!(target: "lameduck::upgrade", "control socket: {e}");
+                event!(target: "lameduck::upgrade", warn, { error = e }, "control socket: {e}");
                 std::thread::sleep(POLL);
                 continue;
             }
@@ -95,12 +96,12 @@ fn accept_loop(
         match listener.accept() {
             Ok((stream, _)) => {
                 if let Err(e) = answer(stream, requests, stop) {
-                    log::warn!(target: "lameduck::upgrade", "control socket client: {e}");
+                    event!(target: "lameduck::upgrade", warn, { error = e }, "control socket client: {e}");
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => {
-                log::warn!(target: "lameduck::upgrade", "control socket: {e}");
+                event!(target: "lameduck::upgrade", warn, { error = e }, "control socket: {e}");
                 std::thread::sleep(POLL);
             }
         }

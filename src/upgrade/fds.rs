@@ -14,6 +14,7 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketType, sockopt};
 
 use super::manifest::{Addr, Entry};
 use super::sys;
+use crate::logging::event;
 
 /// A socket known by name and address.
 #[derive(Debug)]
@@ -198,8 +199,7 @@ impl Sockets {
         Ok(found.map(|i| {
             let n = self.inherited.remove(i);
             if n.activated {
-                log::info!(
-                    target: "lameduck::upgrade",
+                event!(target: "lameduck::upgrade", info, {},
                     "{name:?}: adopted socket-activated {:?} bound to {:?}", n.name, n.addr
                 );
             }
@@ -275,18 +275,15 @@ pub(crate) fn unlink_socket_file(path: &Path) {
     use std::os::unix::fs::FileTypeExt;
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => match std::fs::remove_file(path) {
-            Ok(()) => log::info!(
-                target: "lameduck::upgrade",
+            Ok(()) => event!(target: "lameduck::upgrade", info, {},
                 "removed socket file {}", path.display()
             ),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => log::warn!(
-                target: "lameduck::upgrade",
+            Err(e) => event!(target: "lameduck::upgrade", warn, { error = e },
                 "removing socket file {}: {e}", path.display()
             ),
         },
-        Ok(_) => log::warn!(
-            target: "lameduck::upgrade",
+        Ok(_) => event!(target: "lameduck::upgrade", warn, {},
             "not removing {}: no longer a socket", path.display()
         ),
         Err(_) => {}

@@ -73,6 +73,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::handle::Handle;
+use crate::logging::event;
 use crate::signal::{Signal, lock};
 
 use builder::Sighup;
@@ -212,7 +213,7 @@ impl Inner {
     pub(crate) fn mark_ready(&self) -> io::Result<()> {
         let unused = std::mem::take(&mut lock(&self.sockets).inherited);
         for n in &unused {
-            log::info!(target: "lameduck::upgrade", "closing unused inherited socket {:?}", n.name);
+            event!(target: "lameduck::upgrade", info, {}, "closing unused inherited socket {:?}", n.name);
             // Nobody serves it any more: a client would wait on a queue
             // that is never accepted, and a later bind would fail.
             if let Some(path) = n.unix_path() {
@@ -228,7 +229,7 @@ impl Inner {
             // is then the only one serving and carries on.
             let mut f = std::fs::File::from(fd);
             if let Err(e) = io::Write::write_all(&mut f, b"R") {
-                log::warn!(target: "lameduck::upgrade", "telling the parent we are ready: {e}");
+                event!(target: "lameduck::upgrade", warn, { error = e }, "telling the parent we are ready: {e}");
             }
         }
         self.readied.store(true, Ordering::Release);

@@ -19,6 +19,7 @@ use futures::future::FusedFuture;
 
 use super::manifest::{self, Entry, Manifest};
 use super::{Inner, UpgradeError, UpgradeErrorKind, Upgrader, pidfile};
+use crate::logging::event;
 use crate::signal::{Signal, lock};
 
 /// Descriptor numbers in the child: readiness pipe, parent pipe, then the
@@ -104,7 +105,7 @@ impl Attempt {
         }
         if let Some(path) = &self.inner.pid_file {
             if let Err(e) = pidfile::write(path, std::process::id()) {
-                log::warn!(target: "lameduck::upgrade", "restoring the PID file: {e}");
+                event!(target: "lameduck::upgrade", warn, { error = e }, "restoring the PID file: {e}");
             }
         }
         #[cfg(feature = "systemd")]
@@ -197,7 +198,7 @@ async fn run(inner: Arc<Inner>) -> Result<Upgraded, UpgradeError> {
     let (child, parent_pipe, outcome) = spawn(&inner)?;
     let pid = lock(&child).id();
     attempt.child = Some(child.clone());
-    log::info!(target: "lameduck::upgrade", "started new process {pid}");
+    event!(target: "lameduck::upgrade", info, {}, "started new process {pid}");
 
     let stopping = match inner.handle.get() {
         Some(h) => h.stopping(),
@@ -236,7 +237,7 @@ async fn run(inner: Arc<Inner>) -> Result<Upgraded, UpgradeError> {
     inner.handed_over.store(true, Ordering::Release);
     keep_until_exit(parent_pipe);
     let elapsed = started.elapsed();
-    log::info!(target: "lameduck::upgrade", "new process {pid} ready after {elapsed:?}");
+    event!(target: "lameduck::upgrade", info, {}, "new process {pid} ready after {elapsed:?}");
     #[cfg(feature = "systemd")]
     crate::systemd::notify_main_pid(pid);
     if let Some(handle) = inner.handle.get() {
@@ -422,7 +423,7 @@ pub(crate) fn watch_parent(fd: OwnedFd, exited: Signal) {
             }
         });
     if let Err(e) = spawned {
-        log::warn!(target: "lameduck::upgrade", "cannot watch the parent: {e}");
+        event!(target: "lameduck::upgrade", warn, { error = e }, "cannot watch the parent: {e}");
         exited.set();
     }
 }

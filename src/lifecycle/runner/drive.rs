@@ -13,6 +13,7 @@ use futures_timer::Delay;
 use super::{RunExit, Runner, SPAWNED_RUN_GRACE};
 use crate::cause::{RunEnd, ShutdownCause};
 use crate::error::{Error, ErrorKind, Step};
+use crate::logging::event;
 
 /// What stops a [`Runner::drive`] early.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -69,7 +70,7 @@ impl Runner {
                 shared.begin_shutdown(None, cause);
             }
             RunExit::Done(Ok(())) if !asked => {
-                log::info!(target: "lameduck", "`{name}` finished running during shutdown");
+                event!(info, { component = name, step = Step::Run }, "`{name}` finished running during shutdown");
             }
             RunExit::Done(Ok(())) => {}
         }

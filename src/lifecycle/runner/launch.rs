@@ -15,6 +15,7 @@ use super::drive::{Driven, Interrupt};
 use super::{LocalRun, RunTask, Runner, Slot, SpawnedOutput, deadline_after};
 use crate::error::{Error, ErrorKind, Step};
 use crate::handle::Registration;
+use crate::logging::{event, ms};
 use crate::report::ComponentState;
 use crate::signal::Signal;
 
@@ -35,7 +36,7 @@ impl Runner {
                         if !shared.mark_ready() {
                             return;
                         }
-                        log::info!(target: "lameduck", "every component is ready");
+                        event!(info, {}, "every component is ready");
                     }
                     let mut rx = std::pin::pin!(self.register_rx.clone());
                     match self
@@ -73,7 +74,7 @@ impl Runner {
         let options = self.slots[index].options;
 
         let t0 = Instant::now();
-        log::debug!(target: "lameduck", "starting `{name}`");
+        event!(debug, { component = name, step = Step::Start }, "starting `{name}`");
         let at = self.since_epoch(t0);
         self.update(index, |r| {
             r.state = ComponentState::Starting;
@@ -97,14 +98,14 @@ impl Runner {
                 return self.fail_launch(index, e, Step::Start);
             }
             Driven::Interrupted => {
-                log::info!(target: "lameduck", "start of `{name}` cancelled by shutdown");
+                event!(info, { component = name, step = Step::Start }, "start of `{name}` cancelled by shutdown");
                 self.update(index, |r| r.state = ComponentState::Pending);
                 return;
             }
         }
         drop(start);
         let took = t0.elapsed();
-        log::info!(target: "lameduck", "started `{name}` in {took:?}");
+        event!(info, { component = name, step = Step::Start, elapsed_ms = ms(took) }, "started `{name}` in {took:?}");
         self.update(index, |r| {
             r.state = ComponentState::Started;
             r.start_took = Some(took);
@@ -159,7 +160,7 @@ impl Runner {
                 }
                 Driven::Done(Ok(false)) => {
                     let wait = policy.backoff_policy().delay(attempt);
-                    log::debug!(target: "lameduck", "`{name}` not ready (attempt {attempt}), retrying in {wait:?}");
+                    event!(debug, { component = name, step = Step::Ready }, "`{name}` not ready (attempt {attempt}), retrying in {wait:?}");
                     let until = deadline_after(Instant::now(), Some(wait));
                     if let Driven::Interrupted = self
                         .drive(until, Interrupt::Shutdown, |_, _| Poll::<()>::Pending)
@@ -177,7 +178,7 @@ impl Runner {
                     return self.fail_launch(index, e, Step::Ready);
                 }
                 Driven::Interrupted => {
-                    log::info!(target: "lameduck", "readiness wait of `{name}` cancelled by shutdown");
+                    event!(info, { component = name, step = Step::Ready }, "readiness wait of `{name}` cancelled by shutdown");
                     return;
                 }
             }
@@ -189,8 +190,9 @@ impl Runner {
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         let now = Instant::now();
         let at = self.since_epoch(now);
-        log::info!(
-            target: "lameduck",
+        event!(
+            info,
+            { component = name, step = Step::Ready, elapsed_ms = ms(now - t0) },
             "`{name}` ready after {:?} ({attempt} attempt{})",
             now - t0,
             if attempt == 1 { "" } else { "s" }

@@ -31,6 +31,7 @@ use crate::context::Context;
 use crate::error::{Error, Step};
 use crate::handle::{Handle, Registration};
 use crate::lifecycle::{ComponentOptions, Phase};
+use crate::logging::{event, ms};
 use crate::report::{ComponentRecord, ComponentState, Report};
 use crate::signal::{Signal, lock};
 
@@ -232,11 +233,8 @@ impl Runner {
 
         let report = self.handle.report();
         let mut errors = std::mem::take(&mut lock(&shared.state).errors).into_iter();
-        log::info!(
-            target: "lameduck",
-            "lifecycle stopped after {:?}",
-            report.elapsed()
-        );
+        let took = report.elapsed();
+        event!(info, { phase = Phase::Stopped, elapsed_ms = ms(took) }, "lifecycle stopped after {took:?}");
         match errors.next() {
             None => Ok(report),
             Some(first) => Err(first.with_others(errors.collect()).with_report(report)),

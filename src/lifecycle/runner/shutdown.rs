@@ -18,6 +18,7 @@ use crate::drain::DynDrainer;
 use crate::error::{Error, ErrorKind, Step};
 use crate::handle::Named;
 use crate::lifecycle::Phase;
+use crate::logging::{event, ms};
 use crate::report::ComponentState;
 use crate::signal::lock;
 
@@ -83,7 +84,12 @@ impl Runner {
         // no traffic to turn away first.
         if self.config.lame_duck > Duration::ZERO && !shared.force.is_set() && shared.ready.is_set()
         {
-            log::info!(target: "lameduck", "lame duck for {:?}", self.config.lame_duck);
+            event!(
+                info,
+                { phase = Phase::LameDuck },
+                "lame duck for {:?}",
+                self.config.lame_duck
+            );
             self.drive(lame_duck_end, Interrupt::Force, |_, _| Poll::<()>::Pending)
                 .await;
         }
@@ -180,18 +186,19 @@ impl Runner {
         let shared = self.handle.shared.clone();
         for (name, part) in parts {
             if shared.force.is_set() {
-                log::warn!(target: "lameduck", "forced: skipping drainer `{name}`");
+                event!(warn, { component = name, step = Step::Drain }, "forced: skipping drainer `{name}`");
                 continue;
             }
             let t0 = Instant::now();
-            let mut fut = part.drain(self.part_context(&name, deadline));
+            let mut fut = part.drain(self.part_context(&name, deadline), "drain");
             let outcome = self
                 .drive(deadline, Interrupt::Force, |_, cx| fut.poll_unpin(cx))
                 .await;
             drop(fut);
             let error = match outcome {
                 Driven::Done(Ok(())) => {
-                    log::info!(target: "lameduck", "drain `{name}` done in {:?}", t0.elapsed());
+                    let took = t0.elapsed();
+                    event!(info, { component = name, step = Step::Drain, elapsed_ms = ms(took) }, "drain `{name}` done in {took:?}");
                     None
                 }
                 Driven::Done(Err(e)) => Some(e),
@@ -217,7 +224,7 @@ impl Runner {
             let t0 = Instant::now();
             if shared.force.is_set() {
                 let bound = self.force_bound(deadline);
-                let fut = hook.drain(self.part_context(&name, bound));
+                let fut = hook.drain(self.part_context(&name, bound), "hook");
                 forced.push(InFlight {
                     index: None,
                     name,
@@ -226,13 +233,14 @@ impl Runner {
                 });
                 break;
             }
-            let mut fut = hook.drain(self.part_context(&name, deadline));
+            let mut fut = hook.drain(self.part_context(&name, deadline), "hook");
             let outcome = self
                 .drive(deadline, Interrupt::Force, |_, cx| fut.poll_unpin(cx))
                 .await;
             let error = match outcome {
                 Driven::Done(Ok(())) => {
-                    log::info!(target: "lameduck", "stop hook `{name}` done in {:?}", t0.elapsed());
+                    let took = t0.elapsed();
+                    event!(info, { component = name, step = Step::Hook, elapsed_ms = ms(took) }, "stop hook `{name}` done in {took:?}");
                     None
                 }
                 Driven::Done(Err(e)) => Some(e),
@@ -259,7 +267,7 @@ impl Runner {
         }
         let bound = self.force_bound(deadline);
         for (name, hook) in rest {
-            let fut = hook.drain(self.part_context(&name, bound));
+            let fut = hook.drain(self.part_context(&name, bound), "hook");
             forced.push(InFlight {
                 index: None,
                 name,
@@ -293,7 +301,8 @@ impl Runner {
             r.state = unless_failed(r.state, ComponentState::Stopping);
             r.stop_at = Some(at);
         });
-        log::debug!(target: "lameduck", "stopping `{}`", self.slots[index].name);
+        let name = &self.slots[index].name;
+        event!(debug, { component = name, step = Step::Stop }, "stopping `{name}`");
         self.slots[index].stop.set();
         t0
     }
@@ -342,7 +351,7 @@ impl Runner {
         match outcome {
             Driven::Done(()) => {
                 let took = t0.elapsed();
-                log::info!(target: "lameduck", "stopped `{name}` in {took:?}");
+                event!(info, { component = name, step = Step::Stop, elapsed_ms = ms(took) }, "stopped `{name}` in {took:?}");
                 self.update(index, |r| {
                     r.state = unless_failed(r.state, ComponentState::Stopped);
                     r.stop_took = Some(took);
@@ -376,7 +385,7 @@ impl Runner {
         let t0 = Instant::now();
         let at = self.since_epoch(t0);
         self.update(index, |r| r.close_at = Some(at));
-        log::warn!(target: "lameduck", "closing `{name}`");
+        event!(warn, { component = name, step = Step::Close }, "closing `{name}`");
         let bound = earliest(deadline_after(t0, Some(options.close_timeout)), deadline);
         let close = self.slots[index]
             .component
@@ -429,7 +438,8 @@ impl Runner {
             abort.abort();
         }
         let took = call.t0.elapsed();
-        log::info!(target: "lameduck", "closed `{}` in {took:?}", call.name);
+        let name = &call.name;
+        event!(info, { component = name, step = Step::Close, elapsed_ms = ms(took) }, "closed `{name}` in {took:?}");
         self.update(index, |r| {
             r.state = unless_failed(r.state, ComponentState::Closed);
             r.close_took = Some(took);
