@@ -44,6 +44,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixDatagram;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -56,6 +57,7 @@ use crate::error::BoxError;
 use crate::handle::Handle;
 use crate::health::Probe;
 use crate::logging::event;
+use crate::signal::lock;
 
 /// Set once this process has sent `MAINPID=` for its successor: from then
 /// on systemd treats every datagram from it as the service's (with
@@ -132,7 +134,35 @@ fn notify_states(states: &[NotifyState<'_>]) {
     }
 }
 
+/// Whether a [`Notifier`] runs in this process, and whether it has sent
+/// `READY=1` (or had nothing to send: an upgraded generation was announced
+/// by its parent). Under one lock, so `READY=1` goes out once and before
+/// any `RELOADING=1`.
+static READY: Mutex<Ready> = Mutex::new(Ready {
+    notifier: false,
+    sent: false,
+});
+
+struct Ready {
+    notifier: bool,
+    sent: bool,
+}
+
+/// Sends the first `READY=1`, once, if a [`Notifier`] runs here. An upgrade
+/// can begin the moment the lifecycle is ready, before the notifier's `run`
+/// is polled again: systemd must see the service ready before it reloads.
+fn announce_ready() {
+    let mut ready = lock(&READY);
+    if ready.notifier && !ready.sent {
+        ready.sent = true;
+        if !is_upgraded() {
+            notify_states(&[NotifyState::Ready]);
+        }
+    }
+}
+
 pub(crate) fn notify_reloading() {
+    announce_ready();
     let mut states = vec![NotifyState::Reloading];
     match NotifyState::monotonic_usec_now() {
         Ok(now) => states.push(now),
@@ -251,6 +281,7 @@ pub struct Notifier {
 
 impl Component for Notifier {
     async fn start(&self, _cx: &Context) -> Result<(), BoxError> {
+        lock(&READY).notifier = true;
         notify_states(&[NotifyState::Status("launching")]);
         Ok(())
     }
@@ -258,11 +289,8 @@ impl Component for Notifier {
     async fn run(&self, cx: &Context) -> Result<(), BoxError> {
         let handle = cx.handle().clone();
         if handle.ready().await {
-            if is_upgraded() {
-                notify_states(&[NotifyState::Status("running")]);
-            } else {
-                notify_states(&[NotifyState::Ready, NotifyState::Status("running")]);
-            }
+            announce_ready();
+            notify_states(&[NotifyState::Status("running")]);
             match watchdog_period() {
                 Some(period) => watchdog(&handle, period, cx).await,
                 None => cx.shutdown_signal().await,
