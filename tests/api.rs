@@ -67,14 +67,7 @@ fn errors_convert_into_box_error_and_anyhow_style_callers() {
 #[test]
 fn no_runtime_crate_in_the_normal_dependency_tree() {
     let out = std::process::Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--all-features",
-        ])
+        .args(["tree", "-e", "normal", "--prefix", "none", "--all-features"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo tree runs");

@@ -195,19 +195,7 @@ impl Runner {
                 .drive(deadline, Interrupt::Force, |_, cx| fut.poll_unpin(cx))
                 .await;
             drop(fut);
-            let error = match outcome {
-                Driven::Done(Ok(())) => {
-                    let took = t0.elapsed();
-                    event!(info, { component = name, step = Step::Drain, elapsed_ms = ms(took) }, "drain `{name}` done in {took:?}");
-                    None
-                }
-                Driven::Done(Err(e)) => Some(e),
-                Driven::TimedOut => {
-                    Some(Error::new(ErrorKind::TimedOut).with_budget(budget_of(deadline, t0)))
-                }
-                Driven::Interrupted => Some(Error::new(ErrorKind::Forced)),
-            };
-            if let Some(e) = error {
+            if let Some(e) = finished(&name, Step::Drain, "drain", t0, deadline, outcome) {
                 self.record(&name, e, Step::Drain);
             }
         }
@@ -237,28 +225,17 @@ impl Runner {
             let outcome = self
                 .drive(deadline, Interrupt::Force, |_, cx| fut.poll_unpin(cx))
                 .await;
-            let error = match outcome {
-                Driven::Done(Ok(())) => {
-                    let took = t0.elapsed();
-                    event!(info, { component = name, step = Step::Hook, elapsed_ms = ms(took) }, "stop hook `{name}` done in {took:?}");
-                    None
-                }
-                Driven::Done(Err(e)) => Some(e),
-                Driven::TimedOut => {
-                    Some(Error::new(ErrorKind::TimedOut).with_budget(budget_of(deadline, t0)))
-                }
-                Driven::Interrupted => {
-                    forced.push(InFlight {
-                        index: None,
-                        name,
-                        t0,
-                        fut,
-                    });
-                    break;
-                }
-            };
+            if matches!(outcome, Driven::Interrupted) {
+                forced.push(InFlight {
+                    index: None,
+                    name,
+                    t0,
+                    fut,
+                });
+                break;
+            }
             drop(fut);
-            if let Some(e) = error {
+            if let Some(e) = finished(&name, Step::Hook, "stop hook", t0, deadline, outcome) {
                 self.record(&name, e, Step::Hook);
             }
         }
@@ -455,5 +432,29 @@ impl<T> Driven<T> {
             Driven::TimedOut => Driven::TimedOut,
             Driven::Interrupted => Driven::Interrupted,
         }
+    }
+}
+
+/// How a drainer or stop hook call that was driven to its end went: success
+/// is logged, anything else is the error to record (a force is `Forced`).
+fn finished(
+    name: &str,
+    step: Step,
+    what: &str,
+    t0: Instant,
+    deadline: Option<Instant>,
+    outcome: Driven<Result<(), Error>>,
+) -> Option<Error> {
+    match outcome {
+        Driven::Done(Ok(())) => {
+            let took = t0.elapsed();
+            event!(info, { component = name, step = step, elapsed_ms = ms(took) }, "{what} `{name}` done in {took:?}");
+            None
+        }
+        Driven::Done(Err(e)) => Some(e),
+        Driven::TimedOut => {
+            Some(Error::new(ErrorKind::TimedOut).with_budget(budget_of(deadline, t0)))
+        }
+        Driven::Interrupted => Some(Error::new(ErrorKind::Forced)),
     }
 }
