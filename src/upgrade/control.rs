@@ -167,24 +167,6 @@ fn one_line(s: &str) -> String {
     s.replace(['\n', '\r'], " ")
 }
 
-fn kind_named(name: &str) -> UpgradeErrorKind {
-    use UpgradeErrorKind::*;
-    [
-        NotReady,
-        InProgress,
-        ParentAlive,
-        ShuttingDown,
-        Spawn,
-        ChildExited,
-        Timeout,
-        Io,
-        Manifest,
-    ]
-    .into_iter()
-    .find(|k| format!("{k:?}") == name)
-    .unwrap_or(Io)
-}
-
 /// Asks the process serving the control socket at `path` for an upgrade and
 /// waits for its result: the new process's PID.
 ///
@@ -238,7 +220,7 @@ pub fn request_upgrade(path: impl AsRef<Path>) -> Result<u32, UpgradeError> {
             .map_err(|_| UpgradeError::new(UpgradeErrorKind::Io, format!("bad answer {line:?}")));
     }
     match line.strip_prefix("error ").and_then(|r| r.split_once(' ')) {
-        Some((kind, message)) => Err(UpgradeError::new(kind_named(kind), message)),
+        Some((kind, message)) => Err(UpgradeError::new(UpgradeErrorKind::named(kind), message)),
         None if line.is_empty() => Err(UpgradeError::new(
             UpgradeErrorKind::Io,
             format!("{} closed without an answer", path.display()),

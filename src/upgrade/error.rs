@@ -31,6 +31,31 @@ pub enum UpgradeErrorKind {
     Manifest,
 }
 
+impl UpgradeErrorKind {
+    /// Every kind: keep in step with the enum (the control socket's answers
+    /// name kinds by their `Debug` text).
+    const ALL: [UpgradeErrorKind; 9] = [
+        Self::NotReady,
+        Self::InProgress,
+        Self::ParentAlive,
+        Self::ShuttingDown,
+        Self::Spawn,
+        Self::ChildExited,
+        Self::Timeout,
+        Self::Io,
+        Self::Manifest,
+    ];
+
+    /// The kind whose `Debug` text is `name`; `Io` for a name this version
+    /// does not know (an answer from a newer server).
+    pub(crate) fn named(name: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|k| format!("{k:?}") == name)
+            .unwrap_or(Self::Io)
+    }
+}
+
 /// Why an upgrade was refused or failed.
 ///
 /// Refusals ([`is_refused`](UpgradeError::is_refused)) come back at once and
