@@ -53,8 +53,11 @@ use crate::signal::{Signal, lock};
 ///     }
 ///
 ///     async fn stop(&self, cx: &Context) -> Result<(), BoxError> {
-///         // Stop taking work, then give what is in flight the stop budget.
-///         let budget = cx.remaining().unwrap_or(Duration::from_secs(30));
+///         // Stop taking work, then give what is in flight the stop budget,
+///         // less a tenth: the tracker's error, which names what is still
+///         // in flight, then arrives before the budget runs out and the
+///         // call is cancelled with a plain timeout.
+///         let budget = cx.remaining().map_or(Duration::from_secs(30), |r| r - r / 10);
 ///         self.tracker.wait(budget).await?;
 ///         Ok(())
 ///     }
