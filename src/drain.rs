@@ -8,8 +8,10 @@ use futures::future::BoxFuture;
 
 use crate::component::{CallResult, guard};
 use crate::context::Context;
-use crate::error::BoxError;
+use crate::error::{BoxError, Error};
+use crate::handle::{Named, validate_name};
 use crate::logging::in_span;
+use crate::names::NameIndex;
 use crate::signal::lock;
 
 /// Work done in the flush phase, after every component has stopped: flush a
@@ -127,5 +129,70 @@ where
 impl<F> fmt::Debug for FnDrainer<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FnDrainer").finish_non_exhaustive()
+    }
+}
+
+/// The registered drainers. Prepending and appending are pushes onto two
+/// lists; the run order (the last prepended first, then those appended, in
+/// order) is laid out once, when they are taken.
+#[derive(Default)]
+pub(crate) struct Drainers {
+    /// Prepended, in the order added.
+    front: Vec<Named<dyn DynDrainer>>,
+    back: Vec<Named<dyn DynDrainer>>,
+    /// Positions tagged with their list: `FRONT` set for `front`.
+    index: NameIndex,
+}
+
+const FRONT: u32 = 1 << 31;
+
+impl Drainers {
+    /// Adds a drainer at the front (run before those added so far) or the
+    /// back, unless its name is invalid or taken: then the error, and the
+    /// drainer handed back for the caller to drop outside its locks.
+    pub(crate) fn push(
+        &mut self,
+        part: Named<dyn DynDrainer>,
+        front: bool,
+    ) -> Result<(), (Error, Named<dyn DynDrainer>)> {
+        if let Err(e) = validate_name(&part.0, "drainer") {
+            return Err((e, part));
+        }
+        let list = if front { &self.front } else { &self.back };
+        let tag = match u32::try_from(list.len()) {
+            Ok(at) if at < FRONT => at | if front { FRONT } else { 0 },
+            _ => return Err((Error::config("too many drainers"), part)),
+        };
+        let (fronts, backs) = (&self.front, &self.back);
+        let name_at = |tag: u32| {
+            let list = if tag & FRONT == 0 { backs } else { fronts };
+            &*list[(tag & !FRONT) as usize].0
+        };
+        if self.index.insert(&part.0, tag, name_at).is_err() {
+            let e = Error::config("duplicate drainer name").with_component(&part.0);
+            return Err((e, part));
+        }
+        if front {
+            self.front.push(part);
+        } else {
+            self.back.push(part);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.front.len() + self.back.len()
+    }
+}
+
+/// The drainers in run order.
+impl From<Drainers> for Vec<Named<dyn DynDrainer>> {
+    fn from(drainers: Drainers) -> Self {
+        let Drainers {
+            mut front, back, ..
+        } = drainers;
+        front.reverse();
+        front.extend(back);
+        front
     }
 }

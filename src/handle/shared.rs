@@ -1,14 +1,14 @@
 //! [`Shared`]: the state the runner and every handle hold, and the one
 //! place shutdown begins.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::cause::ShutdownCause;
 use crate::component::DynComponent;
-use crate::drain::DynDrainer;
+use crate::drain::{Drainers, DynDrainer};
 use crate::error::Error;
 use crate::health::Registry;
 use crate::lifecycle::watchdog::Watchdog;
@@ -51,9 +51,7 @@ pub(crate) struct State {
     /// Set with `shutdown_at`, by the same call.
     pub(crate) cause: Option<ShutdownCause>,
     pub(crate) component_names: HashSet<Arc<str>>,
-    /// In run order: prepending is a push to the front.
-    pub(crate) drainers: VecDeque<Named<dyn DynDrainer>>,
-    pub(crate) drainer_names: HashSet<Arc<str>>,
+    pub(crate) drainers: Drainers,
     pub(crate) hooks: Vec<Named<dyn DynDrainer>>,
     pub(crate) hook_names: HashSet<Arc<str>>,
     pub(crate) records: Vec<ComponentRecord>,
