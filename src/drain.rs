@@ -196,3 +196,42 @@ impl From<Drainers> for Vec<Named<dyn DynDrainer>> {
         front
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    #[test]
+    fn drainers_run_in_the_order_a_deque_would_give_and_names_stay_unique() {
+        let noop: Arc<dyn DynDrainer> = Arc::new(drainer_fn(|_cx| async { Ok::<_, BoxError>(()) }));
+        let mut drainers = Drainers::default();
+        let mut model = VecDeque::new();
+        for i in 0..200 {
+            let name = format!("d{i}");
+            // Prepend on every third, append otherwise.
+            let front = i % 3 == 0;
+            assert!(
+                drainers
+                    .push((name.as_str().into(), noop.clone()), front)
+                    .is_ok()
+            );
+            if front {
+                model.push_front(name);
+            } else {
+                model.push_back(name);
+            }
+            let (e, _) = drainers
+                .push(("d0".into(), noop.clone()), !front)
+                .unwrap_err();
+            assert!(e.to_string().contains("duplicate"), "{e}");
+        }
+        assert_eq!(drainers.len(), 200);
+        let order: Vec<String> = Vec::from(drainers)
+            .into_iter()
+            .map(|(name, _)| name.to_string())
+            .collect();
+        assert_eq!(order, Vec::from(model));
+    }
+}
