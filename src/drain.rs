@@ -9,9 +9,8 @@ use futures::future::BoxFuture;
 use crate::component::{CallResult, guard};
 use crate::context::Context;
 use crate::error::{BoxError, Error};
-use crate::handle::{Named, validate_name};
 use crate::logging::in_span;
-use crate::names::NameIndex;
+use crate::names::{NameIndex, Named, validate_name};
 use crate::signal::lock;
 
 /// Work done in the flush phase, after every component has stopped: flush a

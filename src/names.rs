@@ -1,8 +1,30 @@
-//! [`NameIndex`]: where each named part sits in its list.
+//! Names of parts: which are valid, and [`NameIndex`], where each named
+//! part sits in its list.
 
 use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
 
 use hashbrown::{HashTable, hash_table};
+
+use crate::error::Error;
+
+/// A named part registered with the lifecycle.
+pub(crate) type Named<T> = (Arc<str>, Arc<T>);
+
+/// Refuses a name that is empty or holds a control character or `/`: names
+/// appear in errors, logs, reports and probe lines and paths, where such a
+/// name could forge a line or a path.
+pub(crate) fn validate_name(name: &str, what: &str) -> Result<(), Error> {
+    if name.is_empty() || name.chars().any(|c| c.is_control() || c == '/') {
+        // Not set as the error's component: it is what must not be printed
+        // as is.
+        Err(Error::config(format!(
+            "invalid {what} name {name:?}: names must be non-empty, without control characters or `/`"
+        )))
+    } else {
+        Ok(())
+    }
+}
 
 /// Positions of named parts, by name, for a list the caller keeps: the
 /// names are compared through that list, never copied.
@@ -11,7 +33,7 @@ use hashbrown::{HashTable, hash_table};
 /// name: a large index stays in cache where a set of names would not (at
 /// 100,000 names, about one megabyte against several), and it grows
 /// without hashing any name again.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub(crate) struct NameIndex {
     table: HashTable<Slot>,
     hasher: RandomState,

@@ -17,8 +17,7 @@ use crate::logging::{event, opt};
 use crate::report::ComponentRecord;
 use crate::signal::{Signal, lock};
 
-/// A named part registered with the lifecycle.
-pub(crate) type Named<T> = (Arc<str>, Arc<T>);
+pub(crate) use crate::names::{Named, validate_name};
 
 /// A component waiting to be launched.
 pub(crate) struct Registration {
@@ -194,21 +193,6 @@ impl Shared {
 fn log_phase(old: Phase, new: Phase) {
     if old < new {
         event!(info, { phase = new }, "phase: {old} -> {new}");
-    }
-}
-
-/// Refuses a name that is empty or holds a control character or `/`: names
-/// appear in errors, logs, reports and probe lines and paths, where such a
-/// name could forge a line or a path.
-pub(crate) fn validate_name(name: &str, what: &str) -> Result<(), Error> {
-    if name.is_empty() || name.chars().any(|c| c.is_control() || c == '/') {
-        // Not set as the error's component: it is what must not be printed
-        // as is.
-        Err(Error::config(format!(
-            "invalid {what} name {name:?}: names must be non-empty, without control characters or `/`"
-        )))
-    } else {
-        Ok(())
     }
 }
 

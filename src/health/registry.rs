@@ -16,9 +16,8 @@ use super::failure_log::FailureLog;
 use super::options::CheckOptions;
 use super::within::within;
 use crate::error::Error;
-use crate::handle::validate_name;
 use crate::logging::{event, in_span};
-use crate::names::NameIndex;
+use crate::names::{NameIndex, validate_name};
 use crate::signal::{Signal, lock};
 
 /// Names the library's own checks use; user checks may not take them.
