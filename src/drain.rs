@@ -137,8 +137,8 @@ impl<F> fmt::Debug for FnDrainer<F> {
 #[derive(Default)]
 pub(crate) struct Drainers {
     /// Prepended, in the order added.
-    front: Vec<Named<dyn DynDrainer>>,
-    back: Vec<Named<dyn DynDrainer>>,
+    front: Chunked,
+    back: Chunked,
     /// Positions tagged with their list: `FRONT` set for `front`.
     index: NameIndex,
 }
@@ -158,14 +158,14 @@ impl Drainers {
             return Err((e, part));
         }
         let list = if front { &self.front } else { &self.back };
-        let tag = match u32::try_from(list.len()) {
+        let tag = match u32::try_from(list.len) {
             Ok(at) if at < FRONT => at | if front { FRONT } else { 0 },
             _ => return Err((Error::config("too many drainers"), part)),
         };
         let (fronts, backs) = (&self.front, &self.back);
         let name_at = |tag: u32| {
             let list = if tag & FRONT == 0 { backs } else { fronts };
-            &*list[(tag & !FRONT) as usize].0
+            list.name((tag & !FRONT) as usize)
         };
         if self.index.insert(&part.0, tag, name_at).is_err() {
             let e = Error::config("duplicate drainer name").with_component(&part.0);
@@ -180,19 +180,52 @@ impl Drainers {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.front.len() + self.back.len()
+        self.front.len + self.back.len
     }
 }
 
 /// The drainers in run order.
 impl From<Drainers> for Vec<Named<dyn DynDrainer>> {
     fn from(drainers: Drainers) -> Self {
-        let Drainers {
-            mut front, back, ..
-        } = drainers;
-        front.reverse();
-        front.extend(back);
-        front
+        let mut all = Vec::with_capacity(drainers.len());
+        for chunk in drainers.front.chunks.into_iter().rev() {
+            all.extend(chunk.into_iter().rev());
+        }
+        for chunk in drainers.back.chunks {
+            all.extend(chunk);
+        }
+        all
+    }
+}
+
+/// A list that grows by whole chunks once past the first, so growing never
+/// moves what it holds: at 100,000 drainers a doubling vector copies each
+/// one about twice more, out of cache.
+#[derive(Default)]
+struct Chunked {
+    chunks: Vec<Vec<Named<dyn DynDrainer>>>,
+    len: usize,
+}
+
+const CHUNK: usize = 1024;
+
+impl Chunked {
+    fn push(&mut self, part: Named<dyn DynDrainer>) {
+        match self.chunks.last_mut() {
+            Some(last) if last.len() < CHUNK => last.push(part),
+            // The first chunk grows as a vector does: few drainers stay cheap.
+            None => self.chunks.push(vec![part]),
+            Some(_) => {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                chunk.push(part);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn name(&self, at: usize) -> &str {
+        &self.chunks[at / CHUNK][at % CHUNK].0
     }
 }
 
@@ -207,7 +240,9 @@ mod tests {
         let noop: Arc<dyn DynDrainer> = Arc::new(drainer_fn(|_cx| async { Ok::<_, BoxError>(()) }));
         let mut drainers = Drainers::default();
         let mut model = VecDeque::new();
-        for i in 0..200 {
+        // Enough for both lists to span several chunks.
+        let n = 3 * CHUNK + 7;
+        for i in 0..n {
             let name = format!("d{i}");
             // Prepend on every third, append otherwise.
             let front = i % 3 == 0;
@@ -222,11 +257,11 @@ mod tests {
                 model.push_back(name);
             }
             let (e, _) = drainers
-                .push(("d0".into(), noop.clone()), !front)
+                .push((format!("d{}", i / 2).into(), noop.clone()), !front)
                 .unwrap_err();
             assert!(e.to_string().contains("duplicate"), "{e}");
         }
-        assert_eq!(drainers.len(), 200);
+        assert_eq!(drainers.len(), n);
         let order: Vec<String> = Vec::from(drainers)
             .into_iter()
             .map(|(name, _)| name.to_string())
