@@ -229,6 +229,7 @@ mod handle;
 mod health;
 mod lifecycle;
 mod logging;
+mod names;
 mod report;
 mod signal;
 #[cfg(feature = "signals")]

@@ -259,6 +259,40 @@ fn duplicate_names_through_handle_are_config_errors_and_change_nothing() {
 }
 
 #[test]
+fn build_reports_the_first_refused_registration_in_call_order() {
+    let log = Log::new();
+    // A check refused before an invalid component: the check's error.
+    let err = Lifecycle::builder()
+        .health_check("c", AlwaysHealthy)
+        .health_check("c", AlwaysHealthy)
+        .component("", probe(&log, "empty"))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.component(), Some("c"), "{err}");
+    // An invalid component before a refused drainer: the component's.
+    let err = Lifecycle::builder()
+        .component_with(
+            "z",
+            probe(&log, "z"),
+            ComponentOptions::new().start_timeout(Duration::ZERO),
+        )
+        .drainer("d", drain(&log, "d", Act::Ok))
+        .prepend_drainer("d", drain(&log, "d", Act::Ok))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.component(), Some("z"), "{err}");
+    // A refused drainer before a refused check: the drainer's.
+    let err = Lifecycle::builder()
+        .drainer("d", drain(&log, "d", Act::Ok))
+        .drainer("d/1", drain(&log, "d", Act::Ok))
+        .health_check("c", AlwaysHealthy)
+        .health_check("c", AlwaysHealthy)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("drainer"), "{err}");
+}
+
+#[test]
 fn the_same_name_in_different_kinds_of_part_is_allowed() {
     let log = Log::new();
     let lc = Lifecycle::builder()

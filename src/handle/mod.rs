@@ -15,16 +15,13 @@ use crate::cause::ShutdownCause;
 use crate::component::{Component, DynComponent};
 use crate::drain::{Drainer, DynDrainer, drainer_fn};
 use crate::error::{BoxError, Error, ErrorKind, Step};
-use crate::health::{
-    CheckOptions, DynHealthChecker, Entry, HealthChecker, Probes, RESERVED, run_check,
-};
+use crate::health::{CheckOptions, DynHealthChecker, Entry, HealthChecker, Probes, run_check};
 use crate::lifecycle::{ComponentOptions, Phase};
 use crate::logging::event;
 use crate::report::{ComponentRecord, Report};
 use crate::signal::{Signal, lock};
 
-pub(crate) use shared::{Named, Registration, Shared};
-use shared::{claim, validate_name};
+pub(crate) use shared::{Named, Registration, Shared, claim, validate_name};
 
 /// A cheap, cloneable handle on a [`Lifecycle`](crate::Lifecycle), usable
 /// from any thread: request a stop, wait for phases, read health and the
@@ -274,16 +271,12 @@ impl Handle {
 
     /// Makes room for more parts, so a large builder does not rehash the
     /// name sets and grow the lists as it goes.
-    pub(crate) fn reserve(&self, components: usize, drainers: usize, checks: usize, hooks: usize) {
+    pub(crate) fn reserve(&self, components: usize, hooks: usize) {
         let mut st = lock(&self.shared.state);
         st.component_names.reserve(components);
         st.records.reserve(components);
-        st.drainer_names.reserve(drainers);
-        st.drainers.reserve(drainers);
         st.hook_names.reserve(hooks);
         st.hooks.reserve(hooks);
-        drop(st);
-        self.shared.health.reserve(checks);
     }
 
     /// Admits a component registered on the builder: validated and recorded
@@ -335,13 +328,11 @@ impl Handle {
     ) -> Result<(), Error> {
         let mut st = lock(&self.shared.state);
         self.shared.refuse_if_shutting_down(&st)?;
-        claim(&mut st.drainer_names, &name, "drainer")?;
-        if front {
-            st.drainers.push_front((name, drainer));
-        } else {
-            st.drainers.push_back((name, drainer));
-        }
-        Ok(())
+        let refused = st.drainers.push((name, drainer), front);
+        drop(st);
+        // A refused drainer is dropped here, after the lock: its `Drop` may
+        // use a handle.
+        refused.map_err(|(e, _drainer)| e)
     }
 
     /// Registers a health check.
@@ -380,18 +371,11 @@ impl Handle {
         check: Arc<dyn DynHealthChecker>,
         options: CheckOptions,
     ) -> Result<(), Error> {
-        validate_name(&name, "health check")?;
-        options.validate(&name)?;
-        if RESERVED.contains(&&*name) {
-            return Err(Error::config("name of a built-in health check").with_component(&name));
-        }
+        let entry = Entry::checked(name.clone(), check, options)?;
         let st = lock(&self.shared.state);
         self.shared.refuse_if_shutting_down(&st)?;
         // Under the state lock, so no check lands after shutdown began.
-        let refused =
-            self.shared
-                .health
-                .try_push(Arc::new(Entry::new(name.clone(), check, options)));
+        let refused = self.shared.health.try_push(entry);
         drop(st);
         match refused {
             Ok(()) => Ok(()),

@@ -1,14 +1,14 @@
 //! [`Shared`]: the state the runner and every handle hold, and the one
 //! place shutdown begins.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::cause::ShutdownCause;
 use crate::component::DynComponent;
-use crate::drain::DynDrainer;
+use crate::drain::{Drainers, DynDrainer};
 use crate::error::Error;
 use crate::health::Registry;
 use crate::lifecycle::watchdog::Watchdog;
@@ -17,8 +17,7 @@ use crate::logging::{event, opt};
 use crate::report::ComponentRecord;
 use crate::signal::{Signal, lock};
 
-/// A named part registered with the lifecycle.
-pub(crate) type Named<T> = (Arc<str>, Arc<T>);
+pub(crate) use crate::names::{Named, validate_name};
 
 /// A component waiting to be launched.
 pub(crate) struct Registration {
@@ -51,9 +50,7 @@ pub(crate) struct State {
     /// Set with `shutdown_at`, by the same call.
     pub(crate) cause: Option<ShutdownCause>,
     pub(crate) component_names: HashSet<Arc<str>>,
-    /// In run order: prepending is a push to the front.
-    pub(crate) drainers: VecDeque<Named<dyn DynDrainer>>,
-    pub(crate) drainer_names: HashSet<Arc<str>>,
+    pub(crate) drainers: Drainers,
     pub(crate) hooks: Vec<Named<dyn DynDrainer>>,
     pub(crate) hook_names: HashSet<Arc<str>>,
     pub(crate) records: Vec<ComponentRecord>,
@@ -196,21 +193,6 @@ impl Shared {
 fn log_phase(old: Phase, new: Phase) {
     if old < new {
         event!(info, { phase = new }, "phase: {old} -> {new}");
-    }
-}
-
-/// Refuses a name that is empty or holds a control character or `/`: names
-/// appear in errors, logs, reports and probe lines and paths, where such a
-/// name could forge a line or a path.
-pub(crate) fn validate_name(name: &str, what: &str) -> Result<(), Error> {
-    if name.is_empty() || name.chars().any(|c| c.is_control() || c == '/') {
-        // Not set as the error's component: it is what must not be printed
-        // as is.
-        Err(Error::config(format!(
-            "invalid {what} name {name:?}: names must be non-empty, without control characters or `/`"
-        )))
-    } else {
-        Ok(())
     }
 }
 

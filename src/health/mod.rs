@@ -23,5 +23,5 @@ pub use options::{CheckOptions, DEFAULT_CHECK_TIMEOUT, Probe};
 #[cfg(feature = "admin")]
 pub(crate) use probes::DEFAULT_FAILURE_STATUS;
 pub use probes::{CheckResult, CheckStatus, HealthMonitor, ProbeReport, Probes};
-pub(crate) use registry::{Entry, RESERVED, Registry};
+pub(crate) use registry::{Checks, Entry, Registry};
 pub use response::{ProbeRequest, ProbeResponse};

@@ -1,10 +1,10 @@
 //! Registered checks and how one is run: timeout, one shared run in flight,
 //! caching, flap damping, background refresh.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, Either, FutureExt, Shared, select};
@@ -15,11 +15,13 @@ use super::check::{DynHealthChecker, Health, run_check};
 use super::failure_log::FailureLog;
 use super::options::CheckOptions;
 use super::within::within;
+use crate::error::Error;
 use crate::logging::{event, in_span};
+use crate::names::{NameIndex, validate_name};
 use crate::signal::{Signal, lock};
 
 /// Names the library's own checks use; user checks may not take them.
-pub(crate) const RESERVED: [&str; 3] = ["ping", "launch", "shutdown"];
+const RESERVED: [&str; 3] = ["ping", "launch", "shutdown"];
 
 /// One result: the health reported (after flap damping) and how long the
 /// run took.
@@ -36,7 +38,9 @@ pub(crate) struct Entry {
     pub(crate) name: Arc<str>,
     checker: Arc<dyn DynHealthChecker>,
     pub(crate) options: CheckOptions,
-    state: Mutex<EntryState>,
+    /// Allocated on the first run: a registered check that never runs
+    /// costs only its registration.
+    state: OnceLock<Box<Mutex<EntryState>>>,
 }
 
 #[derive(Default)]
@@ -57,8 +61,27 @@ impl Entry {
             name,
             checker,
             options,
-            state: Mutex::new(EntryState::default()),
+            state: OnceLock::new(),
         }
+    }
+
+    fn state(&self) -> MutexGuard<'_, EntryState> {
+        lock(self.state.get_or_init(Box::default))
+    }
+
+    /// A check as registered, or a `Config` error for an invalid or
+    /// reserved name or invalid options.
+    pub(crate) fn checked(
+        name: Arc<str>,
+        checker: Arc<dyn DynHealthChecker>,
+        options: CheckOptions,
+    ) -> Result<Arc<Self>, Error> {
+        validate_name(&name, "health check")?;
+        options.validate(&name)?;
+        if RESERVED.contains(&&*name) {
+            return Err(Error::config("name of a built-in health check").with_component(&name));
+        }
+        Ok(Arc::new(Entry::new(name, checker, options)))
     }
 
     /// The user's checker, to run it raw (no timeout, cache or damping).
@@ -70,7 +93,7 @@ impl Entry {
     pub(crate) async fn evaluate(self: &Arc<Self>, background: bool) -> Outcome {
         let opts = &self.options;
         if let (Some(interval), true) = (opts.interval, background) {
-            let st = lock(&self.state);
+            let st = self.state();
             return match &st.last {
                 None => Outcome {
                     health: Health::Unhealthy("no result yet".into()),
@@ -94,7 +117,7 @@ impl Entry {
         }
         let ttl = opts.interval.unwrap_or(opts.cache);
         let run = {
-            let mut st = lock(&self.state);
+            let mut st = self.state();
             if let Some((at, o)) = &st.last {
                 if !ttl.is_zero() && at.elapsed() < ttl {
                     return o.clone();
@@ -139,7 +162,7 @@ impl Entry {
     /// Applies flap damping to a raw result and stores it.
     fn observe(&self, raw: Health, took: Duration) -> Outcome {
         let opts = &self.options;
-        let mut st = lock(&self.state);
+        let mut st = self.state();
         if raw.is_passing() {
             st.passes = st.passes.saturating_add(1);
             st.fails = 0;
@@ -184,37 +207,56 @@ impl fmt::Debug for Entry {
 /// Every registered check, and whether a background driver runs.
 #[derive(Default)]
 pub(crate) struct Registry {
-    entries: Mutex<Entries>,
+    entries: Mutex<Checks>,
     drivers: AtomicUsize,
     /// When each probe's failure was last logged.
     pub(crate) failure_log: FailureLog,
 }
 
-/// The checks in registration order, and their names for a constant-time
-/// duplicate test.
+/// Checks in registration order, with a name index for a constant-time
+/// duplicate test. The builder fills one without a lock; the registry
+/// holds one behind its lock.
 #[derive(Default)]
-struct Entries {
+pub(crate) struct Checks {
     list: Vec<Arc<Entry>>,
-    names: HashSet<Arc<str>>,
+    index: NameIndex,
+}
+
+impl Checks {
+    /// Adds a check, unless one of that name exists (or the list holds
+    /// `u32::MAX` checks): then the entry is handed back.
+    pub(crate) fn try_push(&mut self, entry: Arc<Entry>) -> Result<(), Arc<Entry>> {
+        let Ok(at) = u32::try_from(self.list.len()) else {
+            return Err(entry);
+        };
+        let list = &self.list;
+        if self
+            .index
+            .insert(&entry.name, at, |i| &list[i as usize].name)
+            .is_err()
+        {
+            return Err(entry);
+        }
+        self.list.push(entry);
+        Ok(())
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
 }
 
 impl Registry {
     /// Adds a check, unless one of that name exists: then the entry is
     /// handed back, for the caller to drop outside its locks.
     pub(crate) fn try_push(&self, entry: Arc<Entry>) -> Result<(), Arc<Entry>> {
-        let mut entries = lock(&self.entries);
-        if !entries.names.insert(entry.name.clone()) {
-            return Err(entry);
-        }
-        entries.list.push(entry);
-        Ok(())
+        lock(&self.entries).try_push(entry)
     }
 
-    /// Makes room for `n` more checks.
-    pub(crate) fn reserve(&self, n: usize) {
-        let mut entries = lock(&self.entries);
-        entries.list.reserve(n);
-        entries.names.reserve(n);
+    /// Takes the checks a builder registered, before anything else could.
+    pub(crate) fn install(&self, checks: Checks) {
+        let old = std::mem::replace(&mut *lock(&self.entries), checks);
+        debug_assert!(old.list.is_empty());
     }
 
     pub(crate) fn entries(&self) -> Vec<Arc<Entry>> {
@@ -225,7 +267,7 @@ impl Registry {
     /// registered may outlive it. The caller drops them, outside any lock.
     pub(crate) fn take(&self) -> Vec<Arc<Entry>> {
         let mut entries = lock(&self.entries);
-        entries.names.clear();
+        entries.index.clear();
         std::mem::take(&mut entries.list)
     }
 
@@ -255,7 +297,7 @@ impl Registry {
                 if at.is_some_and(|at| at <= now) {
                     *at = crate::timer::after(now, interval);
                     let run = {
-                        let mut st = lock(&e.state);
+                        let mut st = e.state();
                         e.shared_run(&mut st)
                     };
                     running.push(run);

@@ -12,16 +12,14 @@ use super::watchdog::Watchdog;
 use super::{ComponentOptions, Lifecycle};
 use crate::component::{Component, DynComponent};
 use crate::context::Context;
-use crate::drain::{Drainer, DynDrainer, drainer_fn};
+use crate::drain::{Drainer, Drainers, DynDrainer, drainer_fn};
 use crate::error::{BoxError, Error};
 use crate::handle::{Handle, Shared};
-use crate::health::{CheckOptions, DynHealthChecker, HealthChecker};
+use crate::health::{CheckOptions, Checks, Entry, HealthChecker};
 use crate::signal::lock;
 
 enum Part {
     Component(String, Arc<dyn DynComponent>, ComponentOptions),
-    Drainer(String, Arc<dyn DynDrainer>, bool),
-    Check(String, Arc<dyn DynHealthChecker>, CheckOptions),
     Hook(String, Arc<dyn DynDrainer>),
 }
 
@@ -60,9 +58,23 @@ enum Part {
 pub struct LifecycleBuilder {
     config: Config,
     watchdog: Option<(Duration, i32)>,
-    parts: Vec<Part>,
+    // Boxed: the builder moves on every call.
+    staged: Box<Staged>,
     #[cfg(feature = "signals")]
     signals: Option<crate::signals::Signals>,
+}
+
+/// What the builder calls add. Drainers and checks are validated and stored
+/// as they are added, while each is fresh in cache, and handed over whole
+/// by `build`: a large builder then costs the same per part as a small one.
+#[derive(Default)]
+struct Staged {
+    parts: Vec<Part>,
+    drainers: Drainers,
+    checks: Checks,
+    /// The first drainer or check refused, and how many parts came before
+    /// it: `build` reports the first error in the order of the calls.
+    refused: Option<(usize, Error)>,
 }
 
 impl LifecycleBuilder {
@@ -70,7 +82,7 @@ impl LifecycleBuilder {
         LifecycleBuilder {
             config: Config::default(),
             watchdog: None,
-            parts: Vec::new(),
+            staged: Box::default(),
             #[cfg(feature = "signals")]
             signals: None,
         }
@@ -143,23 +155,31 @@ impl LifecycleBuilder {
         component: C,
         options: ComponentOptions,
     ) -> Self {
-        self.parts
+        self.staged
+            .parts
             .push(Part::Component(name.into(), Arc::new(component), options));
         self
     }
 
     /// Appends a drainer: drainers run in the flush phase, in order.
     pub fn drainer<D: Drainer>(mut self, name: impl Into<String>, drainer: D) -> Self {
-        self.parts
-            .push(Part::Drainer(name.into(), Arc::new(drainer), false));
+        self.add_drainer(name.into(), Arc::new(drainer), false);
         self
     }
 
     /// Prepends a drainer: it runs before every drainer added so far.
     pub fn prepend_drainer<D: Drainer>(mut self, name: impl Into<String>, drainer: D) -> Self {
-        self.parts
-            .push(Part::Drainer(name.into(), Arc::new(drainer), true));
+        self.add_drainer(name.into(), Arc::new(drainer), true);
         self
+    }
+
+    fn add_drainer(&mut self, name: String, drainer: Arc<dyn DynDrainer>, front: bool) {
+        if self.staged.refused.is_some() {
+            return;
+        }
+        if let Err((e, _drainer)) = self.staged.drainers.push((name.into(), drainer), front) {
+            self.staged.refused = Some((self.staged.parts.len(), e));
+        }
     }
 
     /// Adds a health check, aggregated by
@@ -177,8 +197,17 @@ impl LifecycleBuilder {
         check: H,
         options: CheckOptions,
     ) -> Self {
-        self.parts
-            .push(Part::Check(name.into(), Arc::new(check), options));
+        if self.staged.refused.is_none() {
+            let added =
+                Entry::checked(name.into().into(), Arc::new(check), options).and_then(|entry| {
+                    self.staged.checks.try_push(entry).map_err(|refused| {
+                        Error::config("duplicate health check name").with_component(&refused.name)
+                    })
+                });
+            if let Err(e) = added {
+                self.staged.refused = Some((self.staged.parts.len(), e));
+            }
+        }
         self
     }
 
@@ -189,7 +218,8 @@ impl LifecycleBuilder {
         F: FnOnce(Context) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), BoxError>> + Send + 'static,
     {
-        self.parts
+        self.staged
+            .parts
             .push(Part::Hook(name.into(), Arc::new(drainer_fn(hook))));
         self
     }
@@ -289,25 +319,31 @@ impl LifecycleBuilder {
         let handle = Handle {
             shared: Arc::new(Shared::new(tx)),
         };
-        let count = |f: fn(&Part) -> bool| self.parts.iter().filter(|p| f(p)).count();
-        let components = count(|p| matches!(p, Part::Component(..)));
+        let staged = *self.staged;
+        let mut parts = staged.parts;
+        if let Some((before, _)) = &staged.refused {
+            parts.truncate(*before);
+        }
+        let components = parts
+            .iter()
+            .filter(|p| matches!(p, Part::Component(..)))
+            .count();
         let mut initial = Vec::with_capacity(components);
-        handle.reserve(
-            components,
-            count(|p| matches!(p, Part::Drainer(..))),
-            count(|p| matches!(p, Part::Check(..))),
-            count(|p| matches!(p, Part::Hook(..))),
-        );
-        for part in self.parts {
+        handle.reserve(components, parts.len() - components);
+        for part in parts {
             match part {
                 Part::Component(name, c, opts) => {
                     initial.push(handle.admit_component(name.into(), c, opts)?);
                 }
-                Part::Drainer(name, d, front) => handle.insert_drainer(name.into(), d, front)?,
-                Part::Check(name, c, opts) => handle.insert_check(name.into(), c, opts)?,
                 Part::Hook(name, h) => handle.insert_hook(name.into(), h)?,
             }
         }
+        if let Some((_, e)) = staged.refused {
+            return Err(e);
+        }
+        // Nobody else holds the handle yet: no shutdown can have begun.
+        lock(&handle.shared.state).drainers = staged.drainers;
+        handle.shared.health.install(staged.checks);
         if self.watchdog.is_some_and(|(timeout, _)| timeout.is_zero()) {
             return Err(Error::config("watchdog timeout must not be zero"));
         }
@@ -330,7 +366,10 @@ impl fmt::Debug for LifecycleBuilder {
             .field("shutdown_timeout", &self.config.shutdown_timeout)
             .field("force_timeout", &self.config.force_timeout)
             .field("lame_duck", &self.config.lame_duck)
-            .field("parts", &self.parts.len())
+            .field(
+                "parts",
+                &(self.staged.parts.len() + self.staged.drainers.len() + self.staged.checks.len()),
+            )
             .finish_non_exhaustive()
     }
 }
