@@ -20,7 +20,8 @@
 //!   `Handle::is_healthy`;
 //! * scaling: registering N health checks, prepending N drainers and looking
 //!   up N components in a report, per item at each N, with the ratio of the
-//!   largest N to the smallest (linear code stays near 1.0);
+//!   largest N to the smallest (linear code stays near 1.0), beside a
+//!   floor for the look-ups: a std `HashMap` built from the same report;
 //! * peak RSS per component, in a child process;
 //! * CPU used by 1,000 idle components over a second.
 
@@ -273,7 +274,7 @@ fn rss_per_component(n: usize) -> Option<(f64, f64)> {
 fn per_item_scaling(sizes: &[usize], budget: Duration) {
     // Each workload times its own part: setup outside the timed section.
     type Workload = (&'static str, fn(usize) -> Box<dyn FnMut() -> Duration>);
-    let workloads: [Workload; 3] = [
+    let workloads: [Workload; 4] = [
         ("register N health checks", |n| {
             Box::new(move || {
                 let t = thread_time();
@@ -301,6 +302,22 @@ fn per_item_scaling(sizes: &[usize], budget: Duration) {
                 let took = thread_time() - t;
                 drop(lc);
                 took
+            })
+        }),
+        // The floor: what a caller would write without `component`, a std
+        // map from each name to its record, built from the same report.
+        ("floor: std HashMap, N look-ups", |n| {
+            let lc = lifecycle(n);
+            let names: Vec<String> = (0..n).map(|i| format!("c{i}")).collect();
+            Box::new(move || {
+                let report = lc.handle().report();
+                let t = thread_time();
+                let map: std::collections::HashMap<&str, &lameduck::ComponentRecord> =
+                    report.components().iter().map(|c| (&*c.name, c)).collect();
+                for name in &names {
+                    black_box(map.get(name.as_str()).expect("registered"));
+                }
+                thread_time() - t
             })
         }),
         ("Report::component, N look-ups", |n| {
