@@ -35,6 +35,9 @@ pub(super) enum State {
 /// A connection and everything the event loop knows about it.
 pub(super) struct Conn {
     pub(super) stream: TcpStream,
+    /// A duplicate of the socket for the checks' side to write answers
+    /// with, made at the first request.
+    pub(super) twin: Option<Arc<std::net::TcpStream>>,
     /// Unique for the server's life, in accept order: the oldest connection
     /// has the smallest id.
     pub(super) id: u64,
@@ -56,6 +59,12 @@ pub(super) struct Conn {
     pub(super) keep_alive: bool,
     pub(super) head: bool,
     pub(super) lingered: usize,
+    /// Our side is shut (by the checks' side, after its answer).
+    pub(super) shut: bool,
+    /// Watched for room to write, not only for bytes to read: only once a
+    /// write has found the socket full, so that no connection wakes the
+    /// loop each time its client acknowledges bytes.
+    pub(super) writable: bool,
     /// Counted against `max_connections` (not lingering, not rejected).
     pub(super) counted: bool,
 }
@@ -64,6 +73,7 @@ impl Conn {
     pub(super) fn new(stream: TcpStream, id: u64, counted: bool) -> Self {
         Conn {
             stream,
+            twin: None,
             id,
             state: State::Head,
             deadline: None,
@@ -78,6 +88,8 @@ impl Conn {
             keep_alive: false,
             head: false,
             lingered: 0,
+            shut: false,
+            writable: false,
             counted,
         }
     }

@@ -1,7 +1,8 @@
 //! The admin server's one thread: an event loop over non-blocking sockets
 //! (`mio`), with a deadline per connection. Requests go to the component's
-//! `run` future, which runs the checks and sends the answers back through a
-//! queue and a waker.
+//! `run` future through a queue; it runs the checks and writes the answers,
+//! and gives back through another queue and a waker the connections that
+//! stay open or whose answers the socket did not take whole.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -23,6 +24,7 @@ use super::shared::{Answer, Claim, Job, Shared};
 use crate::health::ProbeResponse;
 use crate::logging::event;
 use crate::signal::lock;
+use futures::channel::mpsc::UnboundedSender;
 
 const LISTENER: Token = Token(usize::MAX);
 pub(super) const WAKER: Token = Token(usize::MAX - 1);
@@ -58,7 +60,7 @@ pub(super) struct EventLoop {
     poll: Poll,
     listener: Option<TcpListener>,
     shared: Arc<Shared>,
-    jobs: async_channel::Sender<Job>,
+    jobs: UnboundedSender<Job>,
     options: AdminOptions,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
@@ -84,7 +86,7 @@ impl EventLoop {
         poll: Poll,
         mut listener: TcpListener,
         shared: Arc<Shared>,
-        jobs: async_channel::Sender<Job>,
+        jobs: UnboundedSender<Job>,
         options: AdminOptions,
     ) -> io::Result<Self> {
         poll.registry()
@@ -212,11 +214,10 @@ impl EventLoop {
         });
         let mut conn = Conn::new(stream, self.next_id, counted);
         self.next_id += 1;
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut conn.stream, Token(slot), interest)
+        if let Err(e) =
+            self.poll
+                .registry()
+                .register(&mut conn.stream, Token(slot), Interest::READABLE)
         {
             event!(target: "lameduck", warn, { error = e }, "admin server: cannot watch a connection: {e}");
             self.free.push(slot);
@@ -266,7 +267,7 @@ impl EventLoop {
             };
             let step = match conn.state {
                 State::Head | State::Body { .. } => self.read_request(slot),
-                State::Waiting => Step::Blocked,
+                State::Waiting => self.check_sent(slot),
                 State::Writing => self.write(slot),
                 State::Lingering => self.linger(slot),
             };
@@ -360,14 +361,13 @@ impl EventLoop {
         conn.buf.drain(..consumed.min(conn.buf.len()));
         conn.keep_alive = req.keep_alive && !stopping;
         conn.head = req.method == "HEAD";
-        let stream = if conn.keep_alive {
-            None
-        } else {
-            socket2::SockRef::from(&conn.stream)
+        if conn.twin.is_none() {
+            conn.twin = socket2::SockRef::from(&conn.stream)
                 .try_clone()
                 .ok()
-                .map(std::net::TcpStream::from)
-        };
+                .map(|s| Arc::new(std::net::TcpStream::from(s)));
+        }
+        let stream = conn.twin.clone();
         let claim = Arc::new(Claim::default());
         let job = Job {
             slot,
@@ -382,7 +382,7 @@ impl EventLoop {
             claim: claim.clone(),
             shared,
         };
-        if stopping || self.jobs.try_send(job).is_err() {
+        if stopping || self.jobs.unbounded_send(job).is_err() {
             let resp = ProbeResponse::bad_request(503, "503 shutting down");
             self.respond(slot, &resp);
             return;
@@ -457,11 +457,33 @@ impl EventLoop {
         self.drive(slot);
     }
 
+    /// An awaited connection whose answer the checks' side has written
+    /// whole and shut (no reply comes for it) lingers; any other waits.
+    fn check_sent(&mut self, slot: usize) -> Step {
+        let sent = self
+            .conn(slot)
+            .and_then(|c| c.claim.as_ref())
+            .is_some_and(|c| c.answer() == Answer::Sent);
+        if sent {
+            self.sent(slot);
+        }
+        Step::Blocked
+    }
+
+    /// Takes back an awaited connection whose answer the checks' side has
+    /// written whole, and shut: it lingers.
+    pub(super) fn sent(&mut self, slot: usize) {
+        if let Some(conn) = self.conn(slot) {
+            conn.shut = true;
+        }
+        self.answered(slot, Vec::new(), 0, false);
+    }
+
     /// Frees the places of the awaited connections whose answers the
     /// checks' side is writing: they close once written, and their clients,
     /// who may have their answers already, may be opening their next
     /// connections, which must not find them counted. Those whose answers
-    /// are written whole are taken back before their replies come.
+    /// are written whole are taken back.
     fn settle_sent(&mut self) {
         for (id, slot) in std::mem::take(&mut self.waiting) {
             let Some(conn) = self
@@ -471,7 +493,7 @@ impl EventLoop {
                 continue;
             };
             match conn.claim.as_ref().map(|c| c.answer()) {
-                Some(Answer::Sent) => self.answered(slot, Vec::new(), 0, false),
+                Some(Answer::Sent) => self.sent(slot),
                 Some(Answer::Writing) => {
                     if std::mem::replace(&mut conn.counted, false) {
                         self.active -= 1;
@@ -485,12 +507,25 @@ impl EventLoop {
     fn write(&mut self, slot: usize) -> Step {
         let keep_alive_idle = self.options.keep_alive;
         let header_timeout = self.options.header_timeout;
-        let Some(conn) = self.conn(slot) else {
+        // The connection borrowed apart from the poll, to watch it.
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return Step::Close;
         };
         match conn.flush() {
             Io::Done => {}
-            Io::Blocked => return Step::Blocked,
+            Io::Blocked if conn.writable => return Step::Blocked,
+            Io::Blocked => {
+                conn.writable = true;
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                return match self.poll.registry().reregister(
+                    &mut conn.stream,
+                    Token(slot),
+                    interest,
+                ) {
+                    Ok(()) => Step::Blocked,
+                    Err(_) => Step::Close,
+                };
+            }
             Io::Closed => return Step::Close,
         }
         conn.served += 1;
@@ -508,7 +543,9 @@ impl EventLoop {
             );
             return Step::Again;
         }
-        let _ = conn.stream.shutdown(Shutdown::Write);
+        if !std::mem::replace(&mut conn.shut, true) {
+            let _ = conn.stream.shutdown(Shutdown::Write);
+        }
         conn.state = State::Lingering;
         let id = conn.id;
         conn.buf = Vec::new();

@@ -63,6 +63,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
+use futures::channel::mpsc::{UnboundedReceiver, unbounded};
 use futures::future::{FutureExt, poll_fn};
 use futures::stream::{FuturesUnordered, StreamExt};
 
@@ -82,7 +83,7 @@ pub struct AdminServer {
     options: AdminOptions,
     listener: Mutex<Option<mio::net::TcpListener>>,
     shared: Mutex<Option<Arc<Shared>>>,
-    jobs: Mutex<Option<async_channel::Receiver<Job>>>,
+    jobs: Mutex<Option<UnboundedReceiver<Job>>>,
 }
 
 impl AdminServer {
@@ -188,7 +189,7 @@ impl Component for AdminServer {
             .ok_or("the admin server was already started")?;
         let poll = mio::Poll::new()?;
         let shared = Arc::new(Shared::new(mio::Waker::new(poll.registry(), WAKER)?));
-        let (tx, rx) = async_channel::unbounded();
+        let (tx, rx) = unbounded();
         let event_loop = EventLoop::new(poll, listener, shared.clone(), tx, self.options.clone())?;
         std::thread::Builder::new()
             .name("lameduck-admin".into())
@@ -213,7 +214,7 @@ impl Component for AdminServer {
         let registry = cx.handle().shared.health.clone();
         let mut monitor = Box::pin(registry.drive(cx.stop_signal()).fuse());
         let mut stop = cx.stop_signal();
-        let mut jobs = Box::pin(jobs);
+        let mut jobs = jobs;
         let mut inflight = FuturesUnordered::new();
         let mut closed = false;
         // Once stopped, the event loop takes no new request (one still being
