@@ -65,6 +65,8 @@ pub(super) struct Conn {
     /// write has found the socket full, so that no connection wakes the
     /// loop each time its client acknowledges bytes.
     pub(super) writable: bool,
+    /// Registered with the poll.
+    pub(super) watched: bool,
     /// Counted against `max_connections` (not lingering, not rejected).
     pub(super) counted: bool,
 }
@@ -90,6 +92,7 @@ impl Conn {
             lingered: 0,
             shut: false,
             writable: false,
+            watched: false,
             counted,
         }
     }
@@ -259,7 +262,16 @@ pub(super) fn parse(buf: &[u8], max: usize, keep_alive_allowed: bool) -> Parse {
 /// The answer on the wire. `head`: no body; `keep_alive`: the connection
 /// stays open.
 pub(super) fn response_bytes(resp: &ProbeResponse, head: bool, keep_alive: bool) -> Vec<u8> {
-    let mut out = format!("HTTP/1.1 {} {}\r\n", resp.status(), reason(resp.status()));
+    use std::fmt::Write as _;
+    let body = if head { "" } else { resp.body() };
+    // One allocation: the head is rarely over 200 bytes.
+    let mut out = String::with_capacity(256 + body.len());
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\n",
+        resp.status(),
+        reason(resp.status())
+    );
     for (name, value) in resp.headers() {
         out.push_str(name);
         out.push_str(": ");
@@ -267,16 +279,14 @@ pub(super) fn response_bytes(resp: &ProbeResponse, head: bool, keep_alive: bool)
         out.push_str("\r\n");
     }
     if !head {
-        out.push_str(&format!("Content-Length: {}\r\n", resp.body().len()));
+        let _ = write!(out, "Content-Length: {}\r\n", body.len());
     }
     out.push_str(if keep_alive {
         "Connection: keep-alive\r\n\r\n"
     } else {
         "Connection: close\r\n\r\n"
     });
-    if !head {
-        out.push_str(resp.body());
-    }
+    out.push_str(body);
     out.into_bytes()
 }
 

@@ -187,7 +187,6 @@ impl EventLoop {
     }
 
     fn admit(&mut self, stream: TcpStream) {
-        let _ = stream.set_nodelay(true);
         let max = self.options.max_connections;
         if self.total >= max.saturating_mul(2) {
             self.shed_lingering();
@@ -212,28 +211,54 @@ impl EventLoop {
             self.conns.push(None);
             self.conns.len() - 1
         });
-        let mut conn = Conn::new(stream, self.next_id, counted);
+        let id = self.next_id;
         self.next_id += 1;
-        if let Err(e) =
-            self.poll
-                .registry()
-                .register(&mut conn.stream, Token(slot), Interest::READABLE)
-        {
-            event!(target: "lameduck", warn, { error = e }, "admin server: cannot watch a connection: {e}");
-            self.free.push(slot);
-            return;
-        }
-        self.conns[slot] = Some(conn);
+        self.conns[slot] = Some(Conn::new(stream, id, counted));
         self.total += 1;
         if counted {
             self.active += 1;
-            self.enqueue(self.next_id - 1, slot);
+            self.enqueue(id, slot);
             self.set_deadline(slot, self.options.header_timeout);
         } else {
             self.refuse(slot, 503, "503 too many connections");
         }
         self.shared.open.store(self.total, Ordering::Relaxed);
+        // A request already in the socket (a prober writes it right after
+        // connecting) goes to the checks first; watching the socket and
+        // setting its options happen while they run.
         self.drive(slot);
+        self.watch(slot, id);
+    }
+
+    /// Registers a new connection with the poll (reading, and writing if a
+    /// write already found it full). Readiness that came before is reported
+    /// at registration: nothing is missed.
+    fn watch(&mut self, slot: usize, id: u64) {
+        let Some(conn) = self
+            .conns
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .filter(|c| c.id == id)
+        else {
+            return;
+        };
+        let _ = conn.stream.set_nodelay(true);
+        let interest = if conn.writable {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        match self
+            .poll
+            .registry()
+            .register(&mut conn.stream, Token(slot), interest)
+        {
+            Ok(()) => conn.watched = true,
+            Err(e) => {
+                event!(target: "lameduck", warn, { error = e }, "admin server: cannot watch a connection: {e}");
+                self.close(slot);
+            }
+        }
     }
 
     fn conn(&mut self, slot: usize) -> Option<&mut Conn> {
@@ -250,7 +275,11 @@ impl EventLoop {
         if let Some(claim) = conn.claim.take() {
             let _ = claim.take();
         }
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        // Deregistered explicitly: the checks' side may still hold a
+        // duplicate, which would keep it in the poll.
+        if conn.watched {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
         if conn.counted {
             self.active -= 1;
         }
@@ -514,6 +543,11 @@ impl EventLoop {
         match conn.flush() {
             Io::Done => {}
             Io::Blocked if conn.writable => return Step::Blocked,
+            // Not watched yet: it will be, for writing too.
+            Io::Blocked if !conn.watched => {
+                conn.writable = true;
+                return Step::Blocked;
+            }
             Io::Blocked => {
                 conn.writable = true;
                 let interest = Interest::READABLE | Interest::WRITABLE;

@@ -232,7 +232,10 @@ impl Probes {
                 let excluded = exclude.iter().any(|x| x == source.name());
                 let shared = shared.clone();
                 async move {
-                    let name: Arc<str> = source.name().into();
+                    let name: Arc<str> = match &source {
+                        Source::User(e) => e.name.clone(),
+                        _ => source.name().into(),
+                    };
                     let critical = match &source {
                         Source::User(e) => e.options.critical,
                         _ => true,
