@@ -21,7 +21,7 @@ mod limits;
 use super::conn::{self, Conn, Io, Parse, Request, State};
 use super::options::AdminOptions;
 use super::shared::{Answer, Claim, Job, Shared};
-use crate::health::ProbeResponse;
+use crate::health::{ProbeRequest, ProbeResponse, Probes};
 use crate::logging::event;
 use crate::signal::lock;
 use futures::channel::mpsc::UnboundedSender;
@@ -61,6 +61,8 @@ pub(super) struct EventLoop {
     listener: Option<TcpListener>,
     shared: Arc<Shared>,
     jobs: UnboundedSender<Job>,
+    /// The probes, when the loop may answer those that run no check.
+    background: Option<Probes>,
     options: AdminOptions,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
@@ -87,6 +89,7 @@ impl EventLoop {
         mut listener: TcpListener,
         shared: Arc<Shared>,
         jobs: UnboundedSender<Job>,
+        background: Option<Probes>,
         options: AdminOptions,
     ) -> io::Result<Self> {
         poll.registry()
@@ -96,6 +99,7 @@ impl EventLoop {
             listener: Some(listener),
             shared,
             jobs,
+            background,
             options,
             conns: Vec::new(),
             free: Vec::new(),
@@ -390,6 +394,19 @@ impl EventLoop {
         conn.buf.drain(..consumed.min(conn.buf.len()));
         conn.keep_alive = req.keep_alive && !stopping;
         conn.head = req.method == "HEAD";
+        let from_background = match &self.background {
+            Some(probes) if !stopping && self.shared.is_alive() => probes.respond_from_background(
+                ProbeRequest::new(&req.method, &req.target).accept(&req.accept),
+            ),
+            _ => None,
+        };
+        if let Some(resp) = from_background {
+            self.respond(slot, &resp);
+            return;
+        }
+        let Some(conn) = self.conn(slot) else {
+            return;
+        };
         if conn.twin.is_none() {
             conn.twin = socket2::SockRef::from(&conn.stream)
                 .try_clone()

@@ -4,8 +4,9 @@
 
 use std::io;
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use mio::Waker;
 
@@ -20,7 +21,16 @@ pub(super) struct Shared {
     pub(super) stopping: AtomicBool,
     /// Sockets open, for `Debug`.
     pub(super) open: AtomicUsize,
+    /// When the component's `run` future was last polled, in nanoseconds
+    /// since `epoch` (0: never): the runtime's heartbeat.
+    beat: AtomicU64,
+    epoch: Instant,
 }
+
+/// How often the `run` future beats, when answers may come from the loop.
+pub(super) const BEAT: Duration = Duration::from_millis(250);
+/// How old the last beat may be for the loop to answer for the runtime.
+const ALIVE: Duration = Duration::from_secs(1);
 
 impl Shared {
     pub(super) fn new(waker: Waker) -> Self {
@@ -29,6 +39,29 @@ impl Shared {
             replies: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
             open: AtomicUsize::new(0),
+            beat: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// The runtime is polling the component's `run` future now.
+    pub(super) fn beat(&self) {
+        let nanos = self.epoch.elapsed().as_nanos().max(1);
+        self.beat
+            .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Release);
+    }
+
+    /// Whether the runtime has polled the `run` future within [`ALIVE`].
+    pub(super) fn is_alive(&self) -> bool {
+        match self.beat.load(Ordering::Acquire) {
+            0 => false,
+            last => {
+                let since = self
+                    .epoch
+                    .elapsed()
+                    .saturating_sub(Duration::from_nanos(last));
+                since <= ALIVE
+            }
         }
     }
 
