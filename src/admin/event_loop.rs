@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use futures::channel::mpsc::UnboundedSender;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
@@ -24,7 +25,6 @@ use super::shared::{Answer, Claim, Job, Shared};
 use crate::health::{ProbeRequest, ProbeResponse, Probes};
 use crate::logging::event;
 use crate::signal::lock;
-use futures::channel::mpsc::UnboundedSender;
 
 const LISTENER: Token = Token(usize::MAX);
 pub(super) const WAKER: Token = Token(usize::MAX - 1);

@@ -217,14 +217,13 @@ impl Component for AdminServer {
     }
 
     async fn run(&self, cx: &Context) -> Result<(), BoxError> {
-        let Some(jobs) = lock(&self.jobs).take() else {
+        let Some(mut jobs) = lock(&self.jobs).take() else {
             return Ok(());
         };
         let probes = probes(cx, &self.options);
         let registry = cx.handle().shared.health.clone();
         let mut monitor = Box::pin(registry.drive(cx.stop_signal()).fuse());
         let mut stop = cx.stop_signal();
-        let mut jobs = jobs;
         let mut inflight = FuturesUnordered::new();
         let mut closed = false;
         // Once stopped, the event loop takes no new request (one still being

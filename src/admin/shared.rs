@@ -1,6 +1,6 @@
 //! What the event loop and the component's `run` future share: the queue
 //! of answers and the waker that tells the loop to take them, the stop
-//! flag, and the request handed to the checks.
+//! flag, the runtime's heartbeat, and the request handed to the checks.
 
 use std::io;
 use std::net::{Shutdown, TcpStream};
@@ -99,7 +99,7 @@ pub(super) enum Answer {
     Kept,
     /// The checks' side is writing it, and the connection then closes.
     Writing,
-    /// The checks' side has written it whole and shut the connection: no
+    /// The checks' side has written it whole and shuts the connection: no
     /// reply comes, the loop finds this when the connection next stirs
     /// (the client closing it) or when it looks for room.
     Sent,
@@ -195,10 +195,14 @@ impl Job {
                 None => 0,
             };
             if !keep_alive && written == out.len() {
+                // Marked before the shutdown: once the client has the FIN it
+                // may close, and the loop, woken by that, must find the
+                // answer sent. (Its own copy of the socket closing first
+                // sends nothing while ours is open.)
+                self.claim.0.store(Answer::Sent as u8, Ordering::Release);
                 if let Some(stream) = &self.stream {
                     let _ = stream.shutdown(Shutdown::Write);
                 }
-                self.claim.0.store(Answer::Sent as u8, Ordering::Release);
                 return;
             }
             let first = {
