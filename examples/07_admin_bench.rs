@@ -5,13 +5,20 @@
 //!    baseline measured in the same run (a minimal blocking `std` server on
 //!    another loopback port answering the same bytes, one thread, one
 //!    connection at a time, no checks), requests alternating between the two
-//!    so that both see the same load; the ratio of their p50s;
-//! 2. the same on one keep-alive connection: p50 and p99;
+//!    so that both see the same load; the ratio of their p50s. The
+//!    baseline's p50 is the floor of a fresh loopback connection on the
+//!    machine: no server answers below it;
+//! 2. the same on one keep-alive connection: p50 and p99, and the p50 as a
+//!    multiple of the fresh-connection floor;
 //! 3. requests per second with several fresh-connection clients;
 //! 4. a prober's `/livez` latency while 1,000 idle connections are held
 //!    (all of them open on the server: `max_connections` 2048);
 //! 5. the same with the default limit (256) while a slowloris attacker
-//!    keeps opening half-sent requests: every newcomer evicts an idle one.
+//!    keeps opening half-sent requests: every newcomer evicts an idle one;
+//! 6. the same 20 checks refreshed in the background, with
+//!    `AdminOptions::answer_from_background`: the event loop answers from
+//!    their results, no hop to the lifecycle's thread; p50 against the
+//!    baseline again.
 //!
 //! Not a test: numbers depend on the machine.
 //!
@@ -28,7 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lameduck::admin::{AdminOptions, AdminServer};
-use lameduck::{BoxError, Handle, Health, Lifecycle, check_fn};
+use lameduck::{BoxError, CheckOptions, Handle, Health, Lifecycle, check_fn};
 
 const VERBOSE: &[u8] = b"GET /readyz?verbose HTTP/1.1\r\nHost: bench\r\n\r\n";
 const PROBE: &[u8] = b"GET /livez HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
@@ -121,17 +128,24 @@ fn median(lat: &mut [Duration]) -> Duration {
     lat[lat.len() / 2]
 }
 
-/// A lifecycle with the admin server and 20 passing checks.
+/// A lifecycle with the admin server and 20 passing checks, refreshed in
+/// the background every `interval` if given.
 fn serve(
     options: AdminOptions,
+    interval: Option<Duration>,
 ) -> Result<(SocketAddr, Handle, std::thread::JoinHandle<()>), BoxError> {
     let admin = AdminServer::bind_with("127.0.0.1:0", options)?;
     let addr = admin.local_addr();
     let mut builder = Lifecycle::builder().component("admin", admin);
     for i in 0..20 {
-        builder = builder.health_check(
+        let mut check = CheckOptions::new();
+        if let Some(interval) = interval {
+            check = check.interval(interval);
+        }
+        builder = builder.health_check_with(
             format!("check-{i:02}"),
             check_fn(|| async { Health::Healthy }),
+            check,
         );
     }
     let lifecycle = builder.build()?;
@@ -167,7 +181,7 @@ fn main() -> Result<(), BoxError> {
     let options = AdminOptions::new()
         .max_connections(2048)
         .keep_alive(Duration::from_secs(10));
-    let (addr, handle, runner) = serve(options)?;
+    let (addr, handle, runner) = serve(options, None)?;
 
     // 1. Fresh connections, after a warm-up, alternating with the baseline.
     let close = b"GET /readyz?verbose HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n";
@@ -177,7 +191,7 @@ fn main() -> Result<(), BoxError> {
         s.write_all(close)?;
         s.read_to_end(&mut answer)?;
     }
-    let (base_addr, base) = baseline(answer, 200 + requests)?;
+    let (base_addr, base) = baseline(answer.clone(), 200 + requests)?;
     for _ in 0..200 {
         fresh(addr, close)?;
         fresh(base_addr, close)?;
@@ -198,8 +212,8 @@ fn main() -> Result<(), BoxError> {
         }
     }
     base.join().map_err(|_| "baseline panicked")?;
-    let ratio =
-        median(&mut lat.clone()).as_secs_f64() / median(&mut base_lat.clone()).as_secs_f64();
+    let (p50, floor) = (median(&mut lat.clone()), median(&mut base_lat.clone()));
+    let ratio = p50.as_secs_f64() / floor.as_secs_f64();
     report("/readyz?verbose, 20 checks, fresh connections", lat, failed);
     report(
         "baseline (blocking std server, same answer), fresh connections",
@@ -207,6 +221,12 @@ fn main() -> Result<(), BoxError> {
         base_failed,
     );
     println!("fresh connections, p50 lameduck / p50 baseline: {ratio:.2}");
+    println!(
+        "floor: a fresh loopback connection answered by the baseline costs p50 {floor:.0?} \
+         on this machine; lameduck adds {:.0?} (event loop, hand-off to the lifecycle's \
+         executor, 20 checks)",
+        p50.saturating_sub(floor)
+    );
 
     // 2. One keep-alive connection.
     let mut s = TcpStream::connect(addr)?;
@@ -222,7 +242,12 @@ fn main() -> Result<(), BoxError> {
         }
     }
     drop(s);
+    let kept = median(&mut lat.clone());
     report("/readyz?verbose, 20 checks, keep-alive", lat, failed);
+    println!(
+        "keep-alive, p50 lameduck / p50 baseline on fresh connections: {:.2}",
+        kept.as_secs_f64() / floor.as_secs_f64()
+    );
 
     // 3. Throughput from several clients.
     let done = Arc::new(AtomicBool::new(false));
@@ -269,7 +294,7 @@ fn main() -> Result<(), BoxError> {
     runner.join().map_err(|_| "lifecycle panicked")?;
 
     // 5. Default limit, 1,000 idle connections and a slowloris attacker.
-    let (addr, handle, runner) = serve(AdminOptions::new())?;
+    let (addr, handle, runner) = serve(AdminOptions::new(), None)?;
     let idle: Vec<TcpStream> = (0..1000)
         .filter_map(|_| TcpStream::connect(addr).ok())
         .collect();
@@ -300,6 +325,48 @@ fn main() -> Result<(), BoxError> {
         failed,
     );
     drop(idle);
+    handle.request_stop(None);
+    runner.join().map_err(|_| "lifecycle panicked")?;
+
+    // 6. The 20 checks refreshed in the background (every second), answered
+    //    by the event loop from their results, against the baseline again.
+    let options = AdminOptions::new().answer_from_background(true);
+    let (addr, handle, runner) = serve(options, Some(Duration::from_secs(1)))?;
+    while !fresh(addr, close)? {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (base_addr, base) = baseline(answer, 200 + requests)?;
+    let (mut lat, mut base_lat) = (Vec::new(), Vec::new());
+    let (mut failed, mut base_failed) = (0, 0);
+    for i in 0..200 + requests {
+        let t0 = Instant::now();
+        let ok = fresh(addr, close);
+        let took = t0.elapsed();
+        let t0 = Instant::now();
+        let base_ok = fresh(base_addr, close);
+        let base_took = t0.elapsed();
+        if i < 200 {
+            continue;
+        }
+        match ok {
+            Ok(true) => lat.push(took),
+            _ => failed += 1,
+        }
+        match base_ok {
+            Ok(true) => base_lat.push(base_took),
+            _ => base_failed += 1,
+        }
+    }
+    base.join().map_err(|_| "baseline panicked")?;
+    let ratio =
+        median(&mut lat.clone()).as_secs_f64() / median(&mut base_lat.clone()).as_secs_f64();
+    report(
+        "/readyz?verbose, 20 background checks, answer_from_background, fresh connections",
+        lat,
+        failed,
+    );
+    report("baseline, fresh connections", base_lat, base_failed);
+    println!("answered from background results, p50 lameduck / p50 baseline: {ratio:.2}");
     handle.request_stop(None);
     runner.join().map_err(|_| "lifecycle panicked")?;
     Ok(())

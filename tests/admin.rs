@@ -614,3 +614,97 @@ fn every_option_at_zero_and_at_its_maximum() {
     s.handle.request_stop(None);
     s.runner.join().unwrap().unwrap();
 }
+
+/// Blocks the thread that polls it for `block` once `go` is set: a runtime
+/// stuck in a blocking call.
+struct Stuck {
+    go: Arc<AtomicBool>,
+    block: Duration,
+}
+
+impl Component for Stuck {
+    async fn run(&self, cx: &Context) -> Result<(), BoxError> {
+        let mut stop = cx.stop_signal();
+        loop {
+            if self.go.swap(false, Ordering::AcqRel) {
+                std::thread::sleep(self.block);
+            }
+            let tick = futures_timer::Delay::new(Duration::from_millis(10));
+            if let futures::future::Either::Right(_) =
+                futures::future::select(tick, &mut stop).await
+            {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// With `answer_from_background`, a probe whose checks all refresh in the
+/// background is answered by the event loop while the runtime is stuck (it
+/// reads results), but only while the runtime's heartbeat is under a second
+/// old; then it goes to the runtime and fails. A probe with an on-demand
+/// check always goes to the runtime.
+#[test]
+fn answers_from_background_results_only_while_the_runtime_beats() {
+    let go = Arc::new(AtomicBool::new(false));
+    let stuck = Stuck {
+        go: go.clone(),
+        block: Duration::from_millis(2500),
+    };
+    let s = start(
+        AdminOptions::new()
+            .answer_from_background(true)
+            .response_timeout(Duration::from_millis(300)),
+        |b| {
+            b.component("stuck", stuck)
+                .health_check_with(
+                    "refreshed",
+                    check_fn(|| async { Health::Healthy }),
+                    lameduck::CheckOptions::new().interval(Duration::from_millis(50)),
+                )
+                .health_check_with(
+                    "on-demand",
+                    check_fn(|| async { Health::Healthy }),
+                    lameduck::CheckOptions::new().probes([lameduck::Probe::Startup]),
+                )
+        },
+    );
+    // Let the first background result in.
+    let t0 = Instant::now();
+    while status(&get(s.addr, "/readyz")) != 200 {
+        assert!(t0.elapsed() < Duration::from_secs(5), "never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(status(&get(s.addr, "/startupz/on-demand")), 200);
+    go.store(true, Ordering::Release);
+    std::thread::sleep(Duration::from_millis(100));
+    // Stuck, the last beat at most 350 ms old: the loop answers.
+    let t0 = Instant::now();
+    let r = get(s.addr, "/readyz?verbose");
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(body(&r).contains("[+]refreshed ok"), "{r}");
+    assert!(
+        t0.elapsed() < Duration::from_millis(250),
+        "{:?}",
+        t0.elapsed()
+    );
+    // An on-demand check needs the runtime: 503 after the response timeout.
+    let r = get(s.addr, "/startupz/on-demand");
+    assert_eq!(status(&r), 503, "{r}");
+    // The heartbeat over a second old: the runtime must answer, and cannot.
+    std::thread::sleep(Duration::from_millis(900));
+    let r = get(s.addr, "/readyz");
+    assert_eq!(status(&r), 503, "{r}");
+    assert!(body(&r).contains("checks did not answer in time"), "{r}");
+    // Unstuck: answered again.
+    let t0 = Instant::now();
+    while status(&get(s.addr, "/readyz")) != 200 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "never answered again"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.handle.request_stop(None);
+    s.runner.join().unwrap().unwrap();
+}

@@ -638,3 +638,96 @@ fn an_answered_connection_never_holds_the_last_place() {
     );
     s.stop();
 }
+
+/// An answer larger than the socket takes at once (a verbose probe of
+/// thousands of checks, to a client that reads late): the checks' side
+/// writes what fits, the loop waits for room and writes the rest, on a
+/// kept-alive connection (which then serves its next request) as on a
+/// closing one.
+#[test]
+fn an_answer_too_large_for_the_socket_is_finished_by_the_loop() {
+    let _serial = serial();
+    let s = start(
+        AdminOptions::new().keep_alive(Duration::from_secs(10)),
+        |mut b| {
+            // About 7 MB: more than a loopback socket takes at once (its
+            // send buffer may grow to 4 MB).
+            let long = "n".repeat(200);
+            for i in 0..30_000 {
+                b = b.health_check(
+                    format!("a-check-with-a-long-name-{long}-{i:05}"),
+                    check_fn(|| async { Health::Healthy }),
+                );
+            }
+            b
+        },
+    );
+    let read_all = |c: &mut TcpStream, close: bool| {
+        std::thread::sleep(Duration::from_millis(200));
+        let mut out = Vec::new();
+        let mut chunk = vec![0u8; 65536];
+        loop {
+            let n = c.read(&mut chunk).unwrap();
+            out.extend_from_slice(&chunk[..n]);
+            let done = if close {
+                n == 0
+            } else {
+                out.ends_with(b"readyz check passed\n")
+            };
+            if done {
+                return String::from_utf8(out).unwrap();
+            }
+            assert!(n > 0, "closed early after {} bytes", out.len());
+        }
+    };
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for close in [false, false, true] {
+        let connection = if close { "close" } else { "keep-alive" };
+        c.write_all(
+            format!("GET /readyz?verbose HTTP/1.1\r\nConnection: {connection}\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        let out = read_all(&mut c, close);
+        let (head, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(len > 6_000_000, "{len}");
+        assert_eq!(body.len(), len);
+        assert_eq!(body.matches("\n[+]a-check-with").count(), 30_000);
+    }
+    s.stop();
+}
+
+/// A kept-alive connection whose client sends its next request the moment
+/// an answer is complete (before the server's loop may have taken the
+/// connection back from the checks' side) is served every time.
+#[test]
+fn back_to_back_requests_on_a_kept_alive_connection_are_all_served() {
+    let _serial = serial();
+    let s = start(
+        AdminOptions::new().keep_alive(Duration::from_secs(10)),
+        |b| b,
+    );
+    let mut c = TcpStream::connect(s.addr).unwrap();
+    c.set_nodelay(true).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let answer = b"\r\nConnection: keep-alive\r\n\r\nok";
+    for i in 0..500 {
+        c.write_all(b"GET /livez HTTP/1.1\r\n\r\n").unwrap();
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !out.ends_with(answer) {
+            let n = c.read(&mut chunk).unwrap();
+            assert!(n > 0, "request {i}: closed after {out:?}");
+            out.extend_from_slice(&chunk[..n]);
+        }
+        assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"), "request {i}");
+    }
+    s.stop();
+}

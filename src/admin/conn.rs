@@ -35,6 +35,9 @@ pub(super) enum State {
 /// A connection and everything the event loop knows about it.
 pub(super) struct Conn {
     pub(super) stream: TcpStream,
+    /// A duplicate of the socket for the checks' side to write answers
+    /// with, made at the first request.
+    pub(super) twin: Option<Arc<std::net::TcpStream>>,
     /// Unique for the server's life, in accept order: the oldest connection
     /// has the smallest id.
     pub(super) id: u64,
@@ -56,6 +59,14 @@ pub(super) struct Conn {
     pub(super) keep_alive: bool,
     pub(super) head: bool,
     pub(super) lingered: usize,
+    /// Our side is shut (by the checks' side, after its answer).
+    pub(super) shut: bool,
+    /// Watched for room to write, not only for bytes to read: only once a
+    /// write has found the socket full, so that no connection wakes the
+    /// loop each time its client acknowledges bytes.
+    pub(super) writable: bool,
+    /// Registered with the poll.
+    pub(super) watched: bool,
     /// Counted against `max_connections` (not lingering, not rejected).
     pub(super) counted: bool,
 }
@@ -64,6 +75,7 @@ impl Conn {
     pub(super) fn new(stream: TcpStream, id: u64, counted: bool) -> Self {
         Conn {
             stream,
+            twin: None,
             id,
             state: State::Head,
             deadline: None,
@@ -78,6 +90,9 @@ impl Conn {
             keep_alive: false,
             head: false,
             lingered: 0,
+            shut: false,
+            writable: false,
+            watched: false,
             counted,
         }
     }
@@ -247,7 +262,16 @@ pub(super) fn parse(buf: &[u8], max: usize, keep_alive_allowed: bool) -> Parse {
 /// The answer on the wire. `head`: no body; `keep_alive`: the connection
 /// stays open.
 pub(super) fn response_bytes(resp: &ProbeResponse, head: bool, keep_alive: bool) -> Vec<u8> {
-    let mut out = format!("HTTP/1.1 {} {}\r\n", resp.status(), reason(resp.status()));
+    use std::fmt::Write as _;
+    let body = if head { "" } else { resp.body() };
+    // One allocation: the head is rarely over 200 bytes.
+    let mut out = String::with_capacity(256 + body.len());
+    let _ = write!(
+        out,
+        "HTTP/1.1 {} {}\r\n",
+        resp.status(),
+        reason(resp.status())
+    );
     for (name, value) in resp.headers() {
         out.push_str(name);
         out.push_str(": ");
@@ -255,16 +279,14 @@ pub(super) fn response_bytes(resp: &ProbeResponse, head: bool, keep_alive: bool)
         out.push_str("\r\n");
     }
     if !head {
-        out.push_str(&format!("Content-Length: {}\r\n", resp.body().len()));
+        let _ = write!(out, "Content-Length: {}\r\n", body.len());
     }
     out.push_str(if keep_alive {
         "Connection: keep-alive\r\n\r\n"
     } else {
         "Connection: close\r\n\r\n"
     });
-    if !head {
-        out.push_str(resp.body());
-    }
+    out.push_str(body);
     out.into_bytes()
 }
 

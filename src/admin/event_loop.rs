@@ -1,7 +1,8 @@
 //! The admin server's one thread: an event loop over non-blocking sockets
 //! (`mio`), with a deadline per connection. Requests go to the component's
-//! `run` future, which runs the checks and sends the answers back through a
-//! queue and a waker.
+//! `run` future through a queue; it runs the checks and writes the answers,
+//! and gives back through another queue and a waker the connections that
+//! stay open or whose answers the socket did not take whole.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use futures::channel::mpsc::UnboundedSender;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
@@ -20,7 +22,7 @@ mod limits;
 use super::conn::{self, Conn, Io, Parse, Request, State};
 use super::options::AdminOptions;
 use super::shared::{Answer, Claim, Job, Shared};
-use crate::health::ProbeResponse;
+use crate::health::{ProbeRequest, ProbeResponse, Probes};
 use crate::logging::event;
 use crate::signal::lock;
 
@@ -58,7 +60,9 @@ pub(super) struct EventLoop {
     poll: Poll,
     listener: Option<TcpListener>,
     shared: Arc<Shared>,
-    jobs: async_channel::Sender<Job>,
+    jobs: UnboundedSender<Job>,
+    /// The probes, when the loop may answer those that run no check.
+    background: Option<Probes>,
     options: AdminOptions,
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
@@ -84,7 +88,8 @@ impl EventLoop {
         poll: Poll,
         mut listener: TcpListener,
         shared: Arc<Shared>,
-        jobs: async_channel::Sender<Job>,
+        jobs: UnboundedSender<Job>,
+        background: Option<Probes>,
         options: AdminOptions,
     ) -> io::Result<Self> {
         poll.registry()
@@ -94,6 +99,7 @@ impl EventLoop {
             listener: Some(listener),
             shared,
             jobs,
+            background,
             options,
             conns: Vec::new(),
             free: Vec::new(),
@@ -185,7 +191,6 @@ impl EventLoop {
     }
 
     fn admit(&mut self, stream: TcpStream) {
-        let _ = stream.set_nodelay(true);
         let max = self.options.max_connections;
         if self.total >= max.saturating_mul(2) {
             self.shed_lingering();
@@ -210,29 +215,54 @@ impl EventLoop {
             self.conns.push(None);
             self.conns.len() - 1
         });
-        let mut conn = Conn::new(stream, self.next_id, counted);
+        let id = self.next_id;
         self.next_id += 1;
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self
-            .poll
-            .registry()
-            .register(&mut conn.stream, Token(slot), interest)
-        {
-            event!(target: "lameduck", warn, { error = e }, "admin server: cannot watch a connection: {e}");
-            self.free.push(slot);
-            return;
-        }
-        self.conns[slot] = Some(conn);
+        self.conns[slot] = Some(Conn::new(stream, id, counted));
         self.total += 1;
         if counted {
             self.active += 1;
-            self.enqueue(self.next_id - 1, slot);
+            self.enqueue(id, slot);
             self.set_deadline(slot, self.options.header_timeout);
         } else {
             self.refuse(slot, 503, "503 too many connections");
         }
         self.shared.open.store(self.total, Ordering::Relaxed);
+        // A request already in the socket (a prober writes it right after
+        // connecting) goes to the checks first; watching the socket and
+        // setting its options happen while they run.
         self.drive(slot);
+        self.watch(slot, id);
+    }
+
+    /// Registers a new connection with the poll (reading, and writing if a
+    /// write already found it full). Readiness that came before is reported
+    /// at registration: nothing is missed.
+    fn watch(&mut self, slot: usize, id: u64) {
+        let Some(conn) = self
+            .conns
+            .get_mut(slot)
+            .and_then(Option::as_mut)
+            .filter(|c| c.id == id)
+        else {
+            return;
+        };
+        let _ = conn.stream.set_nodelay(true);
+        let interest = if conn.writable {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        match self
+            .poll
+            .registry()
+            .register(&mut conn.stream, Token(slot), interest)
+        {
+            Ok(()) => conn.watched = true,
+            Err(e) => {
+                event!(target: "lameduck", warn, { error = e }, "admin server: cannot watch a connection: {e}");
+                self.close(slot);
+            }
+        }
     }
 
     fn conn(&mut self, slot: usize) -> Option<&mut Conn> {
@@ -249,7 +279,11 @@ impl EventLoop {
         if let Some(claim) = conn.claim.take() {
             let _ = claim.take();
         }
-        let _ = self.poll.registry().deregister(&mut conn.stream);
+        // Deregistered explicitly: the checks' side may still hold a
+        // duplicate, which would keep it in the poll.
+        if conn.watched {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
         if conn.counted {
             self.active -= 1;
         }
@@ -266,7 +300,7 @@ impl EventLoop {
             };
             let step = match conn.state {
                 State::Head | State::Body { .. } => self.read_request(slot),
-                State::Waiting => Step::Blocked,
+                State::Waiting => self.check_sent(slot),
                 State::Writing => self.write(slot),
                 State::Lingering => self.linger(slot),
             };
@@ -360,14 +394,26 @@ impl EventLoop {
         conn.buf.drain(..consumed.min(conn.buf.len()));
         conn.keep_alive = req.keep_alive && !stopping;
         conn.head = req.method == "HEAD";
-        let stream = if conn.keep_alive {
-            None
-        } else {
-            socket2::SockRef::from(&conn.stream)
+        let from_background = match &self.background {
+            Some(probes) if !stopping && self.shared.is_alive() => probes.respond_from_background(
+                ProbeRequest::new(&req.method, &req.target).accept(&req.accept),
+            ),
+            _ => None,
+        };
+        if let Some(resp) = from_background {
+            self.respond(slot, &resp);
+            return;
+        }
+        let Some(conn) = self.conn(slot) else {
+            return;
+        };
+        if conn.twin.is_none() {
+            conn.twin = socket2::SockRef::from(&conn.stream)
                 .try_clone()
                 .ok()
-                .map(std::net::TcpStream::from)
-        };
+                .map(|s| Arc::new(std::net::TcpStream::from(s)));
+        }
+        let stream = conn.twin.clone();
         let claim = Arc::new(Claim::default());
         let job = Job {
             slot,
@@ -382,7 +428,7 @@ impl EventLoop {
             claim: claim.clone(),
             shared,
         };
-        if stopping || self.jobs.try_send(job).is_err() {
+        if stopping || self.jobs.unbounded_send(job).is_err() {
             let resp = ProbeResponse::bad_request(503, "503 shutting down");
             self.respond(slot, &resp);
             return;
@@ -457,11 +503,33 @@ impl EventLoop {
         self.drive(slot);
     }
 
+    /// An awaited connection whose answer the checks' side has written
+    /// whole and shut (no reply comes for it) lingers; any other waits.
+    fn check_sent(&mut self, slot: usize) -> Step {
+        let sent = self
+            .conn(slot)
+            .and_then(|c| c.claim.as_ref())
+            .is_some_and(|c| c.answer() == Answer::Sent);
+        if sent {
+            self.sent(slot);
+        }
+        Step::Blocked
+    }
+
+    /// Takes back an awaited connection whose answer the checks' side has
+    /// written whole, and shut: it lingers.
+    pub(super) fn sent(&mut self, slot: usize) {
+        if let Some(conn) = self.conn(slot) {
+            conn.shut = true;
+        }
+        self.answered(slot, Vec::new(), 0, false);
+    }
+
     /// Frees the places of the awaited connections whose answers the
     /// checks' side is writing: they close once written, and their clients,
     /// who may have their answers already, may be opening their next
     /// connections, which must not find them counted. Those whose answers
-    /// are written whole are taken back before their replies come.
+    /// are written whole are taken back.
     fn settle_sent(&mut self) {
         for (id, slot) in std::mem::take(&mut self.waiting) {
             let Some(conn) = self
@@ -471,7 +539,7 @@ impl EventLoop {
                 continue;
             };
             match conn.claim.as_ref().map(|c| c.answer()) {
-                Some(Answer::Sent) => self.answered(slot, Vec::new(), 0, false),
+                Some(Answer::Sent) => self.sent(slot),
                 Some(Answer::Writing) => {
                     if std::mem::replace(&mut conn.counted, false) {
                         self.active -= 1;
@@ -485,12 +553,30 @@ impl EventLoop {
     fn write(&mut self, slot: usize) -> Step {
         let keep_alive_idle = self.options.keep_alive;
         let header_timeout = self.options.header_timeout;
-        let Some(conn) = self.conn(slot) else {
+        // The connection borrowed apart from the poll, to watch it.
+        let Some(conn) = self.conns.get_mut(slot).and_then(Option::as_mut) else {
             return Step::Close;
         };
         match conn.flush() {
             Io::Done => {}
-            Io::Blocked => return Step::Blocked,
+            Io::Blocked if conn.writable => return Step::Blocked,
+            // Not watched yet: it will be, for writing too.
+            Io::Blocked if !conn.watched => {
+                conn.writable = true;
+                return Step::Blocked;
+            }
+            Io::Blocked => {
+                conn.writable = true;
+                let interest = Interest::READABLE | Interest::WRITABLE;
+                return match self.poll.registry().reregister(
+                    &mut conn.stream,
+                    Token(slot),
+                    interest,
+                ) {
+                    Ok(()) => Step::Blocked,
+                    Err(_) => Step::Close,
+                };
+            }
             Io::Closed => return Step::Close,
         }
         conn.served += 1;
@@ -508,7 +594,9 @@ impl EventLoop {
             );
             return Step::Again;
         }
-        let _ = conn.stream.shutdown(Shutdown::Write);
+        if !std::mem::replace(&mut conn.shut, true) {
+            let _ = conn.stream.shutdown(Shutdown::Write);
+        }
         conn.state = State::Lingering;
         let id = conn.id;
         conn.buf = Vec::new();

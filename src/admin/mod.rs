@@ -17,7 +17,11 @@
 //!   runtime crate is needed here. A runtime that is stuck fails the
 //!   probes (`503` once the response timeout passes). A probe's answer is
 //!   written from there too, without blocking, as soon as the checks are
-//!   done.
+//!   done. With
+//!   [`answer_from_background`](AdminOptions::answer_from_background), a
+//!   probe whose checks all refresh in the background is answered by the
+//!   event loop from their results, as long as your runtime keeps polling
+//!   the component (a heartbeat under a second old).
 //! * Probes are answered whatever other clients do. Every connection has a
 //!   deadline for its headers, its body and its answer; at most
 //!   [`max_connections`](AdminOptions::max_connections) are open, and a
@@ -63,17 +67,19 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
+use futures::channel::mpsc::{UnboundedReceiver, unbounded};
 use futures::future::{FutureExt, poll_fn};
 use futures::stream::{FuturesUnordered, StreamExt};
 
 use crate::component::Component;
 use crate::context::Context;
 use crate::error::BoxError;
+use crate::health::Probes;
 use crate::logging::event;
 use crate::signal::lock;
 
 use event_loop::{EventLoop, WAKER};
-use shared::{Job, Shared};
+use shared::{BEAT, Job, Shared};
 
 /// The admin HTTP server: a [`Component`] serving the probes and
 /// `/debug/lifecycle`. See the [module documentation](self).
@@ -82,7 +88,7 @@ pub struct AdminServer {
     options: AdminOptions,
     listener: Mutex<Option<mio::net::TcpListener>>,
     shared: Mutex<Option<Arc<Shared>>>,
-    jobs: Mutex<Option<async_channel::Receiver<Job>>>,
+    jobs: Mutex<Option<UnboundedReceiver<Job>>>,
 }
 
 impl AdminServer {
@@ -182,14 +188,25 @@ fn bind_listener(addr: impl ToSocketAddrs) -> io::Result<mio::net::TcpListener> 
 }
 
 impl Component for AdminServer {
-    async fn start(&self, _cx: &Context) -> Result<(), BoxError> {
+    async fn start(&self, cx: &Context) -> Result<(), BoxError> {
         let listener = lock(&self.listener)
             .take()
             .ok_or("the admin server was already started")?;
         let poll = mio::Poll::new()?;
         let shared = Arc::new(Shared::new(mio::Waker::new(poll.registry(), WAKER)?));
-        let (tx, rx) = async_channel::unbounded();
-        let event_loop = EventLoop::new(poll, listener, shared.clone(), tx, self.options.clone())?;
+        let (tx, rx) = unbounded();
+        let background = self
+            .options
+            .from_background
+            .then(|| probes(cx, &self.options));
+        let event_loop = EventLoop::new(
+            poll,
+            listener,
+            shared.clone(),
+            tx,
+            background,
+            self.options.clone(),
+        )?;
         std::thread::Builder::new()
             .name("lameduck-admin".into())
             .spawn(move || event_loop.run())?;
@@ -200,27 +217,34 @@ impl Component for AdminServer {
     }
 
     async fn run(&self, cx: &Context) -> Result<(), BoxError> {
-        let Some(jobs) = lock(&self.jobs).take() else {
+        let Some(mut jobs) = lock(&self.jobs).take() else {
             return Ok(());
         };
-        let opts = &self.options;
-        let probes = cx
-            .handle()
-            .probes()
-            .show_reasons(opts.show_reasons)
-            .failure_status(opts.failure_status)
-            .debug_lifecycle(true);
+        let probes = probes(cx, &self.options);
         let registry = cx.handle().shared.health.clone();
         let mut monitor = Box::pin(registry.drive(cx.stop_signal()).fuse());
         let mut stop = cx.stop_signal();
-        let mut jobs = Box::pin(jobs);
         let mut inflight = FuturesUnordered::new();
         let mut closed = false;
         // Once stopped, the event loop takes no new request (one still being
         // read gets 503), finishes its answers within a short grace and
         // ends, which closes the queue; then `run` ends.
         let mut stopped = false;
+        let shared = lock(&self.shared).clone();
+        // The heartbeat that lets the loop answer for this runtime (see
+        // `AdminOptions::answer_from_background`).
+        let mut beat = self
+            .options
+            .from_background
+            .then(|| futures_timer::Delay::new(BEAT));
         poll_fn(|task| {
+            if let (Some(timer), Some(shared)) = (&mut beat, &shared) {
+                shared.beat();
+                if timer.poll_unpin(task).is_ready() {
+                    timer.reset(BEAT);
+                    let _ = timer.poll_unpin(task);
+                }
+            }
             let _ = monitor.poll_unpin(task);
             if !stopped && stop.poll_unpin(task).is_ready() {
                 stopped = true;
@@ -264,6 +288,15 @@ impl Component for AdminServer {
         self.shut();
         Ok(())
     }
+}
+
+/// The probes as the server answers them.
+fn probes(cx: &Context, options: &AdminOptions) -> Probes {
+    cx.handle()
+        .probes()
+        .show_reasons(options.show_reasons)
+        .failure_status(options.failure_status)
+        .debug_lifecycle(true)
 }
 
 impl Drop for AdminServer {

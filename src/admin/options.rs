@@ -43,6 +43,7 @@ pub struct AdminOptions {
     pub(crate) max_request_bytes: usize,
     pub(crate) show_reasons: bool,
     pub(crate) failure_status: u16,
+    pub(crate) from_background: bool,
 }
 
 impl Default for AdminOptions {
@@ -57,6 +58,7 @@ impl Default for AdminOptions {
             max_request_bytes: 8 * 1024,
             show_reasons: false,
             failure_status: DEFAULT_FAILURE_STATUS,
+            from_background: false,
         }
     }
 }
@@ -64,7 +66,8 @@ impl Default for AdminOptions {
 impl AdminOptions {
     /// The defaults: 256 connections, 5 s for a request's headers, 5 s for
     /// its body, 5 s to write the response, 10 s for the checks to answer,
-    /// no keep-alive, 8 KiB per request, reasons withheld, 500 on failure.
+    /// no keep-alive, 8 KiB per request, reasons withheld, 500 on failure,
+    /// every probe answered on your runtime.
     #[must_use]
     pub fn new() -> Self {
         Self::default()
@@ -154,6 +157,33 @@ impl AdminOptions {
     #[must_use]
     pub fn failure_status(mut self, status: u16) -> Self {
         self.failure_status = status;
+        self
+    }
+
+    /// Answers a probe on the event loop's thread, from the checks' latest
+    /// results, when it would run no check: every check it selects is
+    /// built in (`ping`, `launch`, `shutdown`: state the lifecycle keeps)
+    /// or refreshed in the background (registered with an
+    /// [interval](crate::CheckOptions::interval)). Default off: every
+    /// request goes to the component's `run` future on your runtime, one
+    /// thread wake-up per request.
+    ///
+    /// The answer is the same either way: a probe of background checks
+    /// reads their latest results wherever it is computed. What changes is
+    /// how a stuck runtime shows. Off, a probe fails with `503` once
+    /// [`response_timeout`](AdminOptions::response_timeout) passes. On, the
+    /// `run` future (on your runtime) beats every 250 ms, and the loop
+    /// answers from the results only while the last beat is under a second
+    /// old; after that, requests go to the runtime as when off, and fail
+    /// the same way. A refresher that stops refreshing fails the probe on
+    /// its own: each result counts as failed once older than twice its
+    /// interval plus its timeout.
+    ///
+    /// A probe with a check that runs on demand (no interval) always goes
+    /// to the runtime: user checks never run on the loop's thread.
+    #[must_use]
+    pub fn answer_from_background(mut self, enabled: bool) -> Self {
+        self.from_background = enabled;
         self
     }
 

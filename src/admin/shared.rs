@@ -1,11 +1,12 @@
 //! What the event loop and the component's `run` future share: the queue
 //! of answers and the waker that tells the loop to take them, the stop
-//! flag, and the request handed to the checks.
+//! flag, the runtime's heartbeat, and the request handed to the checks.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use mio::Waker;
 
@@ -20,7 +21,16 @@ pub(super) struct Shared {
     pub(super) stopping: AtomicBool,
     /// Sockets open, for `Debug`.
     pub(super) open: AtomicUsize,
+    /// When the component's `run` future was last polled, in nanoseconds
+    /// since `epoch` (0: never): the runtime's heartbeat.
+    beat: AtomicU64,
+    epoch: Instant,
 }
+
+/// How often the `run` future beats, when answers may come from the loop.
+pub(super) const BEAT: Duration = Duration::from_millis(250);
+/// How old the last beat may be for the loop to answer for the runtime.
+const ALIVE: Duration = Duration::from_secs(1);
 
 impl Shared {
     pub(super) fn new(waker: Waker) -> Self {
@@ -29,6 +39,29 @@ impl Shared {
             replies: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
             open: AtomicUsize::new(0),
+            beat: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// The runtime is polling the component's `run` future now.
+    pub(super) fn beat(&self) {
+        let nanos = self.epoch.elapsed().as_nanos().max(1);
+        self.beat
+            .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Release);
+    }
+
+    /// Whether the runtime has polled the `run` future within [`ALIVE`].
+    pub(super) fn is_alive(&self) -> bool {
+        match self.beat.load(Ordering::Acquire) {
+            0 => false,
+            last => {
+                let since = self
+                    .epoch
+                    .elapsed()
+                    .saturating_sub(Duration::from_nanos(last));
+                since <= ALIVE
+            }
         }
     }
 
@@ -61,19 +94,21 @@ pub(super) enum Answer {
     Open,
     /// The loop has (a late answer, or the connection closed).
     Loop,
-    /// The checks' side has handed its answer to the loop to write: it
-    /// keeps the connection open.
-    Handed,
+    /// The checks' side is writing it, and the connection stays open: the
+    /// loop takes the connection back from the reply.
+    Kept,
     /// The checks' side is writing it, and the connection then closes.
     Writing,
-    /// The checks' side has written it whole and shut the connection.
+    /// The checks' side has written it whole and shuts the connection: no
+    /// reply comes, the loop finds this when the connection next stirs
+    /// (the client closing it) or when it looks for room.
     Sent,
 }
 
 /// Who answers a request: the first to take it. The checks' side takes it
-/// to write the answer (or to hand it over); the loop, to answer `503` when
-/// the checks are late or to close the connection. Whoever comes second
-/// leaves the socket alone.
+/// to write the answer; the loop, to answer `503` when the checks are late
+/// or to close the connection. Whoever comes second leaves the socket
+/// alone.
 #[derive(Debug, Default)]
 pub(super) struct Claim(AtomicU8);
 
@@ -81,7 +116,7 @@ impl Claim {
     const ORDER: [Answer; 5] = [
         Answer::Open,
         Answer::Loop,
-        Answer::Handed,
+        Answer::Kept,
         Answer::Writing,
         Answer::Sent,
     ];
@@ -120,9 +155,9 @@ pub(super) struct Job {
     pub(super) head: bool,
     pub(super) keep_alive: bool,
     /// The connection's socket (a duplicate descriptor, non-blocking as the
-    /// loop's) if the answer closes it, or `None`: then the loop writes the
-    /// whole answer.
-    pub(super) stream: Option<TcpStream>,
+    /// loop's), or `None` if it could not be duplicated: then the loop
+    /// writes the whole answer.
+    pub(super) stream: Option<Arc<TcpStream>>,
     pub(super) claim: Arc<Claim>,
     pub(super) shared: Arc<Shared>,
 }
@@ -131,45 +166,44 @@ impl Job {
     /// Runs the checks and writes the answer, then hands the connection back
     /// to the loop.
     ///
-    /// An answer that closes the connection (the kubelet's probes) is
-    /// written here, on the checks' thread, without blocking: the client
-    /// has it without waiting for the loop's thread to wake up, which costs
-    /// as much as the rest of a request on a busy machine. What the socket
-    /// does not take at once, the loop writes. A kept-alive connection's
-    /// answer is the loop's to write: the loop must have it back, ready for
-    /// the next request, before the client can see the answer.
+    /// The answer is written here, on the checks' thread, without blocking:
+    /// the client has it without waiting for the loop's thread to wake up,
+    /// a cross-thread hop that costs as much as the checks. What the socket
+    /// does not take at once, the loop writes. An answer that closes the
+    /// connection (the kubelet's probes) is followed by our side's shutdown
+    /// and needs no reply: the loop learns it from the claim. A kept-alive
+    /// connection goes back to the loop with a reply; until the loop has
+    /// it, a next request the client sends waits in the socket.
     pub(super) fn answer(self, probes: &Probes) -> impl Future<Output = ()> + Send + 'static {
         let fut =
             probes.respond(ProbeRequest::new(&self.method, &self.target).accept(&self.accept));
         async move {
             let response = fut.await;
             let keep_alive = self.keep_alive && !self.shared.stopping.load(Ordering::Acquire);
-            let stream = self.stream.filter(|_| !keep_alive);
-            let how = if stream.is_some() {
-                Answer::Writing
+            let how = if keep_alive {
+                Answer::Kept
             } else {
-                Answer::Handed
+                Answer::Writing
             };
             if self.claim.take_for(how).is_err() {
                 // The loop has answered or closed the connection.
                 return;
             }
             let out = response_bytes(&response, self.head, keep_alive);
-            let mut written = 0;
-            if let Some(mut stream) = stream {
-                while written < out.len() {
-                    match stream.write(&out[written..]) {
-                        Ok(0) => break,
-                        Ok(n) => written += n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        // Full or failed: the loop finds out which.
-                        Err(_) => break,
-                    }
-                }
-                if written == out.len() {
-                    self.claim.0.store(Answer::Sent as u8, Ordering::Release);
+            let written = match &self.stream {
+                Some(stream) => write_some(stream, &out, !keep_alive),
+                None => 0,
+            };
+            if !keep_alive && written == out.len() {
+                // Marked before the shutdown: once the client has the FIN it
+                // may close, and the loop, woken by that, must find the
+                // answer sent. (Its own copy of the socket closing first
+                // sends nothing while ours is open.)
+                self.claim.0.store(Answer::Sent as u8, Ordering::Release);
+                if let Some(stream) = &self.stream {
                     let _ = stream.shutdown(Shutdown::Write);
                 }
+                return;
             }
             let first = {
                 let mut replies = lock(&self.shared.replies);
@@ -189,4 +223,42 @@ impl Job {
             }
         }
     }
+}
+
+/// Writes what the non-blocking socket takes of `out` at once; how much.
+/// `last`: our side shuts the connection right after, so on Linux the
+/// bytes are held back (`MSG_MORE`) to leave in one segment with the
+/// shutdown's FIN, and the client wakes once for the answer and its end
+/// rather than twice.
+fn write_some(stream: &TcpStream, out: &[u8], last: bool) -> usize {
+    let mut written = 0;
+    while written < out.len() {
+        match send(stream, &out[written..], last) {
+            Ok(0) => break,
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // Full or failed: the loop finds out which.
+            Err(_) => break,
+        }
+    }
+    written
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn send(stream: &TcpStream, buf: &[u8], last: bool) -> io::Result<usize> {
+    // Linux's ABI (`include/linux/socket.h`). `MSG_NOSIGNAL` as the
+    // standard library's writes: a client gone is an error, not a SIGPIPE.
+    const MSG_NOSIGNAL: i32 = 0x4000;
+    const MSG_MORE: i32 = 0x8000;
+    let flags = if last {
+        MSG_NOSIGNAL | MSG_MORE
+    } else {
+        MSG_NOSIGNAL
+    };
+    socket2::SockRef::from(stream).send_with_flags(buf, flags)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn send(mut stream: &TcpStream, buf: &[u8], _last: bool) -> io::Result<usize> {
+    io::Write::write(&mut stream, buf)
 }

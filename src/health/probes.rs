@@ -174,12 +174,12 @@ impl Probes {
     /// The future is `Send` and cancel-safe: a check run it started goes on
     /// for other probes that share it, or is restarted later.
     pub fn check(&self, probe: Probe) -> impl Future<Output = ProbeReport> + Send + use<> {
-        self.evaluate(Target::Probe(probe), None, Vec::new())
+        self.evaluate(Target::Probe(probe), None, Vec::new(), false)
     }
 
     /// Every check of every probe, as `/healthz` runs them.
     pub fn check_all(&self) -> impl Future<Output = ProbeReport> + Send + use<> {
-        self.evaluate(Target::All, None, Vec::new())
+        self.evaluate(Target::All, None, Vec::new(), false)
     }
 
     /// Whether `target` has a check named `name`.
@@ -207,11 +207,36 @@ impl Probes {
         out
     }
 
+    /// Whether evaluating `target` (its check `only`, or all but
+    /// `exclude`) runs no check: each it selects is built in or refreshed
+    /// in the background by a running driver, so its result is read.
+    #[cfg(feature = "admin")]
+    pub(crate) fn is_background(
+        &self,
+        target: Target,
+        only: Option<&str>,
+        exclude: &[String],
+    ) -> bool {
+        self.handle.shared.health.has_driver()
+            && self.sources(target).iter().all(|s| match s {
+                Source::User(e) => {
+                    e.options.interval.is_some()
+                        || only.is_some_and(|o| o != &*e.name)
+                        || exclude.iter().any(|x| **x == *e.name)
+                }
+                _ => true,
+            })
+    }
+
+    /// Runs (or reads) the checks of `target`. `background`: read every
+    /// check refreshed in the background, even if its driver has stopped
+    /// (then its result goes stale and fails), never running it here.
     pub(crate) fn evaluate(
         &self,
         target: Target,
         only: Option<String>,
         exclude: Vec<String>,
+        background: bool,
     ) -> impl Future<Output = ProbeReport> + Send + use<> {
         let mut sources = self.sources(target);
         if let Some(only) = &only {
@@ -225,14 +250,17 @@ impl Probes {
         unmatched.sort();
         unmatched.dedup();
         let shared = self.handle.shared.clone();
-        let background = shared.health.has_driver();
+        let background = background || shared.health.has_driver();
         let runs: Vec<_> = sources
             .into_iter()
             .map(|source| {
                 let excluded = exclude.iter().any(|x| x == source.name());
                 let shared = shared.clone();
                 async move {
-                    let name: Arc<str> = source.name().into();
+                    let name: Arc<str> = match &source {
+                        Source::User(e) => e.name.clone(),
+                        _ => source.name().into(),
+                    };
                     let critical = match &source {
                         Source::User(e) => e.options.critical,
                         _ => true,

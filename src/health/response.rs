@@ -172,36 +172,64 @@ impl Probes {
         let head = request.method == "HEAD";
         let route = self.route(request);
         let this = self.clone();
-        async move {
-            let mut response = match route {
-                Route::Ready(r) => r,
-                Route::Lifecycle => ProbeResponse::new(
-                    200,
-                    "application/json",
-                    lifecycle_json(&this.handle.report()),
-                ),
-                Route::Probe {
-                    target,
-                    exclude,
-                    verbose,
-                    json,
-                } => {
-                    let report = this.evaluate(target, None, exclude).await;
-                    if !report.is_passing() {
-                        this.log_failure(target, &report);
-                    }
-                    this.render(&report, verbose, json)
+        async move { this.answer(route, head, false).await }
+    }
+
+    /// The answer to `request` if it runs no check (every check it selects
+    /// is built in or refreshed in the background, see
+    /// [`is_background`](Probes::is_background)), computed now; else `None`.
+    #[cfg(feature = "admin")]
+    pub(crate) fn respond_from_background(
+        &self,
+        request: ProbeRequest<'_>,
+    ) -> Option<ProbeResponse> {
+        use futures::FutureExt;
+        let head = request.method == "HEAD";
+        let route = self.route(request);
+        let background = match &route {
+            Route::Probe {
+                target, exclude, ..
+            } => self.is_background(*target, None, exclude),
+            Route::Check { target, name } => self.is_background(*target, Some(name), &[]),
+            Route::Ready(_) | Route::Lifecycle => true,
+        };
+        // Reading results is ready at the first poll.
+        background
+            .then(|| self.answer(route, head, true).now_or_never())
+            .flatten()
+    }
+
+    async fn answer(&self, route: Route, head: bool, background: bool) -> ProbeResponse {
+        let mut response = match route {
+            Route::Ready(r) => r,
+            Route::Lifecycle => ProbeResponse::new(
+                200,
+                "application/json",
+                lifecycle_json(&self.handle.report()),
+            ),
+            Route::Probe {
+                target,
+                exclude,
+                verbose,
+                json,
+            } => {
+                let report = self.evaluate(target, None, exclude, background).await;
+                if !report.is_passing() {
+                    self.log_failure(target, &report);
                 }
-                Route::Check { target, name } => {
-                    let report = this.evaluate(target, Some(name), Vec::new()).await;
-                    this.render_check(&report)
-                }
-            };
-            if head {
-                response.body.clear();
+                self.render(&report, verbose, json)
             }
-            response
+            Route::Check { target, name } => {
+                let report = self
+                    .evaluate(target, Some(name), Vec::new(), background)
+                    .await;
+                self.render_check(&report)
+            }
+        };
+        if head {
+            response.body.clear();
         }
+        response
     }
 
     fn route(&self, req: ProbeRequest<'_>) -> Route {

@@ -7,7 +7,11 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
 use std::time::Duration;
+
+use futures::future::poll_fn;
+use futures::task::AtomicWaker;
 
 use super::fds::{self, Sockets};
 use super::manifest::{self, Manifest};
@@ -46,25 +50,63 @@ pub(crate) fn process_is_upgraded() -> bool {
     UPGRADED.load(Ordering::Acquire)
 }
 
-/// A thread that forwards SIGHUP to a channel the component reads.
+/// A thread that raises a flag the component waits on at each SIGHUP.
 pub(crate) struct Sighup {
     handle: signal_hook::iterator::Handle,
-    pub(crate) rx: async_channel::Receiver<()>,
+    pub(crate) hups: Arc<Hups>,
+}
+
+/// SIGHUPs not yet served, coalesced into one: a flag, and the waker of the
+/// task waiting for it.
+#[derive(Default)]
+pub(crate) struct Hups {
+    raised: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Hups {
+    fn raise(&self) {
+        self.raised.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    /// Whether a SIGHUP came since the last call; clears it.
+    pub(crate) fn take(&self) -> bool {
+        self.raised.swap(false, Ordering::AcqRel)
+    }
+
+    /// Waits for a SIGHUP not yet taken, and takes it.
+    pub(crate) async fn next(&self) {
+        poll_fn(|cx| {
+            if self.take() {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            // One raised between the test and the registration.
+            if self.take() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
 }
 
 impl Sighup {
     fn listen() -> io::Result<Sighup> {
         let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
         let handle = signals.handle();
-        let (tx, rx) = async_channel::bounded(1);
+        let hups = Arc::new(Hups::default());
+        let raised = hups.clone();
         std::thread::Builder::new()
             .name("lameduck-sighup".into())
             .spawn(move || {
                 for _ in signals.forever() {
-                    let _ = tx.try_send(());
+                    raised.raise();
                 }
             })?;
-        Ok(Sighup { handle, rx })
+        Ok(Sighup { handle, hups })
     }
 
     /// Stops listening (the handler stays installed, and ignores SIGHUP).

@@ -4,8 +4,11 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures::channel::mpsc;
 use futures::future::{Either, select};
+use futures::stream::StreamExt;
 
+use super::builder::Hups;
 use super::control::{Control, Reply};
 use super::{UpgradeError, UpgradeErrorKind, Upgrader};
 use crate::component::Component;
@@ -54,27 +57,29 @@ impl Component for UpgradeComponent {
             return Ok(());
         }
         let inner = &self.upgrader.inner;
-        let sighup = lock(&inner.sighup).as_ref().map(|s| s.rx.clone());
+        let sighup = lock(&inner.sighup).as_ref().map(|s| s.hups.clone());
         // A SIGHUP that arrived during launch was a request made before the
         // lifecycle was ready: refused, not deferred. (Before the PID file
         // names this process: a SIGHUP sent after that is served.)
-        while sighup.as_ref().is_some_and(|rx| rx.try_recv().is_ok()) {
+        if sighup.as_ref().is_some_and(|h| h.take()) {
             event!(target: "lameduck::upgrade", warn, {},
                 "upgrade refused: SIGHUP arrived before the lifecycle was ready"
             );
         }
         inner.mark_ready()?;
-        let (requests, control) = match lock(&inner.control).take() {
+        let (mut requests, control) = match lock(&inner.control).take() {
             Some(listener) => {
-                let (tx, rx) = async_channel::bounded(1);
+                // Room for one request: the control thread waits for it to
+                // be taken before it serves its next client.
+                let (tx, rx) = mpsc::channel(0);
                 (Some(rx), Some(Control::serve(listener, tx)?))
             }
             None => (None, None),
         };
         loop {
             let next = {
-                let sig = std::pin::pin!(recv(sighup.as_ref()));
-                let req = std::pin::pin!(recv(requests.as_ref()));
+                let sig = std::pin::pin!(hup(sighup.as_deref()));
+                let req = std::pin::pin!(recv(requests.as_mut()));
                 match select(select(sig, req), cx.shutdown_signal()).await {
                     Either::Left((Either::Left((Some(()), _)), _)) => None,
                     Either::Left((Either::Right((Some(reply), _)), _)) => Some(reply),
@@ -152,12 +157,23 @@ impl Component for UpgradeComponent {
     }
 }
 
+/// The next SIGHUP; pending forever without a SIGHUP listener.
+async fn hup(hups: Option<&Hups>) -> Option<()> {
+    match hups {
+        Some(h) => {
+            h.next().await;
+            Some(())
+        }
+        None => futures::future::pending().await,
+    }
+}
+
 /// The next item of `rx`; pending forever without one (or once it closed).
-async fn recv<T>(rx: Option<&async_channel::Receiver<T>>) -> Option<T> {
+async fn recv<T>(rx: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
     match rx {
-        Some(rx) => match rx.recv().await {
-            Ok(v) => Some(v),
-            Err(_) => futures::future::pending().await,
+        Some(rx) => match rx.next().await {
+            Some(v) => Some(v),
+            None => futures::future::pending().await,
         },
         None => futures::future::pending().await,
     }

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use futures::channel::oneshot;
+use futures::channel::{mpsc, oneshot};
+use futures::future::poll_fn;
 
 use super::{UpgradeError, UpgradeErrorKind, Upgraded};
 use crate::logging::event;
@@ -41,13 +42,13 @@ impl Control {
     /// Serves `listener` on a thread; each request goes to `requests`.
     pub(crate) fn serve(
         listener: UnixListener,
-        requests: async_channel::Sender<Request>,
+        mut requests: mpsc::Sender<Request>,
     ) -> io::Result<Control> {
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = stop.clone();
         std::thread::Builder::new()
             .name("lameduck-control".into())
-            .spawn(move || accept_loop(&listener, &requests, &stopped))?;
+            .spawn(move || accept_loop(&listener, &mut requests, &stopped))?;
         Ok(Control { stop })
     }
 
@@ -66,11 +67,7 @@ impl Drop for Control {
 /// How often the thread looks at its stop flag while no client comes.
 const POLL: Duration = Duration::from_millis(100);
 
-fn accept_loop(
-    listener: &UnixListener,
-    requests: &async_channel::Sender<Request>,
-    stop: &AtomicBool,
-) {
+fn accept_loop(listener: &UnixListener, requests: &mut mpsc::Sender<Request>, stop: &AtomicBool) {
     use rustix::event::{PollFd, PollFlags, Timespec, poll};
     let timeout = Timespec {
         tv_sec: 0,
@@ -110,7 +107,7 @@ fn accept_loop(
 
 fn answer(
     stream: UnixStream,
-    requests: &async_channel::Sender<Request>,
+    requests: &mut mpsc::Sender<Request>,
     stop: &AtomicBool,
 ) -> io::Result<()> {
     stream.set_nonblocking(false)?;
@@ -120,7 +117,11 @@ fn answer(
     let reply = match line.trim() {
         "upgrade" => {
             let (tx, rx) = oneshot::channel();
-            let reply = match requests.send_blocking(tx) {
+            // Waits for room, then queues; fails once the component has
+            // stopped listening.
+            let sent = futures::executor::block_on(poll_fn(|cx| requests.poll_ready(cx)))
+                .and_then(|()| requests.start_send(tx));
+            let reply = match sent {
                 Ok(()) => futures::executor::block_on(rx).ok(),
                 Err(_) => None,
             };

@@ -62,19 +62,18 @@ impl EventLoop {
             // Idle: nothing to answer.
             State::Head if conn.buf.is_empty() => self.close(slot),
             State::Head | State::Body { .. } => self.refuse(slot, 408, "408 request timeout"),
-            // The loop writes a handed-over answer: a late one is replaced.
             State::Waiting => match conn.claim.take().map_or(Ok(()), |c| c.take()) {
-                Ok(()) | Err(Answer::Open | Answer::Loop | Answer::Handed) => {
+                Ok(()) | Err(Answer::Open | Answer::Loop) => {
                     conn.keep_alive = false;
                     conn.awaiting = 0;
                     let resp = ProbeResponse::bad_request(503, "503 checks did not answer in time");
                     self.respond(slot, &resp);
                 }
-                // The answer came just in time: its reply is on its way.
-                Err(Answer::Sent) => self.answered(slot, Vec::new(), 0, false),
+                // The answer came just in time.
+                Err(Answer::Sent) => self.sent(slot),
                 // Being written: what the client gets is the checks' side's
                 // to finish.
-                Err(Answer::Writing) => self.close(slot),
+                Err(Answer::Writing | Answer::Kept) => self.close(slot),
             },
             State::Writing | State::Lingering => self.close(slot),
         }
