@@ -190,6 +190,12 @@ impl Job {
                 return;
             }
             let out = response_bytes(&response, self.head, keep_alive);
+            // A kept-alive answer is written under the replies' lock and
+            // handed back before it is released: a client that has read the
+            // answer and opens another connection finds the loop, which
+            // takes the replies before refusing anyone, knowing this one
+            // idle (and so evictable), not still answering.
+            let held = keep_alive.then(|| lock(&self.shared.replies));
             let written = match &self.stream {
                 Some(stream) => write_some(stream, &out, !keep_alive),
                 None => 0,
@@ -206,7 +212,7 @@ impl Job {
                 return;
             }
             let first = {
-                let mut replies = lock(&self.shared.replies);
+                let mut replies = held.unwrap_or_else(|| lock(&self.shared.replies));
                 replies.push(Reply {
                     slot: self.slot,
                     id: self.id,
