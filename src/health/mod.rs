@@ -14,6 +14,7 @@ mod http;
 mod options;
 mod probes;
 mod registry;
+mod render;
 mod response;
 mod within;
 
