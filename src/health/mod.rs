@@ -16,6 +16,7 @@ mod probes;
 mod registry;
 mod render;
 mod response;
+mod results;
 mod within;
 
 pub(crate) use check::{DynHealthChecker, run_check};
@@ -23,6 +24,7 @@ pub use check::{FnCheck, Health, HealthChecker, check_fn};
 pub use options::{CheckOptions, DEFAULT_CHECK_TIMEOUT, Probe};
 #[cfg(feature = "admin")]
 pub(crate) use probes::DEFAULT_FAILURE_STATUS;
-pub use probes::{CheckResult, CheckStatus, HealthMonitor, ProbeReport, Probes};
+pub use probes::{HealthMonitor, Probes};
 pub(crate) use registry::{Checks, Entry, Registry};
 pub use response::{ProbeRequest, ProbeResponse};
+pub use results::{CheckResult, CheckStatus, ProbeReport};

@@ -4,8 +4,9 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use super::probes::{CheckStatus, ProbeReport, Probes, Target};
+use super::probes::{Probes, Target};
 use super::response::ProbeResponse;
+use super::results::{CheckStatus, ProbeReport};
 use crate::logging::event;
 use crate::report::Report;
 
