@@ -205,13 +205,25 @@ async fn run(inner: Arc<Inner>) -> Result<Upgraded, UpgradeError> {
         None => Signal::new(),
     };
     let mut outcome = outcome.fuse();
-    let mut grace = crate::timer::sleep(inner.grace).fuse();
-    let mut stopping = stopping.fuse();
-    let waited = futures::select_biased! {
-        o = outcome => Some(o),
-        () = grace => None,
-        () = stopping => None,
-    };
+    let mut grace = crate::timer::sleep(inner.grace);
+    let mut stopping = stopping;
+    // In this order: the child's outcome wins over a grace or a stop that
+    // end at the same poll.
+    let mut stopped_first = false;
+    let waited = std::future::poll_fn(|cx| {
+        if let Poll::Ready(o) = outcome.poll_unpin(cx) {
+            return Poll::Ready(Some(o));
+        }
+        if grace.poll_unpin(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        if stopping.poll_unpin(cx).is_ready() {
+            stopped_first = true;
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await;
     let result = match waited {
         Some(Ok(Outcome::Ready)) if inner.handle.get().is_some_and(|h| h.is_shutting_down()) => {
             abort(&child, &mut outcome).await;
@@ -225,7 +237,7 @@ async fn run(inner: Arc<Inner>) -> Result<Upgraded, UpgradeError> {
         )),
         None => {
             abort(&child, &mut outcome).await;
-            if stopping.is_terminated() {
+            if stopped_first {
                 Err(stopped_meanwhile())
             } else {
                 Err(UpgradeError::timeout(inner.grace))
