@@ -229,6 +229,7 @@ mod handle;
 mod health;
 mod lifecycle;
 mod logging;
+mod phase;
 mod report;
 mod signal;
 #[cfg(feature = "signals")]
@@ -250,16 +251,15 @@ pub use cause::{RunEnd, ShutdownCause};
 pub use component::Component;
 pub use context::Context;
 pub use drain::{Drainer, FnDrainer, drainer_fn};
-pub use error::{BoxError, Error, ErrorKind, Errors, Step};
+pub use error::{BoxError, Error, ErrorKind, Errors};
 pub use exit::{FORCED_EXIT_CODE, exit_code};
 pub use handle::{Handle, Ready};
 pub use health::{
     CheckOptions, CheckResult, CheckStatus, DEFAULT_CHECK_TIMEOUT, FnCheck, Health, HealthChecker,
     HealthMonitor, Probe, ProbeReport, ProbeRequest, ProbeResponse, Probes, check_fn,
 };
-pub use lifecycle::{
-    Backoff, ComponentOptions, Lifecycle, LifecycleBuilder, Phase, Readiness, Run,
-};
+pub use lifecycle::{Backoff, ComponentOptions, Lifecycle, LifecycleBuilder, Readiness, Run};
+pub use phase::{Phase, Step};
 pub use report::{ComponentRecord, ComponentState, Report};
 pub use signal::Signal;
 pub use tracker::Tracker;

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::cause::ShutdownCause;
-use crate::lifecycle::Phase;
+use crate::phase::Phase;
 
 /// Where a component's life ended up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

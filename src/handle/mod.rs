@@ -14,12 +14,14 @@ use futures::future::join_all;
 use crate::cause::ShutdownCause;
 use crate::component::{Component, DynComponent};
 use crate::drain::{Drainer, DynDrainer, drainer_fn};
-use crate::error::{BoxError, Error, ErrorKind, Step};
+use crate::error::{BoxError, Error, ErrorKind};
 use crate::health::{
     CheckOptions, DynHealthChecker, Entry, HealthChecker, Probes, RESERVED, run_check,
 };
-use crate::lifecycle::{ComponentOptions, Phase};
+use crate::lifecycle::options::ComponentOptions;
 use crate::logging::event;
+use crate::phase::Phase;
+use crate::phase::Step;
 use crate::report::{ComponentRecord, Report};
 use crate::signal::{Signal, lock};
 

@@ -11,9 +11,10 @@ use crate::component::DynComponent;
 use crate::drain::DynDrainer;
 use crate::error::Error;
 use crate::health::Registry;
+use crate::lifecycle::options::ComponentOptions;
 use crate::lifecycle::watchdog::Watchdog;
-use crate::lifecycle::{ComponentOptions, Phase};
 use crate::logging::{event, opt};
+use crate::phase::Phase;
 use crate::report::ComponentRecord;
 use crate::signal::{Signal, lock};
 

@@ -12,8 +12,9 @@ use futures_timer::Delay;
 
 use super::{RunExit, Runner, SPAWNED_RUN_GRACE};
 use crate::cause::{RunEnd, ShutdownCause};
-use crate::error::{Error, ErrorKind, Step};
+use crate::error::{Error, ErrorKind};
 use crate::logging::event;
+use crate::phase::Step;
 
 /// What stops a [`Runner::drive`] early.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -13,9 +13,10 @@ use futures::stream::StreamExt;
 
 use super::drive::{Driven, Interrupt};
 use super::{LocalRun, RunTask, Runner, Slot, SpawnedOutput, deadline_after};
-use crate::error::{Error, ErrorKind, Step};
+use crate::error::{Error, ErrorKind};
 use crate::handle::Registration;
 use crate::logging::{event, ms};
+use crate::phase::Step;
 use crate::report::ComponentState;
 use crate::signal::Signal;
 

@@ -28,10 +28,12 @@ use futures::stream::FuturesUnordered;
 use crate::cause::{RunEnd, ShutdownCause};
 use crate::component::{CallResult, DynComponent};
 use crate::context::Context;
-use crate::error::{Error, Step};
+use crate::error::Error;
 use crate::handle::{Handle, Registration};
-use crate::lifecycle::{ComponentOptions, Phase};
+use crate::lifecycle::options::ComponentOptions;
 use crate::logging::{event, ms};
+use crate::phase::Phase;
+use crate::phase::Step;
 use crate::report::{ComponentRecord, ComponentState, Report};
 use crate::signal::{Signal, lock};
 

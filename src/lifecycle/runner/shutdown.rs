@@ -15,10 +15,11 @@ use super::{Runner, budget_of, deadline_after, earliest};
 use crate::component::CallResult;
 use crate::context::Context;
 use crate::drain::DynDrainer;
-use crate::error::{Error, ErrorKind, Step};
+use crate::error::{Error, ErrorKind};
 use crate::handle::Named;
-use crate::lifecycle::Phase;
 use crate::logging::{event, ms};
+use crate::phase::Phase;
+use crate::phase::Step;
 use crate::report::ComponentState;
 use crate::signal::lock;
 
