@@ -227,11 +227,11 @@ mod error;
 mod exit;
 mod handle;
 mod health;
+mod latch;
 mod lifecycle;
 mod logging;
 mod phase;
 mod report;
-mod signal;
 #[cfg(feature = "signals")]
 #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
 pub mod signals;
@@ -258,10 +258,15 @@ pub use health::{
     CheckOptions, CheckResult, CheckStatus, DEFAULT_CHECK_TIMEOUT, FnCheck, Health, HealthChecker,
     HealthMonitor, Probe, ProbeReport, ProbeRequest, ProbeResponse, Probes, check_fn,
 };
+pub use latch::Latch;
 pub use lifecycle::{Backoff, ComponentOptions, Lifecycle, LifecycleBuilder, Readiness, Run};
 pub use phase::{Phase, Step};
 pub use report::{ComponentRecord, ComponentState, Report};
-pub use signal::Signal;
+
+/// The former name of [`Latch`], easy to confuse with
+/// `Signals` (the OS signals that start a shutdown).
+#[deprecated(since = "0.1.0", note = "renamed to `Latch`")]
+pub type Signal = Latch;
 pub use tracker::Tracker;
 
 #[cfg(feature = "signals")]

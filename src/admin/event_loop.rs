@@ -21,8 +21,8 @@ use super::conn::{self, Conn, Io, Parse, Request, State};
 use super::options::AdminOptions;
 use super::shared::{Answer, Claim, Job, Shared};
 use crate::health::ProbeResponse;
+use crate::latch::lock;
 use crate::logging::event;
-use crate::signal::lock;
 
 const LISTENER: Token = Token(usize::MAX);
 pub(super) const WAKER: Token = Token(usize::MAX - 1);

@@ -69,8 +69,8 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use crate::component::Component;
 use crate::context::Context;
 use crate::error::BoxError;
+use crate::latch::lock;
 use crate::logging::event;
-use crate::signal::lock;
 
 use event_loop::{EventLoop, WAKER};
 use shared::{Job, Shared};

@@ -18,12 +18,12 @@ use crate::error::{BoxError, Error, ErrorKind};
 use crate::health::{
     CheckOptions, DynHealthChecker, Entry, HealthChecker, Probes, RESERVED, run_check,
 };
+use crate::latch::{Latch, lock};
 use crate::lifecycle::options::ComponentOptions;
 use crate::logging::event;
 use crate::phase::Phase;
 use crate::phase::Step;
 use crate::report::{ComponentRecord, Report};
-use crate::signal::{Signal, lock};
 
 pub(crate) use shared::{Named, Registration, Shared};
 use shared::{claim, validate_name};
@@ -140,13 +140,13 @@ impl Handle {
     }
 
     /// Resolves when shutdown is requested.
-    pub fn stopping(&self) -> Signal {
+    pub fn stopping(&self) -> Latch {
         self.shared.shutdown.clone()
     }
 
     /// Resolves when [`Lifecycle::run`](crate::Lifecycle::run) has finished
     /// (or was dropped).
-    pub fn stopped(&self) -> Signal {
+    pub fn stopped(&self) -> Latch {
         self.shared.stopped.clone()
     }
 
@@ -477,11 +477,11 @@ impl fmt::Debug for Handle {
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
 pub struct Ready {
-    ready: Signal,
-    shutdown: Signal,
+    ready: Latch,
+    shutdown: Latch,
     // A lifecycle can stop without a shutdown (its `run` dropped, or never
     // run): a waiter must not hang then either.
-    stopped: Signal,
+    stopped: Latch,
 }
 
 impl Future for Ready {

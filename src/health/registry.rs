@@ -15,8 +15,8 @@ use super::check::{DynHealthChecker, Health, run_check};
 use super::failure_log::FailureLog;
 use super::options::CheckOptions;
 use super::within::within;
+use crate::latch::{Latch, lock};
 use crate::logging::{event, in_span};
-use crate::signal::{Signal, lock};
 
 /// Names the library's own checks use; user checks may not take them.
 pub(crate) const RESERVED: [&str; 3] = ["ping", "launch", "shutdown"];
@@ -236,7 +236,7 @@ impl Registry {
 
     /// Refreshes every check that has an interval, until `stop` is set.
     /// Several drivers may run; each refresh still runs once (shared run).
-    pub(crate) async fn drive(self: Arc<Self>, stop: Signal) {
+    pub(crate) async fn drive(self: Arc<Self>, stop: Latch) {
         self.drivers.fetch_add(1, Ordering::AcqRel);
         let _guard = DriverGuard(&self.drivers);
         // When each check is next due; `None`: never again (an interval too

@@ -16,7 +16,7 @@ use crate::drain::{Drainer, DynDrainer, drainer_fn};
 use crate::error::{BoxError, Error};
 use crate::handle::{Handle, Shared};
 use crate::health::{CheckOptions, DynHealthChecker, HealthChecker};
-use crate::signal::lock;
+use crate::latch::lock;
 
 enum Part {
     Component(String, Arc<dyn DynComponent>, ComponentOptions),

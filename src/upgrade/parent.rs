@@ -19,8 +19,8 @@ use futures::future::FusedFuture;
 
 use super::manifest::{self, Entry, Manifest};
 use super::{Inner, UpgradeError, UpgradeErrorKind, Upgrader, pidfile};
+use crate::latch::{Latch, lock};
 use crate::logging::event;
-use crate::signal::{Signal, lock};
 
 /// Descriptor numbers in the child: readiness pipe, parent pipe, then the
 /// listening sockets in order.
@@ -202,7 +202,7 @@ async fn run(inner: Arc<Inner>) -> Result<Upgraded, UpgradeError> {
 
     let stopping = match inner.handle.get() {
         Some(h) => h.stopping(),
-        None => Signal::new(),
+        None => Latch::new(),
     };
     let mut outcome = outcome.fuse();
     let mut grace = crate::timer::sleep(inner.grace);
@@ -416,7 +416,7 @@ fn spawn(inner: &Inner) -> Result<Spawned, UpgradeError> {
 
 /// In a child generation: a thread that waits for end-of-file on the parent
 /// pipe and then sets `exited`.
-pub(crate) fn watch_parent(fd: OwnedFd, exited: Signal) {
+pub(crate) fn watch_parent(fd: OwnedFd, exited: Latch) {
     let spawned = std::thread::Builder::new()
         .name("lameduck-parent".into())
         .spawn({

@@ -15,10 +15,10 @@ use super::drive::{Driven, Interrupt};
 use super::{LocalRun, RunTask, Runner, Slot, SpawnedOutput, deadline_after};
 use crate::error::{Error, ErrorKind};
 use crate::handle::Registration;
+use crate::latch::Latch;
 use crate::logging::{event, ms};
 use crate::phase::Step;
 use crate::report::ComponentState;
-use crate::signal::Signal;
 
 impl Runner {
     /// Launches every registered component in order, then serves dynamic
@@ -65,7 +65,7 @@ impl Runner {
             name: reg.name,
             component: reg.component,
             options: reg.options,
-            stop: Signal::new(),
+            stop: Latch::new(),
             abort: None,
             busy: None,
             run_done: false,

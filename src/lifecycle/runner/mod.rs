@@ -30,12 +30,12 @@ use crate::component::{CallResult, DynComponent};
 use crate::context::Context;
 use crate::error::Error;
 use crate::handle::{Handle, Registration};
+use crate::latch::{Latch, lock};
 use crate::lifecycle::options::ComponentOptions;
 use crate::logging::{event, ms};
 use crate::phase::Phase;
 use crate::phase::Step;
 use crate::report::{ComponentRecord, ComponentState, Report};
-use crate::signal::{Signal, lock};
 
 /// Puts a component's `run` on a task of the user's executor.
 #[derive(Clone)]
@@ -70,7 +70,7 @@ struct Slot {
     name: Arc<str>,
     component: Arc<dyn DynComponent>,
     options: ComponentOptions,
-    stop: Signal,
+    stop: Latch,
     abort: Option<AbortHandle>,
     /// For a `run` on its own task: whether that task is in a poll of it.
     busy: Option<Arc<AtomicBool>>,

@@ -17,11 +17,11 @@ use crate::context::Context;
 use crate::drain::DynDrainer;
 use crate::error::{Error, ErrorKind};
 use crate::handle::Named;
+use crate::latch::lock;
 use crate::logging::{event, ms};
 use crate::phase::Phase;
 use crate::phase::Step;
 use crate::report::ComponentState;
-use crate::signal::lock;
 
 /// The state a component moves to in the drain, unless it already failed:
 /// the report must keep that it did.

@@ -10,13 +10,13 @@ use std::task::{Context, Poll, Waker};
 /// A one-shot notification, such as "this component must stop" or
 /// "shutdown was requested".
 ///
-/// A `Signal` is a cheap clone of a shared flag. It is a future that
+/// A `Latch` is a cheap clone of a shared flag. It is a future that
 /// resolves once the flag is set, and stays resolved: awaiting it after the
 /// fact returns at once. Every clone sees the same flag.
 ///
 /// # Cancel safety
 ///
-/// Awaiting a `Signal` is cancel-safe: dropping the future loses nothing,
+/// Awaiting a `Latch` is cancel-safe: dropping the future loses nothing,
 /// and a fresh clone can be awaited later.
 ///
 /// # Examples
@@ -35,7 +35,7 @@ use std::task::{Context, Poll, Waker};
 /// # lifecycle.handle().request_stop(None);
 /// # futures::executor::block_on(lifecycle.run()).unwrap();
 /// ```
-pub struct Signal {
+pub struct Latch {
     inner: Arc<Inner>,
     /// This clone's slot in the waiter list, once it has waited.
     key: Option<usize>,
@@ -89,9 +89,9 @@ impl Waiters {
     }
 }
 
-impl Signal {
+impl Latch {
     pub(crate) fn new() -> Self {
-        Signal {
+        Latch {
             inner: Arc::new(Inner {
                 set: AtomicBool::new(false),
                 waiters: Mutex::new(Waiters::default()),
@@ -111,7 +111,7 @@ impl Signal {
 
     /// Sets the flag without waking anyone yet: lets a caller make the flag
     /// visible under its own lock and run the wakers after releasing it.
-    /// Returns `true` if this call set it; then [`Signal::wake`] must follow.
+    /// Returns `true` if this call set it; then [`Latch::wake`] must follow.
     pub(crate) fn raise(&self) -> bool {
         !self.inner.set.swap(true, Ordering::AcqRel)
     }
@@ -133,16 +133,16 @@ impl Signal {
     }
 }
 
-impl Clone for Signal {
+impl Clone for Latch {
     fn clone(&self) -> Self {
-        Signal {
+        Latch {
             inner: self.inner.clone(),
             key: None,
         }
     }
 }
 
-impl Future for Signal {
+impl Future for Latch {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -170,7 +170,7 @@ impl Future for Signal {
     }
 }
 
-impl Drop for Signal {
+impl Drop for Latch {
     fn drop(&mut self) {
         if let Some(key) = self.key {
             let mut waiters = lock(&self.inner.waiters);
@@ -182,9 +182,9 @@ impl Drop for Signal {
     }
 }
 
-impl fmt::Debug for Signal {
+impl fmt::Debug for Latch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Signal")
+        f.debug_struct("Latch")
             .field("set", &self.is_set())
             .finish()
     }
@@ -203,7 +203,7 @@ mod tests {
 
     #[test]
     fn every_clone_wakes_and_dropped_waiters_free_their_slot() {
-        let s = Signal::new();
+        let s = Latch::new();
         let mut a = s.clone();
         let mut b = s.clone();
         let waker = noop_waker();
@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn set_from_another_thread_wakes_a_blocked_waiter() {
-        let s = Signal::new();
+        let s = Latch::new();
         let t = {
             let s = s.clone();
             std::thread::spawn(move || futures::executor::block_on(s))
