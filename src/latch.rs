@@ -145,18 +145,19 @@ impl Clone for Latch {
 impl Future for Latch {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if self.is_set() {
             return Poll::Ready(());
         }
-        let inner = self.inner.clone();
-        let mut waiters = lock(&inner.waiters);
+        // `Latch` is `Unpin`: its fields can be borrowed apart.
+        let this = self.get_mut();
+        let mut waiters = lock(&this.inner.waiters);
         // Checked again under the lock: `set` takes the waiters under it, so
         // a waker registered now is either taken by `set` or sees the flag.
-        if inner.set.load(Ordering::Acquire) {
+        if this.inner.set.load(Ordering::Acquire) {
             return Poll::Ready(());
         }
-        match self.key {
+        match this.key {
             Some(key) => {
                 let slot = waiters.slot(key);
                 match slot {
@@ -164,7 +165,7 @@ impl Future for Latch {
                     _ => *slot = Some(cx.waker().clone()),
                 }
             }
-            None => self.key = Some(waiters.insert(cx.waker().clone())),
+            None => this.key = Some(waiters.insert(cx.waker().clone())),
         }
         Poll::Pending
     }

@@ -107,9 +107,12 @@ impl Runner {
         drop(start);
         let took = t0.elapsed();
         event!(info, { component = name, step = Step::Start, elapsed_ms = ms(took) }, "started `{name}` in {took:?}");
+        // The first readiness attempt is counted here, under the same lock
+        // round trip: nothing awaits in between.
         self.update(index, |r| {
             r.state = ComponentState::Started;
             r.start_took = Some(took);
+            r.attempts = 1;
         });
         self.launched.push(index);
         self.spawn_run(index);
@@ -122,15 +125,15 @@ impl Runner {
             .clone()
             .run(self.context(index, None));
         let (run, abort) = abortable(run);
-        let tx_rx = oneshot::channel();
         self.slots[index].abort = Some(abort);
         let fut = match &self.config.spawner {
             None => Either::Left(run),
             Some(spawner) => {
+                let (tx, rx) = oneshot::channel();
                 let busy = Arc::new(AtomicBool::new(false));
                 self.slots[index].busy = Some(busy.clone());
-                (spawner.0)(Box::pin(spawned_run(run, busy, tx_rx.0)));
-                Either::Right(tx_rx.1)
+                (spawner.0)(Box::pin(spawned_run(run, busy, tx)));
+                Either::Right(rx)
             }
         };
         self.runs.push(RunTask { index, fut });
@@ -142,8 +145,13 @@ impl Runner {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.update(index, |r| r.attempts = attempt);
-            let deadline = deadline_after(Instant::now(), policy.timeout());
+            if attempt > 1 {
+                self.update(index, |r| r.attempts = attempt);
+            }
+            // No clock read without a per-attempt budget.
+            let deadline = policy
+                .timeout()
+                .and_then(|budget| deadline_after(Instant::now(), Some(budget)));
             let mut ready = self.slots[index]
                 .component
                 .clone()
