@@ -6,10 +6,12 @@
 //! interrupting signal and enforces the deadline.
 //!
 //! The work is split by phase: [`launch`] starts components and waits for
-//! them to be ready, [`shutdown`] stops, closes, drains and runs hooks, and
-//! [`drive`] holds the one polling loop both use.
+//! them to be ready, [`shutdown`] stops and closes components, [`flush`]
+//! runs the drainers and the stop hooks, and [`drive`] holds the one polling
+//! loop they all use.
 
 mod drive;
+mod flush;
 mod launch;
 mod shutdown;
 
