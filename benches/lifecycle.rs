@@ -603,9 +603,15 @@ fn main() {
         "{:<9} {:>8} {:>10} {:>12} {:>8}",
         "runtime", "N", "lameduck", "named floor", "x named"
     );
+    let mut cpu_scaling: Vec<f64> = Vec::new();
     for &rt in &runtimes {
+        let mut first = None;
         for &n in sizes {
             let (ours, floor) = cpu_row(rt, n, budget);
+            let first = *first.get_or_insert(ours);
+            if n == *sizes.last().expect("sizes") {
+                cpu_scaling.push(ours / first);
+            }
             println!(
                 "{:<9} {:>8} {:>10.0} {:>12.0} {:>8.2}",
                 rt.name(),
@@ -635,8 +641,9 @@ fn main() {
         sizes.last().expect("sizes"),
         sizes[0]
     );
-    for (rt, s) in &scaling {
-        println!("  {:<9} {s:.2}", rt.name());
+    println!("  {:<9} {:>6} {:>6}", "", "wall", "CPU");
+    for ((rt, s), cpu) in scaling.iter().zip(&cpu_scaling) {
+        println!("  {:<9} {s:>6.2} {cpu:>6.2}", rt.name());
     }
 
     println!();
