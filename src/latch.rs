@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+use futures::future::Aborted;
+use futures::task::AtomicWaker;
+
 /// A one-shot notification, such as "this component must stop" or
 /// "shutdown was requested".
 ///
@@ -44,6 +47,10 @@ pub struct Latch {
 struct Inner {
     set: AtomicBool,
     waiters: Mutex<Waiters>,
+    /// A second one-shot flag in the same allocation: the abort of what
+    /// [`Latch::abortable`] wraps (a component's `run`, beside its stop).
+    aborted: AtomicBool,
+    abort_waker: AtomicWaker,
 }
 
 /// A slab of wakers. Most signals have a single waiter, kept inline so that
@@ -95,6 +102,8 @@ impl Latch {
             inner: Arc::new(Inner {
                 set: AtomicBool::new(false),
                 waiters: Mutex::new(Waiters::default()),
+                aborted: AtomicBool::new(false),
+                abort_waker: AtomicWaker::new(),
             }),
             key: None,
         }
@@ -130,6 +139,48 @@ impl Latch {
     /// Whether the flag is set.
     pub fn is_set(&self) -> bool {
         self.inner.set.load(Ordering::Acquire)
+    }
+
+    /// Wraps `fut` so that [`Latch::abort`] on any clone of this latch ends
+    /// it: like `futures`' `Abortable`, without an allocation of its own.
+    pub(crate) fn abortable<F: Future + Unpin>(&self, fut: F) -> Abortable<F> {
+        Abortable {
+            fut,
+            latch: self.clone(),
+        }
+    }
+
+    /// Aborts what [`Latch::abortable`] wrapped: its next poll ends it
+    /// without polling it again. Independent of the flag itself.
+    pub(crate) fn abort(&self) {
+        self.inner.aborted.store(true, Ordering::SeqCst);
+        self.inner.abort_waker.wake();
+    }
+}
+
+/// A future that a [`Latch::abort`] ends with [`Aborted`].
+pub(crate) struct Abortable<F> {
+    fut: F,
+    latch: Latch,
+}
+
+impl<F: Future + Unpin> Future for Abortable<F> {
+    type Output = Result<F::Output, Aborted>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // As `futures`' `Abortable`: checked before the poll, and again
+        // after the waker is registered, so an abort is never missed.
+        if self.latch.inner.aborted.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(Aborted));
+        }
+        if let Poll::Ready(out) = Pin::new(&mut self.fut).poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        self.latch.inner.abort_waker.register(cx.waker());
+        if self.latch.inner.aborted.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(Aborted));
+        }
+        Poll::Pending
     }
 }
 

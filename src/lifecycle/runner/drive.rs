@@ -42,8 +42,7 @@ impl Runner {
         let name = slot.name.clone();
         let ready = slot.ready;
         let asked = slot.stop.is_set();
-        // The lifecycle aborts a `run` only after taking its abort handle.
-        let aborted = slot.abort.is_none();
+        let aborted = slot.run_aborted;
         let at = self.since_epoch(Instant::now());
         self.update(index, |r| r.run_ended_at = Some(at));
         let shared = &self.handle.shared;

@@ -8,7 +8,7 @@ use std::task::Poll;
 use std::time::Instant;
 
 use futures::channel::oneshot;
-use futures::future::{Either, FutureExt, abortable};
+use futures::future::{Either, FutureExt};
 use futures::stream::StreamExt;
 
 use super::drive::{Driven, Interrupt};
@@ -66,7 +66,7 @@ impl Runner {
             component: reg.component,
             options: reg.options,
             stop: Latch::new(),
-            abort: None,
+            run_aborted: false,
             busy: None,
             run_done: false,
             ready: false,
@@ -124,8 +124,7 @@ impl Runner {
             .component
             .clone()
             .run(self.context(index, None));
-        let (run, abort) = abortable(run);
-        self.slots[index].abort = Some(abort);
+        let run = self.slots[index].stop.abortable(run);
         let fut = match &self.config.spawner {
             None => Either::Left(run),
             Some(spawner) => {

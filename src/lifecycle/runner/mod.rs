@@ -23,7 +23,7 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
-use futures::future::{AbortHandle, Aborted, BoxFuture, Either, FutureExt};
+use futures::future::{Aborted, BoxFuture, Either, FutureExt};
 use futures::ready;
 use futures::stream::FuturesUnordered;
 
@@ -32,7 +32,7 @@ use crate::component::{CallResult, DynComponent};
 use crate::context::Context;
 use crate::error::Error;
 use crate::handle::{Handle, Registration};
-use crate::latch::{Latch, lock};
+use crate::latch::{Abortable, Latch, lock};
 use crate::lifecycle::options::ComponentOptions;
 use crate::logging::{event, ms};
 use crate::phase::Phase;
@@ -73,7 +73,8 @@ struct Slot {
     component: Arc<dyn DynComponent>,
     options: ComponentOptions,
     stop: Latch,
-    abort: Option<AbortHandle>,
+    /// Whether the lifecycle aborted its `run` (through `stop`).
+    run_aborted: bool,
     /// For a `run` on its own task: whether that task is in a poll of it.
     busy: Option<Arc<AtomicBool>>,
     run_done: bool,
@@ -90,7 +91,7 @@ enum RunExit {
     Dropped,
 }
 
-type LocalRun = futures::future::Abortable<BoxFuture<'static, CallResult<()>>>;
+type LocalRun = Abortable<BoxFuture<'static, CallResult<()>>>;
 type SpawnedOutput = Result<CallResult<()>, Aborted>;
 type SpawnedRun = oneshot::Receiver<SpawnedOutput>;
 

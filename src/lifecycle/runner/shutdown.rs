@@ -319,8 +319,10 @@ impl Runner {
         if let Err(e) = result {
             self.record(&call.name, e, Step::Close);
         }
-        if let Some(abort) = self.slots[index].abort.take() {
-            abort.abort();
+        let slot = &mut self.slots[index];
+        if !slot.run_aborted {
+            slot.run_aborted = true;
+            slot.stop.abort();
         }
         let took = call.t0.elapsed();
         let name = &call.name;
