@@ -13,6 +13,12 @@
 //!   stop), under `futures::executor`, smol, and tokio current-thread and
 //!   multi-thread;
 //! * the floor: a `FuturesUnordered` of N futures and one stop broadcast;
+//! * the named floor: the same, but each future owns its `format!` name and
+//!   awaits the same steps a component goes through (start, ready, run
+//!   alongside until the stop broadcast, stop), without lameduck; compared
+//!   in CPU time;
+//! * allocations per component (a counting global allocator in this
+//!   binary), lameduck against the named floor;
 //! * tokio-graceful-shutdown (N subsystems) and tokio-util
 //!   (`CancellationToken` + `TaskTracker`, N tasks);
 //! * time from `request_stop` to `run` returning, 1,000 idle components;
@@ -25,14 +31,53 @@
 //! * peak RSS per component, in a child process;
 //! * CPU used by 1,000 idle components over a second.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::hint::black_box;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 use futures::future::{FutureExt, join};
 use futures::stream::{FuturesUnordered, StreamExt};
 use lameduck::{CheckOptions, Component, Health, HealthChecker, Lifecycle, Probe};
+
+/// The system allocator, counting allocations (and reallocations, which
+/// may move), so that the bench can report allocations per component.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call forwards to `System` with the caller's arguments
+// unchanged; counting adds no requirement.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller upholds `GlobalAlloc::alloc_zeroed`'s contract.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 struct Noop;
 impl Component for Noop {}
@@ -86,6 +131,49 @@ async fn baseline_cycle(n: usize) {
     while let Some(i) = set.next().await {
         black_box(i);
     }
+}
+
+/// A step of the named floor: what a no-op `start`, `ready` or `stop`
+/// does, opaque to the optimiser.
+async fn floor_step(name: &str) -> Result<(), std::io::Error> {
+    black_box(name);
+    Ok(())
+}
+
+/// The named floor: N futures, each owning its `format!` name, each going
+/// through start, ready, run (until one stop broadcast) and stop, polled
+/// together; no lameduck. What a hand-written lifecycle with names costs.
+async fn named_floor_cycle(n: usize) {
+    let (tx, rx) = oneshot::channel::<()>();
+    let stop = rx.shared();
+    let mut set = FuturesUnordered::new();
+    for i in 0..n {
+        let name = format!("c{i}");
+        let stop = stop.clone();
+        set.push(async move {
+            floor_step(&name).await.expect("start");
+            floor_step(&name).await.expect("ready");
+            let _ = stop.await;
+            floor_step(&name).await.expect("stop");
+            name.len()
+        });
+    }
+    futures::future::poll_fn(|cx| {
+        let _ = set.poll_next_unpin(cx);
+        std::task::Poll::Ready(())
+    })
+    .await;
+    drop(tx);
+    while let Some(i) = set.next().await {
+        black_box(i);
+    }
+}
+
+/// Allocations per component of `cycle(n)`, on the current thread.
+fn allocations_per<F: Future<Output = ()>>(n: usize, cycle: impl FnOnce(usize) -> F) -> f64 {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    futures::executor::block_on(cycle(n));
+    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / n as f64
 }
 
 async fn tgs_subsystem(
@@ -146,16 +234,26 @@ impl Rt {
         match self {
             Rt::Futures => futures::executor::block_on(f),
             Rt::Smol => smol::block_on(f),
-            Rt::TokioCt => tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime")
-                .block_on(f),
+            // One runtime per kind, built once: its construction is not
+            // part of what is measured.
+            Rt::TokioCt => {
+                static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+                RT.get_or_init(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime")
+                })
+                .block_on(f)
+            }
             Rt::TokioMt => {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
+                static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+                let rt = RT.get_or_init(|| {
+                    tokio::runtime::Builder::new_multi_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime")
+                });
                 let task = rt.spawn(f);
                 rt.block_on(task).expect("task")
             }
@@ -177,6 +275,45 @@ fn measure(budget: Duration, mut f: impl FnMut()) -> Duration {
     times[times.len() / 2]
 }
 
+/// CPU time used so far by every thread of this process, exact to the
+/// nanosecond (unlike /proc's schedstat, which a running thread updates only
+/// at scheduler ticks).
+#[cfg(unix)]
+fn process_cpu_now() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable `timespec`, and
+    // CLOCK_PROCESS_CPUTIME_ID is a clock every Unix supports.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+#[cfg(not(unix))]
+fn process_cpu_now() -> Option<Duration> {
+    None
+}
+
+/// Median CPU time (every thread of the process) of `f` over repeated runs
+/// (at least 3, at least `budget` of wall time in total). Falls back to wall
+/// time where the process clock is missing.
+fn measure_cpu(budget: Duration, mut f: impl FnMut()) -> Duration {
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < 3 || (start.elapsed() < budget && times.len() < 50) {
+        let (c, t) = (process_cpu_now(), Instant::now());
+        f();
+        let wall = t.elapsed();
+        times.push(match (c, process_cpu_now()) {
+            (Some(a), Some(b)) => b.saturating_sub(a),
+            _ => wall,
+        });
+    }
+    times.sort();
+    times[times.len() / 2]
+}
+
 fn per(d: Duration, n: usize) -> f64 {
     d.as_nanos() as f64 / n as f64
 }
@@ -184,6 +321,13 @@ fn per(d: Duration, n: usize) -> f64 {
 fn cycle_row(rt: Rt, n: usize, budget: Duration) -> (f64, f64) {
     let ours = measure(budget, || rt.block_on(lameduck_cycle(n)));
     let floor = measure(budget, || rt.block_on(baseline_cycle(n)));
+    (per(ours, n), per(floor, n))
+}
+
+/// CPU time per component: lameduck and the named floor, same run.
+fn cpu_row(rt: Rt, n: usize, budget: Duration) -> (f64, f64) {
+    let ours = measure_cpu(budget, || rt.block_on(lameduck_cycle(n)));
+    let floor = measure_cpu(budget, || rt.block_on(named_floor_cycle(n)));
     (per(ours, n), per(floor, n))
 }
 
@@ -492,12 +636,53 @@ fn main() {
     }
     println!();
     println!(
-        "cost per component at N = {} relative to N = {} (target <= 1.2):",
+        "CPU time per component (median, every thread), lameduck against the named floor (target <= 2.0):"
+    );
+    println!(
+        "{:<9} {:>8} {:>10} {:>12} {:>8}",
+        "runtime", "N", "lameduck", "named floor", "x named"
+    );
+    let mut cpu_scaling: Vec<f64> = Vec::new();
+    for &rt in &runtimes {
+        let mut first = None;
+        for &n in sizes {
+            let (ours, floor) = cpu_row(rt, n, budget);
+            let first = *first.get_or_insert(ours);
+            if n == *sizes.last().expect("sizes") {
+                cpu_scaling.push(ours / first);
+            }
+            println!(
+                "{:<9} {:>8} {:>10.0} {:>12.0} {:>8.2}",
+                rt.name(),
+                n,
+                ours,
+                floor,
+                ours / floor
+            );
+        }
+    }
+
+    println!();
+    let n = if quick { 1_000 } else { 10_000 };
+    // Warm up first: one-time allocations (thread-locals, the timer thread)
+    // are not per component.
+    allocations_per(n, lameduck_cycle);
+    allocations_per(n, named_floor_cycle);
+    let ours = allocations_per(n, lameduck_cycle);
+    let floor = allocations_per(n, named_floor_cycle);
+    println!(
+        "allocations per component (N = {n}, futures executor; target <= 2): lameduck {ours:.2}, named floor {floor:.2}"
+    );
+
+    println!();
+    println!(
+        "cost per component at N = {} relative to N = {} (target <= 1.1):",
         sizes.last().expect("sizes"),
         sizes[0]
     );
-    for (rt, s) in &scaling {
-        println!("  {:<9} {s:.2}", rt.name());
+    println!("  {:<9} {:>6} {:>6}", "", "wall", "CPU");
+    for ((rt, s), cpu) in scaling.iter().zip(&cpu_scaling) {
+        println!("  {:<9} {s:>6.2} {cpu:>6.2}", rt.name());
     }
 
     println!();

@@ -295,7 +295,7 @@ mod app {
     /// One connection. Once the drain begins, a connection that has not sent
     /// a whole request (an idle keep-alive, a slow client) gets a moment to
     /// send one, then is closed: only requests in flight are waited for.
-    async fn serve<S>(mut stream: S, info: &str, draining: lameduck::Signal) -> io::Result<()>
+    async fn serve<S>(mut stream: S, info: &str, draining: lameduck::Latch) -> io::Result<()>
     where
         S: smol::io::AsyncRead + smol::io::AsyncWrite + Unpin,
     {
@@ -336,7 +336,7 @@ mod app {
     async fn serve_keep_alive<S>(
         mut stream: S,
         info: &str,
-        shutdown: lameduck::Signal,
+        shutdown: lameduck::Latch,
         last_call: Duration,
     ) -> io::Result<()>
     where

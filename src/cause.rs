@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::error::Step;
+use crate::phase::Step;
 
 /// Why a lifecycle's shutdown began: the first thing that asked for it.
 ///

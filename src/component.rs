@@ -9,8 +9,8 @@ use futures::future::{BoxFuture, FutureExt};
 
 use crate::context::Context;
 use crate::error::{BoxError, Error, ErrorKind, panic_message};
+use crate::latch::lock;
 use crate::logging::in_span;
-use crate::signal::lock;
 
 mod handoff;
 

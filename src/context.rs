@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::BoxError;
 use crate::handle::Handle;
-use crate::signal::Signal;
+use crate::latch::Latch;
 
 /// The context handed to every [`Component`](crate::Component),
 /// [`Drainer`](crate::Drainer) and stop-hook call.
@@ -35,7 +35,7 @@ use crate::signal::Signal;
 #[derive(Debug, Clone)]
 pub struct Context {
     pub(crate) name: Arc<str>,
-    pub(crate) stop: Signal,
+    pub(crate) stop: Latch,
     pub(crate) handle: Handle,
     pub(crate) deadline: Option<Instant>,
 }
@@ -51,13 +51,13 @@ impl Context {
     /// For a component, that is when its turn in the drain phase comes (just
     /// before [`Component::stop`](crate::Component::stop) is called). For a
     /// drainer or stop hook, it is when the shutdown is forced.
-    pub fn stop_signal(&self) -> Signal {
+    pub fn stop_signal(&self) -> Latch {
         self.stop.clone()
     }
 
     /// Resolves as soon as the lifecycle's shutdown is requested (the start
     /// of lame-duck mode), long before this part's own turn to stop.
-    pub fn shutdown_signal(&self) -> Signal {
+    pub fn shutdown_signal(&self) -> Latch {
         self.handle.shared.shutdown.clone()
     }
 

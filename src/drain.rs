@@ -9,9 +9,9 @@ use futures::future::BoxFuture;
 use crate::component::{CallResult, guard};
 use crate::context::Context;
 use crate::error::{BoxError, Error};
+use crate::latch::lock;
 use crate::logging::in_span;
 use crate::names::{NameIndex, Named, validate_name};
-use crate::signal::lock;
 
 /// Work done in the flush phase, after every component has stopped: flush a
 /// queue, commit offsets, upload the last batch of metrics.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::lifecycle::Phase;
+use crate::phase::{Phase, Step};
 use crate::report::Report;
 
 /// A boxed error: what user code returns from [`Component`](crate::Component),
@@ -13,50 +13,6 @@ use crate::report::Report;
 /// Any `std::error::Error + Send + Sync`, a `String` or a `&str` converts into
 /// it with `?` or `.into()`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// The user method (or lifecycle step) an [`Error`] happened in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Step {
-    /// [`Component::start`](crate::Component::start).
-    Start,
-    /// [`Component::ready`](crate::Component::ready), the readiness gate.
-    Ready,
-    /// [`Component::run`](crate::Component::run).
-    Run,
-    /// [`Component::stop`](crate::Component::stop), or waiting for `run` to
-    /// end after it.
-    Stop,
-    /// [`Component::close`](crate::Component::close).
-    Close,
-    /// [`Drainer::drain`](crate::Drainer::drain), the flush phase.
-    Drain,
-    /// A stop hook.
-    Hook,
-    /// A stop requested through [`Handle::request_stop`](crate::Handle::request_stop).
-    Request,
-    /// Building the lifecycle or registering a part.
-    Register,
-    /// The shutdown as a whole (a forced shutdown).
-    Shutdown,
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Step::Start => "start",
-            Step::Ready => "ready",
-            Step::Run => "run",
-            Step::Stop => "stop",
-            Step::Close => "close",
-            Step::Drain => "drain",
-            Step::Hook => "stop hook",
-            Step::Request => "stop request",
-            Step::Register => "register",
-            Step::Shutdown => "shutdown",
-        })
-    }
-}
 
 /// What went wrong, without the details. See [`Error::kind`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -227,11 +227,12 @@ mod error;
 mod exit;
 mod handle;
 mod health;
+mod latch;
 mod lifecycle;
 mod logging;
 mod names;
+mod phase;
 mod report;
-mod signal;
 #[cfg(feature = "signals")]
 #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
 pub mod signals;
@@ -251,18 +252,22 @@ pub use cause::{RunEnd, ShutdownCause};
 pub use component::Component;
 pub use context::Context;
 pub use drain::{Drainer, FnDrainer, drainer_fn};
-pub use error::{BoxError, Error, ErrorKind, Errors, Step};
+pub use error::{BoxError, Error, ErrorKind, Errors};
 pub use exit::{FORCED_EXIT_CODE, exit_code};
 pub use handle::{Handle, Ready};
 pub use health::{
     CheckOptions, CheckResult, CheckStatus, DEFAULT_CHECK_TIMEOUT, FnCheck, Health, HealthChecker,
     HealthMonitor, Probe, ProbeReport, ProbeRequest, ProbeResponse, Probes, check_fn,
 };
-pub use lifecycle::{
-    Backoff, ComponentOptions, Lifecycle, LifecycleBuilder, Phase, Readiness, Run,
-};
+pub use latch::Latch;
+pub use lifecycle::{Backoff, ComponentOptions, Lifecycle, LifecycleBuilder, Readiness, Run};
+pub use phase::{Phase, Step};
 pub use report::{ComponentRecord, ComponentState, Report};
-pub use signal::Signal;
+
+/// The former name of [`Latch`], easy to confuse with
+/// `Signals` (the OS signals that start a shutdown).
+#[deprecated(since = "0.1.0", note = "renamed to `Latch`")]
+pub type Signal = Latch;
 pub use tracker::Tracker;
 
 #[cfg(feature = "signals")]

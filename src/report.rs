@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use hashbrown::HashTable;
 
 use crate::cause::ShutdownCause;
-use crate::lifecycle::Phase;
+use crate::phase::Phase;
 
 /// Where a component's life ended up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -56,8 +56,8 @@ use crate::context::Context;
 use crate::error::BoxError;
 use crate::handle::Handle;
 use crate::health::Probe;
+use crate::latch::lock;
 use crate::logging::event;
-use crate::signal::lock;
 
 /// Set once this process has sent `MAINPID=` for its successor: from then
 /// on systemd treats every datagram from it as the service's (with

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures_timer::Delay;
 
-use crate::signal::{Signal, lock};
+use crate::latch::{Latch, lock};
 
 /// Counts the requests and tasks a component has in flight, so that its
 /// [`stop`](crate::Component::stop) can wait for them within a budget.
@@ -88,7 +88,7 @@ struct Counts {
     tasks: usize,
     /// Set while nothing is in flight; replaced by a fresh one when work
     /// starts again.
-    idle: Option<Signal>,
+    idle: Option<Latch>,
 }
 
 impl Counts {
@@ -96,10 +96,10 @@ impl Counts {
         self.requests + self.tasks
     }
 
-    fn idle(&mut self) -> Signal {
+    fn idle(&mut self) -> Latch {
         self.idle
             .get_or_insert_with(|| {
-                let idle = Signal::new();
+                let idle = Latch::new();
                 idle.set();
                 idle
             })
@@ -195,7 +195,7 @@ impl Tracker {
     fn enter(&self, kind: Kind) -> Guard {
         let mut counts = lock(&self.inner);
         if counts.total() == 0 {
-            counts.idle = Some(Signal::new());
+            counts.idle = Some(Latch::new());
         }
         match kind {
             Kind::Request => counts.requests += 1,
@@ -295,7 +295,7 @@ impl<F> fmt::Debug for Tracked<F> {
 #[must_use = "futures do nothing unless polled"]
 pub struct Wait {
     tracker: Tracker,
-    idle: Signal,
+    idle: Latch,
     delay: Option<Delay>,
     budget: Duration,
 }

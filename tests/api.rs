@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use lameduck::{BoxError, Component, Context, Error, Handle, Lifecycle, Ready, Run, Signal};
+use lameduck::{BoxError, Component, Context, Error, Handle, Latch, Lifecycle, Ready, Run};
 
 fn assert_send<T: Send>() {}
 fn assert_send_sync<T: Send + Sync>() {}
@@ -16,10 +16,24 @@ fn handle_and_futures_are_thread_safe() {
     assert_clone::<Handle>();
     assert_send::<Run>();
     assert_send::<Ready>();
-    assert_send_sync::<Signal>();
+    assert_send_sync::<Latch>();
     assert_send_sync::<Context>();
     assert_send::<Lifecycle>();
     assert_error::<Error>();
+}
+
+/// The one-shot flag's former name still compiles, as a deprecated alias.
+#[test]
+#[allow(deprecated)]
+fn the_former_name_of_latch_still_names_it() {
+    fn same(l: Latch) -> lameduck::Signal {
+        l
+    }
+    struct C;
+    impl Component for C {}
+    let lifecycle = Lifecycle::builder().component("c", C).build().unwrap();
+    let stopped = same(lifecycle.handle().stopping());
+    assert!(!stopped.is_set());
 }
 
 #[test]

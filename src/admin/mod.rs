@@ -75,8 +75,8 @@ use crate::component::Component;
 use crate::context::Context;
 use crate::error::BoxError;
 use crate::health::Probes;
+use crate::latch::lock;
 use crate::logging::event;
-use crate::signal::lock;
 
 use event_loop::{EventLoop, WAKER};
 use shared::{BEAT, Job, Shared};

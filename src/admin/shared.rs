@@ -12,7 +12,7 @@ use mio::Waker;
 
 use super::conn::response_bytes;
 use crate::health::{ProbeRequest, Probes};
-use crate::signal::lock;
+use crate::latch::lock;
 
 /// What the loop and the component share.
 pub(super) struct Shared {

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use crate::component::Component;
 use crate::context::Context;
 use crate::error::BoxError;
-use crate::signal::lock;
+use crate::latch::lock;
 
 /// A value handed from one call of a component to a later one: put by
 /// [`start`](Component::start), taken by [`run`](Component::run).

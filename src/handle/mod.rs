@@ -14,12 +14,14 @@ use futures::future::join_all;
 use crate::cause::ShutdownCause;
 use crate::component::{Component, DynComponent};
 use crate::drain::{Drainer, DynDrainer, drainer_fn};
-use crate::error::{BoxError, Error, ErrorKind, Step};
+use crate::error::{BoxError, Error, ErrorKind};
 use crate::health::{CheckOptions, DynHealthChecker, Entry, HealthChecker, Probes, run_check};
-use crate::lifecycle::{ComponentOptions, Phase};
+use crate::latch::{Latch, lock};
+use crate::lifecycle::options::ComponentOptions;
 use crate::logging::event;
+use crate::phase::Phase;
+use crate::phase::Step;
 use crate::report::{ComponentRecord, Report};
-use crate::signal::{Signal, lock};
 
 pub(crate) use shared::{Named, Registration, Shared, claim, validate_name};
 
@@ -135,13 +137,13 @@ impl Handle {
     }
 
     /// Resolves when shutdown is requested.
-    pub fn stopping(&self) -> Signal {
+    pub fn stopping(&self) -> Latch {
         self.shared.shutdown.clone()
     }
 
     /// Resolves when [`Lifecycle::run`](crate::Lifecycle::run) has finished
     /// (or was dropped).
-    pub fn stopped(&self) -> Signal {
+    pub fn stopped(&self) -> Latch {
         self.shared.stopped.clone()
     }
 
@@ -459,11 +461,11 @@ impl fmt::Debug for Handle {
 #[derive(Debug)]
 #[must_use = "futures do nothing unless polled"]
 pub struct Ready {
-    ready: Signal,
-    shutdown: Signal,
+    ready: Latch,
+    shutdown: Latch,
     // A lifecycle can stop without a shutdown (its `run` dropped, or never
     // run): a waiter must not hang then either.
-    stopped: Signal,
+    stopped: Latch,
 }
 
 impl Future for Ready {

@@ -11,11 +11,12 @@ use crate::component::DynComponent;
 use crate::drain::{Drainers, DynDrainer};
 use crate::error::Error;
 use crate::health::Registry;
+use crate::latch::{Latch, lock};
+use crate::lifecycle::options::ComponentOptions;
 use crate::lifecycle::watchdog::Watchdog;
-use crate::lifecycle::{ComponentOptions, Phase};
 use crate::logging::{event, opt};
+use crate::phase::Phase;
 use crate::report::ComponentRecord;
-use crate::signal::{Signal, lock};
 
 pub(crate) use crate::names::{Named, validate_name};
 
@@ -28,13 +29,13 @@ pub(crate) struct Registration {
 
 /// State shared by the runner and every [`Handle`](super::Handle).
 pub(crate) struct Shared {
-    pub(crate) shutdown: Signal,
-    pub(crate) force: Signal,
-    pub(crate) ready: Signal,
+    pub(crate) shutdown: Latch,
+    pub(crate) force: Latch,
+    pub(crate) ready: Latch,
     /// Components admitted and not yet ready: one added while running
     /// keeps the `launch` check failing until it is ready.
     pub(crate) launching: AtomicUsize,
-    pub(crate) stopped: Signal,
+    pub(crate) stopped: Latch,
     pub(crate) epoch: Instant,
     phase: AtomicU8,
     pub(crate) state: Mutex<State>,
@@ -59,11 +60,11 @@ pub(crate) struct State {
 impl Shared {
     pub(crate) fn new(register_tx: async_channel::Sender<Registration>) -> Self {
         Shared {
-            shutdown: Signal::new(),
-            force: Signal::new(),
-            ready: Signal::new(),
+            shutdown: Latch::new(),
+            force: Latch::new(),
+            ready: Latch::new(),
             launching: AtomicUsize::new(0),
-            stopped: Signal::new(),
+            stopped: Latch::new(),
             epoch: Instant::now(),
             phase: AtomicU8::new(Phase::Created as u8),
             state: Mutex::new(State::default()),

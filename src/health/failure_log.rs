@@ -5,7 +5,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::signal::lock;
+use crate::latch::lock;
 
 /// The shortest time between two lines about the same probe.
 pub(crate) const INTERVAL: Duration = Duration::from_secs(10);

@@ -16,9 +16,9 @@ use super::failure_log::FailureLog;
 use super::options::CheckOptions;
 use super::within::within;
 use crate::error::Error;
+use crate::latch::{Latch, lock};
 use crate::logging::{event, in_span};
 use crate::names::{NameIndex, validate_name};
-use crate::signal::{Signal, lock};
 
 /// Names the library's own checks use; user checks may not take them.
 const RESERVED: [&str; 3] = ["ping", "launch", "shutdown"];
@@ -278,7 +278,7 @@ impl Registry {
 
     /// Refreshes every check that has an interval, until `stop` is set.
     /// Several drivers may run; each refresh still runs once (shared run).
-    pub(crate) async fn drive(self: Arc<Self>, stop: Signal) {
+    pub(crate) async fn drive(self: Arc<Self>, stop: Latch) {
         self.drivers.fetch_add(1, Ordering::AcqRel);
         let _guard = DriverGuard(&self.drivers);
         // When each check is next due; `None`: never again (an interval too

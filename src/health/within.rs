@@ -1,11 +1,11 @@
 //! A future bounded by a timeout, without a timer when none is needed.
 
-use std::future::Future;
+use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use futures::future::{Either, select};
+use futures::future::FutureExt;
 
 /// `fut`'s output, or `None` once `timeout` has passed.
 ///
@@ -15,13 +15,18 @@ use futures::future::{Either, select};
 /// too large for the clock (`Duration::MAX`) means no timeout.
 pub(crate) async fn within<F: Future>(timeout: Duration, fut: F) -> Option<F::Output> {
     let mut fut = pin!(fut);
-    if let Poll::Ready(out) = futures::poll!(fut.as_mut()) {
-        return Some(out);
-    }
-    match select(fut, crate::timer::sleep(timeout)).await {
-        Either::Left((out, _)) => Some(out),
-        Either::Right(_) => None,
-    }
+    let mut timer = None;
+    poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        let timer = timer.get_or_insert_with(|| crate::timer::sleep(timeout));
+        if timer.poll_unpin(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use crate::drain::{Drainer, Drainers, DynDrainer, drainer_fn};
 use crate::error::{BoxError, Error};
 use crate::handle::{Handle, Shared};
 use crate::health::{CheckOptions, Checks, Entry, HealthChecker};
-use crate::signal::lock;
+use crate::latch::lock;
 
 enum Part {
     Component(String, Arc<dyn DynComponent>, ComponentOptions),

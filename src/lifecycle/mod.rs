@@ -1,7 +1,7 @@
 //! The [`Lifecycle`]: its builder, its phases, and the runner that drives it.
 
 mod builder;
-mod options;
+pub(crate) mod options;
 mod runner;
 pub(crate) mod watchdog;
 
@@ -18,63 +18,6 @@ pub use options::{Backoff, ComponentOptions, Readiness};
 use crate::error::Error;
 use crate::handle::Handle;
 use crate::report::Report;
-
-/// Where a lifecycle is. Phases only move forward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[non_exhaustive]
-pub enum Phase {
-    /// Built, `run` not yet polled.
-    Created = 0,
-    /// Starting components in order and waiting for each to be ready.
-    Launching = 1,
-    /// Every component is ready.
-    Running = 2,
-    /// Shutdown requested: readiness fails, everything keeps serving.
-    LameDuck = 3,
-    /// Stopping components in reverse launch order.
-    Draining = 4,
-    /// Running drainers.
-    Flushing = 5,
-    /// Running stop hooks.
-    Stopping = 6,
-    /// Done: [`Lifecycle::run`] has returned.
-    Stopped = 7,
-}
-
-impl Phase {
-    pub(crate) fn from_u8(v: u8) -> Phase {
-        match v {
-            0 => Phase::Created,
-            1 => Phase::Launching,
-            2 => Phase::Running,
-            3 => Phase::LameDuck,
-            4 => Phase::Draining,
-            5 => Phase::Flushing,
-            6 => Phase::Stopping,
-            _ => Phase::Stopped,
-        }
-    }
-
-    /// The phase's name in lower case, as logged and reported.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Phase::Created => "created",
-            Phase::Launching => "launching",
-            Phase::Running => "running",
-            Phase::LameDuck => "lame duck",
-            Phase::Draining => "draining",
-            Phase::Flushing => "flushing",
-            Phase::Stopping => "stopping",
-            Phase::Stopped => "stopped",
-        }
-    }
-}
-
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A service's components, drainers, health checks and stop hooks, and the
 /// rules to run them by. Made with [`Lifecycle::builder`], driven by

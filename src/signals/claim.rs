@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use super::SignalKind;
 use crate::error::Error;
-use crate::signal::lock;
+use crate::latch::lock;
 
 /// Which signals some listener has taken over, process-wide, and the
 /// switch that gives each its default action back once none listens.

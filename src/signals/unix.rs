@@ -19,8 +19,8 @@ pub(super) type Closer = signal_hook::iterator::Handle;
 /// finishes `run`, before `run` returns: gives the default actions back
 /// and closes the self-pipe, which ends the listener thread.
 ///
-/// It holds no `Signal`: it is dropped under the lock of the signal's
-/// waker list, and dropping the last clone of a `Signal` wakes that
+/// It holds no `Latch`: it is dropped under the lock of the signal's
+/// waker list, and dropping the last clone of a `Latch` wakes that
 /// same list.
 struct OnStopped {
     closer: Closer,

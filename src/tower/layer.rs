@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use http::header::{CONNECTION, HeaderValue};
 
 use crate::handle::Handle;
-use crate::signal::Signal;
+use crate::latch::Latch;
 use crate::tracker::{RequestGuard, Tracker};
 
 /// A tower layer for HTTP services that counts every request in flight in
@@ -51,7 +51,7 @@ use crate::tracker::{RequestGuard, Tracker};
 #[derive(Clone)]
 pub struct LameDuckLayer {
     tracker: Tracker,
-    shutdown: Signal,
+    shutdown: Latch,
 }
 
 impl LameDuckLayer {
@@ -102,7 +102,7 @@ impl<S> tower_layer::Layer<S> for LameDuckLayer {
 pub struct LameDuck<S> {
     inner: S,
     tracker: Tracker,
-    shutdown: Signal,
+    shutdown: Latch,
 }
 
 impl<S: fmt::Debug> fmt::Debug for LameDuck<S> {
@@ -143,7 +143,7 @@ pub struct ResponseFuture<F> {
     future: Pin<Box<F>>,
     guard: Option<RequestGuard>,
     /// The shutdown signal, for HTTP/1.x requests only.
-    close: Option<Signal>,
+    close: Option<Latch>,
 }
 
 impl<F, RB, E> Future for ResponseFuture<F>

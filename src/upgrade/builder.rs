@@ -16,8 +16,8 @@ use futures::task::AtomicWaker;
 use super::fds::{self, Sockets};
 use super::manifest::{self, Manifest};
 use super::{Inner, UpgradeError, UpgradeErrorKind, Upgrader, control, parent, sys};
+use crate::latch::Latch;
 use crate::logging::event;
-use crate::signal::Signal;
 
 /// The control socket: inherited, or bound anew over a stale file that
 /// nobody listens on (left by a crash).
@@ -241,7 +241,7 @@ impl UpgraderBuilder {
 
         let mut sockets = Sockets::default();
         let mut ready_pipe = None;
-        let parent_exited = Signal::new();
+        let parent_exited = Latch::new();
         let manifest = match std::env::var(manifest::ENV) {
             Ok(s) => Some(
                 Manifest::decode(&s)

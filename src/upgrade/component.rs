@@ -14,8 +14,8 @@ use super::{UpgradeError, UpgradeErrorKind, Upgrader};
 use crate::component::Component;
 use crate::context::Context;
 use crate::error::BoxError;
+use crate::latch::lock;
 use crate::logging::event;
-use crate::signal::lock;
 
 /// The upgrader as a lifecycle [`Component`], made by
 /// [`Upgrader::component`].

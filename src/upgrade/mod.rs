@@ -73,8 +73,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::handle::Handle;
+use crate::latch::{Latch, lock};
 use crate::logging::event;
-use crate::signal::{Signal, lock};
 
 use builder::Sighup;
 pub use builder::UpgraderBuilder;
@@ -122,7 +122,7 @@ pub(crate) struct Inner {
     pub(crate) readied: AtomicBool,
     /// Write end of the readiness pipe, while the parent waits on it.
     ready_pipe: Mutex<Option<OwnedFd>>,
-    pub(crate) parent_exited: Signal,
+    pub(crate) parent_exited: Latch,
     pub(crate) is_child: bool,
 }
 
@@ -194,7 +194,7 @@ impl Upgrader {
 
     /// Resolves once this process's parent generation has exited (at once in
     /// a first generation).
-    pub fn parent_exited(&self) -> Signal {
+    pub fn parent_exited(&self) -> Latch {
         self.inner.parent_exited.clone()
     }
 

@@ -19,8 +19,8 @@ use futures::future::FusedFuture;
 
 use super::manifest::{self, Entry, Manifest};
 use super::{Inner, UpgradeError, UpgradeErrorKind, Upgrader, pidfile};
+use crate::latch::{Latch, lock};
 use crate::logging::event;
-use crate::signal::{Signal, lock};
 
 /// Descriptor numbers in the child: readiness pipe, parent pipe, then the
 /// listening sockets in order.
@@ -202,16 +202,28 @@ async fn run(inner: Arc<Inner>) -> Result<Upgraded, UpgradeError> {
 
     let stopping = match inner.handle.get() {
         Some(h) => h.stopping(),
-        None => Signal::new(),
+        None => Latch::new(),
     };
     let mut outcome = outcome.fuse();
-    let mut grace = crate::timer::sleep(inner.grace).fuse();
-    let mut stopping = stopping.fuse();
-    let waited = futures::select_biased! {
-        o = outcome => Some(o),
-        () = grace => None,
-        () = stopping => None,
-    };
+    let mut grace = crate::timer::sleep(inner.grace);
+    let mut stopping = stopping;
+    // In this order: the child's outcome wins over a grace or a stop that
+    // end at the same poll.
+    let mut stopped_first = false;
+    let waited = std::future::poll_fn(|cx| {
+        if let Poll::Ready(o) = outcome.poll_unpin(cx) {
+            return Poll::Ready(Some(o));
+        }
+        if grace.poll_unpin(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        if stopping.poll_unpin(cx).is_ready() {
+            stopped_first = true;
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await;
     let result = match waited {
         Some(Ok(Outcome::Ready)) if inner.handle.get().is_some_and(|h| h.is_shutting_down()) => {
             abort(&child, &mut outcome).await;
@@ -225,7 +237,7 @@ async fn run(inner: Arc<Inner>) -> Result<Upgraded, UpgradeError> {
         )),
         None => {
             abort(&child, &mut outcome).await;
-            if stopping.is_terminated() {
+            if stopped_first {
                 Err(stopped_meanwhile())
             } else {
                 Err(UpgradeError::timeout(inner.grace))
@@ -404,7 +416,7 @@ fn spawn(inner: &Inner) -> Result<Spawned, UpgradeError> {
 
 /// In a child generation: a thread that waits for end-of-file on the parent
 /// pipe and then sets `exited`.
-pub(crate) fn watch_parent(fd: OwnedFd, exited: Signal) {
+pub(crate) fn watch_parent(fd: OwnedFd, exited: Latch) {
     let spawned = std::thread::Builder::new()
         .name("lameduck-parent".into())
         .spawn({

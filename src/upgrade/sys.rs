@@ -28,7 +28,7 @@ pub(crate) fn inspect<R>(raw: RawFd, f: impl FnOnce(BorrowedFd<'_>) -> R) -> io:
             "descriptors 0-2 are stdio, never inherited sockets",
         ));
     }
-    let taken = crate::signal::lock(taken());
+    let taken = crate::latch::lock(taken());
     if taken.contains(&raw) {
         return Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
@@ -48,7 +48,7 @@ pub(crate) fn inspect<R>(raw: RawFd, f: impl FnOnce(BorrowedFd<'_>) -> R) -> io:
 
 /// Takes ownership of `raw`. The caller has checked it with [`inspect`].
 pub(crate) fn adopt(raw: RawFd) -> io::Result<OwnedFd> {
-    let mut taken = crate::signal::lock(taken());
+    let mut taken = crate::latch::lock(taken());
     if !taken.insert(raw) {
         return Err(io::Error::new(
             io::ErrorKind::AlreadyExists,

@@ -11,7 +11,7 @@ use super::{EventLoop, LINGER, Step};
 use crate::admin::conn::{self, Conn, Io, Request, State};
 use crate::admin::shared::{Answer, Claim, Job};
 use crate::health::{ProbeRequest, ProbeResponse};
-use crate::signal::lock;
+use crate::latch::lock;
 
 impl EventLoop {
     /// Hands a complete request to the checks (`consumed`: its bytes in the

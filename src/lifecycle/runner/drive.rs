@@ -12,8 +12,10 @@ use futures_timer::Delay;
 
 use super::{RunExit, Runner, SPAWNED_RUN_GRACE};
 use crate::cause::{RunEnd, ShutdownCause};
-use crate::error::{Error, ErrorKind, Step};
+use crate::error::{Error, ErrorKind};
+use crate::latch::Latch;
 use crate::logging::event;
+use crate::phase::Step;
 
 /// What stops a [`Runner::drive`] early.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -40,8 +42,7 @@ impl Runner {
         let name = slot.name.clone();
         let ready = slot.ready;
         let asked = slot.stop.is_set();
-        // The lifecycle aborts a `run` only after taking its abort handle.
-        let aborted = slot.abort.is_none();
+        let aborted = slot.run_aborted;
         let at = self.since_epoch(Instant::now());
         self.update(index, |r| r.run_ended_at = Some(at));
         let shared = &self.handle.shared;
@@ -113,6 +114,24 @@ impl Runner {
         }
     }
 
+    /// The flag behind `interrupt`, if any.
+    fn interrupt_latch(&self, interrupt: Interrupt) -> Option<Latch> {
+        match interrupt {
+            Interrupt::Shutdown => Some(self.handle.shared.shutdown.clone()),
+            Interrupt::Force => Some(self.handle.shared.force.clone()),
+            Interrupt::Never => None,
+        }
+    }
+
+    /// Whether `interrupt` has fired.
+    fn interrupted(&self, interrupt: Interrupt) -> bool {
+        match interrupt {
+            Interrupt::Shutdown => self.handle.shared.shutdown.is_set(),
+            Interrupt::Force => self.handle.shared.force.is_set(),
+            Interrupt::Never => false,
+        }
+    }
+
     /// Polls `goal` until it is ready, while polling every `run`. Gives up
     /// when `interrupt` fires (checked before the goal is polled) or
     /// `deadline` passes (a deadline already past still polls the goal
@@ -123,11 +142,10 @@ impl Runner {
         interrupt: Interrupt,
         mut goal: impl FnMut(&mut Self, &mut TaskContext<'_>) -> Poll<T>,
     ) -> Driven<T> {
-        let mut signal = match interrupt {
-            Interrupt::Shutdown => Some(self.handle.shared.shutdown.clone()),
-            Interrupt::Force => Some(self.handle.shared.force.clone()),
-            Interrupt::Never => None,
-        };
+        // The interrupt is read as a flag first; its waker is registered
+        // only if the goal is still pending, so a call that completes on its
+        // first poll never touches the flag's waiter list.
+        let mut signal: Option<Latch> = None;
         // Most calls finish on their first poll: only arm a timer when one
         // does not.
         let mut timer: Option<Delay> = None;
@@ -135,13 +153,19 @@ impl Runner {
             self.poll_runs(cx);
             // The interrupt first: once shutdown has begun, no `start`,
             // `ready` or registration may be polled even once.
+            if self.interrupted(interrupt) {
+                return Poll::Ready(Driven::Interrupted);
+            }
+            if let Poll::Ready(v) = goal(self, cx) {
+                return Poll::Ready(Driven::Done(v));
+            }
+            if signal.is_none() {
+                signal = self.interrupt_latch(interrupt);
+            }
             if let Some(s) = signal.as_mut() {
                 if s.poll_unpin(cx).is_ready() {
                     return Poll::Ready(Driven::Interrupted);
                 }
-            }
-            if let Poll::Ready(v) = goal(self, cx) {
-                return Poll::Ready(Driven::Done(v));
             }
             if let Some(deadline) = deadline {
                 let now = Instant::now();

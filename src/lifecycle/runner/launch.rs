@@ -8,16 +8,17 @@ use std::task::Poll;
 use std::time::Instant;
 
 use futures::channel::oneshot;
-use futures::future::{Either, FutureExt, abortable};
+use futures::future::{Either, FutureExt};
 use futures::stream::StreamExt;
 
 use super::drive::{Driven, Interrupt};
 use super::{LocalRun, RunTask, Runner, Slot, SpawnedOutput, deadline_after};
-use crate::error::{Error, ErrorKind, Step};
+use crate::error::{Error, ErrorKind};
 use crate::handle::Registration;
+use crate::latch::Latch;
 use crate::logging::{event, ms};
+use crate::phase::Step;
 use crate::report::ComponentState;
-use crate::signal::Signal;
 
 impl Runner {
     /// Launches every registered component in order, then serves dynamic
@@ -64,8 +65,8 @@ impl Runner {
             name: reg.name,
             component: reg.component,
             options: reg.options,
-            stop: Signal::new(),
-            abort: None,
+            stop: Latch::new(),
+            run_aborted: false,
             busy: None,
             run_done: false,
             ready: false,
@@ -106,9 +107,12 @@ impl Runner {
         drop(start);
         let took = t0.elapsed();
         event!(info, { component = name, step = Step::Start, elapsed_ms = ms(took) }, "started `{name}` in {took:?}");
+        // The first readiness attempt is counted here, under the same lock
+        // round trip: nothing awaits in between.
         self.update(index, |r| {
             r.state = ComponentState::Started;
             r.start_took = Some(took);
+            r.attempts = 1;
         });
         self.launched.push(index);
         self.spawn_run(index);
@@ -120,16 +124,15 @@ impl Runner {
             .component
             .clone()
             .run(self.context(index, None));
-        let (run, abort) = abortable(run);
-        let tx_rx = oneshot::channel();
-        self.slots[index].abort = Some(abort);
+        let run = self.slots[index].stop.abortable(run);
         let fut = match &self.config.spawner {
             None => Either::Left(run),
             Some(spawner) => {
+                let (tx, rx) = oneshot::channel();
                 let busy = Arc::new(AtomicBool::new(false));
                 self.slots[index].busy = Some(busy.clone());
-                (spawner.0)(Box::pin(spawned_run(run, busy, tx_rx.0)));
-                Either::Right(tx_rx.1)
+                (spawner.0)(Box::pin(spawned_run(run, busy, tx)));
+                Either::Right(rx)
             }
         };
         self.runs.push(RunTask { index, fut });
@@ -141,8 +144,13 @@ impl Runner {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.update(index, |r| r.attempts = attempt);
-            let deadline = deadline_after(Instant::now(), policy.timeout());
+            if attempt > 1 {
+                self.update(index, |r| r.attempts = attempt);
+            }
+            // No clock read without a per-attempt budget.
+            let deadline = policy
+                .timeout()
+                .and_then(|budget| deadline_after(Instant::now(), Some(budget)));
             let mut ready = self.slots[index]
                 .component
                 .clone()

@@ -6,10 +6,12 @@
 //! interrupting signal and enforces the deadline.
 //!
 //! The work is split by phase: [`launch`] starts components and waits for
-//! them to be ready, [`shutdown`] stops, closes, drains and runs hooks, and
-//! [`drive`] holds the one polling loop both use.
+//! them to be ready, [`shutdown`] stops and closes components, [`flush`]
+//! runs the drainers and the stop hooks, and [`drive`] holds the one polling
+//! loop they all use.
 
 mod drive;
+mod flush;
 mod launch;
 mod shutdown;
 
@@ -21,19 +23,21 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
-use futures::future::{AbortHandle, Aborted, BoxFuture, Either, FutureExt};
+use futures::future::{Aborted, BoxFuture, Either, FutureExt};
 use futures::ready;
 use futures::stream::FuturesUnordered;
 
 use crate::cause::{RunEnd, ShutdownCause};
 use crate::component::{CallResult, DynComponent};
 use crate::context::Context;
-use crate::error::{Error, Step};
+use crate::error::Error;
 use crate::handle::{Handle, Registration};
-use crate::lifecycle::{ComponentOptions, Phase};
+use crate::latch::{Abortable, Latch, lock};
+use crate::lifecycle::options::ComponentOptions;
 use crate::logging::{event, ms};
+use crate::phase::Phase;
+use crate::phase::Step;
 use crate::report::{ComponentRecord, ComponentState, Report};
-use crate::signal::{Signal, lock};
 
 /// Puts a component's `run` on a task of the user's executor.
 #[derive(Clone)]
@@ -68,8 +72,9 @@ struct Slot {
     name: Arc<str>,
     component: Arc<dyn DynComponent>,
     options: ComponentOptions,
-    stop: Signal,
-    abort: Option<AbortHandle>,
+    stop: Latch,
+    /// Whether the lifecycle aborted its `run` (through `stop`).
+    run_aborted: bool,
     /// For a `run` on its own task: whether that task is in a poll of it.
     busy: Option<Arc<AtomicBool>>,
     run_done: bool,
@@ -86,7 +91,7 @@ enum RunExit {
     Dropped,
 }
 
-type LocalRun = futures::future::Abortable<BoxFuture<'static, CallResult<()>>>;
+type LocalRun = Abortable<BoxFuture<'static, CallResult<()>>>;
 type SpawnedOutput = Result<CallResult<()>, Aborted>;
 type SpawnedRun = oneshot::Receiver<SpawnedOutput>;
 

@@ -1,7 +1,7 @@
 //! Shutdown: lame duck, then stop (or close) components in reverse launch
-//! order, then the drainers, then the stop hooks. A forced shutdown closes
-//! every remaining component at once and runs the remaining hooks at once,
-//! all bounded together by the force budget.
+//! order, then the drainers and the stop hooks (in `flush`). A forced
+//! shutdown closes every remaining component at once, bounded together by
+//! the force budget.
 
 use std::sync::Arc;
 use std::task::Poll;
@@ -13,14 +13,12 @@ use futures_timer::Delay;
 use super::drive::{Driven, Interrupt};
 use super::{Runner, budget_of, deadline_after, earliest};
 use crate::component::CallResult;
-use crate::context::Context;
-use crate::drain::DynDrainer;
-use crate::error::{Error, ErrorKind, Step};
-use crate::handle::Named;
-use crate::lifecycle::Phase;
+use crate::error::{Error, ErrorKind};
+use crate::latch::lock;
 use crate::logging::{event, ms};
+use crate::phase::Phase;
+use crate::phase::Step;
 use crate::report::ComponentState;
-use crate::signal::lock;
 
 /// The state a component moves to in the drain, unless it already failed:
 /// the report must keep that it did.
@@ -43,12 +41,12 @@ enum Stopping {
 }
 
 /// A user call in flight during a forced shutdown: a `close` or a hook.
-struct InFlight {
+pub(super) struct InFlight {
     /// The component's index, for a `close`.
-    index: Option<usize>,
-    name: Arc<str>,
-    t0: Instant,
-    fut: BoxFuture<'static, CallResult<()>>,
+    pub(super) index: Option<usize>,
+    pub(super) name: Arc<str>,
+    pub(super) t0: Instant,
+    pub(super) fut: BoxFuture<'static, CallResult<()>>,
 }
 
 /// Bounds `fut` by its own deadline: past it, a timeout error with the
@@ -139,7 +137,7 @@ impl Runner {
     /// When a forced shutdown must be over: the force budget from the
     /// moment the runner first saw the force, capped by the shutdown
     /// deadline.
-    fn force_bound(&mut self, deadline: Option<Instant>) -> Option<Instant> {
+    pub(super) fn force_bound(&mut self, deadline: Option<Instant>) -> Option<Instant> {
         let budget = self.config.force_timeout;
         let end = *self
             .force_deadline
@@ -150,7 +148,7 @@ impl Runner {
     /// Drives calls in flight at once, until all are done or `bound`
     /// passes, handing each result to `done` as it comes (so errors keep
     /// the order they happened in); those still going time out.
-    async fn finish_all(
+    pub(super) async fn finish_all(
         &mut self,
         calls: Vec<InFlight>,
         bound: Option<Instant>,
@@ -177,96 +175,6 @@ impl Runner {
         for call in calls.into_iter().flatten() {
             let e = Error::new(ErrorKind::TimedOut).with_budget(budget_of(bound, call.t0));
             done(self, &call, Err(e));
-        }
-    }
-
-    /// Runs the drainers one at a time, each bounded by the shutdown
-    /// deadline. A force skips them, the one it interrupts included.
-    async fn run_drainers(&mut self, parts: Vec<Named<dyn DynDrainer>>, deadline: Option<Instant>) {
-        let shared = self.handle.shared.clone();
-        for (name, part) in parts {
-            if shared.force.is_set() {
-                event!(warn, { component = name, step = Step::Drain }, "forced: skipping drainer `{name}`");
-                continue;
-            }
-            let t0 = Instant::now();
-            let mut fut = part.drain(self.part_context(&name, deadline), "drain");
-            let outcome = self
-                .drive(deadline, Interrupt::Force, |_, cx| fut.poll_unpin(cx))
-                .await;
-            drop(fut);
-            if let Some(e) = finished(&name, Step::Drain, "drain", t0, deadline, outcome) {
-                self.record(&name, e, Step::Drain);
-            }
-        }
-    }
-
-    /// Runs the stop hooks one at a time, each bounded by the shutdown
-    /// deadline. Once forced, the one in flight and every remaining one run
-    /// at once, bounded together by the force budget.
-    async fn run_hooks(&mut self, hooks: Vec<Named<dyn DynDrainer>>, deadline: Option<Instant>) {
-        let shared = self.handle.shared.clone();
-        let mut forced = Vec::new();
-        let mut rest = hooks.into_iter();
-        for (name, hook) in rest.by_ref() {
-            let t0 = Instant::now();
-            if shared.force.is_set() {
-                let bound = self.force_bound(deadline);
-                let fut = hook.drain(self.part_context(&name, bound), "hook");
-                forced.push(InFlight {
-                    index: None,
-                    name,
-                    t0,
-                    fut,
-                });
-                break;
-            }
-            let mut fut = hook.drain(self.part_context(&name, deadline), "hook");
-            let outcome = self
-                .drive(deadline, Interrupt::Force, |_, cx| fut.poll_unpin(cx))
-                .await;
-            if matches!(outcome, Driven::Interrupted) {
-                forced.push(InFlight {
-                    index: None,
-                    name,
-                    t0,
-                    fut,
-                });
-                break;
-            }
-            drop(fut);
-            if let Some(e) = finished(&name, Step::Hook, "stop hook", t0, deadline, outcome) {
-                self.record(&name, e, Step::Hook);
-            }
-        }
-        if forced.is_empty() {
-            return;
-        }
-        let bound = self.force_bound(deadline);
-        for (name, hook) in rest {
-            let fut = hook.drain(self.part_context(&name, bound), "hook");
-            forced.push(InFlight {
-                index: None,
-                name,
-                t0: Instant::now(),
-                fut,
-            });
-        }
-        self.finish_all(forced, bound, |s, call, result| {
-            if let Err(e) = result {
-                s.record(&call.name, e, Step::Hook);
-            }
-        })
-        .await;
-    }
-
-    /// The context of a drainer or hook: its stop signal is the force.
-    fn part_context(&self, name: &Arc<str>, deadline: Option<Instant>) -> Context {
-        Context {
-            name: name.clone(),
-            stop: self.handle.shared.force.clone(),
-            handle: self.handle.clone(),
-            deadline,
         }
     }
 
@@ -411,8 +319,10 @@ impl Runner {
         if let Err(e) = result {
             self.record(&call.name, e, Step::Close);
         }
-        if let Some(abort) = self.slots[index].abort.take() {
-            abort.abort();
+        let slot = &mut self.slots[index];
+        if !slot.run_aborted {
+            slot.run_aborted = true;
+            slot.stop.abort();
         }
         let took = call.t0.elapsed();
         let name = &call.name;
@@ -432,29 +342,5 @@ impl<T> Driven<T> {
             Driven::TimedOut => Driven::TimedOut,
             Driven::Interrupted => Driven::Interrupted,
         }
-    }
-}
-
-/// How a drainer or stop hook call that was driven to its end went: success
-/// is logged, anything else is the error to record (a force is `Forced`).
-fn finished(
-    name: &str,
-    step: Step,
-    what: &str,
-    t0: Instant,
-    deadline: Option<Instant>,
-    outcome: Driven<Result<(), Error>>,
-) -> Option<Error> {
-    match outcome {
-        Driven::Done(Ok(())) => {
-            let took = t0.elapsed();
-            event!(info, { component = name, step = step, elapsed_ms = ms(took) }, "{what} `{name}` done in {took:?}");
-            None
-        }
-        Driven::Done(Err(e)) => Some(e),
-        Driven::TimedOut => {
-            Some(Error::new(ErrorKind::TimedOut).with_budget(budget_of(deadline, t0)))
-        }
-        Driven::Interrupted => Some(Error::new(ErrorKind::Forced)),
     }
 }

@@ -7,16 +7,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+use futures::future::Aborted;
+use futures::task::AtomicWaker;
+
 /// A one-shot notification, such as "this component must stop" or
 /// "shutdown was requested".
 ///
-/// A `Signal` is a cheap clone of a shared flag. It is a future that
+/// A `Latch` is a cheap clone of a shared flag. It is a future that
 /// resolves once the flag is set, and stays resolved: awaiting it after the
 /// fact returns at once. Every clone sees the same flag.
 ///
 /// # Cancel safety
 ///
-/// Awaiting a `Signal` is cancel-safe: dropping the future loses nothing,
+/// Awaiting a `Latch` is cancel-safe: dropping the future loses nothing,
 /// and a fresh clone can be awaited later.
 ///
 /// # Examples
@@ -35,7 +38,7 @@ use std::task::{Context, Poll, Waker};
 /// # lifecycle.handle().request_stop(None);
 /// # futures::executor::block_on(lifecycle.run()).unwrap();
 /// ```
-pub struct Signal {
+pub struct Latch {
     inner: Arc<Inner>,
     /// This clone's slot in the waiter list, once it has waited.
     key: Option<usize>,
@@ -44,6 +47,10 @@ pub struct Signal {
 struct Inner {
     set: AtomicBool,
     waiters: Mutex<Waiters>,
+    /// A second one-shot flag in the same allocation: the abort of what
+    /// [`Latch::abortable`] wraps (a component's `run`, beside its stop).
+    aborted: AtomicBool,
+    abort_waker: AtomicWaker,
 }
 
 /// A slab of wakers. Most signals have a single waiter, kept inline so that
@@ -89,12 +96,14 @@ impl Waiters {
     }
 }
 
-impl Signal {
+impl Latch {
     pub(crate) fn new() -> Self {
-        Signal {
+        Latch {
             inner: Arc::new(Inner {
                 set: AtomicBool::new(false),
                 waiters: Mutex::new(Waiters::default()),
+                aborted: AtomicBool::new(false),
+                abort_waker: AtomicWaker::new(),
             }),
             key: None,
         }
@@ -111,7 +120,7 @@ impl Signal {
 
     /// Sets the flag without waking anyone yet: lets a caller make the flag
     /// visible under its own lock and run the wakers after releasing it.
-    /// Returns `true` if this call set it; then [`Signal::wake`] must follow.
+    /// Returns `true` if this call set it; then [`Latch::wake`] must follow.
     pub(crate) fn raise(&self) -> bool {
         !self.inner.set.swap(true, Ordering::AcqRel)
     }
@@ -131,32 +140,75 @@ impl Signal {
     pub fn is_set(&self) -> bool {
         self.inner.set.load(Ordering::Acquire)
     }
+
+    /// Wraps `fut` so that [`Latch::abort`] on any clone of this latch ends
+    /// it: like `futures`' `Abortable`, without an allocation of its own.
+    pub(crate) fn abortable<F: Future + Unpin>(&self, fut: F) -> Abortable<F> {
+        Abortable {
+            fut,
+            latch: self.clone(),
+        }
+    }
+
+    /// Aborts what [`Latch::abortable`] wrapped: its next poll ends it
+    /// without polling it again. Independent of the flag itself.
+    pub(crate) fn abort(&self) {
+        self.inner.aborted.store(true, Ordering::SeqCst);
+        self.inner.abort_waker.wake();
+    }
 }
 
-impl Clone for Signal {
+/// A future that a [`Latch::abort`] ends with [`Aborted`].
+pub(crate) struct Abortable<F> {
+    fut: F,
+    latch: Latch,
+}
+
+impl<F: Future + Unpin> Future for Abortable<F> {
+    type Output = Result<F::Output, Aborted>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // As `futures`' `Abortable`: checked before the poll, and again
+        // after the waker is registered, so an abort is never missed.
+        if self.latch.inner.aborted.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(Aborted));
+        }
+        if let Poll::Ready(out) = Pin::new(&mut self.fut).poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        self.latch.inner.abort_waker.register(cx.waker());
+        if self.latch.inner.aborted.load(Ordering::SeqCst) {
+            return Poll::Ready(Err(Aborted));
+        }
+        Poll::Pending
+    }
+}
+
+impl Clone for Latch {
     fn clone(&self) -> Self {
-        Signal {
+        Latch {
             inner: self.inner.clone(),
             key: None,
         }
     }
 }
 
-impl Future for Signal {
+impl Future for Latch {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if self.is_set() {
             return Poll::Ready(());
         }
-        let inner = self.inner.clone();
-        let mut waiters = lock(&inner.waiters);
+        // `Latch` is `Unpin`: its fields can be borrowed apart.
+        let this = self.get_mut();
+        let mut waiters = lock(&this.inner.waiters);
         // Checked again under the lock: `set` takes the waiters under it, so
         // a waker registered now is either taken by `set` or sees the flag.
-        if inner.set.load(Ordering::Acquire) {
+        if this.inner.set.load(Ordering::Acquire) {
             return Poll::Ready(());
         }
-        match self.key {
+        match this.key {
             Some(key) => {
                 let slot = waiters.slot(key);
                 match slot {
@@ -164,13 +216,13 @@ impl Future for Signal {
                     _ => *slot = Some(cx.waker().clone()),
                 }
             }
-            None => self.key = Some(waiters.insert(cx.waker().clone())),
+            None => this.key = Some(waiters.insert(cx.waker().clone())),
         }
         Poll::Pending
     }
 }
 
-impl Drop for Signal {
+impl Drop for Latch {
     fn drop(&mut self) {
         if let Some(key) = self.key {
             let mut waiters = lock(&self.inner.waiters);
@@ -182,9 +234,9 @@ impl Drop for Signal {
     }
 }
 
-impl fmt::Debug for Signal {
+impl fmt::Debug for Latch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Signal")
+        f.debug_struct("Latch")
             .field("set", &self.is_set())
             .finish()
     }
@@ -203,7 +255,7 @@ mod tests {
 
     #[test]
     fn every_clone_wakes_and_dropped_waiters_free_their_slot() {
-        let s = Signal::new();
+        let s = Latch::new();
         let mut a = s.clone();
         let mut b = s.clone();
         let waker = noop_waker();
@@ -223,7 +275,7 @@ mod tests {
 
     #[test]
     fn set_from_another_thread_wakes_a_blocked_waiter() {
-        let s = Signal::new();
+        let s = Latch::new();
         let t = {
             let s = s.clone();
             std::thread::spawn(move || futures::executor::block_on(s))
