@@ -258,7 +258,7 @@ impl Handle {
         let registration = admit(&self.shared, &mut st, name, &component, options)?;
         // Sent under the lock, so the runner receives components in the
         // order of their records, and none after shutdown began.
-        if let Err(refused) = self.shared.register_tx.try_send(registration) {
+        if let Err(refused) = self.shared.register_tx.unbounded_send(registration) {
             // The runner is gone (its channel closed): undo the admission.
             let refused = refused.into_inner();
             st.component_names.remove(&refused.name);

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use futures::channel::mpsc::UnboundedSender;
+
 use crate::cause::ShutdownCause;
 use crate::component::DynComponent;
 use crate::drain::{Drainers, DynDrainer};
@@ -39,7 +41,7 @@ pub(crate) struct Shared {
     pub(crate) epoch: Instant,
     phase: AtomicU8,
     pub(crate) state: Mutex<State>,
-    pub(crate) register_tx: async_channel::Sender<Registration>,
+    pub(crate) register_tx: UnboundedSender<Registration>,
     pub(crate) watchdog: Mutex<Option<Watchdog>>,
     pub(crate) health: Arc<Registry>,
 }
@@ -58,7 +60,7 @@ pub(crate) struct State {
 }
 
 impl Shared {
-    pub(crate) fn new(register_tx: async_channel::Sender<Registration>) -> Self {
+    pub(crate) fn new(register_tx: UnboundedSender<Registration>) -> Self {
         Shared {
             shutdown: Latch::new(),
             force: Latch::new(),

@@ -315,7 +315,7 @@ impl LifecycleBuilder {
     /// `Config` error for an invalid name (empty, or with a control
     /// character or `/`) or a zero watchdog timeout.
     pub fn build(self) -> Result<Lifecycle, Error> {
-        let (tx, rx) = async_channel::unbounded();
+        let (tx, rx) = futures::channel::mpsc::unbounded();
         let handle = Handle {
             shared: Arc::new(Shared::new(tx)),
         };

@@ -26,22 +26,19 @@ impl Runner {
     pub(super) async fn launch_and_serve(&mut self) {
         let shared = self.handle.shared.clone();
         loop {
-            let next = match self
-                .initial
-                .next()
-                .map_or_else(|| self.register_rx.try_recv(), Ok)
-            {
-                Ok(reg) => Some(reg),
-                Err(_) => {
+            let next = match self.initial.next().or_else(|| self.take_registration()) {
+                found @ Some(_) => found,
+                None => {
                     if !shared.ready.is_set() {
                         if !shared.mark_ready() {
                             return;
                         }
                         event!(info, {}, "every component is ready");
                     }
-                    let mut rx = std::pin::pin!(self.register_rx.clone());
                     match self
-                        .drive(None, Interrupt::Shutdown, |_, cx| rx.poll_next_unpin(cx))
+                        .drive(None, Interrupt::Shutdown, |this, cx| {
+                            this.register_rx.poll_next_unpin(cx)
+                        })
                         .await
                     {
                         Driven::Done(reg) => reg,

@@ -22,10 +22,11 @@ use std::sync::atomic::AtomicBool;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
+use futures::channel::mpsc::UnboundedReceiver;
 use futures::channel::oneshot;
 use futures::future::{Aborted, BoxFuture, Either, FutureExt};
 use futures::ready;
-use futures::stream::FuturesUnordered;
+use futures::stream::{FuturesUnordered, StreamExt as _};
 
 use crate::cause::{RunEnd, ShutdownCause};
 use crate::component::{CallResult, DynComponent};
@@ -129,7 +130,7 @@ const SPAWNED_RUN_GRACE: Duration = Duration::from_millis(100);
 pub(crate) struct Runner {
     handle: Handle,
     config: Config,
-    register_rx: async_channel::Receiver<Registration>,
+    register_rx: UnboundedReceiver<Registration>,
     /// Components registered on the builder, launched before any that
     /// arrive through `register_rx`.
     initial: std::vec::IntoIter<Registration>,
@@ -150,7 +151,18 @@ impl Drop for Runner {
     /// channel, whose sender every handle keeps alive.
     fn drop(&mut self) {
         self.register_rx.close();
-        while self.register_rx.try_recv().is_ok() {}
+        while self.take_registration().is_some() {}
+    }
+}
+
+impl Runner {
+    /// A registration already sent, if any, without waiting.
+    fn take_registration(&mut self) -> Option<Registration> {
+        let mut cx = TaskContext::from_waker(futures::task::noop_waker_ref());
+        match self.register_rx.poll_next_unpin(&mut cx) {
+            Poll::Ready(reg) => reg,
+            Poll::Pending => None,
+        }
     }
 }
 
@@ -199,7 +211,7 @@ impl Runner {
     pub(crate) fn new(
         handle: Handle,
         config: Config,
-        register_rx: async_channel::Receiver<Registration>,
+        register_rx: UnboundedReceiver<Registration>,
         initial: Vec<Registration>,
     ) -> Self {
         Runner {
