@@ -26,5 +26,6 @@ pub use options::{CheckOptions, DEFAULT_CHECK_TIMEOUT, Probe};
 pub(crate) use probes::DEFAULT_FAILURE_STATUS;
 pub use probes::{HealthMonitor, Probes};
 pub(crate) use registry::{Checks, Entry, Registry};
-pub use response::{ProbeRequest, ProbeResponse};
+pub use render::ProbeResponse;
+pub use response::ProbeRequest;
 pub use results::{CheckResult, CheckStatus, ProbeReport};

@@ -1,10 +1,10 @@
-//! HTTP-shaped requests and responses for the probes, with no HTTP crate:
-//! the Kubernetes apiserver's text format, and JSON.
+//! Requests for the probes, with no HTTP crate: [`ProbeRequest`], routed by
+//! path, query and `Accept` to the probe it asks for, then answered.
 
 use std::future::Future;
 
 use super::probes::{Probes, Target};
-use super::render::{lifecycle_json, wants_json};
+use super::render::{ProbeResponse, lifecycle_json};
 
 /// A request to the probe responder: method, path, query string and the
 /// `Accept` header, borrowed from whatever server received it.
@@ -51,66 +51,6 @@ impl<'a> ProbeRequest<'a> {
     pub fn accept(mut self, accept: &'a str) -> Self {
         self.accept = accept;
         self
-    }
-}
-
-/// A response from the probe responder: status, headers and body, ready to
-/// be copied into any server's response type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProbeResponse {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: String,
-}
-
-impl ProbeResponse {
-    pub(super) fn new(status: u16, content_type: &str, body: String) -> Self {
-        ProbeResponse {
-            status,
-            headers: vec![
-                ("Content-Type", content_type.to_owned()),
-                ("X-Content-Type-Options", "nosniff".to_owned()),
-                ("Cache-Control", "no-store".to_owned()),
-            ],
-            body,
-        }
-    }
-
-    pub(super) fn text(status: u16, body: String) -> Self {
-        Self::new(status, "text/plain; charset=utf-8", body)
-    }
-
-    #[cfg(feature = "admin")]
-    pub(crate) fn bad_request(status: u16, body: &str) -> Self {
-        Self::text(status, format!("{body}\n"))
-    }
-
-    /// The HTTP status code.
-    pub fn status(&self) -> u16 {
-        self.status
-    }
-
-    /// The headers, in order. Names are in their usual capitalisation.
-    pub fn headers(&self) -> &[(&'static str, String)] {
-        &self.headers
-    }
-
-    /// One header by name, ignoring case.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body (empty for `HEAD`).
-    pub fn body(&self) -> &str {
-        &self.body
-    }
-
-    /// Status, headers and body.
-    pub fn into_parts(self) -> (u16, Vec<(&'static str, String)>, String) {
-        (self.status, self.headers, self.body)
     }
 }
 
@@ -278,6 +218,37 @@ impl Probes {
             Some(route) => route,
         }
     }
+}
+
+/// Whether an `Accept` header asks for JSON: `application/json` with a
+/// quality above zero and above that of `text/plain` or `text/*`. Other
+/// types (`*/*`, `text/html`) choose nothing: text is the default.
+fn wants_json(accept: &str) -> bool {
+    let (mut json, mut text) = (0.0f32, 0.0f32);
+    for range in accept.split(',') {
+        let mut params = range.split(';');
+        let media = params.next().unwrap_or_default().trim();
+        let mut q = 1.0f32;
+        for p in params {
+            if let Some((k, v)) = p.split_once('=') {
+                if k.trim().eq_ignore_ascii_case("q") {
+                    // An unreadable quality counts as a refusal.
+                    q = v
+                        .trim()
+                        .parse::<f32>()
+                        .ok()
+                        .filter(|q| (0.0..=1.0).contains(q))
+                        .unwrap_or(0.0);
+                }
+            }
+        }
+        if media.eq_ignore_ascii_case("application/json") {
+            json = json.max(q);
+        } else if media.eq_ignore_ascii_case("text/plain") || media.eq_ignore_ascii_case("text/*") {
+            text = text.max(q);
+        }
+    }
+    json > 0.0 && json > text
 }
 
 /// Percent-decodes a query component (`+` is a space). Invalid escapes are
