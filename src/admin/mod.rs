@@ -57,6 +57,7 @@ mod conn;
 mod event_loop;
 mod options;
 mod shared;
+mod wire;
 
 pub use options::AdminOptions;
 

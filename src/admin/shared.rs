@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use mio::Waker;
 
-use super::conn::response_bytes;
+use super::wire::response_bytes;
 use crate::health::{ProbeRequest, Probes};
 use crate::latch::lock;
 

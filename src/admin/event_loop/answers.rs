@@ -8,8 +8,9 @@ use std::sync::Arc;
 use mio::{Interest, Token};
 
 use super::{EventLoop, LINGER, Step};
-use crate::admin::conn::{self, Conn, Io, Request, State};
+use crate::admin::conn::{Conn, Io, Request, State};
 use crate::admin::shared::{Answer, Claim, Job};
+use crate::admin::wire;
 use crate::health::{ProbeRequest, ProbeResponse};
 use crate::latch::lock;
 
@@ -99,7 +100,7 @@ impl EventLoop {
         let Some(conn) = self.conn(slot) else {
             return;
         };
-        conn.out = conn::response_bytes(resp, conn.head, conn.keep_alive);
+        conn.out = wire::response_bytes(resp, conn.head, conn.keep_alive);
         conn.written = 0;
         conn.state = State::Writing;
         self.set_deadline(slot, self.options.write_timeout);
