@@ -211,11 +211,21 @@ pub(crate) fn listen_fds() -> Vec<(RawFd, String)> {
     }
 }
 
+/// Set when an upgrader of this process adopted a parent generation's
+/// hand-over.
+static UPGRADED: AtomicBool = AtomicBool::new(false);
+
+/// Records that this process was started by an upgrade.
+#[cfg(feature = "upgrade")]
+pub(crate) fn mark_upgraded() {
+    UPGRADED.store(true, Ordering::Release);
+}
+
 /// Whether this process was started by an upgrade (its parent announces it
 /// with `MAINPID=`, and the watchdog belongs to it regardless of
-/// `WATCHDOG_PID`).
+/// `WATCHDOG_PID`), as far as an upgrader built so far could tell.
 fn is_upgraded() -> bool {
-    crate::upgrade::process_is_upgraded()
+    UPGRADED.load(Ordering::Acquire)
 }
 
 /// The watchdog period for this process, if systemd asked for one.

@@ -39,17 +39,6 @@ fn bind_control(sockets: &mut Sockets, path: &Path) -> io::Result<UnixListener> 
     }
 }
 
-/// Set when an [`Upgrader`] of this process adopted a parent generation's
-/// manifest.
-static UPGRADED: AtomicBool = AtomicBool::new(false);
-
-/// Whether this process was started by an upgrade (as far as an
-/// [`Upgrader`] built so far could tell).
-#[cfg(feature = "systemd")]
-pub(crate) fn process_is_upgraded() -> bool {
-    UPGRADED.load(Ordering::Acquire)
-}
-
 /// A thread that raises a flag the component waits on at each SIGHUP.
 pub(crate) struct Sighup {
     handle: signal_hook::iterator::Handle,
@@ -341,8 +330,9 @@ impl UpgraderBuilder {
             ),
             None => None,
         };
+        #[cfg(feature = "systemd")]
         if is_child {
-            UPGRADED.store(true, Ordering::Release);
+            crate::systemd::mark_upgraded();
         }
         Ok(Upgrader {
             inner: Arc::new(Inner {

@@ -78,8 +78,6 @@ use crate::logging::event;
 
 use builder::Sighup;
 pub use builder::UpgraderBuilder;
-#[cfg(feature = "systemd")]
-pub(crate) use builder::process_is_upgraded;
 pub use component::UpgradeComponent;
 pub use control::request_upgrade;
 pub use error::{UpgradeError, UpgradeErrorKind};
