@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 
 use super::Handle;
 use super::shared::{self, Registration, Shared, claim, validate_name};
-use crate::component::DynComponent;
+use crate::component::{Component, DynComponent};
 use crate::drain::{Drainer, DynDrainer, drainer_fn};
 use crate::error::{BoxError, Error};
 use crate::health::{CheckOptions, DynHealthChecker, Entry, HealthChecker, Probes};
@@ -17,6 +17,35 @@ use crate::lifecycle::options::ComponentOptions;
 use crate::report::ComponentRecord;
 
 impl Handle {
+    /// Registers a component while the lifecycle runs, with default
+    /// options. It is launched after those already registered, and stopped
+    /// before them. Until it is ready, the built-in `launch` readiness check
+    /// fails and [`Handle::is_ready`] is `false`.
+    ///
+    /// # Errors
+    ///
+    /// A [`ShuttingDown`](crate::ErrorKind::ShuttingDown) error once shutdown has
+    /// begun, a [`Config`](crate::ErrorKind::Config) error for a duplicate name, an
+    /// invalid name (empty, or with a control character or `/`) or an
+    /// invalid option; either way nothing changes.
+    pub fn add_component<C: Component>(
+        &self,
+        name: impl Into<String>,
+        component: C,
+    ) -> Result<(), Error> {
+        self.add_component_with(name, component, ComponentOptions::default())
+    }
+
+    /// Registers a component with options. See [`Handle::add_component`].
+    pub fn add_component_with<C: Component>(
+        &self,
+        name: impl Into<String>,
+        component: C,
+        options: ComponentOptions,
+    ) -> Result<(), Error> {
+        self.insert_component(name.into().into(), Arc::new(component), options)
+    }
+
     pub(crate) fn insert_component(
         &self,
         name: Arc<str>,

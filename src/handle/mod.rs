@@ -12,11 +12,9 @@ use std::task::{Context as TaskContext, Poll};
 use futures::future::join_all;
 
 use crate::cause::ShutdownCause;
-use crate::component::Component;
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::health::run_check;
 use crate::latch::{Latch, lock};
-use crate::lifecycle::options::ComponentOptions;
 use crate::logging::event;
 use crate::phase::Phase;
 use crate::phase::Step;
@@ -214,35 +212,6 @@ impl Handle {
             st.records.clone(),
             self.phase(),
         )
-    }
-
-    /// Registers a component while the lifecycle runs, with default
-    /// options. It is launched after those already registered, and stopped
-    /// before them. Until it is ready, the built-in `launch` readiness check
-    /// fails and [`Handle::is_ready`] is `false`.
-    ///
-    /// # Errors
-    ///
-    /// A [`ShuttingDown`](ErrorKind::ShuttingDown) error once shutdown has
-    /// begun, a [`Config`](ErrorKind::Config) error for a duplicate name, an
-    /// invalid name (empty, or with a control character or `/`) or an
-    /// invalid option; either way nothing changes.
-    pub fn add_component<C: Component>(
-        &self,
-        name: impl Into<String>,
-        component: C,
-    ) -> Result<(), Error> {
-        self.add_component_with(name, component, ComponentOptions::default())
-    }
-
-    /// Registers a component with options. See [`Handle::add_component`].
-    pub fn add_component_with<C: Component>(
-        &self,
-        name: impl Into<String>,
-        component: C,
-        options: ComponentOptions,
-    ) -> Result<(), Error> {
-        self.insert_component(name.into().into(), Arc::new(component), options)
     }
 }
 
