@@ -278,21 +278,21 @@ fn measure(budget: Duration, mut f: impl FnMut()) -> Duration {
 /// CPU time used so far by every thread of this process, exact to the
 /// nanosecond (unlike /proc's schedstat, which a running thread updates only
 /// at scheduler ticks).
-#[cfg(unix)]
 fn process_cpu_now() -> Option<Duration> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable `timespec`, and
-    // CLOCK_PROCESS_CPUTIME_ID is a clock every Unix supports.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+    #[cfg(target_os = "linux")]
+    return Some(cpu_clock(rustix::time::ClockId::ProcessCPUTime));
+    #[cfg(not(target_os = "linux"))]
+    None
 }
 
-#[cfg(not(unix))]
-fn process_cpu_now() -> Option<Duration> {
-    None
+/// One of the OS's CPU-time clocks.
+#[cfg(target_os = "linux")]
+fn cpu_clock(id: rustix::time::ClockId) -> Duration {
+    let t = rustix::time::clock_gettime(id);
+    Duration::new(
+        u64::try_from(t.tv_sec).expect("a CPU time is never negative"),
+        u32::try_from(t.tv_nsec).expect("nanoseconds below a second"),
+    )
 }
 
 /// Median CPU time (every thread of the process) of `f` over repeated runs
@@ -355,25 +355,14 @@ fn stop_latency(rt: Rt, n: usize, budget: Duration) -> Duration {
     samples[samples.len() / 2]
 }
 
-/// CPU time of every thread of this process, from /proc (Linux only).
-fn process_cpu() -> Option<Duration> {
-    let mut total = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let path = task.ok()?.path().join("schedstat");
-        let text = std::fs::read_to_string(path).ok()?;
-        total += text.split_whitespace().next()?.parse::<u64>().ok()?;
-    }
-    Some(Duration::from_nanos(total))
-}
-
 fn idle_cpu(n: usize, window: Duration) -> Option<f64> {
     let lc = lifecycle(n);
     let h = lc.handle();
     let runner = std::thread::spawn(move || lc.run_blocking());
     futures::executor::block_on(h.ready());
-    let before = process_cpu()?;
+    let before = process_cpu_now()?;
     std::thread::sleep(window);
-    let used = process_cpu()? - before;
+    let used = process_cpu_now()? - before;
     h.request_stop(None);
     runner.join().expect("runner").expect("clean run");
     Some(used.as_secs_f64() / window.as_secs_f64() * 100.0)
@@ -512,11 +501,7 @@ fn per_item_scaling(sizes: &[usize], budget: Duration) {
 fn thread_time() -> Duration {
     #[cfg(target_os = "linux")]
     {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-        Duration::new(
-            u64::try_from(t.tv_sec).expect("a CPU time is never negative"),
-            u32::try_from(t.tv_nsec).expect("nanoseconds below a second"),
-        )
+        cpu_clock(rustix::time::ClockId::ThreadCPUTime)
     }
     #[cfg(not(target_os = "linux"))]
     {
