@@ -22,7 +22,7 @@
 //! serves until SIGINT or SIGTERM (Ctrl-C, `kill`, `docker stop`, systemd,
 //! Kubernetes), the path production takes:
 //!
-//! 1. the log says `shutdown requested: received SIGTERM`; the lame-duck
+//! 1. the log says `shutting down: received SIGTERM`; the lame-duck
 //!    period begins (5 s): `/readyz` answers 500 so load balancers stop
 //!    sending traffic, while the public port keeps serving;
 //! 2. drain: the public server stops accepting, finishes the requests in
@@ -421,8 +421,8 @@ async fn service(args: Args) -> Result<ExitCode, BoxError> {
                 fetch(public_addr, path).await
             );
         }
-        println!("-- request_stop: what the first SIGTERM does");
-        handle.request_stop(None);
+        println!("-- request_shutdown: what the first SIGTERM does");
+        handle.request_shutdown(None);
         println!(
             "-- lame duck:  GET /readyz   {}",
             fetch(admin_addr, "/readyz").await

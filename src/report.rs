@@ -108,7 +108,7 @@ impl ComponentRecord {
 /// impl lameduck::Component for Noop {}
 ///
 /// let lifecycle = Lifecycle::builder().component("noop", Noop).build().unwrap();
-/// lifecycle.handle().request_stop(None);
+/// lifecycle.handle().request_shutdown(None);
 /// let report = futures::executor::block_on(lifecycle.run()).unwrap();
 /// println!("{report}");
 /// assert_eq!(report.components().len(), 1);
@@ -256,11 +256,11 @@ impl fmt::Display for Report {
             self.elapsed.as_secs_f64() * 1000.0,
             match (self.shutdown_at, &self.cause) {
                 (Some(t), Some(cause)) => format!(
-                    ", shutdown requested at {:.1} ms ({cause})",
+                    ", shutdown began at {:.1} ms ({cause})",
                     t.as_secs_f64() * 1000.0
                 ),
                 (Some(t), None) =>
-                    format!(", shutdown requested at {:.1} ms", t.as_secs_f64() * 1000.0),
+                    format!(", shutdown began at {:.1} ms", t.as_secs_f64() * 1000.0),
                 _ => String::new(),
             }
         )?;

@@ -32,8 +32,41 @@ fn the_former_name_of_latch_still_names_it() {
     struct C;
     impl Component for C {}
     let lifecycle = Lifecycle::builder().component("c", C).build().unwrap();
-    let stopped = same(lifecycle.handle().stopping());
+    let stopped = same(lifecycle.handle().shutting_down());
     assert!(!stopped.is_set());
+}
+
+/// The lifecycle-level calls' former names still compile, as deprecated
+/// aliases, and do what the new names do.
+#[test]
+#[allow(deprecated)]
+fn the_former_stop_names_still_work() {
+    struct C;
+    impl Component for C {}
+    let lifecycle = Lifecycle::builder().component("c", C).build().unwrap();
+    let handle = lifecycle.handle();
+    let shutting_down = handle.stopping();
+    assert!(!shutting_down.is_set());
+    assert!(handle.request_stop(None));
+    assert!(shutting_down.is_set());
+    assert!(handle.force_stop());
+    let err = lifecycle.run_blocking().unwrap_err();
+    assert!(err.is_forced());
+}
+
+#[test]
+#[allow(deprecated)]
+fn the_former_name_of_context_request_shutdown_still_works() {
+    struct Quits;
+    impl Component for Quits {
+        async fn start(&self, cx: &Context) -> Result<(), BoxError> {
+            assert!(cx.request_stop(Some("done".into())));
+            Ok(())
+        }
+    }
+    let lifecycle = Lifecycle::builder().component("q", Quits).build().unwrap();
+    let err = lifecycle.run_blocking().unwrap_err();
+    assert!(err.is_requested());
 }
 
 #[test]
@@ -46,7 +79,7 @@ fn run_future_can_be_spawned_on_a_multi_threaded_runtime() {
     let task = rt.spawn(lifecycle.run());
     rt.block_on(async {
         assert!(handle.ready().await);
-        handle.request_stop(None);
+        handle.request_shutdown(None);
         task.await.unwrap().unwrap();
     });
 }

@@ -29,7 +29,7 @@ impl log::Log for Capture {
 
 static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
 
-/// Takes the "shutdown requested" lines this thread logged since the last
+/// Takes the "shutting down" lines this thread logged since the last
 /// call (the first call installs the logger).
 fn take_lines() -> Vec<String> {
     let _ = log::set_logger(&CAPTURE);
@@ -42,7 +42,7 @@ fn take_lines() -> Vec<String> {
     *lines = others;
     mine.into_iter()
         .map(|(_, l)| l)
-        .filter(|l| l.starts_with("shutdown requested"))
+        .filter(|l| l.starts_with("shutting down"))
         .collect()
 }
 
@@ -79,7 +79,7 @@ fn run_returning_ok_is_the_cause_and_the_report_says_so() {
     };
     assert_eq!(handle.as_ref(), Some(&want));
     assert_eq!(report.as_ref(), Some(&want));
-    assert_eq!(lines, ["shutdown requested: `api` finished running"]);
+    assert_eq!(lines, ["shutting down: `api` finished running"]);
 }
 
 #[test]
@@ -96,7 +96,7 @@ fn run_failing_and_panicking_say_how_the_run_ended() {
         };
         assert_eq!(handle, Some(want), "{act:?}");
         assert_eq!(report, None, "{act:?}: the run fails");
-        assert_eq!(lines, [format!("shutdown requested: {text}")]);
+        assert_eq!(lines, [format!("shutting down: {text}")]);
     }
 }
 
@@ -126,9 +126,7 @@ fn launch_failures_name_the_component_and_step() {
         assert_eq!(handle, Some(want), "{step}");
         assert_eq!(
             lines,
-            [format!(
-                "shutdown requested: `x` failed to launch in {step}"
-            )]
+            [format!("shutting down: `x` failed to launch in {step}")]
         );
     }
 }
@@ -139,7 +137,7 @@ fn handle_requests_say_whether_they_carried_an_error() {
         take_lines();
         let lc = Lifecycle::builder().build().unwrap();
         let handle = lc.handle();
-        handle.request_stop(with_error.then(|| "bad config".into()));
+        handle.request_shutdown(with_error.then(|| "bad config".into()));
         let (cause, report, lines) = causes(lc);
         let want = ShutdownCause::Requested { with_error };
         assert_eq!(cause, Some(want.clone()));
@@ -147,11 +145,11 @@ fn handle_requests_say_whether_they_carried_an_error() {
             assert_eq!(report, Some(want));
         }
         let text = if with_error {
-            "stop requested through a handle, with an error"
+            "requested through a handle, with an error"
         } else {
-            "stop requested through a handle"
+            "requested through a handle"
         };
-        assert_eq!(lines, [format!("shutdown requested: {text}")]);
+        assert_eq!(lines, [format!("shutting down: {text}")]);
     }
 }
 
@@ -161,25 +159,22 @@ fn the_first_cause_stays() {
     let lc = Lifecycle::builder().build().unwrap();
     let handle = lc.handle();
     assert_eq!(handle.shutdown_cause(), None);
-    handle.force_stop();
-    handle.request_stop(Some("later".into()));
+    handle.force_shutdown();
+    handle.request_shutdown(Some("later".into()));
     let (cause, _, lines) = causes(lc);
     assert_eq!(cause, Some(ShutdownCause::Forced));
-    assert_eq!(lines, ["shutdown requested: forced stop"]);
+    assert_eq!(lines, ["shutting down: forced through a handle"]);
 }
 
 #[test]
 fn the_report_table_names_the_cause() {
     let lc = Lifecycle::builder().build().unwrap();
     assert_eq!(lc.handle().report().shutdown_cause(), None);
-    lc.handle().request_stop(None);
+    lc.handle().request_shutdown(None);
     let report = lc.run_blocking().unwrap();
     let table = report.to_string();
     let first = table.lines().next().unwrap();
-    assert!(
-        first.ends_with("(stop requested through a handle)"),
-        "{table}"
-    );
+    assert!(first.ends_with("(requested through a handle)"), "{table}");
 }
 
 #[test]
@@ -194,10 +189,7 @@ fn the_lifecycle_snapshot_names_the_cause() {
         serde_json::from_str::<serde_json::Value>(r.body()).unwrap()
     };
     assert!(snapshot()["shutdown_cause"].is_null());
-    handle.request_stop(None);
-    assert_eq!(
-        snapshot()["shutdown_cause"],
-        "stop requested through a handle"
-    );
+    handle.request_shutdown(None);
+    assert_eq!(snapshot()["shutdown_cause"], "requested through a handle");
     lc.run_blocking().unwrap();
 }

@@ -116,11 +116,8 @@ fn component_steps_carry_component_step_and_elapsed() {
         assert!(elapsed < 10_000, "{line:?}");
     }
 
-    let request = find(&lines, "shutdown requested: ");
-    assert_eq!(
-        request.message,
-        "shutdown requested: `api` finished running"
-    );
+    let request = find(&lines, "shutting down: ");
+    assert_eq!(request.message, "shutting down: `api` finished running");
     assert_eq!(request.get("cause"), "`api` finished running");
     assert_eq!(request.get("phase"), "lame duck");
 

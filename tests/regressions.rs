@@ -1,8 +1,8 @@
 //! Engine bugs found by the fault-injection generator (`tests/faults.rs`)
 //! that need a thread paused at an exact point inside the engine. The pause
-//! comes from a `log` logger: `begin_shutdown` logs "shutdown requested"
+//! comes from a `log` logger: `begin_shutdown` logs "shutting down"
 //! once it has claimed the shutdown, so a logger that blocks there holds a
-//! `request_stop` call at that point, deterministically. (When these bugs
+//! `request_shutdown` call at that point, deterministically. (When these bugs
 //! were found, the shutdown signal was set only after that log line.)
 //!
 //! The engine now raises the shutdown signal under the same lock, before
@@ -17,7 +17,7 @@ use std::time::Duration;
 use lameduck::{BoxError, Component, Context, Handle, Lifecycle};
 
 thread_local! {
-    /// Set on the one thread whose "shutdown requested" log must block.
+    /// Set on the one thread whose "shutting down" log must block.
     static PAUSE_HERE: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -40,8 +40,8 @@ impl log::Log for PausingLogger {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        let wanted = PAUSE_HERE.with(Cell::get)
-            && record.args().to_string().starts_with("shutdown requested");
+        let wanted =
+            PAUSE_HERE.with(Cell::get) && record.args().to_string().starts_with("shutting down");
         if !wanted {
             return;
         }
@@ -59,7 +59,7 @@ impl log::Log for PausingLogger {
     fn flush(&self) {}
 }
 
-/// Starts `handle.request_stop(None)` on a thread and returns once that call
+/// Starts `handle.request_shutdown(None)` on a thread and returns once that call
 /// has claimed the shutdown but not yet set the shutdown signal. Send on the
 /// returned sender to let it finish.
 fn request_stop_paused_before_signal(
@@ -76,15 +76,15 @@ fn request_stop_paused_before_signal(
     });
     let t = std::thread::spawn(move || {
         PAUSE_HERE.with(|p| p.set(true));
-        handle.request_stop(None)
+        handle.request_shutdown(None)
     });
     entered_rx
         .recv_timeout(Duration::from_secs(5))
-        .expect("request_stop reached the pause point");
+        .expect("request_shutdown reached the pause point");
     (release_tx, t)
 }
 
-/// A launch failure while a `request_stop` from another thread is half-way
+/// A launch failure while a `request_shutdown` from another thread is half-way
 /// through `begin_shutdown`: the runner's own `begin_shutdown` returns
 /// `false` (shutdown already claimed), `launch_and_serve` then checks the
 /// shutdown *signal*, which is not set yet, and launches the next component

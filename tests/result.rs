@@ -262,7 +262,7 @@ fn rule_19_report_display_table_has_a_row_per_component() {
     let table = report.to_string();
     let lines: Vec<&str> = table.lines().collect();
     assert!(lines[0].starts_with("lifecycle stopped after"), "{table}");
-    assert!(lines[0].contains("shutdown requested at"), "{table}");
+    assert!(lines[0].contains("shutdown began at"), "{table}");
     for column in [
         "component",
         "state",
@@ -308,7 +308,7 @@ fn rule_19_handle_report_is_a_snapshot_while_running() {
         std::thread::spawn(move || {
             futures::executor::block_on(handle.ready());
             let report = handle.report();
-            handle.request_stop(None);
+            handle.request_shutdown(None);
             report
         })
     };

@@ -233,7 +233,7 @@ fn sigterm_exits_zero_after_lame_duck_drain_flush_stop() {
     // The log names the signal, not a generic request.
     svc.assert_order(&[
         "received SIGTERM: shutting down",
-        "shutdown requested: received SIGTERM",
+        "shutting down: received SIGTERM",
         "lame duck: readiness fails",
     ]);
 }
@@ -455,7 +455,7 @@ fn service_demo_sigterm_under_requests_lame_duck_drain_exit_zero() {
     std::thread::sleep(Duration::from_millis(200));
     let sent = Instant::now();
     svc.kill("TERM");
-    svc.wait_for("[lameduck] shutdown requested", Duration::from_secs(5));
+    svc.wait_for("[lameduck] shutting down", Duration::from_secs(5));
     // Lame duck: readiness fails at once, liveness passes, orders go on.
     assert_eq!(get(admin, "/readyz").unwrap(), 500);
     assert_eq!(get(admin, "/livez").unwrap(), 200);
@@ -479,16 +479,16 @@ fn service_demo_sigterm_under_requests_lame_duck_drain_exit_zero() {
     assert_eq!(slow.join().unwrap().unwrap(), 200, "the slow order was cut");
     svc.assert_order(&[
         "[lameduck] received SIGTERM: shutting down",
-        "[lameduck] shutdown requested: received SIGTERM",
+        "[lameduck] shutting down: received SIGTERM",
         "[lameduck] phase: lame duck -> draining",
         "public: in-flight requests finished",
         "[lameduck] stopped `public`",
         "[lameduck] phase: draining -> flushing",
         "queue: flushed",
         "[lameduck] phase: stopping -> stopped",
-        "shutdown requested at",
+        "shutdown began at",
     ]);
-    let table = &svc.log[svc.line("shutdown requested at")];
+    let table = &svc.log[svc.line("shutdown began at")];
     assert!(table.ends_with("(received SIGTERM)"), "{table}");
 }
 
@@ -496,7 +496,7 @@ fn service_demo_sigterm_under_requests_lame_duck_drain_exit_zero() {
 fn service_demo_second_signal_forces_exit_130() {
     let (mut svc, _) = service_demo(&["--lame-duck-ms", "10000"]);
     svc.kill("TERM");
-    svc.wait_for("[lameduck] shutdown requested", Duration::from_secs(5));
+    svc.wait_for("[lameduck] shutting down", Duration::from_secs(5));
     let sent = Instant::now();
     svc.kill("INT");
     let status = svc.wait(Duration::from_secs(8));
@@ -658,7 +658,7 @@ fn custom_on_signal_replaces_the_default_path() {
                 seen.push(kind);
                 // Stop on the second signal only, and gracefully.
                 if seen.len() == 2 {
-                    handle.request_stop(Some("second SIGWINCH".into()));
+                    handle.request_shutdown(Some("second SIGWINCH".into()));
                 }
             }),
         )
@@ -695,7 +695,7 @@ fn the_signal_is_the_recorded_cause_and_a_second_one_keeps_it() {
     let raiser = std::thread::spawn(move || {
         futures::executor::block_on(watcher.ready());
         raise(SIGWINCH);
-        futures::executor::block_on(watcher.stopping());
+        futures::executor::block_on(watcher.shutting_down());
         let first = watcher.shutdown_cause();
         raise(SIGWINCH);
         first
@@ -756,9 +756,9 @@ fn engine_force_stop_records_forced_before_run_returns() {
     std::thread::spawn(move || {
         // Ready first: a lifecycle that never became ready skips the lame duck.
         futures::executor::block_on(handle.ready());
-        handle.request_stop(None);
+        handle.request_shutdown(None);
         std::thread::sleep(Duration::from_millis(100));
-        handle.force_stop();
+        handle.force_shutdown();
     });
     let outcome = lifecycle.run_blocking();
     assert!(outcome.is_err(), "a forced shutdown returned Ok");
@@ -780,7 +780,7 @@ fn second_signal_forces_in_process_with_forced_error_and_code() {
     std::thread::spawn(move || {
         futures::executor::block_on(handle.ready());
         raise(SIGWINCH);
-        futures::executor::block_on(handle.stopping());
+        futures::executor::block_on(handle.shutting_down());
         raise(SIGWINCH);
     });
     let started = Instant::now();
@@ -810,11 +810,11 @@ fn signals_that_cannot_be_caught_are_config_errors() {
 fn exit_codes() {
     use std::process::ExitCode;
     let ok = Lifecycle::builder().build().unwrap();
-    ok.handle().request_stop(None);
+    ok.handle().request_shutdown(None);
     assert_eq!(lameduck::exit_code(&ok.run_blocking()), ExitCode::SUCCESS);
 
     let failed = Lifecycle::builder().build().unwrap();
-    failed.handle().request_stop(Some("boom".into()));
+    failed.handle().request_shutdown(Some("boom".into()));
     assert_eq!(
         lameduck::exit_code(&failed.run_blocking()),
         ExitCode::FAILURE
@@ -822,8 +822,8 @@ fn exit_codes() {
 
     // An error first, then a force: forced wins.
     let both = Lifecycle::builder().build().unwrap();
-    both.handle().request_stop(Some("boom".into()));
-    both.handle().force_stop();
+    both.handle().request_shutdown(Some("boom".into()));
+    both.handle().force_shutdown();
     let outcome = both.run_blocking();
     assert!(!outcome.as_ref().unwrap_err().is_forced());
     assert_eq!(lameduck::exit_code(&outcome), ExitCode::from(130));

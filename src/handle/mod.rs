@@ -35,7 +35,7 @@ pub(crate) use shared::{Named, Registration, Shared};
 /// let handle = lifecycle.handle();
 /// std::thread::spawn(move || {
 ///     futures::executor::block_on(handle.ready());
-///     handle.request_stop(None);
+///     handle.request_shutdown(None);
 /// });
 /// futures::executor::block_on(lifecycle.run()).unwrap();
 /// ```
@@ -53,7 +53,7 @@ impl Handle {
     /// [`Error::others`]), unless [`Lifecycle::run`](crate::Lifecycle::run)
     /// has already returned. Callable from any thread, before or during
     /// `run`.
-    pub fn request_stop(&self, error: Option<BoxError>) -> bool {
+    pub fn request_shutdown(&self, error: Option<BoxError>) -> bool {
         let cause = ShutdownCause::Requested {
             with_error: error.is_some(),
         };
@@ -74,7 +74,7 @@ impl Handle {
     ///
     /// Returns `true` if this call forced it; `false` if the shutdown was
     /// already forced or the lifecycle has stopped.
-    pub fn force_stop(&self) -> bool {
+    pub fn force_shutdown(&self) -> bool {
         let before = self.phase();
         if before == Phase::Stopped {
             return false;
@@ -116,8 +116,8 @@ impl Handle {
     /// let lifecycle = Lifecycle::builder().build().unwrap();
     /// let handle = lifecycle.handle();
     /// assert_eq!(handle.shutdown_cause(), None);
-    /// handle.request_stop(None);
-    /// handle.force_stop(); // the shutdown was already under way
+    /// handle.request_shutdown(None);
+    /// handle.force_shutdown(); // the shutdown was already under way
     /// assert_eq!(
     ///     handle.shutdown_cause(),
     ///     Some(ShutdownCause::Requested { with_error: false })
@@ -134,8 +134,26 @@ impl Handle {
     }
 
     /// Resolves when shutdown is requested.
-    pub fn stopping(&self) -> Latch {
+    pub fn shutting_down(&self) -> Latch {
         self.shared.shutdown.clone()
+    }
+
+    /// Former name of [`Handle::request_shutdown`].
+    #[deprecated(since = "0.1.0", note = "renamed to `request_shutdown`")]
+    pub fn request_stop(&self, error: Option<BoxError>) -> bool {
+        self.request_shutdown(error)
+    }
+
+    /// Former name of [`Handle::force_shutdown`].
+    #[deprecated(since = "0.1.0", note = "renamed to `force_shutdown`")]
+    pub fn force_stop(&self) -> bool {
+        self.force_shutdown()
+    }
+
+    /// Former name of [`Handle::shutting_down`].
+    #[deprecated(since = "0.1.0", note = "renamed to `shutting_down`")]
+    pub fn stopping(&self) -> Latch {
+        self.shutting_down()
     }
 
     /// Resolves when [`Lifecycle::run`](crate::Lifecycle::run) has finished

@@ -173,7 +173,7 @@ impl Shared {
         event!(
             info,
             { phase = Phase::LameDuck, cause = cause_text },
-            "shutdown requested: {cause_text}"
+            "shutting down: {cause_text}"
         );
         self.shutdown.wake();
         if let Some(w) = lock(&self.watchdog).as_ref() {
