@@ -171,7 +171,7 @@ logged() { grep -q "^\[$last\] .*$1" "$WORK/app.log"; }
 show_log() { tail -40 "$WORK/app.log" >&2; systemctl --user status app --no-pager >&2; }
 logged "phase: lame duck -> draining" || { show_log; fail "no lame duck logged by $last"; }
 logged "stopped \`http\`" || { show_log; fail "no drain logged by $last"; }
-grep "^\[$last\] .*\(shutdown requested\|lame duck\|draining\)" "$WORK/app.log" | sed 's/^/systemd-e2e:   /' 
+grep "^\[$last\] .*\(shutting down\|lame duck\|draining\)" "$WORK/app.log" | sed 's/^/systemd-e2e:   /' 
 grep -q "^exit pid=$last ok=true" "$WORK/app.log" || fail "$last did not exit cleanly"
 [ "$result" = success ] || fail "stop result: $result (status $status)"
 say "PASS: $RELOADS reloads, $ok requests, $bad failed, crash reload failed as it should, stop $stop_ms ms"
