@@ -1,0 +1,384 @@
+//! The graph against a brute-force model, over random graphs and random
+//! event sequences (fixed seeds), and the work it does at 100,000 nodes.
+
+use std::collections::{HashMap, HashSet};
+
+use super::*;
+
+/// SplitMix64: a fixed seed gives a fixed scenario.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u32) -> u32 {
+        (self.next() % u64::from(n.max(1))) as u32
+    }
+
+    fn pick(&mut self, from: &[u32]) -> Option<u32> {
+        (!from.is_empty()).then(|| from[self.below(from.len() as u32) as usize])
+    }
+}
+
+/// Every answer recomputed from the dependency lists and states alone.
+#[derive(Default)]
+struct Model {
+    deps: Vec<Vec<u32>>,
+    state: Vec<State>,
+    /// Taken to stop, not reported stopped yet.
+    taken: HashSet<u32>,
+    shutting_down: bool,
+}
+
+impl Model {
+    fn may_start(&self) -> Vec<u32> {
+        let ready = |d: &u32| self.state[*d as usize] == State::Ready;
+        (0..self.deps.len() as u32)
+            .filter(|&i| !self.shutting_down && self.state[i as usize] == State::Waiting)
+            .filter(|&i| self.deps[i as usize].iter().all(ready))
+            .collect()
+    }
+
+    /// Once shutting down, a started node none of whose dependents holds
+    /// it is to stop.
+    fn settle(&mut self) {
+        if !self.shutting_down {
+            return;
+        }
+        for i in 0..self.deps.len() {
+            let free = (0..self.deps.len()).all(|j| {
+                !self.deps[j].contains(&(i as u32))
+                    || matches!(self.state[j], State::Waiting | State::Stopped)
+            });
+            if free && matches!(self.state[i], State::Started | State::Ready) {
+                self.state[i] = State::Stopping;
+            }
+        }
+    }
+
+    fn in_state(&self, s: State) -> Vec<u32> {
+        (0..self.state.len() as u32)
+            .filter(|&i| self.state[i as usize] == s)
+            .collect()
+    }
+
+    /// Whether the nodes from `first` on hold a cycle: peel off nodes whose
+    /// dependencies in that range are all peeled, until none is left.
+    fn has_cycle(deps: &[Vec<u32>], first: usize) -> bool {
+        let mut left: HashSet<usize> = (first..deps.len()).collect();
+        loop {
+            let free: Vec<usize> = left
+                .iter()
+                .copied()
+                .filter(|&i| deps[i].iter().all(|&d| !left.contains(&(d as usize))))
+                .collect();
+            if free.is_empty() {
+                return !left.is_empty();
+            }
+            for i in free {
+                left.remove(&i);
+            }
+        }
+    }
+}
+
+fn check(g: &Graph, m: &Model) {
+    for i in 0..g.len() {
+        assert_eq!(g.state(i), m.state[i as usize], "state of {i}");
+        assert_eq!(
+            g.dependencies(i).collect::<Vec<_>>(),
+            m.deps[i as usize],
+            "deps of {i}"
+        );
+    }
+    let mut queued: Vec<u32> = g.startable.iter().copied().collect();
+    queued.sort_unstable();
+    assert_eq!(queued, m.may_start(), "may start");
+    let mut queued: Vec<u32> = g.stoppable.iter().copied().collect();
+    queued.sort_unstable();
+    let mut to_stop: Vec<u32> = m.in_state(State::Stopping);
+    to_stop.retain(|i| !m.taken.contains(i));
+    assert_eq!(queued, to_stop, "may stop");
+}
+
+/// Adds a random batch; checks the verdict against the model's.
+fn add_batch(rng: &mut Rng, g: &mut Graph, m: &mut Model, index: &mut HashMap<String, u32>) {
+    let first = g.len();
+    let size = if first == 0 || rng.below(4) == 0 {
+        1 + rng.below(8)
+    } else {
+        1
+    };
+    let mut specs: Vec<Option<Vec<String>>> = Vec::new();
+    for k in first..first + size {
+        let spec = match rng.below(20) {
+            0..=5 => None,
+            6..=8 => Some(Vec::new()),
+            _ => Some(
+                (0..1 + rng.below(4))
+                    .map(|_| match rng.below(40) {
+                        0 => "unknown".to_owned(),
+                        1..=27 if k > 0 => format!("n{}", rng.below(k)),
+                        _ => format!("n{}", rng.below(first + size)),
+                    })
+                    .collect(),
+            ),
+        };
+        assert_eq!(g.add(spec.as_deref()), k);
+        index.insert(format!("n{k}"), k);
+        specs.push(spec);
+    }
+    let names: Vec<String> = (0..first + size).map(|i| format!("n{i}")).collect();
+    let verdict = g.link(|n| index.get(n).copied(), |i| &names[i as usize]);
+
+    // The model's verdict: the first unknown name, else a cycle, else fine.
+    let mut deps = m.deps.clone();
+    let mut unknown = None;
+    for (k, spec) in (first..).zip(&specs) {
+        let mut list = Vec::new();
+        match spec {
+            None => list.extend(k.checked_sub(1)),
+            Some(names) => {
+                for name in names {
+                    match index.get(name) {
+                        Some(&d) if !list.contains(&d) => list.push(d),
+                        Some(_) => {}
+                        None => unknown = unknown.or(Some(k)),
+                    }
+                }
+            }
+        }
+        deps.push(list);
+    }
+    match verdict {
+        Ok(()) => {
+            assert!(unknown.is_none() && !Model::has_cycle(&deps, first as usize));
+            m.deps = deps;
+            m.state.resize(m.deps.len(), State::Waiting);
+        }
+        Err(e) => {
+            assert!(e.is_config());
+            let text = e.to_string();
+            if let Some(k) = unknown {
+                assert!(text.contains("unknown component \"unknown\""), "{text}");
+                assert_eq!(e.component(), Some(&names[k as usize][..]));
+            } else {
+                assert!(Model::has_cycle(&deps, first as usize), "{text}");
+                let (_, cycle) = text.split_once("dependency cycle: ").expect(&text);
+                let cycle: Vec<u32> = cycle
+                    .split(" -> ")
+                    .map(|n| n[1..].parse().unwrap())
+                    .collect();
+                let (last, nodes) = cycle.split_last().unwrap();
+                assert_eq!(cycle[0], *last, "{text}");
+                assert_eq!(
+                    nodes.iter().collect::<HashSet<_>>().len(),
+                    nodes.len(),
+                    "{text}"
+                );
+                assert_eq!(nodes.iter().min(), Some(&cycle[0]), "{text}");
+                for w in cycle.windows(2) {
+                    assert!(deps[w[0] as usize].contains(&w[1]), "{text}");
+                }
+                assert_eq!(e.component(), Some(&names[cycle[0] as usize][..]));
+            }
+            assert_eq!(g.len(), first, "a refused batch changes nothing");
+            for k in first..first + size {
+                index.remove(&format!("n{k}"));
+            }
+        }
+    }
+}
+
+fn scenario(seed: u64) {
+    let mut rng = Rng(seed);
+    let mut g = Graph::default();
+    let mut m = Model::default();
+    let mut index = HashMap::new();
+    for _ in 0..40 + rng.below(160) {
+        let shutting = m.shutting_down;
+        match rng.below(100) {
+            0..=21 if !shutting => add_batch(&mut rng, &mut g, &mut m, &mut index),
+            22..=41 => {
+                let may = m.may_start();
+                match g.next_startable() {
+                    Some(n) => {
+                        assert!(may.contains(&n), "{n} started before its dependencies");
+                        m.state[n as usize] = State::Started;
+                    }
+                    None => assert!(may.is_empty()),
+                }
+            }
+            42..=61 if !shutting => {
+                if let Some(n) = rng.pick(&m.in_state(State::Started)) {
+                    g.set_ready(n);
+                    m.state[n as usize] = State::Ready;
+                }
+            }
+            62..=67 if !shutting => {
+                if let Some(n) = rng.pick(&m.in_state(State::Ready)) {
+                    g.set_unready(n);
+                    m.state[n as usize] = State::Started;
+                }
+            }
+            // A start that failed.
+            68..=71 => {
+                if let Some(n) = rng.pick(&m.in_state(State::Started)) {
+                    g.set_stopped(n);
+                    m.state[n as usize] = State::Stopped;
+                }
+            }
+            72..=74 => {
+                g.begin_shutdown();
+                m.shutting_down = true;
+            }
+            75..=87 if shutting => {
+                if let Some(n) = g.next_stoppable() {
+                    assert_eq!(m.state[n as usize], State::Stopping);
+                    assert!(m.taken.insert(n), "{n} taken twice");
+                }
+            }
+            88..=99 if shutting => {
+                let taken: Vec<u32> = m.taken.iter().copied().collect();
+                if let Some(n) = rng.pick(&taken) {
+                    g.set_stopped(n);
+                    m.taken.remove(&n);
+                    m.state[n as usize] = State::Stopped;
+                }
+            }
+            _ => {}
+        }
+        m.settle();
+        check(&g, &m);
+    }
+    // Wind down: every started node is taken to stop exactly once.
+    if !m.shutting_down {
+        g.begin_shutdown();
+        m.shutting_down = true;
+        m.settle();
+    }
+    loop {
+        while let Some(n) = g.next_stoppable() {
+            assert!(m.taken.insert(n), "{n} taken twice");
+        }
+        let Some(&n) = m.taken.iter().min() else {
+            break;
+        };
+        g.set_stopped(n);
+        m.taken.remove(&n);
+        m.state[n as usize] = State::Stopped;
+        m.settle();
+        check(&g, &m);
+    }
+    for s in [State::Started, State::Ready, State::Stopping] {
+        assert!(m.in_state(s).is_empty(), "seed {seed}: left {s:?}");
+    }
+}
+
+#[test]
+fn matches_a_brute_force_model_over_random_graphs() {
+    for seed in 0..400 {
+        scenario(seed);
+    }
+}
+
+/// The shapes of the scaling check.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// The default chain, registered in one batch.
+    Chain,
+    /// The default chain, one component at a time (registration while
+    /// running).
+    ChainOneByOne,
+    /// Each names the one before, one at a time.
+    NamedOneByOne,
+    /// All depend on the first, one at a time.
+    Star,
+    /// Layers of 10, each component depending on the whole layer before.
+    Layers,
+    /// Each names the one after it (a forward chain: the deepest search).
+    Forward,
+}
+
+/// Builds `n` nodes of `shape`, launches and stops them all; the loop
+/// iterations taken and the edges.
+fn work(shape: Shape, n: u32) -> (u64, u64) {
+    let names: Vec<String> = (0..n).map(|i| format!("n{i}")).collect();
+    let index: HashMap<&str, u32> = names.iter().map(|s| &s[..]).zip(0..).collect();
+    let lookup = |s: &str| index.get(s).copied();
+    let name_at = |i: u32| &names[i as usize][..];
+    let mut g = Graph::default();
+    for i in 0..n {
+        let deps: Option<Vec<&str>> = match shape {
+            Shape::Chain | Shape::ChainOneByOne => None,
+            Shape::NamedOneByOne => Some(i.checked_sub(1).map(name_at).into_iter().collect()),
+            Shape::Star => Some(if i == 0 { vec![] } else { vec![name_at(0)] }),
+            Shape::Layers => {
+                let layer = i / 10 * 10;
+                Some((layer.saturating_sub(10)..layer).map(name_at).collect())
+            }
+            Shape::Forward => Some((i + 1 < n).then(|| name_at(i + 1)).into_iter().collect()),
+        };
+        g.add(deps.as_deref());
+        if matches!(
+            shape,
+            Shape::ChainOneByOne | Shape::NamedOneByOne | Shape::Star
+        ) {
+            g.link(lookup, name_at).unwrap();
+        }
+    }
+    g.link(lookup, name_at).unwrap();
+    while let Some(x) = g.next_startable() {
+        g.set_ready(x);
+    }
+    g.begin_shutdown();
+    while let Some(x) = g.next_stoppable() {
+        g.set_stopped(x);
+    }
+    for i in 0..n {
+        assert_eq!(g.state(i), State::Stopped, "{shape:?}: {i}");
+    }
+    let edges = (0..n).map(|i| u64::from(g.dep_count(i))).sum();
+    (g.steps.get(), edges)
+}
+
+#[test]
+fn work_is_linear_in_nodes_and_edges_up_to_100k() {
+    for shape in [
+        Shape::Chain,
+        Shape::ChainOneByOne,
+        Shape::NamedOneByOne,
+        Shape::Star,
+        Shape::Layers,
+        Shape::Forward,
+    ] {
+        // Growing tenfold at a time, so that quadratic work fails at 10k
+        // instead of running for minutes at 100k.
+        let mut before: Option<(u64, u64)> = None;
+        for n in [1_000, 10_000, 100_000] {
+            let (steps, edges) = work(shape, n);
+            let size = u64::from(n) + edges;
+            // Each node and edge is visited a bounded number of times...
+            assert!(
+                steps <= 8 * size,
+                "{shape:?}: {steps} steps for {size} at {n}"
+            );
+            // ...so ten times the graph is ten times the work.
+            if let Some((steps_before, size_before)) = before {
+                let ratio = steps as f64 / steps_before as f64;
+                let grown = size as f64 / size_before as f64;
+                assert!(
+                    ratio <= grown * 1.05,
+                    "{shape:?}: x{ratio:.2} work for x{grown:.2} at {n}"
+                );
+            }
+            before = Some((steps, size));
+        }
+    }
+}
