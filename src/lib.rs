@@ -236,6 +236,9 @@ mod logging;
 mod names;
 mod phase;
 mod report;
+// Restart policy and budget of a component: the engine restarts by it next.
+#[cfg_attr(not(test), allow(dead_code))]
+mod restart;
 #[cfg(feature = "signals")]
 #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
 pub mod signals;
