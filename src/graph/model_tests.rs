@@ -364,6 +364,11 @@ fn work_is_linear_in_nodes_and_edges_up_to_100k() {
         for n in [1_000, 10_000, 100_000] {
             let (steps, edges) = work(shape, n);
             let size = u64::from(n) + edges;
+            // Shown with `--nocapture`.
+            println!(
+                "{shape:?} n={n}: {edges} edges, {steps} steps, {:.2} per node + edge",
+                steps as f64 / size as f64
+            );
             // Each node and edge is visited a bounded number of times...
             assert!(
                 steps <= 8 * size,
