@@ -24,6 +24,10 @@
 //!   starts and [`next_stoppable`](Graph::next_stoppable) yields each
 //!   started node once every node that depends on it has stopped: reverse
 //!   dependency order, independent nodes together.
+//!
+//! A report that does not apply to a node's state (ready when not started,
+//! stopped twice) changes nothing, so a late report cannot start or stop
+//! anything twice. Queue entries that went stale are skipped when taken.
 
 use std::collections::VecDeque;
 
@@ -71,7 +75,7 @@ struct Shape {
 #[derive(Debug, Clone, Copy)]
 struct Live {
     state: State,
-    /// Dependencies not ready.
+    /// Dependencies not ready (kept whatever this node's state).
     unready_deps: u32,
     /// Dependents that hold it (started and not stopped).
     holders: u32,
@@ -215,7 +219,15 @@ impl Graph {
     /// must start it and report [`set_ready`](Graph::set_ready) or
     /// [`set_stopped`](Graph::set_stopped).
     pub(crate) fn next_startable(&mut self) -> Option<u32> {
-        let node = self.startable.pop_front()?;
+        // An entry goes stale when a dependency stops being ready after it
+        // was queued (a restart); it is queued again once that is ready.
+        let node = loop {
+            let node = self.startable.pop_front()?;
+            let l = self.live[node as usize];
+            if l.state == State::Waiting && l.unready_deps == 0 {
+                break node;
+            }
+        };
         self.live[node as usize].state = State::Started;
         for k in 0..self.dep_count(node) {
             self.step();
@@ -225,10 +237,14 @@ impl Graph {
         Some(node)
     }
 
-    /// `node` (started) is ready: its dependents whose dependencies are now
-    /// all ready are queued to start.
+    /// `node` is ready: its dependents whose dependencies are now all ready
+    /// are queued to start. Ignored unless `node` was started and not
+    /// ready, so that a readiness landing late (queued to stop, stopped)
+    /// changes nothing.
     pub(crate) fn set_ready(&mut self, node: u32) {
-        debug_assert_eq!(self.live[node as usize].state, State::Started);
+        if self.live[node as usize].state != State::Started {
+            return;
+        }
         self.live[node as usize].state = State::Ready;
         for d in dependents_of(&self.shapes, &self.links, self.linked, node) {
             self.step();
@@ -240,23 +256,17 @@ impl Graph {
         }
     }
 
-    /// `node` (ready) is not ready any more, as while it restarts: its
-    /// dependents keep running, those not yet started wait for it again.
+    /// `node` is not ready any more, as while it restarts: its dependents
+    /// keep running, those not yet started wait for it again. Ignored
+    /// unless `node` was ready.
     pub(crate) fn set_unready(&mut self, node: u32) {
-        debug_assert_eq!(self.live[node as usize].state, State::Ready);
+        if self.live[node as usize].state != State::Ready {
+            return;
+        }
         self.live[node as usize].state = State::Started;
-        let mut queued = false;
         for d in dependents_of(&self.shapes, &self.links, self.linked, node) {
             self.step();
-            let l = &mut self.live[d as usize];
-            queued |= l.unready_deps == 0 && l.state == State::Waiting;
-            l.unready_deps += 1;
-        }
-        // The queue holds only nodes whose dependencies are all ready.
-        if queued {
-            let live = &self.live;
-            self.startable
-                .retain(|&d| live[d as usize].unready_deps == 0);
+            self.live[d as usize].unready_deps += 1;
         }
     }
 
@@ -275,13 +285,25 @@ impl Graph {
     /// has stopped. The caller must stop it and report
     /// [`set_stopped`](Graph::set_stopped).
     pub(crate) fn next_stoppable(&mut self) -> Option<u32> {
-        self.stoppable.pop_front()
+        // Skips a node reported stopped while it was queued.
+        loop {
+            let node = self.stoppable.pop_front()?;
+            if self.live[node as usize].state == State::Stopping {
+                return Some(node);
+            }
+        }
     }
 
     /// `node` has stopped, or its start failed: it holds its dependencies
     /// no more; during shutdown, those now free are queued to stop.
+    /// Ignored unless `node` was started and not stopped, so that a second
+    /// report changes nothing.
     pub(crate) fn set_stopped(&mut self, node: u32) {
-        debug_assert!(self.live[node as usize].state.holds());
+        if !self.live[node as usize].state.holds() {
+            return;
+        }
+        // Not ready any more: what has not started waits for it.
+        self.set_unready(node);
         self.live[node as usize].state = State::Stopped;
         for k in 0..self.dep_count(node) {
             self.step();
