@@ -380,4 +380,6 @@ mod link;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]
+mod scaling_tests;
+#[cfg(test)]
 mod tests;
