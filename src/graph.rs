@@ -159,7 +159,8 @@ impl Graph {
 
     /// Links the nodes added since the last call: resolves their
     /// dependency names with `lookup` (a name's node, which may be in this
-    /// batch), and queues those whose dependencies are all ready.
+    /// batch), and queues those whose dependencies are all ready (none
+    /// once shutdown began: the engine refuses such registrations anyway).
     ///
     /// # Errors
     ///
@@ -171,7 +172,6 @@ impl Graph {
         lookup: impl Fn(&str) -> Option<u32>,
         name_at: impl Fn(u32) -> &'n str,
     ) -> Result<(), Error> {
-        debug_assert!(!self.shutting_down, "registration after shutdown began");
         // Only resolving grows `deps`: what it holds now is what stays.
         let deps_before = self.deps.len();
         let result = self
@@ -207,7 +207,7 @@ impl Graph {
                 unready += u32::from(self.live[dep as usize].state != State::Ready);
             }
             self.live[node as usize].unready_deps = unready;
-            if unready == 0 {
+            if unready == 0 && !self.shutting_down {
                 self.startable.push_back(node);
             }
         }

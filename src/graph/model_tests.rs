@@ -215,7 +215,7 @@ fn scenario(seed: u64) {
     for _ in 0..40 + rng.below(160) {
         let shutting = m.shutting_down;
         match rng.below(100) {
-            0..=21 if !shutting => add_batch(&mut rng, &mut g, &mut m, &mut index),
+            0..=21 => add_batch(&mut rng, &mut g, &mut m, &mut index),
             22..=41 => {
                 let may = m.may_start();
                 match g.next_startable() {

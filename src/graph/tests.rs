@@ -309,6 +309,9 @@ fn shutdown_during_launch_starts_nothing_more() {
     assert_eq!(g.graph.next_startable(), None, "`c` stays unstarted");
     assert_eq!(g.graph.state(1), State::Waiting);
     assert_eq!(g.graph.state(2), State::Waiting);
+    // Linked after shutdown began: never queued.
+    g.batch(&[("late", NONE)]).unwrap();
+    assert_eq!(g.graph.next_startable(), None);
 }
 
 #[test]
