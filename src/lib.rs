@@ -225,6 +225,9 @@ pub mod docs;
 mod drain;
 mod error;
 mod exit;
+// Dependency order of components: the engine schedules by it next.
+#[cfg_attr(not(test), allow(dead_code))]
+mod graph;
 mod handle;
 mod health;
 mod latch;
@@ -233,6 +236,9 @@ mod logging;
 mod names;
 mod phase;
 mod report;
+// Restart policy and budget of a component: the engine restarts by it next.
+#[cfg_attr(not(test), allow(dead_code))]
+mod restart;
 #[cfg(feature = "signals")]
 #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
 pub mod signals;

@@ -240,6 +240,48 @@ fn every_duration_setter_at_zero_and_at_max() {
             }),
             Expect::Runs(ms(2000), ok),
         ),
+        // full jitter: each wait anywhere from zero to the constant
+        (
+            "Backoff::constant(..).jitter(1.0)",
+            Box::new(|log| {
+                let r = Readiness::new().backoff(Backoff::constant(ms(20)).jitter(1.0));
+                one(
+                    log,
+                    b(),
+                    probe(log, "c").not_ready_for(3),
+                    ComponentOptions::new().readiness(r),
+                )
+            }),
+            Expect::Runs(ms(2000), |log, out| {
+                expect_ok(out);
+                assert_eq!(log.count("ready c"), 4);
+            }),
+        ),
+        (
+            "Backoff::exponential(MAX, MAX).jitter(1.0)",
+            Box::new(|_| {
+                let r = Readiness::new().backoff(Backoff::exponential(MAX, MAX).jitter(1.0));
+                b().component_with(
+                    "c",
+                    probe(&Log::new(), "c").not_ready_for(u32::MAX),
+                    ComponentOptions::new().readiness(r),
+                )
+            }),
+            Expect::Runs(ms(2000), ok),
+        ),
+        (
+            "Backoff::constant(..).jitter(1.5)",
+            Box::new(|log| {
+                let r = Readiness::new().backoff(Backoff::constant(ms(1)).jitter(1.5));
+                one(
+                    log,
+                    b(),
+                    probe(log, "c"),
+                    ComponentOptions::new().readiness(r),
+                )
+            }),
+            Expect::Config,
+        ),
         (
             "Readiness::attempt_timeout(ZERO)",
             Box::new(|log| {

@@ -344,6 +344,39 @@ fn zero_attempts_and_zero_timeouts_are_config_errors() {
 }
 
 #[test]
+fn backoff_jitter_outside_zero_to_one_is_a_config_error() {
+    for bad in [-0.5, 1.01, 20.0, f64::NAN, f64::INFINITY] {
+        let options = ComponentOptions::new()
+            .readiness(Readiness::new().backoff(Backoff::constant(ms(5)).jitter(bad)));
+        let log = Log::new();
+        let err = Lifecycle::builder()
+            .component_with("z", probe(&log, "z"), options)
+            .build()
+            .unwrap_err();
+        assert!(err.is_config(), "{bad}: {err}");
+        assert_eq!(err.component(), Some("z"));
+        assert!(err.to_string().contains("jitter"), "{err}");
+
+        let lc = Lifecycle::builder().build().unwrap();
+        let err = lc
+            .handle()
+            .add_component_with("z", probe(&log, "z"), options)
+            .unwrap_err();
+        assert!(err.is_config(), "{bad}: {err}");
+        assert!(lc.handle().report().components().is_empty());
+    }
+    for good in [0.0, 0.5, 1.0] {
+        let options = ComponentOptions::new()
+            .readiness(Readiness::new().backoff(Backoff::constant(ms(5)).jitter(good)));
+        let log = Log::new();
+        let lc = Lifecycle::builder()
+            .component_with("z", probe(&log, "z"), options)
+            .build();
+        assert!(lc.is_ok(), "{good}");
+    }
+}
+
+#[test]
 fn duration_max_budgets_never_panic() {
     let log = Log::new();
     let max = Duration::MAX;

@@ -1,62 +1,12 @@
 //! Per-component options: timeouts and the readiness policy.
 
+mod backoff;
+
 use std::time::Duration;
 
+pub use backoff::Backoff;
+
 use crate::error::Error;
-
-/// How long to wait between readiness attempts.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use lameduck::Backoff;
-///
-/// let b = Backoff::exponential(Duration::from_millis(10), Duration::from_millis(50));
-/// let waits: Vec<_> = (1..=4).map(|n| b.delay(n)).collect();
-/// assert_eq!(waits, [10, 20, 40, 50].map(Duration::from_millis));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backoff {
-    /// The same wait after every failed attempt.
-    Constant(Duration),
-    /// Starts at `initial`, doubles after each failed attempt, never exceeds
-    /// `max`.
-    Exponential {
-        /// The first wait.
-        initial: Duration,
-        /// The cap.
-        max: Duration,
-    },
-}
-
-impl Backoff {
-    /// The same wait after every attempt. Zero retries at once; a wait too
-    /// long for the clock, such as [`Duration::MAX`], waits until shutdown.
-    pub fn constant(wait: Duration) -> Self {
-        Backoff::Constant(wait)
-    }
-
-    /// A doubling wait from `initial`, capped at `max` (doubling saturates;
-    /// a `max` below `initial` waits `max`). Waits are as for
-    /// [`Backoff::constant`].
-    pub fn exponential(initial: Duration, max: Duration) -> Self {
-        Backoff::Exponential { initial, max }
-    }
-
-    /// The wait after failed attempt number `attempt` (counting from 1).
-    pub fn delay(&self, attempt: u32) -> Duration {
-        match *self {
-            Backoff::Constant(d) => d,
-            Backoff::Exponential { initial, max } => {
-                let factor = 1u32
-                    .checked_shl(attempt.saturating_sub(1))
-                    .unwrap_or(u32::MAX);
-                initial.saturating_mul(factor).min(max)
-            }
-        }
-    }
-}
 
 /// The readiness policy of a component: how often and how long
 /// [`Component::ready`](crate::Component::ready) is asked.
@@ -106,7 +56,8 @@ impl Readiness {
         self
     }
 
-    /// The wait between attempts.
+    /// The wait between attempts. A [jitter](Backoff::jitter) outside
+    /// 0..=1 is a configuration error.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self
@@ -223,6 +174,9 @@ impl ComponentOptions {
             return Err(
                 Error::config("readiness attempt timeout must not be zero").with_component(name)
             );
+        }
+        if let Err(detail) = self.readiness.backoff.validate() {
+            return Err(Error::config(format!("readiness {detail}")).with_component(name));
         }
         if self.start_timeout == Some(Duration::ZERO) {
             return Err(Error::config("start timeout must not be zero").with_component(name));

@@ -1,0 +1,177 @@
+//! Restarting a component whose `run` failed: the policy and its budget.
+//!
+//! The semantics are Erlang/OTP's supervisor intensity and period, the
+//! same as systemd's `StartLimitBurst=` within `StartLimitIntervalSec=`:
+//! a component may be restarted at most `max` times within any `window`;
+//! the failure that would be restart number `max + 1` within a window gives
+//! up, and the lifecycle shuts down as it does without a policy. Each
+//! restart waits a [`Backoff`] delay first (like systemd's `RestartSec=`),
+//! counted from the restarts still within the window: a component that ran
+//! quietly for a whole window starts again from the backoff's first delay.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::lifecycle::Backoff;
+
+/// What to do when a component's `run` fails (returns `Err` or panics).
+///
+/// [`Restart::never`] (the default) shuts the lifecycle down, as a failed
+/// `run` always has. [`Restart::on_failure`] stops the component (closing
+/// it if its stop overruns), then starts and readies it again while the
+/// rest keeps running, within a budget: at most 5 restarts within 10 s by
+/// default (systemd's defaults), each after a backoff that doubles from
+/// 100 ms to 10 s. A `run` that returns `Ok` is not a failure: it still
+/// shuts the lifecycle down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Restart {
+    max: u32,
+    window: Duration,
+    backoff: Backoff,
+}
+
+impl Default for Restart {
+    fn default() -> Self {
+        Restart::never()
+    }
+}
+
+impl Restart {
+    /// No restart: a failed `run` shuts the lifecycle down. The same as
+    /// [`on_failure`](Restart::on_failure) with a limit of 0 restarts.
+    pub(crate) fn never() -> Self {
+        Restart::on_failure().limit(0, Duration::from_secs(10))
+    }
+
+    /// Restart after a failure: at most 5 restarts within 10 s, waiting
+    /// 100 ms before the first, doubling up to 10 s.
+    pub(crate) fn on_failure() -> Self {
+        Restart {
+            max: 5,
+            window: Duration::from_secs(10),
+            backoff: Backoff::exponential(Duration::from_millis(100), Duration::from_secs(10)),
+        }
+    }
+
+    /// At most `max_restarts` restarts within any `window`: the failure
+    /// that would be one more gives up and shuts the lifecycle down.
+    ///
+    /// * `max_restarts` 0 never restarts; `u32::MAX` never gives up in
+    ///   practice.
+    /// * A `window` of zero is a configuration error (it would count
+    ///   nothing and never give up); [`Duration::MAX`] counts over the whole
+    ///   run, so `max_restarts` is then a lifetime total.
+    ///
+    /// The budget keeps one instant per restart still within the window.
+    /// Since each restart first waits its backoff, a backoff that reaches
+    /// `window / max_restarts` spreads restarts so thinly that the budget
+    /// is never exhausted: choose the two together.
+    pub(crate) fn limit(mut self, max_restarts: u32, window: Duration) -> Self {
+        self.max = max_restarts;
+        self.window = window;
+        self
+    }
+
+    /// The wait before each restart. Its attempt number is the count of
+    /// restarts within the window, this one included. A
+    /// [jitter](Backoff::jitter) outside 0..=1 is a configuration error.
+    pub(crate) fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Whether this policy never restarts.
+    pub(crate) fn is_never(&self) -> bool {
+        self.max == 0
+    }
+
+    /// The most restarts within a window.
+    pub(crate) fn max_restarts(&self) -> u32 {
+        self.max
+    }
+
+    /// The window restarts are counted in.
+    pub(crate) fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// The wait before each restart.
+    pub(crate) fn backoff_policy(&self) -> Backoff {
+        self.backoff
+    }
+
+    /// Refuses a zero window and a jitter outside 0..=1, for the builder to
+    /// report against the component.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.window.is_zero() {
+            return Err("restart window must not be zero".to_owned());
+        }
+        self.backoff.validate().map_err(|e| format!("restart {e}"))
+    }
+}
+
+/// What to do about one failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Restart once `after` has passed; this is restart number `attempt`
+    /// within the window.
+    Restart { after: Duration, attempt: u32 },
+    /// The budget is spent (or the policy never restarts): shut down.
+    Exhausted,
+}
+
+/// One component's restart budget: the engine reports each failure and is
+/// told whether to restart.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    policy: Restart,
+    /// Instants of the restarts granted that may still be within the
+    /// window, oldest first; never more than `max`.
+    recent: VecDeque<Instant>,
+    /// Restarts granted over the whole run, for the report.
+    total: u64,
+}
+
+impl Budget {
+    pub(crate) fn new(policy: Restart) -> Self {
+        Budget {
+            policy,
+            recent: VecDeque::new(),
+            total: 0,
+        }
+    }
+
+    /// A failure at `now`: restart (after a delay) if fewer than `max`
+    /// restarts were granted within the window before `now`, a restart
+    /// granted at `t` counting while `now - t < window`. Instants should
+    /// not go backwards; if they do, nothing panics (an earlier instant
+    /// counts as within the window).
+    pub(crate) fn on_failure(&mut self, now: Instant) -> Verdict {
+        let window = self.policy.window;
+        while let Some(&oldest) = self.recent.front() {
+            if now.saturating_duration_since(oldest) < window {
+                break;
+            }
+            self.recent.pop_front();
+        }
+        // As u64: a `usize` of 32 bits cannot hold `u32::MAX + 1`.
+        if self.recent.len() as u64 >= u64::from(self.policy.max) {
+            return Verdict::Exhausted;
+        }
+        self.recent.push_back(now);
+        self.total += 1;
+        let attempt = u32::try_from(self.recent.len()).unwrap_or(u32::MAX);
+        Verdict::Restart {
+            after: self.policy.backoff.delay(attempt),
+            attempt,
+        }
+    }
+
+    /// Restarts granted so far.
+    pub(crate) fn restarts(&self) -> u64 {
+        self.total
+    }
+}
+
+#[cfg(test)]
+mod tests;
