@@ -335,7 +335,11 @@ impl LifecycleBuilder {
             .filter(|p| matches!(p, Part::Component(..)))
             .count();
         handle.reserve(components, parts.len() - components);
-        let mut order = LaunchOrder::with_capacity(components);
+        let named = parts.iter().any(|p| match p {
+            Part::Component(_, _, options) => options.dependencies().is_some(),
+            Part::Hook(..) => false,
+        });
+        let mut order = LaunchOrder::new(&handle, components, named);
         for part in parts {
             match part {
                 Part::Component(name, c, opts) => order.push(name.into(), c, opts)?,
@@ -345,7 +349,7 @@ impl LifecycleBuilder {
         if let Some((_, e)) = staged.refused {
             return Err(e);
         }
-        let initial = order.admit(&handle)?;
+        let initial = order.admit()?;
         // Nobody else holds the handle yet: no shutdown can have begun.
         lock(&handle.shared.state).drainers = staged.drainers;
         handle.shared.health.install(staged.checks);

@@ -9,7 +9,9 @@
 //! The order is the graph's, taken one component at a time: of the
 //! components whose dependencies are all launched, the earliest registered
 //! goes next. With the default graph (each component depends on the one
-//! registered before it) that is registration order.
+//! registered before it) that is registration order: unless a component
+//! names its dependencies, the builder's components are admitted as they
+//! come, and only linked at the end.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -22,22 +24,42 @@ use crate::graph::Graph;
 use crate::handle::{Handle, Registration};
 use crate::names::{NameIndex, validate_name};
 
-/// The builder's components, validated in the order they were added, and
-/// their dependency graph by registration index.
-pub(super) struct LaunchOrder {
+/// The builder's components on their way to the runner.
+pub(super) struct LaunchOrder<'h> {
+    handle: &'h Handle,
+    /// Admitted so far, in launch order.
+    admitted: Vec<Registration>,
+    /// `None` while no component names its dependencies: the graph is the
+    /// default chain, whose order is registration order, so each component
+    /// is admitted as it comes, as it always was.
+    staged: Option<Staged>,
+}
+
+/// Components validated in the order they were added, and their
+/// dependency graph by registration index.
+struct Staged {
     components: Vec<(Arc<str>, Arc<dyn DynComponent>, ComponentOptions)>,
     index: NameIndex,
     graph: Graph,
 }
 
-impl LaunchOrder {
-    pub(super) fn with_capacity(components: usize) -> Self {
-        let mut index = NameIndex::default();
-        index.reserve(components);
+impl<'h> LaunchOrder<'h> {
+    /// Ready for `components` components; `named` says whether any of them
+    /// names its dependencies.
+    pub(super) fn new(handle: &'h Handle, components: usize, named: bool) -> Self {
+        let staged = named.then(|| {
+            let mut index = NameIndex::default();
+            index.reserve(components);
+            Staged {
+                components: Vec::with_capacity(components),
+                index,
+                graph: Graph::default(),
+            }
+        });
         LaunchOrder {
-            components: Vec::with_capacity(components),
-            index,
-            graph: Graph::default(),
+            handle,
+            admitted: Vec::with_capacity(if named { 0 } else { components }),
+            staged,
         }
     }
 
@@ -51,41 +73,54 @@ impl LaunchOrder {
         component: Arc<dyn DynComponent>,
         options: ComponentOptions,
     ) -> Result<(), Error> {
+        let Some(staged) = &mut self.staged else {
+            let registration = self.handle.admit_component(name, component, &options)?;
+            self.admitted.push(registration);
+            return Ok(());
+        };
         validate_name(&name, "component")?;
         options.validate(&name)?;
-        let components = &self.components;
+        let components = &staged.components;
         let at = components.len() as u32;
-        if self
+        if staged
             .index
             .insert(&name, at, |i| &components[i as usize].0)
             .is_err()
         {
             return Err(Error::config("duplicate component name").with_component(&name));
         }
-        self.graph.add(options.dependencies());
-        self.components.push((name, component, options));
+        staged.graph.add(options.dependencies());
+        staged.components.push((name, component, options));
         Ok(())
     }
 
-    /// Links the dependencies and admits every component to `handle` in
+    /// Links the dependencies and admits every component to the handle in
     /// launch order: what the runner is handed.
     ///
     /// # Errors
     ///
     /// A `Config` error naming the component for an unknown dependency
     /// name, or naming the whole cycle (`a -> b -> a`) for a cycle.
-    pub(super) fn admit(self, handle: &Handle) -> Result<Vec<Registration>, Error> {
+    pub(super) fn admit(self) -> Result<Vec<Registration>, Error> {
         let LaunchOrder {
+            handle,
+            mut admitted,
+            staged,
+        } = self;
+        let Some(Staged {
             components,
             index,
             mut graph,
-        } = self;
+        }) = staged
+        else {
+            handle.link_admitted(admitted.iter().map(|_| None))?;
+            return Ok(admitted);
+        };
         let name_at = |i: u32| &*components[i as usize].0;
         graph.link(|n| index.get(n, name_at), name_at)?;
         let order = launch_order(&mut graph);
         // Each component's dependencies as admitted: `None` where "the one
-        // before" still means the same component, so that the default
-        // graph costs no names.
+        // before" still means the same component.
         let mut deps: Vec<Option<Vec<Arc<str>>>> = Vec::with_capacity(order.len());
         for (at, &node) in order.iter().enumerate() {
             let before = at.checked_sub(1).map(|b| order[b]);
@@ -102,14 +137,14 @@ impl LaunchOrder {
             );
         }
         let mut components: Vec<_> = components.into_iter().map(Some).collect();
-        let mut initial = Vec::with_capacity(order.len());
+        admitted.reserve(order.len());
         for node in order {
             if let Some((name, component, options)) = components[node as usize].take() {
-                initial.push(handle.admit_component(name, component, &options)?);
+                admitted.push(handle.admit_component(name, component, &options)?);
             }
         }
         handle.link_admitted(deps.iter().map(Option::as_deref))?;
-        Ok(initial)
+        Ok(admitted)
     }
 }
 
