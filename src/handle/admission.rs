@@ -92,6 +92,7 @@ impl Handle {
     /// Admits a component registered on the builder: validated and recorded
     /// like any other, but handed straight to the runner rather than sent
     /// through the registration channel.
+    #[inline]
     pub(crate) fn admit_component(
         &self,
         name: Arc<str>,

@@ -67,6 +67,7 @@ impl<'h> LaunchOrder<'h> {
     /// duplicate name, as registration does: errors come in the order of
     /// the builder's calls. Dependency names are resolved by
     /// [`admit`](LaunchOrder::admit), once every component is known.
+    #[inline]
     pub(super) fn push(
         &mut self,
         name: Arc<str>,
