@@ -1,6 +1,7 @@
-//! Dependencies between components: `ComponentOptions::depends_on`, the
-//! errors for unknown names and cycles, the launch and stop order they
-//! give, and where they show (report, `/debug/lifecycle`).
+//! Dependencies between components: the launch and stop order
+//! `ComponentOptions::depends_on` gives, on every runtime and with the
+//! spawner, and where dependencies show (report, `/debug/lifecycle`). The
+//! errors are in `graph_errors.rs`.
 #![allow(non_snake_case)] // test names read `<runtime>__<scenario>`
 
 mod common;
@@ -9,7 +10,7 @@ use std::future::Future;
 
 use common::*;
 use futures::future::Either;
-use lameduck::{ComponentOptions, ComponentState, Error, Handle, Lifecycle, ProbeRequest, Report};
+use lameduck::{ComponentOptions, ComponentState, Handle, Lifecycle, ProbeRequest, Report};
 
 fn deps<const N: usize>(names: [&str; N]) -> ComponentOptions {
     ComponentOptions::new().depends_on(names)
@@ -66,104 +67,6 @@ async fn ready(handle: &Handle, name: &str) {
         }
     })
     .await;
-}
-
-fn config_error(build: Result<Lifecycle, Error>) -> Error {
-    let err = build.expect_err("a configuration error");
-    assert!(err.is_config(), "{err}");
-    err
-}
-
-// ----------------------------------------------------------------- errors
-
-#[test]
-fn an_unknown_dependency_is_a_config_error_naming_both_and_nothing_starts() {
-    let log = Log::new();
-    let err = config_error(
-        Lifecycle::builder()
-            .component("a", probe(&log, "a"))
-            .component_with("b", probe(&log, "b"), deps(["a", "nope"]))
-            .build(),
-    );
-    assert_eq!(err.component(), Some("b"));
-    assert!(err.to_string().contains("\"nope\""), "{err}");
-    assert!(log.only(&["start"]).is_empty(), "{:?}", log.events());
-}
-
-#[test]
-fn a_cycle_is_a_config_error_naming_the_whole_cycle() {
-    let log = Log::new();
-    let err = config_error(
-        Lifecycle::builder()
-            .component("x", probe(&log, "x"))
-            .component_with("a", probe(&log, "a"), deps(["b"]))
-            .component_with("b", probe(&log, "b"), deps(["c", "x"]))
-            .component_with("c", probe(&log, "c"), deps(["a"]))
-            .build(),
-    );
-    assert!(err.to_string().contains("a -> b -> c -> a"), "{err}");
-    assert_eq!(err.component(), Some("a"));
-
-    // Through the default chain: `b` depends on `a`, registered before it.
-    let err = config_error(
-        Lifecycle::builder()
-            .component_with("a", probe(&log, "a"), deps(["b"]))
-            .component("b", probe(&log, "b"))
-            .build(),
-    );
-    assert!(err.to_string().contains("a -> b -> a"), "{err}");
-
-    let err = config_error(
-        Lifecycle::builder()
-            .component_with("self", probe(&log, "self"), deps(["self"]))
-            .build(),
-    );
-    assert!(err.to_string().contains("self -> self"), "{err}");
-    assert!(log.only(&["start"]).is_empty(), "{:?}", log.events());
-}
-
-#[test]
-fn an_invalid_dependency_name_is_a_config_error_naming_the_component() {
-    let log = Log::new();
-    for bad in ["", "a/b", "line\nbreak", "\u{7f}"] {
-        let err = config_error(
-            Lifecycle::builder()
-                .component("a", probe(&log, "a"))
-                .component_with("b", probe(&log, "b"), deps([bad]))
-                .build(),
-        );
-        assert_eq!(err.component(), Some("b"), "{bad:?}: {err}");
-        assert!(err.to_string().contains("dependency name"), "{err}");
-
-        let lc = Lifecycle::builder()
-            .component("a", probe(&log, "a"))
-            .build()
-            .unwrap();
-        let err = lc
-            .handle()
-            .add_component_with("b", probe(&log, "b"), deps([bad]))
-            .unwrap_err();
-        assert!(err.is_config(), "{err}");
-        assert_eq!(err.component(), Some("b"), "{bad:?}: {err}");
-        assert!(lc.handle().report().component("b").is_none());
-    }
-}
-
-#[test]
-fn component_errors_come_in_call_order_before_dependency_errors() {
-    let log = Log::new();
-    let err = config_error(
-        Lifecycle::builder()
-            .component_with("a", probe(&log, "a"), deps(["nope"]))
-            .component("b", probe(&log, "b"))
-            .component("b", probe(&log, "b2"))
-            .build(),
-    );
-    assert!(
-        err.to_string().contains("duplicate component name"),
-        "{err}"
-    );
-    assert_eq!(err.component(), Some("b"));
 }
 
 // ------------------------------------------------------------ scenarios
@@ -401,6 +304,29 @@ on_every_runtime!(
     a_failed_dependency_keeps_its_dependents_unstarted,
     one_component_may_depend_on_every_other,
 );
+
+/// With a spawner each `run` is on its own task; the order holds the same.
+#[test]
+fn the_order_holds_with_the_spawner() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let log = Log::new();
+        let lc = Lifecycle::builder()
+            .spawner(|task| drop(tokio::spawn(task)))
+            .component_with("top", probe(&log, "top"), deps(["mid", "base"]))
+            .component_with("mid", probe(&log, "mid").not_ready_for(2), deps(["base"]))
+            .component_with("base", probe(&log, "base"), deps([]))
+            .build()
+            .unwrap();
+        let report = run_until_ready(lc).await;
+        assert_eq!(order(&report), ["base", "mid", "top"]);
+        assert_order_respected(&log, &report);
+    });
+}
 
 // ------------------------------------------------------- where it shows
 
