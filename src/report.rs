@@ -107,7 +107,8 @@ impl ComponentRecord {
     /// The components this one depends on, in the order named: those given
     /// to [`ComponentOptions::depends_on`](crate::ComponentOptions::depends_on),
     /// each once, or else the component registered just before it (none for
-    /// the first). Empty for a component without dependencies.
+    /// the first; for a component registered while running, the one
+    /// launched last). Empty for a component without dependencies.
     pub fn dependencies(&self) -> &[Arc<str>] {
         match &self.dependencies {
             Dependencies::One(name) => std::slice::from_ref(name),

@@ -181,6 +181,9 @@ mod scenarios {
                     .unwrap_err();
                 assert!(err.to_string().contains("late -> late"), "{err}");
                 assert!(handle.report().component("late").is_none());
+                // By default: the one launched last (`b`), not the one
+                // registered last (`a`).
+                handle.add_component("tail", probe(&log, "tail")).unwrap();
                 // The name is still free, and the refused ones never ran.
                 handle
                     .add_component_with("late", probe(&log, "late"), deps(["a", "a"]))
@@ -188,7 +191,8 @@ mod scenarios {
                 handle.add_component("last", probe(&log, "last")).unwrap();
                 ready(&handle, "last").await;
                 let report = handle.report();
-                assert_eq!(order(&report), ["a", "b", "late", "last"]);
+                assert_eq!(order(&report), ["a", "b", "tail", "late", "last"]);
+                assert_eq!(dependencies(&report, "tail"), ["b"]);
                 assert_eq!(dependencies(&report, "late"), ["a"]);
                 assert_eq!(dependencies(&report, "last"), ["late"]);
                 handle.request_shutdown(None);
@@ -200,7 +204,7 @@ mod scenarios {
         assert_order_respected(&log, &report);
         assert_eq!(
             log.only(&["stop"]),
-            ["stop last", "stop late", "stop b", "stop a"]
+            ["stop last", "stop late", "stop tail", "stop b", "stop a"]
         );
     }
 

@@ -81,7 +81,8 @@ impl ComponentOptions {
     ///
     /// Without this call a component depends on the one registered just
     /// before it (none for the first): components start in registration
-    /// order and stop in reverse. `depends_on([])` means no dependency at
+    /// order and stop in reverse. A component registered while the
+    /// lifecycle runs depends by default on the one launched last. `depends_on([])` means no dependency at
     /// all. A name counted twice counts once; a name may be that of a
     /// component registered later on the same builder, and a component
     /// registered while the lifecycle runs may name any component already
