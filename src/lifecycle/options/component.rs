@@ -1,5 +1,6 @@
 //! [`ComponentOptions`]: what a user sets for one component.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use crate::names::validate_name;
 ///     .depends_on(["db", "cache"]);
 /// assert_ne!(opts, ComponentOptions::default());
 /// ```
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ComponentOptions {
     budgets: Budgets,
     /// `None`: the component registered just before.
@@ -147,5 +148,35 @@ impl ComponentOptions {
             validate_name(dep, "dependency").map_err(|e| e.with_component(name))?;
         }
         Ok(())
+    }
+}
+
+/// Every option side by side, as before dependencies were added.
+impl fmt::Debug for ComponentOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = &self.budgets;
+        f.debug_struct("ComponentOptions")
+            .field("start_timeout", &b.start_timeout)
+            .field("stop_timeout", &b.stop_timeout)
+            .field("close_timeout", &b.close_timeout)
+            .field("readiness", &b.readiness)
+            .field("dependencies", &self.dependencies())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_every_option_flat() {
+        let text = format!("{:?}", ComponentOptions::new().depends_on(["db"]));
+        assert!(
+            text.starts_with("ComponentOptions { start_timeout: None,"),
+            "{text}"
+        );
+        assert!(text.ends_with("dependencies: Some([\"db\"]) }"), "{text}");
+        assert!(!text.contains("budgets"), "{text}");
     }
 }
