@@ -218,32 +218,6 @@ impl Graph {
         Ok(())
     }
 
-    /// Removes the last node, which the last [`link`](Graph::link) linked
-    /// alone and which has not started: an admission undone.
-    pub(crate) fn remove_last(&mut self) {
-        let Some(node) = self.len().checked_sub(1) else {
-            return;
-        };
-        let shape = self.shapes[node as usize];
-        if shape.len != PREVIOUS {
-            // Its links were pushed last, one per dependency in order, each
-            // becoming the head of that dependency's list.
-            for k in (0..shape.len).rev() {
-                let dep = self.deps[(shape.at + k) as usize];
-                if let Some(link) = self.links.pop() {
-                    self.shapes[dep as usize].dependents = link.next;
-                }
-            }
-            self.deps.truncate(shape.at as usize);
-        }
-        self.shapes.pop();
-        self.live.pop();
-        self.linked = self.linked.min(node);
-        if self.startable.back() == Some(&node) {
-            self.startable.pop_back();
-        }
-    }
-
     /// The next node that may start: every dependency is ready. The caller
     /// must start it and report [`set_ready`](Graph::set_ready) or
     /// [`set_stopped`](Graph::set_stopped).
