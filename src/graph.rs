@@ -174,12 +174,15 @@ impl Graph {
     ) -> Result<(), Error> {
         // Only resolving grows `deps`: what it holds now is what stays.
         let deps_before = self.deps.len();
-        let result = self
-            .resolve(&lookup, &name_at)
-            .and_then(|()| match self.find_cycle() {
+        // Without named dependencies the batch only adds to the chain,
+        // which closes no cycle.
+        let named = !self.pending.is_empty();
+        let result = self.resolve(&lookup, &name_at).and_then(|()| {
+            match if named { self.find_cycle() } else { None } {
                 None => Ok(()),
                 Some(cycle) => Err(link::cycle_error(&cycle, &name_at)),
-            });
+            }
+        });
         self.pending.clear();
         self.pending_names.clear();
         self.name_ends.clear();

@@ -7,8 +7,9 @@
 //! [health checks](HealthChecker) and stop hooks. Its [`run`](Lifecycle::run)
 //! future drives them through these phases:
 //!
-//! 1. **Launching.** Components start one at a time, in registration order.
-//!    Each one's [`run`](Component::run) is polled as soon as its
+//! 1. **Launching.** Components start one at a time, in registration order
+//!    unless [dependencies](ComponentOptions::depends_on) name another order
+//!    (each then starts after the components it depends on). Each one's [`run`](Component::run) is polled as soon as its
 //!    [`start`](Component::start) succeeded; the next component starts only
 //!    once [`ready`](Component::ready) returned `Ok(true)` (asked up to the
 //!    [`Readiness`] policy's attempts, with backoff and a per-attempt timeout).
@@ -225,7 +226,8 @@ pub mod docs;
 mod drain;
 mod error;
 mod exit;
-// Dependency order of components: the engine schedules by it next.
+// Dependency order of components: the builder orders the launch by it; the
+// engine schedules by it next.
 #[cfg_attr(not(test), allow(dead_code))]
 mod graph;
 mod handle;

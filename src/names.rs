@@ -69,6 +69,35 @@ impl NameIndex {
         }
     }
 
+    /// The position of `name`, if the index holds it.
+    pub(crate) fn get<'a>(&self, name: &str, name_at: impl Fn(u32) -> &'a str) -> Option<u32> {
+        let hash = self.hash(name);
+        self.table
+            .find(spread(hash), |s| s.hash == hash && name_at(s.at) == name)
+            .map(|s| s.at)
+    }
+
+    /// Forgets `name`; returns its position if the index held it.
+    pub(crate) fn remove<'a>(
+        &mut self,
+        name: &str,
+        name_at: impl Fn(u32) -> &'a str,
+    ) -> Option<u32> {
+        let hash = self.hash(name);
+        match self
+            .table
+            .find_entry(spread(hash), |s| s.hash == hash && name_at(s.at) == name)
+        {
+            Ok(found) => Some(found.remove().0.at),
+            Err(_) => None,
+        }
+    }
+
+    /// Makes room for `additional` more names.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.table.reserve(additional, |s| spread(s.hash));
+    }
+
     pub(crate) fn clear(&mut self) {
         self.table.clear();
     }
@@ -99,6 +128,15 @@ mod tests {
         for (at, name) in (0..).zip(&names) {
             assert_eq!(index.insert(name, 1000, |j| &names[j as usize]), Err(at));
         }
+        for (at, name) in (0..).zip(&names) {
+            assert_eq!(index.get(name, |j| &names[j as usize]), Some(at));
+        }
+        assert_eq!(index.get("part1000", |j| &names[j as usize]), None);
+        assert_eq!(index.get("", |j| &names[j as usize]), None);
+        assert_eq!(index.remove("part7", |j| &names[j as usize]), Some(7));
+        assert_eq!(index.remove("part7", |j| &names[j as usize]), None);
+        assert_eq!(index.get("part7", |j| &names[j as usize]), None);
+        assert_eq!(index.get("part8", |j| &names[j as usize]), Some(8));
         index.clear();
         assert_eq!(index.insert("part7", 0, |j| &names[j as usize]), Ok(()));
     }

@@ -75,6 +75,15 @@ pub struct ComponentRecord {
     pub close_at: Option<Duration>,
     /// How long `close` took.
     pub close_took: Option<Duration>,
+    pub(crate) dependencies: Dependencies,
+}
+
+/// The names a component depends on; one name (the default chain's
+/// previous component, most often) needs no allocation of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Dependencies {
+    One(Arc<str>),
+    List(Option<Arc<Vec<Arc<str>>>>),
 }
 
 impl ComponentRecord {
@@ -91,6 +100,19 @@ impl ComponentRecord {
             stop_took: None,
             close_at: None,
             close_took: None,
+            dependencies: Dependencies::List(None),
+        }
+    }
+
+    /// The components this one depends on, in the order named: those given
+    /// to [`ComponentOptions::depends_on`](crate::ComponentOptions::depends_on),
+    /// each once, or else the component registered just before it (none for
+    /// the first; for a component registered while running, the one
+    /// launched last). Empty for a component without dependencies.
+    pub fn dependencies(&self) -> &[Arc<str>] {
+        match &self.dependencies {
+            Dependencies::One(name) => std::slice::from_ref(name),
+            Dependencies::List(list) => list.as_deref().map_or(&[], Vec::as_slice),
         }
     }
 }
@@ -212,7 +234,8 @@ impl Report {
         self.cause.as_ref()
     }
 
-    /// Every component, in registration order.
+    /// Every component, in launch order: registration order unless
+    /// [dependencies](crate::ComponentOptions::depends_on) asked otherwise.
     pub fn components(&self) -> &[ComponentRecord] {
         &self.components
     }
@@ -301,6 +324,17 @@ impl fmt::Display for Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dependencies_take_two_words_and_read_back_in_order() {
+        assert_eq!(std::mem::size_of::<Dependencies>(), 16);
+        let mut r = ComponentRecord::new("c".into());
+        assert!(r.dependencies().is_empty());
+        r.dependencies = Dependencies::One("a".into());
+        assert_eq!(r.dependencies(), [Arc::from("a")]);
+        r.dependencies = Dependencies::List(Some(Arc::new(vec!["b".into(), "a".into()])));
+        assert_eq!(r.dependencies(), [Arc::from("b"), Arc::from("a")]);
+    }
 
     #[test]
     fn a_large_report_finds_every_component_by_name_and_no_other() {

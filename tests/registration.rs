@@ -323,7 +323,7 @@ fn zero_attempts_and_zero_timeouts_are_config_errors() {
     for (options, what) in bad {
         let log = Log::new();
         let err = Lifecycle::builder()
-            .component_with("z", probe(&log, "z"), options)
+            .component_with("z", probe(&log, "z"), options.clone())
             .build()
             .unwrap_err();
         assert!(err.is_config(), "{what}: {err}");
@@ -350,7 +350,7 @@ fn backoff_jitter_outside_zero_to_one_is_a_config_error() {
             .readiness(Readiness::new().backoff(Backoff::constant(ms(5)).jitter(bad)));
         let log = Log::new();
         let err = Lifecycle::builder()
-            .component_with("z", probe(&log, "z"), options)
+            .component_with("z", probe(&log, "z"), options.clone())
             .build()
             .unwrap_err();
         assert!(err.is_config(), "{bad}: {err}");
@@ -393,7 +393,7 @@ fn duration_max_budgets_never_panic() {
     let lc = Lifecycle::builder()
         .shutdown_timeout(max)
         .watchdog(max, 99)
-        .component_with("a", probe(&log, "a").not_ready_for(1), opts)
+        .component_with("a", probe(&log, "a").not_ready_for(1), opts.clone())
         .component_with("b", probe(&log, "b"), opts)
         .drainer("d", drain(&log, "d", Act::Ok))
         .build()

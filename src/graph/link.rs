@@ -1,14 +1,41 @@
-//! Linking a batch: resolving dependency names, refusing cycles.
+//! Linking a batch: resolving dependency names, refusing cycles; and
+//! undoing the link of the last node.
 
 use std::collections::HashSet;
 
-use super::Graph;
+use super::{Graph, PREVIOUS};
 use crate::error::Error;
 
 /// Up to this many names, duplicates are found by comparing each pair.
 const SMALL: usize = 16;
 
 impl Graph {
+    /// Removes the last node, which the last [`link`](Graph::link) linked
+    /// alone and which has not started: an admission undone.
+    pub(crate) fn remove_last(&mut self) {
+        let Some(node) = self.len().checked_sub(1) else {
+            return;
+        };
+        let shape = self.shapes[node as usize];
+        if shape.len != PREVIOUS {
+            // Its links were pushed last, one per dependency in order, each
+            // becoming the head of that dependency's list.
+            for k in (0..shape.len).rev() {
+                let dep = self.deps[(shape.at + k) as usize];
+                if let Some(link) = self.links.pop() {
+                    self.shapes[dep as usize].dependents = link.next;
+                }
+            }
+            self.deps.truncate(shape.at as usize);
+        }
+        self.shapes.pop();
+        self.live.pop();
+        self.linked = self.linked.min(node);
+        if self.startable.back() == Some(&node) {
+            self.startable.pop_back();
+        }
+    }
+
     /// Resolves the pending names into `deps`, node by node.
     pub(super) fn resolve<'n>(
         &mut self,

@@ -389,3 +389,26 @@ fn ten_layers_of_ten_take_ten_steps_each_way_and_a_chain_a_hundred() {
     chain.link(lookup, name_at).unwrap();
     assert_eq!(simulate(&mut chain, 50), (5000, 5000));
 }
+
+#[test]
+fn removing_the_last_node_undoes_its_admission() {
+    let mut g = Named::default();
+    g.batch(&[("a", NONE), ("b", NONE)]).unwrap();
+    g.batch(&[("late", Some(&["b", "a", "b"]))]).unwrap();
+    g.graph.remove_last();
+    g.names.pop();
+    g.index.remove("late");
+    assert_eq!(g.graph.len(), 2);
+    assert_eq!(g.startable(), v(&["a", "b"]));
+    // Neither keeps a dependent: a node added now is linked afresh.
+    g.batch(&[("again", Some(&["a"]))]).unwrap();
+    g.ready("b");
+    assert!(g.startable().is_empty());
+    g.ready("a");
+    assert_eq!(g.startable(), v(&["again"]));
+    // A node without dependencies, queued to start, leaves the queue.
+    g.batch(&[("free", NONE)]).unwrap();
+    g.graph.remove_last();
+    assert!(g.graph.next_startable().is_none());
+    assert_eq!(g.graph.len(), 3);
+}

@@ -13,21 +13,24 @@ use crate::drain::{Drainer, DynDrainer, drainer_fn};
 use crate::error::{BoxError, Error};
 use crate::health::{CheckOptions, DynHealthChecker, Entry, HealthChecker, Probes};
 use crate::latch::lock;
-use crate::lifecycle::options::ComponentOptions;
-use crate::report::ComponentRecord;
+use crate::lifecycle::ComponentOptions;
+use crate::report::{ComponentRecord, Dependencies};
 
 impl Handle {
     /// Registers a component while the lifecycle runs, with default
     /// options. It is launched after those already registered, and stopped
-    /// before them. Until it is ready, the built-in `launch` readiness check
+    /// before them; by default it depends on the component launched last,
+    /// and it may [depend](ComponentOptions::depends_on) on any registered
+    /// component. Until it is ready, the built-in `launch` readiness check
     /// fails and [`Handle::is_ready`] is `false`.
     ///
     /// # Errors
     ///
     /// A [`ShuttingDown`](crate::ErrorKind::ShuttingDown) error once shutdown has
     /// begun, a [`Config`](crate::ErrorKind::Config) error for a duplicate name, an
-    /// invalid name (empty, or with a control character or `/`) or an
-    /// invalid option; either way nothing changes.
+    /// invalid name (empty, or with a control character or `/`), an
+    /// invalid option, or a dependency that no registered component has or
+    /// that names the component itself; either way nothing changes.
     pub fn add_component<C: Component>(
         &self,
         name: impl Into<String>,
@@ -52,19 +55,24 @@ impl Handle {
         component: Arc<dyn DynComponent>,
         options: ComponentOptions,
     ) -> Result<(), Error> {
-        let mut st = lock(&self.shared.state);
+        let mut guard = lock(&self.shared.state);
+        let st = &mut *guard;
         // A refused component is dropped by the caller, after the lock is
         // released: its `Drop` may call back into a handle.
-        let registration = admit(&self.shared, &mut st, name, &component, options)?;
+        let registration = admit(&self.shared, st, name, &component, &options)?;
+        if let Err(e) = link_last(st, options.dependencies()) {
+            forget_last(st);
+            self.shared.launching.fetch_sub(1, Ordering::AcqRel);
+            return Err(e);
+        }
         // Sent under the lock, so the runner receives components in the
         // order of their records, and none after shutdown began.
         if let Err(refused) = self.shared.register_tx.unbounded_send(registration) {
             // The runner is gone (its channel closed): undo the admission.
-            let refused = refused.into_inner();
-            st.component_names.remove(&refused.name);
-            st.records.pop();
+            st.graph.remove_last();
+            forget_last(st);
             self.shared.launching.fetch_sub(1, Ordering::AcqRel);
-            drop(st);
+            drop(guard);
             drop(refused);
             return Err(Error::shutting_down());
         }
@@ -75,7 +83,7 @@ impl Handle {
     /// name sets and grow the lists as it goes.
     pub(crate) fn reserve(&self, components: usize, hooks: usize) {
         let mut st = lock(&self.shared.state);
-        st.component_names.reserve(components);
+        st.component_index.reserve(components);
         st.records.reserve(components);
         st.hook_names.reserve(hooks);
         st.hooks.reserve(hooks);
@@ -84,16 +92,44 @@ impl Handle {
     /// Admits a component registered on the builder: validated and recorded
     /// like any other, but handed straight to the runner rather than sent
     /// through the registration channel.
+    #[inline]
     pub(crate) fn admit_component(
         &self,
         name: Arc<str>,
         component: Arc<dyn DynComponent>,
-        options: ComponentOptions,
+        options: &ComponentOptions,
     ) -> Result<Registration, Error> {
         let mut st = lock(&self.shared.state);
         let admitted = admit(&self.shared, &mut st, name, &component, options);
         drop(st);
         admitted
+    }
+
+    /// Links the components admitted from the builder, all at once:
+    /// `deps` gives each one's dependencies in launch order (`None`: the
+    /// one launched just before), by name.
+    ///
+    /// # Errors
+    ///
+    /// A `Config` error for an unknown name or a cycle; the builder has
+    /// refused both already, in the order it was given.
+    pub(crate) fn link_admitted<'d>(
+        &self,
+        deps: impl Iterator<Item = Option<&'d [Arc<str>]>>,
+    ) -> Result<(), Error> {
+        let mut guard = lock(&self.shared.state);
+        let st = &mut *guard;
+        let first = st.graph.len();
+        for d in deps {
+            st.graph.add(d);
+        }
+        let (index, records) = (&st.component_index, &st.records);
+        let name_at = |i: u32| &*records[i as usize].name;
+        st.graph.link(|n| index.get(n, name_at), name_at)?;
+        for node in first..st.graph.len() {
+            record_dependencies(st, node);
+        }
+        Ok(())
     }
 
     /// Appends a drainer (it runs after those already registered).
@@ -224,23 +260,70 @@ impl Handle {
 }
 
 /// Validates a component, claims its name and adds its report row: what
-/// every registration does, from the builder or a handle.
+/// every registration does, from the builder or a handle. Its dependencies
+/// are linked apart: from the builder, all at once.
 fn admit(
     shared: &Shared,
     st: &mut shared::State,
     name: Arc<str>,
     component: &Arc<dyn DynComponent>,
-    options: ComponentOptions,
+    options: &ComponentOptions,
 ) -> Result<Registration, Error> {
     validate_name(&name, "component")?;
     options.validate(&name)?;
     shared.refuse_if_shutting_down(st)?;
-    claim(&mut st.component_names, &name, "component")?;
+    let records = &st.records;
+    let at = records.len() as u32;
+    if st
+        .component_index
+        .insert(&name, at, |i| &records[i as usize].name)
+        .is_err()
+    {
+        return Err(Error::config("duplicate component name").with_component(&name));
+    }
     st.records.push(ComponentRecord::new(name.clone()));
     shared.launching.fetch_add(1, Ordering::AcqRel);
     Ok(Registration {
         name,
         component: component.clone(),
-        options,
+        options: options.budgets(),
     })
+}
+
+/// Links the component admitted last, registered while running: it may
+/// depend on any component registered before it. On error nothing is
+/// linked.
+fn link_last(st: &mut shared::State, deps: Option<&[Box<str>]>) -> Result<(), Error> {
+    let node = st.graph.add(deps);
+    let (index, records) = (&st.component_index, &st.records);
+    let name_at = |i: u32| &*records[i as usize].name;
+    st.graph.link(|n| index.get(n, name_at), name_at)?;
+    record_dependencies(st, node);
+    Ok(())
+}
+
+/// Forgets the component admitted last: its name and its report row.
+fn forget_last(st: &mut shared::State) {
+    let records = &st.records;
+    if let Some(last) = records.last() {
+        st.component_index
+            .remove(&last.name, |i| &records[i as usize].name);
+    }
+    st.records.pop();
+}
+
+/// Copies a linked component's dependencies into its report row, by name.
+/// One name, the default chain's, costs no allocation.
+fn record_dependencies(st: &mut shared::State, node: u32) {
+    let name = |dep: u32| st.records[dep as usize].name.clone();
+    let mut deps = st.graph.dependencies(node);
+    let dependencies = match (deps.next(), deps.next()) {
+        (None, _) => Dependencies::List(None),
+        (Some(only), None) => Dependencies::One(name(only)),
+        (Some(a), Some(b)) => {
+            let all = [a, b].into_iter().chain(deps).map(name).collect();
+            Dependencies::List(Some(Arc::new(all)))
+        }
+    };
+    st.records[node as usize].dependencies = dependencies;
 }

@@ -12,6 +12,7 @@ use crate::cause::ShutdownCause;
 use crate::component::DynComponent;
 use crate::drain::{Drainers, DynDrainer};
 use crate::error::Error;
+use crate::graph::Graph;
 use crate::health::Registry;
 use crate::latch::{Latch, lock};
 use crate::lifecycle::options::ComponentOptions;
@@ -20,7 +21,7 @@ use crate::logging::{event, opt};
 use crate::phase::Phase;
 use crate::report::ComponentRecord;
 
-pub(crate) use crate::names::{Named, validate_name};
+pub(crate) use crate::names::{NameIndex, Named, validate_name};
 
 /// A component waiting to be launched.
 pub(crate) struct Registration {
@@ -52,7 +53,10 @@ pub(crate) struct State {
     pub(crate) shutdown_at: Option<Instant>,
     /// Set with `shutdown_at`, by the same call.
     pub(crate) cause: Option<ShutdownCause>,
-    pub(crate) component_names: HashSet<Arc<str>>,
+    /// Each component's position in `records`, which is its node in
+    /// `graph`: components are recorded, and linked, in launch order.
+    pub(crate) component_index: NameIndex,
+    pub(crate) graph: Graph,
     pub(crate) drainers: Drainers,
     pub(crate) hooks: Vec<Named<dyn DynDrainer>>,
     pub(crate) hook_names: HashSet<Arc<str>>,

@@ -227,7 +227,7 @@ pub(super) fn lifecycle_json(report: &Report) -> String {
             out,
             "{{\"name\":{},\"state\":{},\"start_at_ms\":{},\"start_took_ms\":{},\
              \"ready_at_ms\":{},\"attempts\":{},\"run_ended_at_ms\":{},\"stop_at_ms\":{},\
-             \"stop_took_ms\":{},\"close_at_ms\":{},\"close_took_ms\":{}}}",
+             \"stop_took_ms\":{},\"close_at_ms\":{},\"close_took_ms\":{},\"dependencies\":[",
             quote(&c.name),
             quote(&c.state.to_string()),
             ms(c.start_at),
@@ -240,6 +240,13 @@ pub(super) fn lifecycle_json(report: &Report) -> String {
             ms(c.close_at),
             ms(c.close_took)
         );
+        for (j, dep) in c.dependencies().iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str(&quote(dep));
+        }
+        out.push_str("]}");
     }
     out.push_str("]}");
     out

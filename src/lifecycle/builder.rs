@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+use super::order::LaunchOrder;
 use super::runner::{Config, Runner, Spawner};
 use super::watchdog::Watchdog;
 use super::{ComponentOptions, Lifecycle};
@@ -25,8 +26,11 @@ enum Part {
 
 /// Builds a [`Lifecycle`]. Made by [`Lifecycle::builder`].
 ///
-/// Components launch in the order they are added. Invalid options and
-/// duplicate names are reported by [`build`](LifecycleBuilder::build).
+/// Components launch in the order they are added, unless
+/// [`ComponentOptions::depends_on`] names their dependencies: each then
+/// launches after them. Invalid options, duplicate names, unknown
+/// dependencies and dependency cycles are reported by
+/// [`build`](LifecycleBuilder::build).
 ///
 /// # Examples
 ///
@@ -313,7 +317,9 @@ impl LifecycleBuilder {
     /// duplicate name (within components, drainers, health checks or stop
     /// hooks) or an invalid option such as zero readiness attempts; a
     /// `Config` error for an invalid name (empty, or with a control
-    /// character or `/`) or a zero watchdog timeout.
+    /// character or `/`) or a zero watchdog timeout; once every component
+    /// passed those, a `Config` error naming the component for a dependency
+    /// no component has, or naming the whole cycle (`a -> b -> a`).
     pub fn build(self) -> Result<Lifecycle, Error> {
         let (tx, rx) = futures::channel::mpsc::unbounded();
         let handle = Handle {
@@ -328,19 +334,22 @@ impl LifecycleBuilder {
             .iter()
             .filter(|p| matches!(p, Part::Component(..)))
             .count();
-        let mut initial = Vec::with_capacity(components);
         handle.reserve(components, parts.len() - components);
+        let named = parts.iter().any(|p| match p {
+            Part::Component(_, _, options) => options.dependencies().is_some(),
+            Part::Hook(..) => false,
+        });
+        let mut order = LaunchOrder::new(&handle, components, named);
         for part in parts {
             match part {
-                Part::Component(name, c, opts) => {
-                    initial.push(handle.admit_component(name.into(), c, opts)?);
-                }
+                Part::Component(name, c, opts) => order.push(name.into(), c, opts)?,
                 Part::Hook(name, h) => handle.insert_hook(name.into(), h)?,
             }
         }
         if let Some((_, e)) = staged.refused {
             return Err(e);
         }
+        let initial = order.admit()?;
         // Nobody else holds the handle yet: no shutdown can have begun.
         lock(&handle.shared.state).drainers = staged.drainers;
         handle.shared.health.install(staged.checks);

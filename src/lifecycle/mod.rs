@@ -2,6 +2,7 @@
 
 mod builder;
 pub(crate) mod options;
+mod order;
 mod runner;
 pub(crate) mod watchdog;
 
@@ -13,7 +14,8 @@ use std::task::{Context as TaskContext, Poll};
 use futures::future::BoxFuture;
 
 pub use builder::LifecycleBuilder;
-pub use options::{Backoff, ComponentOptions, Readiness};
+pub use options::component::ComponentOptions;
+pub use options::{Backoff, Readiness};
 
 use crate::error::Error;
 use crate::handle::Handle;

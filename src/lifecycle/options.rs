@@ -1,6 +1,7 @@
-//! Per-component options: timeouts and the readiness policy.
+//! Per-component options: timeouts, the readiness policy and dependencies.
 
 mod backoff;
+pub(crate) mod component;
 
 use std::time::Duration;
 
@@ -93,34 +94,24 @@ impl Readiness {
     }
 }
 
-/// Options for one component: timeouts and readiness.
-///
-/// Every budget is further capped by what is left of the lifecycle's
-/// shutdown timeout once shutdown has begun.
-///
-/// # Examples
-///
-/// ```
-/// use std::time::Duration;
-/// use lameduck::{ComponentOptions, Readiness};
-///
-/// let opts = ComponentOptions::new()
-///     .start_timeout(Duration::from_secs(10))
-///     .stop_timeout(Duration::from_secs(5))
-///     .readiness(Readiness::new().attempts(3));
-/// assert_ne!(opts, ComponentOptions::default());
-/// ```
+/// The engine's part of a component's options: its budgets and readiness
+/// policy, read on every call into the component, so `Copy` and small.
+/// The runner knows it by this name; users set it through the public
+/// [`ComponentOptions`](component::ComponentOptions).
+pub(crate) type ComponentOptions = Budgets;
+
+/// See [`ComponentOptions`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ComponentOptions {
+pub(crate) struct Budgets {
     pub(crate) start_timeout: Option<Duration>,
     pub(crate) stop_timeout: Option<Duration>,
     pub(crate) close_timeout: Duration,
     pub(crate) readiness: Readiness,
 }
 
-impl Default for ComponentOptions {
+impl Default for Budgets {
     fn default() -> Self {
-        ComponentOptions {
+        Budgets {
             start_timeout: None,
             stop_timeout: None,
             close_timeout: Duration::from_secs(5),
@@ -129,43 +120,7 @@ impl Default for ComponentOptions {
     }
 }
 
-impl ComponentOptions {
-    /// Defaults: no start timeout, stop bounded only by the shutdown
-    /// timeout, 5 s to close, the default [`Readiness`].
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// The budget of `start`. Zero is a configuration error; a budget too
-    /// long for the clock, such as [`Duration::MAX`], means no timeout.
-    pub fn start_timeout(mut self, timeout: Duration) -> Self {
-        self.start_timeout = Some(timeout);
-        self
-    }
-
-    /// The budget of `stop` plus the wait for `run` to end. Past it the
-    /// component is closed. Zero means "close at once, skip the graceful
-    /// stop"; [`Duration::MAX`] leaves only the shutdown timeout.
-    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
-        self.stop_timeout = Some(timeout);
-        self
-    }
-
-    /// The budget of `close` (default 5 s), further capped by the shutdown
-    /// deadline and, once forced, the force budget. Zero polls `close` once:
-    /// what completes synchronously completes, the rest is a timeout.
-    /// [`Duration::MAX`] leaves only those caps.
-    pub fn close_timeout(mut self, timeout: Duration) -> Self {
-        self.close_timeout = timeout;
-        self
-    }
-
-    /// The readiness policy.
-    pub fn readiness(mut self, readiness: Readiness) -> Self {
-        self.readiness = readiness;
-        self
-    }
-
+impl Budgets {
     pub(crate) fn validate(&self, name: &str) -> Result<(), Error> {
         if self.readiness.attempts == 0 {
             return Err(Error::config("readiness attempts must be at least 1").with_component(name));

@@ -1,0 +1,182 @@
+//! [`ComponentOptions`]: what a user sets for one component.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Budgets, Readiness};
+use crate::error::Error;
+use crate::names::validate_name;
+
+/// Options for one component: timeouts, readiness and dependencies.
+///
+/// Every budget is further capped by what is left of the lifecycle's
+/// shutdown timeout once shutdown has begun.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use lameduck::{ComponentOptions, Readiness};
+///
+/// let opts = ComponentOptions::new()
+///     .start_timeout(Duration::from_secs(10))
+///     .stop_timeout(Duration::from_secs(5))
+///     .readiness(Readiness::new().attempts(3))
+///     .depends_on(["db", "cache"]);
+/// assert_ne!(opts, ComponentOptions::default());
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ComponentOptions {
+    budgets: Budgets,
+    /// `None`: the component registered just before.
+    dependencies: Option<Arc<[Box<str>]>>,
+}
+
+impl ComponentOptions {
+    /// Defaults: no start timeout, stop bounded only by the shutdown
+    /// timeout, 5 s to close, the default [`Readiness`], and a dependency on
+    /// the component registered just before.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The budget of `start`. Zero is a configuration error; a budget too
+    /// long for the clock, such as [`Duration::MAX`], means no timeout.
+    #[must_use]
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.budgets.start_timeout = Some(timeout);
+        self
+    }
+
+    /// The budget of `stop` plus the wait for `run` to end. Past it the
+    /// component is closed. Zero means "close at once, skip the graceful
+    /// stop"; [`Duration::MAX`] leaves only the shutdown timeout.
+    #[must_use]
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.budgets.stop_timeout = Some(timeout);
+        self
+    }
+
+    /// The budget of `close` (default 5 s), further capped by the shutdown
+    /// deadline and, once forced, the force budget. Zero polls `close` once:
+    /// what completes synchronously completes, the rest is a timeout.
+    /// [`Duration::MAX`] leaves only those caps.
+    #[must_use]
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.budgets.close_timeout = timeout;
+        self
+    }
+
+    /// The readiness policy.
+    #[must_use]
+    pub fn readiness(mut self, readiness: Readiness) -> Self {
+        self.budgets.readiness = readiness;
+        self
+    }
+
+    /// The components this one depends on, by name: it starts only once
+    /// each of them is ready, and each of them stops only once it has
+    /// stopped.
+    ///
+    /// Without this call a component depends on the one registered just
+    /// before it (none for the first): components start in registration
+    /// order and stop in reverse. A component registered while the
+    /// lifecycle runs depends by default on the one launched last. `depends_on([])` means no dependency at
+    /// all. A name counted twice counts once; a name may be that of a
+    /// component registered later on the same builder, and a component
+    /// registered while the lifecycle runs may name any component already
+    /// registered.
+    ///
+    /// Components are started one at a time, in an order that respects
+    /// every dependency: from the builder, each component is launched as
+    /// soon as its dependencies are (earliest registered first among those
+    /// that could go), so the default order is registration order; a
+    /// component registered while running is launched after every other.
+    /// The [report](crate::Report) lists components in that order, each
+    /// with its dependencies.
+    ///
+    /// # Errors
+    ///
+    /// Registering the component (or [`build`](crate::LifecycleBuilder::build))
+    /// fails with a [`Config`](crate::ErrorKind::Config) error naming it for
+    /// a dependency name that is invalid (empty, or with a control
+    /// character or `/`), that no component has, or that closes a cycle
+    /// (the error reads `dependency cycle: a -> b -> a`, "a depends on b").
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lameduck::{Component, ComponentOptions, Lifecycle};
+    ///
+    /// struct Part;
+    /// impl Component for Part {}
+    ///
+    /// let lifecycle = Lifecycle::builder()
+    ///     // Starts after "db", which is registered later.
+    ///     .component_with("api", Part, ComponentOptions::new().depends_on(["db"]))
+    ///     .component_with("db", Part, ComponentOptions::new().depends_on([]))
+    ///     .build()
+    ///     .unwrap();
+    /// lifecycle.handle().request_shutdown(None);
+    /// let report = futures::executor::block_on(lifecycle.run()).unwrap();
+    /// let order: Vec<&str> = report.components().iter().map(|c| &*c.name).collect();
+    /// assert_eq!(order, ["db", "api"]);
+    /// assert_eq!(report.component("api").unwrap().dependencies()[0].as_ref(), "db");
+    /// ```
+    #[must_use]
+    pub fn depends_on<'a>(mut self, names: impl IntoIterator<Item = &'a str>) -> Self {
+        self.dependencies = Some(names.into_iter().map(Box::from).collect());
+        self
+    }
+
+    /// What the engine reads on each call.
+    pub(crate) fn budgets(&self) -> Budgets {
+        self.budgets
+    }
+
+    /// The names given to [`depends_on`](ComponentOptions::depends_on),
+    /// or `None` for "the component registered just before".
+    pub(crate) fn dependencies(&self) -> Option<&[Box<str>]> {
+        self.dependencies.as_deref()
+    }
+
+    pub(crate) fn validate(&self, name: &str) -> Result<(), Error> {
+        self.budgets.validate(name)?;
+        for dep in self.dependencies().unwrap_or_default() {
+            validate_name(dep, "dependency").map_err(|e| e.with_component(name))?;
+        }
+        Ok(())
+    }
+}
+
+/// Every option side by side, as before dependencies were added.
+impl fmt::Debug for ComponentOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = &self.budgets;
+        f.debug_struct("ComponentOptions")
+            .field("start_timeout", &b.start_timeout)
+            .field("stop_timeout", &b.stop_timeout)
+            .field("close_timeout", &b.close_timeout)
+            .field("readiness", &b.readiness)
+            .field("dependencies", &self.dependencies())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_every_option_flat() {
+        let text = format!("{:?}", ComponentOptions::new().depends_on(["db"]));
+        assert!(
+            text.starts_with("ComponentOptions { start_timeout: None,"),
+            "{text}"
+        );
+        assert!(text.ends_with("dependencies: Some([\"db\"]) }"), "{text}");
+        assert!(!text.contains("budgets"), "{text}");
+    }
+}
