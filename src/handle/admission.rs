@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::Handle;
-use super::shared::{self, Registration, Shared, claim, validate_name};
+use super::shared::{self, Shared, claim, validate_name};
 use crate::component::{Component, DynComponent};
 use crate::drain::{Drainer, DynDrainer, drainer_fn};
 use crate::error::{BoxError, Error};
 use crate::health::{CheckOptions, DynHealthChecker, Entry, HealthChecker, Probes};
 use crate::latch::lock;
 use crate::lifecycle::options::ComponentOptions;
+use crate::lifecycle::parts::{Parts, Registration};
 use crate::report::ComponentRecord;
 
 impl Handle {
@@ -58,7 +59,8 @@ impl Handle {
         let registration = admit(&self.shared, &mut st, name, &component, options)?;
         // Sent under the lock, so the runner receives components in the
         // order of their records, and none after shutdown began.
-        if let Err(refused) = self.shared.register_tx.unbounded_send(registration) {
+        let parts = Parts::of(&self.shared);
+        if let Err(refused) = parts.register_tx.unbounded_send(registration) {
             // The runner is gone (its channel closed): undo the admission.
             let refused = refused.into_inner();
             st.component_names.remove(&refused.name);
@@ -78,7 +80,7 @@ impl Handle {
         st.component_names.reserve(components);
         st.records.reserve(components);
         st.hook_names.reserve(hooks);
-        st.hooks.reserve(hooks);
+        Parts::of(&self.shared).lists().hooks.reserve(hooks);
     }
 
     /// Admits a component registered on the builder: validated and recorded
@@ -128,9 +130,12 @@ impl Handle {
         drainer: Arc<dyn DynDrainer>,
         front: bool,
     ) -> Result<(), Error> {
-        let mut st = lock(&self.shared.state);
+        let st = lock(&self.shared.state);
         self.shared.refuse_if_shutting_down(&st)?;
-        let refused = st.drainers.push((name, drainer), front);
+        let refused = Parts::of(&self.shared)
+            .lists()
+            .drainers
+            .push((name, drainer), front);
         drop(st);
         // A refused drainer is dropped here, after the lock: its `Drop` may
         // use a handle.
@@ -218,7 +223,7 @@ impl Handle {
         let mut st = lock(&self.shared.state);
         self.shared.refuse_if_shutting_down(&st)?;
         claim(&mut st.hook_names, &name, "stop hook")?;
-        st.hooks.push((name, hook));
+        Parts::of(&self.shared).lists().hooks.push((name, hook));
         Ok(())
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+use super::parts::Parts;
 use super::runner::{Config, Runner, Spawner};
 use super::watchdog::Watchdog;
 use super::{ComponentOptions, Lifecycle};
@@ -315,9 +316,9 @@ impl LifecycleBuilder {
     /// `Config` error for an invalid name (empty, or with a control
     /// character or `/`) or a zero watchdog timeout.
     pub fn build(self) -> Result<Lifecycle, Error> {
-        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let (parts, rx) = Parts::new();
         let handle = Handle {
-            shared: Arc::new(Shared::new(tx)),
+            shared: Arc::new(Shared::new(Box::new(parts))),
         };
         let staged = *self.staged;
         let mut parts = staged.parts;
@@ -342,7 +343,7 @@ impl LifecycleBuilder {
             return Err(e);
         }
         // Nobody else holds the handle yet: no shutdown can have begun.
-        lock(&handle.shared.state).drainers = staged.drainers;
+        Parts::of(&handle.shared).lists().drainers = staged.drainers;
         handle.shared.health.install(staged.checks);
         if self.watchdog.is_some_and(|(timeout, _)| timeout.is_zero()) {
             return Err(Error::config("watchdog timeout must not be zero"));

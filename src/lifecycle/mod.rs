@@ -2,6 +2,7 @@
 
 mod builder;
 pub(crate) mod options;
+pub(crate) mod parts;
 mod runner;
 pub(crate) mod watchdog;
 

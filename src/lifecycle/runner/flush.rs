@@ -13,8 +13,8 @@ use super::{Runner, budget_of};
 use crate::context::Context;
 use crate::drain::DynDrainer;
 use crate::error::{Error, ErrorKind};
-use crate::handle::Named;
 use crate::logging::{event, ms};
+use crate::names::Named;
 use crate::phase::Step;
 
 impl Runner {

@@ -32,9 +32,10 @@ use crate::cause::{RunEnd, ShutdownCause};
 use crate::component::{CallResult, DynComponent};
 use crate::context::Context;
 use crate::error::Error;
-use crate::handle::{Handle, Registration};
+use crate::handle::Handle;
 use crate::latch::{Abortable, Latch, lock};
 use crate::lifecycle::options::ComponentOptions;
+use crate::lifecycle::parts::{Parts, Registration};
 use crate::logging::{event, ms};
 use crate::phase::Phase;
 use crate::phase::Step;
@@ -177,13 +178,7 @@ impl Drop for StoppedGuard {
         // dropped only once every lock is released: their `Drop` may call
         // back into a handle.
         let checks = shared.health.take();
-        let parts = {
-            let mut st = lock(&shared.state);
-            (
-                std::mem::take(&mut st.drainers),
-                std::mem::take(&mut st.hooks),
-            )
-        };
+        let parts = std::mem::take(&mut *Parts::of(shared).lists());
         drop(checks);
         drop(parts);
         if let Some(w) = lock(&shared.watchdog).take() {

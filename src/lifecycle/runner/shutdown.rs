@@ -15,6 +15,7 @@ use super::{Runner, budget_of, deadline_after, earliest};
 use crate::component::CallResult;
 use crate::error::{Error, ErrorKind};
 use crate::latch::lock;
+use crate::lifecycle::parts::Parts;
 use crate::logging::{event, ms};
 use crate::phase::Phase;
 use crate::phase::Step;
@@ -125,11 +126,11 @@ impl Runner {
         }
 
         shared.set_phase(Phase::Flushing);
-        let drainers = std::mem::take(&mut lock(&shared.state).drainers);
+        let drainers = std::mem::take(&mut Parts::of(&shared).lists().drainers);
         self.run_drainers(drainers.into(), deadline).await;
 
         shared.set_phase(Phase::Stopping);
-        let mut hooks = std::mem::take(&mut lock(&shared.state).hooks);
+        let mut hooks = std::mem::take(&mut Parts::of(&shared).lists().hooks);
         hooks.reverse();
         self.run_hooks(hooks, deadline).await;
     }
