@@ -150,6 +150,16 @@ impl Latch {
         }
     }
 
+    /// Whether [`Latch::abort`] was called.
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.inner.aborted.load(Ordering::SeqCst)
+    }
+
+    /// Wakes `waker` on [`Latch::abort`] (the last one registered).
+    pub(crate) fn on_abort(&self, waker: &std::task::Waker) {
+        self.inner.abort_waker.register(waker);
+    }
+
     /// Aborts what [`Latch::abortable`] wrapped: its next poll ends it
     /// without polling it again. Independent of the flag itself.
     pub(crate) fn abort(&self) {

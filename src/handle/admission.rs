@@ -8,13 +8,14 @@ use std::sync::atomic::Ordering;
 
 use super::Handle;
 use super::shared::{self, Shared, claim, validate_name};
-use crate::component::{Component, DynComponent};
+use crate::component::Component;
 use crate::drain::{Drainer, DynDrainer, drainer_fn};
 use crate::error::{BoxError, Error};
 use crate::health::{CheckOptions, DynHealthChecker, Entry, HealthChecker, Probes};
 use crate::latch::lock;
 use crate::lifecycle::options::ComponentOptions;
 use crate::lifecycle::parts::{Parts, Registration};
+use crate::lifecycle::task::DynComponent;
 use crate::report::ComponentRecord;
 
 impl Handle {

@@ -9,9 +9,10 @@ use futures::future::BoxFuture;
 
 use super::parts::Parts;
 use super::runner::{Config, Runner, Spawner};
+use super::task::DynComponent;
 use super::watchdog::Watchdog;
 use super::{ComponentOptions, Lifecycle};
-use crate::component::{Component, DynComponent};
+use crate::component::Component;
 use crate::context::Context;
 use crate::drain::{Drainer, Drainers, DynDrainer, drainer_fn};
 use crate::error::{BoxError, Error};

@@ -1,9 +1,11 @@
 //! The [`Lifecycle`]: its builder, its phases, and the runner that drives it.
 
 mod builder;
+pub(crate) mod cell;
 pub(crate) mod options;
 pub(crate) mod parts;
 mod runner;
+pub(crate) mod task;
 pub(crate) mod watchdog;
 
 use std::fmt;

@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 
-use crate::component::DynComponent;
 use crate::drain::{Drainers, DynDrainer};
 use crate::handle::Shared;
 use crate::latch::lock;
 use crate::lifecycle::options::ComponentOptions;
+use crate::lifecycle::task::DynComponent;
 use crate::names::Named;
 
 /// A component waiting to be launched.

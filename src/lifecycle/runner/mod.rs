@@ -1,55 +1,49 @@
 //! The runner: the one future that drives launch, run and shutdown.
 //!
-//! Everything happens on the task that polls [`Runner::run`]. Every user
-//! call is an owned boxed future; [`Runner::drive`] polls one such goal
-//! while it keeps polling every component's `run`, watches for the
-//! interrupting signal and enforces the deadline.
+//! Everything happens on the task that polls [`Runner::run`]. Each
+//! component is one boxed future (see `lifecycle::task`) behind a cell
+//! (see `lifecycle::cell`): the runner tells a cell "start now", "ready
+//! now", "stop now", "close now" and reads what came of it; a cell's waker
+//! puts it on the runner's ready queue, and the runner polls only the cells
+//! that were woken. [`Runner::drive`] waits for one goal (a call's end, a
+//! registration, a flag) while it polls the woken cells, watches for the
+//! interrupting flag and enforces the deadline.
 //!
-//! The work is split by phase: [`launch`] starts components and waits for
-//! them to be ready, [`shutdown`] stops and closes components, [`flush`]
-//! runs the drainers and the stop hooks, and [`drive`] holds the one polling
-//! loop they all use.
+//! The schedule is the runner's: [`launch`] starts components one at a
+//! time and waits for each to be ready, [`shutdown`] stops them one at a
+//! time in reverse order and closes them (all at once when forced),
+//! [`flush`] runs the drainers and the stop hooks.
 
 mod drive;
 mod flush;
 mod launch;
 mod shutdown;
 
-use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::task::{Context as TaskContext, Poll};
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures::channel::mpsc::UnboundedReceiver;
-use futures::channel::oneshot;
-use futures::future::{Aborted, BoxFuture, Either, FutureExt};
-use futures::ready;
-use futures::stream::{FuturesUnordered, StreamExt as _};
+use futures::future::BoxFuture;
+use futures::stream::StreamExt as _;
 
+use self::drive::Driven;
+pub(crate) use super::cell::Spawner;
+use super::cell::{Cell, Cmd, Done, ReadyQueue};
+use super::task::DynComponent;
 use crate::cause::{RunEnd, ShutdownCause};
-use crate::component::{CallResult, DynComponent};
+use crate::component::CallResult;
 use crate::context::Context;
 use crate::error::Error;
 use crate::handle::Handle;
-use crate::latch::{Abortable, Latch, lock};
+use crate::latch::{Latch, lock};
 use crate::lifecycle::options::ComponentOptions;
 use crate::lifecycle::parts::{Parts, Registration};
 use crate::logging::{event, ms};
 use crate::phase::Phase;
 use crate::phase::Step;
 use crate::report::{ComponentRecord, ComponentState, Report};
-
-/// Puts a component's `run` on a task of the user's executor.
-#[derive(Clone)]
-pub(crate) struct Spawner(pub(crate) Arc<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>);
-
-impl fmt::Debug for Spawner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Spawner")
-    }
-}
 
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -72,55 +66,22 @@ impl Default for Config {
 
 struct Slot {
     name: Arc<str>,
-    component: Arc<dyn DynComponent>,
+    /// Held until the runner is dropped, as the component's last owner.
+    _component: Arc<dyn DynComponent>,
     options: ComponentOptions,
     stop: Latch,
+    /// The component's one future, until the runner is done with it.
+    task: Option<BoxFuture<'static, ()>>,
+    cell: Arc<Cell>,
+    /// The cell's waker: queues the cell for the runner.
+    waker: Waker,
     /// Whether the lifecycle aborted its `run` (through `stop`).
     run_aborted: bool,
     /// For a `run` on its own task: whether that task is in a poll of it.
     busy: Option<Arc<AtomicBool>>,
+    run_started: bool,
     run_done: bool,
     ready: bool,
-}
-
-/// How a component's `run` ended.
-enum RunExit {
-    /// It returned (or panicked: caught into an error).
-    Done(CallResult<()>),
-    /// The lifecycle aborted it.
-    Aborted,
-    /// The executor dropped its task before it finished.
-    Dropped,
-}
-
-type LocalRun = Abortable<BoxFuture<'static, CallResult<()>>>;
-type SpawnedOutput = Result<CallResult<()>, Aborted>;
-type SpawnedRun = oneshot::Receiver<SpawnedOutput>;
-
-/// One component's `run`, polled in place or through a spawned task.
-struct RunTask {
-    index: usize,
-    fut: Either<LocalRun, SpawnedRun>,
-}
-
-impl Future for RunTask {
-    type Output = (usize, RunExit);
-
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let index = self.index;
-        let end = match &mut self.fut {
-            Either::Left(local) => match ready!(local.poll_unpin(cx)) {
-                Ok(out) => RunExit::Done(out),
-                Err(Aborted) => RunExit::Aborted,
-            },
-            Either::Right(spawned) => match ready!(spawned.poll_unpin(cx)) {
-                Ok(Ok(out)) => RunExit::Done(out),
-                Ok(Err(Aborted)) => RunExit::Aborted,
-                Err(oneshot::Canceled) => RunExit::Dropped,
-            },
-        };
-        Poll::Ready((index, end))
-    }
 }
 
 /// How long the runner waits at least, once shutdown is over, for a `run`
@@ -137,7 +98,8 @@ pub(crate) struct Runner {
     initial: std::vec::IntoIter<Registration>,
     slots: Vec<Slot>,
     launched: Vec<usize>,
-    runs: FuturesUnordered<RunTask>,
+    /// The cells woken since the runner last polled them.
+    queue: Arc<ReadyQueue>,
     /// When a forced shutdown must be over: set when the runner first sees
     /// the force.
     force_deadline: Option<Option<Instant>>,
@@ -217,7 +179,7 @@ impl Runner {
             slots: Vec::with_capacity(initial.len()),
             launched: Vec::with_capacity(initial.len()),
             initial: initial.into_iter(),
-            runs: FuturesUnordered::new(),
+            queue: Arc::new(ReadyQueue::default()),
             force_deadline: None,
         }
     }
@@ -240,7 +202,9 @@ impl Runner {
             None => deadline,
         };
         self.collect_runs(bound).await;
-        self.runs = FuturesUnordered::new();
+        for slot in &mut self.slots {
+            slot.task = None;
+        }
         drop(guard);
 
         let report = self.handle.report();
@@ -312,6 +276,109 @@ impl Runner {
     fn fail_launch(&self, index: usize, error: Error, step: Step) {
         self.update(index, |r| r.state = ComponentState::Failed);
         self.fail(index, error, step);
+    }
+}
+
+impl Runner {
+    /// Polls a component's future with its cell's waker, and records the
+    /// end of its `run` if that came.
+    fn poll_cell(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        slot.cell.dequeue();
+        if let Some(task) = slot.task.as_mut() {
+            let _ = task
+                .as_mut()
+                .poll(&mut TaskContext::from_waker(&slot.waker));
+        }
+        let end = slot.cell.io().run_end.take();
+        if let Some(end) = end {
+            self.on_run_end(index, end);
+        }
+    }
+
+    /// Polls the cells woken since the last pass; those woken during it
+    /// wait for the next one.
+    fn poll_cells(&mut self, cx: &mut TaskContext<'_>) {
+        for index in self.queue.take(cx.waker()) {
+            self.poll_cell(index);
+        }
+        if !self.queue.is_empty() {
+            cx.waker().wake_by_ref();
+        }
+    }
+
+    /// Tells a component's future what to do, and polls it at once. A
+    /// future that first has the end of its `run` (or of its last call) to
+    /// report takes the command on a second or third poll, still now.
+    fn command(&mut self, index: usize, cmd: Cmd) {
+        self.slots[index].cell.io().cmd = Some(cmd);
+        for _ in 0..3 {
+            self.poll_cell(index);
+            if self.slots[index].cell.io().cmd.is_none() {
+                break;
+            }
+        }
+    }
+
+    /// Drops the call in flight of a component, if any.
+    fn abandon(&mut self, index: usize) {
+        self.command(index, Cmd::Abandon);
+    }
+
+    /// Issues `cmd` (on the first call) and tells whether the call it
+    /// started has ended.
+    fn step(&mut self, index: usize, cmd: &mut Option<Cmd>) -> Poll<Done> {
+        if let Some(cmd) = cmd.take() {
+            self.command(index, cmd);
+        }
+        match self.slots[index].cell.io().done.take() {
+            Some(done) => Poll::Ready(done),
+            None => Poll::Pending,
+        }
+    }
+
+    /// What a call driven by [`Runner::step`] came to: a call that ended
+    /// before the runner saw the interrupt or the deadline still counts;
+    /// otherwise it is given up on.
+    fn settle<T>(
+        &mut self,
+        index: usize,
+        issued: bool,
+        outcome: Driven<T>,
+        value: fn(Done) -> T,
+    ) -> Driven<T> {
+        if matches!(outcome, Driven::Done(_)) {
+            return outcome;
+        }
+        if issued {
+            let done = self.slots[index].cell.io().done.take();
+            if let Some(done) = done {
+                return Driven::Done(value(done));
+            }
+            self.abandon(index);
+        }
+        outcome
+    }
+
+    /// [`Runner::step`] for a call without a value.
+    fn step_unit(&mut self, index: usize, cmd: &mut Option<Cmd>) -> Poll<CallResult<()>> {
+        self.step(index, cmd).map(unit)
+    }
+}
+
+/// The result of a call without a value.
+fn unit(done: Done) -> CallResult<()> {
+    match done {
+        Done::Unit(out) => out,
+        Done::Ready(out) => out.map(drop),
+    }
+}
+
+/// The result of a readiness attempt.
+fn readiness(done: Done) -> CallResult<bool> {
+    match done {
+        Done::Ready(out) => out,
+        Done::Unit(out) => out.map(|()| true),
     }
 }
 
