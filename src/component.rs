@@ -202,10 +202,14 @@ impl<T: Component> Component for Box<T> {
 pub(crate) type CallResult<T> = Result<T, Error>;
 
 /// Runs a user future, turning `Err` and panics into [`Error`]s.
-pub(crate) async fn guard<T>(fut: impl Future<Output = Result<T, BoxError>>) -> CallResult<T> {
-    match AssertUnwindSafe(fut).catch_unwind().await {
+/// (A combinator rather than an `async fn`, which would keep the future
+/// twice in its state.)
+pub(crate) fn guard<T>(
+    fut: impl Future<Output = Result<T, BoxError>>,
+) -> impl Future<Output = CallResult<T>> {
+    AssertUnwindSafe(fut).catch_unwind().map(|out| match out {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(Error::new(ErrorKind::Failed).with_source(e)),
         Err(payload) => Err(Error::new(ErrorKind::Panicked).with_detail(panic_message(&*payload))),
-    }
+    })
 }

@@ -45,19 +45,28 @@ impl Handle {
         component: C,
         options: ComponentOptions,
     ) -> Result<(), Error> {
-        self.insert_component(name.into().into(), Arc::new(component), options)
+        self.insert_component(name.into().into(), Box::new(component), options)
     }
 
     pub(crate) fn insert_component(
         &self,
         name: Arc<str>,
-        component: Arc<dyn DynComponent>,
+        component: Box<dyn DynComponent>,
         options: ComponentOptions,
     ) -> Result<(), Error> {
         let mut st = lock(&self.shared.state);
-        // A refused component is dropped by the caller, after the lock is
-        // released: its `Drop` may call back into a handle.
-        let registration = admit(&self.shared, &mut st, name, &component, options)?;
+        if let Err(e) = admit(&self.shared, &mut st, &name, options) {
+            // A refused component is dropped after the lock is released:
+            // its `Drop` may call back into a handle.
+            drop(st);
+            drop(component);
+            return Err(e);
+        }
+        let registration = Registration {
+            name,
+            component,
+            options,
+        };
         // Sent under the lock, so the runner receives components in the
         // order of their records, and none after shutdown began.
         let parts = Parts::of(&self.shared);
@@ -90,13 +99,17 @@ impl Handle {
     pub(crate) fn admit_component(
         &self,
         name: Arc<str>,
-        component: Arc<dyn DynComponent>,
+        component: Box<dyn DynComponent>,
         options: ComponentOptions,
     ) -> Result<Registration, Error> {
         let mut st = lock(&self.shared.state);
-        let admitted = admit(&self.shared, &mut st, name, &component, options);
+        let admitted = admit(&self.shared, &mut st, &name, options);
         drop(st);
-        admitted
+        admitted.map(|()| Registration {
+            name,
+            component,
+            options,
+        })
     }
 
     /// Appends a drainer (it runs after those already registered).
@@ -234,19 +247,14 @@ impl Handle {
 fn admit(
     shared: &Shared,
     st: &mut shared::State,
-    name: Arc<str>,
-    component: &Arc<dyn DynComponent>,
+    name: &Arc<str>,
     options: ComponentOptions,
-) -> Result<Registration, Error> {
-    validate_name(&name, "component")?;
-    options.validate(&name)?;
+) -> Result<(), Error> {
+    validate_name(name, "component")?;
+    options.validate(name)?;
     shared.refuse_if_shutting_down(st)?;
-    claim(&mut st.component_names, &name, "component")?;
+    claim(&mut st.component_names, name, "component")?;
     st.records.push(ComponentRecord::new(name.clone()));
     shared.launching.fetch_add(1, Ordering::AcqRel);
-    Ok(Registration {
-        name,
-        component: component.clone(),
-        options,
-    })
+    Ok(())
 }

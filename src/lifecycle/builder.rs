@@ -21,7 +21,7 @@ use crate::health::{CheckOptions, Checks, Entry, HealthChecker};
 use crate::latch::lock;
 
 enum Part {
-    Component(String, Arc<dyn DynComponent>, ComponentOptions),
+    Component(String, Box<dyn DynComponent>, ComponentOptions),
     Hook(String, Arc<dyn DynDrainer>),
 }
 
@@ -159,7 +159,7 @@ impl LifecycleBuilder {
     ) -> Self {
         self.staged
             .parts
-            .push(Part::Component(name.into(), Arc::new(component), options));
+            .push(Part::Component(name.into(), Box::new(component), options));
         self
     }
 

@@ -8,8 +8,8 @@
 //! is the runner's choice. Any number of cells can be in any step at once.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::Wake;
 use std::time::Instant;
 
@@ -18,7 +18,7 @@ use futures::task::AtomicWaker;
 
 use crate::component::CallResult;
 use crate::context::Context;
-use crate::latch::lock;
+use crate::latch::{Host, LatchState, lock};
 
 /// Puts a component's `run` on a task of the user's executor.
 #[derive(Clone)]
@@ -79,10 +79,12 @@ pub(crate) struct ReadyQueue {
 }
 
 impl ReadyQueue {
-    /// Registers the runner's waker, then takes the cells woken so far.
-    pub(crate) fn take(&self, runner: &std::task::Waker) -> Vec<usize> {
+    /// Registers the runner's waker, then moves the cells woken so far
+    /// into `batch` (emptied first), leaving the queue its old buffer.
+    pub(crate) fn take(&self, runner: &std::task::Waker, batch: &mut Vec<usize>) {
         self.runner.register(runner);
-        std::mem::take(&mut *lock(&self.woken))
+        batch.clear();
+        std::mem::swap(&mut *lock(&self.woken), batch);
     }
 
     /// Whether a cell was woken since the last [`ReadyQueue::take`].
@@ -93,20 +95,55 @@ impl ReadyQueue {
 
 /// The commands in, the results out.
 #[derive(Default)]
-pub(crate) struct Io {
-    pub(crate) cmd: Option<Cmd>,
-    pub(crate) done: Option<Done>,
-    pub(crate) run_end: Option<RunExit>,
+struct Io {
+    cmd: Option<Cmd>,
+    done: Option<Done>,
+    run_end: Option<RunExit>,
     /// The context of `run`, from its command until its first poll.
-    pub(crate) run_cx: Option<Context>,
+    run_cx: Option<Context>,
 }
 
-/// One component's cell. Its waker queues it for the runner.
+/// Bits of [`Cell::has`]: which of [`Io`]'s slots is filled.
+const CMD: u8 = 1;
+const DONE: u8 = 2;
+const RUN_END: u8 = 4;
+
+/// Fills or empties one of [`Io`]'s slots.
+macro_rules! slot {
+    ($put:ident, $take:ident, $field:ident, $bit:expr, $ty:ty) => {
+        pub(crate) fn $put(&self, value: $ty) {
+            lock(&self.io).$field = Some(value);
+            self.has.fetch_or($bit, Ordering::AcqRel);
+        }
+
+        /// Empty without a lock when nothing was put.
+        pub(crate) fn $take(&self) -> Option<$ty> {
+            if self.has.load(Ordering::Acquire) & $bit == 0 {
+                return None;
+            }
+            let value = lock(&self.io).$field.take();
+            self.has.fetch_and(!$bit, Ordering::AcqRel);
+            value
+        }
+    };
+}
+
+/// One component's cell: what the runner and the component's future share.
+/// Its waker queues it for the runner. It holds the component's stop latch
+/// too, in the same allocation. It never holds the component: a component
+/// that keeps its stop latch must not keep itself alive.
 pub(crate) struct Cell {
     index: usize,
     queued: AtomicBool,
+    /// Set by every wake: `run` is polled again only after one, not on
+    /// every poll a command brings.
+    due: AtomicBool,
     queue: Arc<ReadyQueue>,
+    /// Which slots of `io` are filled: most polls find them empty and
+    /// need no lock.
+    has: AtomicU8,
     io: Mutex<Io>,
+    pub(crate) stop: LatchState,
 }
 
 impl Cell {
@@ -114,13 +151,55 @@ impl Cell {
         Cell {
             index,
             queued: AtomicBool::new(false),
+            due: AtomicBool::new(false),
             queue,
+            has: AtomicU8::new(0),
             io: Mutex::new(Io::default()),
+            stop: LatchState::default(),
         }
     }
 
-    pub(crate) fn io(&self) -> MutexGuard<'_, Io> {
-        lock(&self.io)
+    slot!(put_cmd, take_cmd, cmd, CMD, Cmd);
+    slot!(put_done, take_done, done, DONE, Done);
+    slot!(put_run_end, take_run_end, run_end, RUN_END, RunExit);
+
+    /// Whether a call's end waits to be read.
+    pub(crate) fn has_done(&self) -> bool {
+        self.has.load(Ordering::Acquire) & DONE != 0
+    }
+
+    /// Whether the end of `run` waits to be read.
+    pub(crate) fn has_run_end(&self) -> bool {
+        self.has.load(Ordering::Acquire) & RUN_END != 0
+    }
+
+    pub(crate) fn put_run_cx(&self, cx: Context) {
+        lock(&self.io).run_cx = Some(cx);
+    }
+
+    pub(crate) fn take_run_cx(&self) -> Option<Context> {
+        lock(&self.io).run_cx.take()
+    }
+
+    /// Empties every slot. A command or `run`'s context left there holds
+    /// the cell (through the stop latch), a cycle: the runner breaks it
+    /// when it drops the component. Dropped after the lock.
+    pub(crate) fn clear(&self) {
+        let mut io = lock(&self.io);
+        let left = (io.cmd.take(), io.run_cx.take());
+        drop(io);
+        drop(left);
+    }
+
+    /// Whether the cell was woken since `run` was last polled (or `run`
+    /// was just put in flight); clears it.
+    pub(crate) fn take_due(&self) -> bool {
+        self.due.swap(false, Ordering::SeqCst)
+    }
+
+    /// Makes `run` due for a poll.
+    pub(crate) fn set_due(&self) {
+        self.due.store(true, Ordering::SeqCst);
     }
 
     /// Called by the runner right before it polls the cell: a wake during
@@ -130,15 +209,30 @@ impl Cell {
     }
 }
 
-impl Wake for Cell {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
+impl Cell {
+    /// What the cell's waker does: queue the cell, once, and wake the
+    /// runner.
+    pub(crate) fn wake(&self) {
+        self.due.store(true, Ordering::SeqCst);
         if !self.queued.swap(true, Ordering::SeqCst) {
             lock(&self.queue.woken).push(self.index);
             self.queue.runner.wake();
         }
+    }
+}
+
+impl Wake for Cell {
+    fn wake(self: Arc<Self>) {
+        Cell::wake(&self);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        Cell::wake(self);
+    }
+}
+
+impl Host for Cell {
+    fn latch_state(&self) -> &LatchState {
+        &self.stop
     }
 }

@@ -21,7 +21,7 @@ use crate::names::Named;
 /// A component waiting to be launched.
 pub(crate) struct Registration {
     pub(crate) name: Arc<str>,
-    pub(crate) component: Arc<dyn DynComponent>,
+    pub(crate) component: Box<dyn DynComponent>,
     pub(crate) options: ComponentOptions,
 }
 

@@ -18,7 +18,7 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
 use futures::channel::oneshot;
-use futures::future::{Aborted, BoxFuture, FutureExt};
+use futures::future::{Aborted, BoxFuture, FutureExt, lazy};
 use futures_timer::Delay;
 
 use super::cell::{Cell, Cmd, Done, RunExit, SpawnedOutput};
@@ -27,17 +27,50 @@ use crate::error::{BoxError, Error, ErrorKind};
 use crate::latch::{Abortable, Latch};
 use crate::logging::in_span;
 
-/// A type-erased [`Component`]: what the lifecycle holds, and the maker of
-/// its one future.
+/// A type-erased [`Component`] waiting to be launched.
 pub(crate) trait DynComponent: Send + Sync {
-    /// The component's future, commanded through `cell`. It never ends:
-    /// the runner drops it when it is done with the component.
-    fn task(self: Arc<Self>, cell: Arc<Cell>) -> BoxFuture<'static, ()>;
+    /// Moves the component into its one future, commanded through `cell`.
+    /// The future never ends: the runner drops it (and the component with
+    /// it) when it is done with the component. `spawned`: `run` will be
+    /// put on a task of its own, which must share the component.
+    fn launch(self: Box<Self>, cell: Arc<Cell>, spawned: bool) -> BoxFuture<'static, ()>;
 }
 
 impl<C: Component> DynComponent for C {
-    fn task(self: Arc<Self>, cell: Arc<Cell>) -> BoxFuture<'static, ()> {
-        Box::pin(component_task(self, cell))
+    fn launch(self: Box<Self>, cell: Arc<Cell>, spawned: bool) -> BoxFuture<'static, ()> {
+        if spawned {
+            Box::pin(component_task(Arc::new(*self), cell))
+        } else {
+            Box::pin(component_task(Inline(*self), cell))
+        }
+    }
+}
+
+/// How a component's future holds the component: in place, or shared with
+/// the task its `run` is spawned on.
+trait Owner<C>: Send + Sync + 'static {
+    fn get(&self) -> &C;
+    /// The component as a spawned `run` can hold it, if it can.
+    fn share(&self) -> Option<Arc<C>>;
+}
+
+struct Inline<C>(C);
+
+impl<C: Component> Owner<C> for Inline<C> {
+    fn get(&self) -> &C {
+        &self.0
+    }
+    fn share(&self) -> Option<Arc<C>> {
+        None
+    }
+}
+
+impl<C: Component> Owner<C> for Arc<C> {
+    fn get(&self) -> &C {
+        self
+    }
+    fn share(&self) -> Option<Arc<C>> {
+        Some(self.clone())
     }
 }
 
@@ -55,32 +88,37 @@ enum RunSlot {
 
 /// A user call: made on its first poll, inside the panic guard and the
 /// call's span, so nothing of it runs outside either.
-async fn call<T, F>(name: &str, step: &'static str, f: impl FnOnce() -> F) -> CallResult<T>
+fn call<T, F>(
+    name: &str,
+    step: &'static str,
+    f: impl FnOnce() -> F,
+) -> impl Future<Output = CallResult<T>>
 where
     F: Future<Output = Result<T, BoxError>>,
 {
-    in_span(guard(async move { f().await }), name, step).await
+    in_span(guard(lazy(move |_| f()).flatten()), name, step)
 }
 
-async fn component_task<C: Component>(c: Arc<C>, cell: Arc<Cell>) {
+async fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) {
+    let c = owner.get();
+    let cell = &*cell;
     let local = async {
-        let cx = cell.io().run_cx.take();
-        match cx {
-            Some(cx) => call(&cx.name.clone(), "run", || Component::run(&*c, &cx)).await,
-            None => Ok(()),
-        }
+        let Some(cx) = cell.take_run_cx() else {
+            return Ok(());
+        };
+        call(&cx.name, "run", || Component::run(c, &cx)).await
     };
     let mut local = pin!(Some(local));
     let mut run = RunSlot::Idle;
     loop {
         let cmd = poll_fn(|t| {
-            if poll_run(&mut run, local.as_mut(), &cell, t) {
+            if poll_run(&mut run, local.as_mut(), cell, t) {
                 // Let the runner see that `run` ended before a command is
                 // carried out.
                 t.waker().wake_by_ref();
                 return Poll::Pending;
             }
-            match cell.io().cmd.take() {
+            match cell.take_cmd() {
                 Some(cmd) => Poll::Ready(cmd),
                 None => Poll::Pending,
             }
@@ -88,61 +126,66 @@ async fn component_task<C: Component>(c: Arc<C>, cell: Arc<Cell>) {
         .await;
         let done = match cmd {
             Cmd::Abandon => None,
-            Cmd::Run(cx, None) => {
-                run = RunSlot::Local(cx.stop.clone());
-                cell.io().run_cx = Some(cx);
-                continue;
-            }
-            Cmd::Run(cx, Some((spawner, busy))) => {
-                let stop = cx.stop.clone();
-                let c = c.clone();
-                let fut: BoxFuture<'static, CallResult<()>> = Box::pin(async move {
-                    call(&cx.name.clone(), "run", || Component::run(&*c, &cx)).await
-                });
-                let (tx, rx) = oneshot::channel();
-                (spawner.0)(Box::pin(spawned_run(stop.abortable(fut), busy, tx)));
-                run = RunSlot::Spawned(rx);
+            Cmd::Run(cx, spawn) => {
+                match (spawn, owner.share()) {
+                    (Some((spawner, busy)), Some(shared)) => {
+                        let stop = cx.stop.clone();
+                        let fut: BoxFuture<'static, CallResult<()>> = Box::pin(async move {
+                            let c = &*shared;
+                            call(&cx.name, "run", || Component::run(c, &cx)).await
+                        });
+                        let (tx, rx) = oneshot::channel();
+                        (spawner.0)(Box::pin(spawned_run(stop.abortable(fut), busy, tx)));
+                        run = RunSlot::Spawned(rx);
+                        cell.set_due();
+                    }
+                    // Launched without a spawner: polled here.
+                    _ => {
+                        run = RunSlot::Local(cx.stop.clone());
+                        cell.put_run_cx(cx);
+                        cell.set_due();
+                    }
+                }
                 continue;
             }
             Cmd::Start(cx) => {
-                let fut = call(&cx.name, "start", || Component::start(&*c, &cx));
+                let fut = pin!(call(&cx.name, "start", || Component::start(c, &cx)));
                 let gate = Some(&cx.handle.shared.shutdown);
-                step(fut, gate, None, &mut run, &mut local, &cell)
+                step(fut, gate, None, &mut run, &mut local, cell)
                     .await
                     .map(Done::Unit)
             }
             Cmd::Ready(cx) => {
-                let fut = call(&cx.name, "ready", || Component::ready(&*c, &cx));
+                let fut = pin!(call(&cx.name, "ready", || Component::ready(c, &cx)));
                 let gate = Some(&cx.handle.shared.shutdown);
-                step(fut, gate, None, &mut run, &mut local, &cell)
+                step(fut, gate, None, &mut run, &mut local, cell)
                     .await
                     .map(Done::Ready)
             }
             Cmd::Stop(cx) => {
-                let fut = call(&cx.name, "stop", || Component::stop(&*c, &cx));
+                let fut = pin!(call(&cx.name, "stop", || Component::stop(c, &cx)));
                 let gate = Some(&cx.handle.shared.force);
-                step(fut, gate, None, &mut run, &mut local, &cell)
+                step(fut, gate, None, &mut run, &mut local, cell)
                     .await
                     .map(Done::Unit)
             }
             Cmd::Close { cx, until, t0 } => {
-                let fut = call(&cx.name, "close", || Component::close(&*c, &cx));
+                let fut = pin!(call(&cx.name, "close", || Component::close(c, &cx)));
                 let bound = until.map(|until| (until, t0));
-                step(fut, None, bound, &mut run, &mut local, &cell)
+                step(fut, None, bound, &mut run, &mut local, cell)
                     .await
                     .map(Done::Unit)
             }
         };
-        let in_flight = matches!(run, RunSlot::Local(_) | RunSlot::Spawned(_));
-        // `None`: a call given up on, dropped.
-        if let Some(done) = done {
-            cell.io().done = Some(done);
-        }
-        // `run` is polled again only on the runner's next pass over woken
-        // cells: the runner reads how the call ended (or drops it) first,
-        // so that what happened first is recorded first.
-        if in_flight {
-            yield_once().await;
+        match done {
+            Some(done) => cell.put_done(done),
+            // A call given up on: `run` is polled again only on the
+            // runner's next pass over woken cells, as if the call had
+            // never been in this poll.
+            None if matches!(run, RunSlot::Local(_) | RunSlot::Spawned(_)) => {
+                yield_once().await;
+            }
+            None => {}
         }
     }
 }
@@ -170,7 +213,7 @@ async fn yield_once() {
 /// from), the call times out past it; a deadline already past still polls
 /// it once.
 async fn step<T, F, R>(
-    fut: F,
+    mut fut: Pin<&mut F>,
     gate: Option<&Latch>,
     bound: Option<(Instant, Instant)>,
     run: &mut RunSlot,
@@ -181,12 +224,11 @@ where
     F: Future<Output = CallResult<T>>,
     R: Future<Output = CallResult<()>>,
 {
-    let mut fut = pin!(fut);
     // Most calls finish on their first poll: a timer only for one that
     // does not.
     let mut timer: Option<Delay> = None;
     poll_fn(|t| {
-        if cell.io().cmd.take().is_some() {
+        if cell.take_cmd().is_some() {
             return Poll::Ready(None);
         }
         if poll_run(run, local.as_mut(), cell, t) {
@@ -219,14 +261,17 @@ fn timed_out(until: Instant, t0: Instant) -> Error {
     Error::new(ErrorKind::TimedOut).with_budget(until.saturating_duration_since(t0))
 }
 
-/// Polls `run` if it is in flight, and records how it ended. Returns
-/// whether it ended in this poll.
+/// Polls `run` if it is in flight and was woken (or never polled), and
+/// records how it ended. Returns whether it ended in this poll.
 fn poll_run<R: Future<Output = CallResult<()>>>(
     run: &mut RunSlot,
     mut local: Pin<&mut Option<R>>,
     cell: &Cell,
     t: &mut TaskContext<'_>,
 ) -> bool {
+    if matches!(run, RunSlot::Idle | RunSlot::Ended) || !cell.take_due() {
+        return false;
+    }
     let exit = match run {
         RunSlot::Idle | RunSlot::Ended => return false,
         // As `futures`' `Abortable`: the abort is checked before the poll,
@@ -257,7 +302,7 @@ fn poll_run<R: Future<Output = CallResult<()>>>(
     };
     local.set(None);
     *run = RunSlot::Ended;
-    cell.io().run_end = Some(exit);
+    cell.put_run_end(exit);
     true
 }
 

@@ -57,12 +57,12 @@ impl Runner {
     async fn launch_one(&mut self, reg: Registration) {
         let index = self.slots.len();
         let cell = Arc::new(Cell::new(index, self.queue.clone()));
+        let spawned = self.config.spawner.is_some();
         self.slots.push(Slot {
             name: reg.name,
-            task: Some(reg.component.clone().task(cell.clone())),
-            _component: reg.component,
             options: reg.options,
-            stop: Latch::new(),
+            stop: Latch::hosted(cell.clone()),
+            task: Some(reg.component.launch(cell.clone(), spawned)),
             waker: Waker::from(cell.clone()),
             cell,
             run_aborted: false,

@@ -31,7 +31,6 @@ use futures::stream::StreamExt as _;
 use self::drive::Driven;
 pub(crate) use super::cell::Spawner;
 use super::cell::{Cell, Cmd, Done, ReadyQueue};
-use super::task::DynComponent;
 use crate::cause::{RunEnd, ShutdownCause};
 use crate::component::CallResult;
 use crate::context::Context;
@@ -66,8 +65,6 @@ impl Default for Config {
 
 struct Slot {
     name: Arc<str>,
-    /// Held until the runner is dropped, as the component's last owner.
-    _component: Arc<dyn DynComponent>,
     options: ComponentOptions,
     stop: Latch,
     /// The component's one future, until the runner is done with it.
@@ -82,6 +79,15 @@ struct Slot {
     run_started: bool,
     run_done: bool,
     ready: bool,
+}
+
+impl Drop for Slot {
+    /// A command or `run`'s context left in the cell holds the cell (through
+    /// the stop latch): taken out, and dropped after the cell's lock.
+    fn drop(&mut self) {
+        self.task = None;
+        self.cell.clear();
+    }
 }
 
 /// How long the runner waits at least, once shutdown is over, for a `run`
@@ -100,6 +106,12 @@ pub(crate) struct Runner {
     launched: Vec<usize>,
     /// The cells woken since the runner last polled them.
     queue: Arc<ReadyQueue>,
+    /// The cells being polled, taken from the queue (buffers swapped, so
+    /// waking a cell does not allocate).
+    batch: Vec<usize>,
+    /// Cells whose `run` ended in the poll that also ended a call: the end
+    /// of `run` is recorded once the runner has read the call's.
+    deferred: Vec<usize>,
     /// When a forced shutdown must be over: set when the runner first sees
     /// the force.
     force_deadline: Option<Option<Instant>>,
@@ -180,6 +192,8 @@ impl Runner {
             launched: Vec::with_capacity(initial.len()),
             initial: initial.into_iter(),
             queue: Arc::new(ReadyQueue::default()),
+            batch: Vec::new(),
+            deferred: Vec::new(),
             force_deadline: None,
         }
     }
@@ -281,8 +295,8 @@ impl Runner {
 
 impl Runner {
     /// Polls a component's future with its cell's waker, and records the
-    /// end of its `run` if that came.
-    fn poll_cell(&mut self, index: usize) {
+    /// end of its `run` if that came (then returns `true`).
+    fn poll_cell(&mut self, index: usize) -> bool {
         let slot = &mut self.slots[index];
         slot.cell.dequeue();
         if let Some(task) = slot.task.as_mut() {
@@ -290,31 +304,52 @@ impl Runner {
                 .as_mut()
                 .poll(&mut TaskContext::from_waker(&slot.waker));
         }
-        let end = slot.cell.io().run_end.take();
-        if let Some(end) = end {
-            self.on_run_end(index, end);
+        let end = if slot.cell.has_run_end() && slot.cell.has_done() {
+            // The call ended first: its end must be read first.
+            self.deferred.push(index);
+            None
+        } else {
+            slot.cell.take_run_end()
+        };
+        match end {
+            Some(end) => {
+                self.on_run_end(index, end);
+                true
+            }
+            None => false,
         }
     }
 
     /// Polls the cells woken since the last pass; those woken during it
     /// wait for the next one.
     fn poll_cells(&mut self, cx: &mut TaskContext<'_>) {
-        for index in self.queue.take(cx.waker()) {
-            self.poll_cell(index);
+        for i in 0..self.deferred.len() {
+            let index = self.deferred[i];
+            let end = self.slots[index].cell.take_run_end();
+            if let Some(end) = end {
+                self.on_run_end(index, end);
+            }
         }
+        self.deferred.clear();
+        let mut batch = std::mem::take(&mut self.batch);
+        self.queue.take(cx.waker(), &mut batch);
+        for &index in &batch {
+            let _ = self.poll_cell(index);
+        }
+        self.batch = batch;
         if !self.queue.is_empty() {
             cx.waker().wake_by_ref();
         }
     }
 
     /// Tells a component's future what to do, and polls it at once. A
-    /// future that first has the end of its `run` (or of its last call) to
-    /// report takes the command on a second or third poll, still now.
+    /// future that first has the end of its `run` to report (it does not go
+    /// on in the poll that ends `run`) is polled again, still now.
     fn command(&mut self, index: usize, cmd: Cmd) {
-        self.slots[index].cell.io().cmd = Some(cmd);
-        for _ in 0..3 {
-            self.poll_cell(index);
-            if self.slots[index].cell.io().cmd.is_none() {
+        self.slots[index].cell.put_cmd(cmd);
+        // `run` ends once: a second poll at most.
+        for _ in 0..2 {
+            if !self.poll_cell(index) {
                 break;
             }
         }
@@ -331,7 +366,7 @@ impl Runner {
         if let Some(cmd) = cmd.take() {
             self.command(index, cmd);
         }
-        match self.slots[index].cell.io().done.take() {
+        match self.slots[index].cell.take_done() {
             Some(done) => Poll::Ready(done),
             None => Poll::Pending,
         }
@@ -351,7 +386,7 @@ impl Runner {
             return outcome;
         }
         if issued {
-            let done = self.slots[index].cell.io().done.take();
+            let done = self.slots[index].cell.take_done();
             if let Some(done) = done {
                 return Driven::Done(value(done));
             }
