@@ -107,6 +107,9 @@ struct Io {
 const CMD: u8 = 1;
 const DONE: u8 = 2;
 const RUN_END: u8 = 4;
+/// `run` ended after a call's end was put, in the same poll: the runner
+/// must read the call's end first.
+const LATE: u8 = 8;
 
 /// Fills or empties one of [`Io`]'s slots.
 macro_rules! slot {
@@ -161,16 +164,43 @@ impl Cell {
 
     slot!(put_cmd, take_cmd, cmd, CMD, Cmd);
     slot!(put_done, take_done, done, DONE, Done);
-    slot!(put_run_end, take_run_end, run_end, RUN_END, RunExit);
+
+    pub(crate) fn put_run_end(&self, value: RunExit) {
+        lock(&self.io).run_end = Some(value);
+        let late = if self.has_done() { LATE } else { 0 };
+        self.has.fetch_or(RUN_END | late, Ordering::AcqRel);
+    }
+
+    /// Empty without a lock when nothing was put.
+    pub(crate) fn take_run_end(&self) -> Option<RunExit> {
+        if self.has.load(Ordering::Acquire) & RUN_END == 0 {
+            return None;
+        }
+        let value = lock(&self.io).run_end.take();
+        self.has.fetch_and(!(RUN_END | LATE), Ordering::AcqRel);
+        value
+    }
+
+    /// Whether `run` ended after the call's end that waits to be read.
+    pub(crate) fn run_end_is_late(&self) -> bool {
+        let has = self.has.load(Ordering::Acquire);
+        has & LATE != 0 && has & DONE != 0
+    }
+
+    /// Whether the command waiting to be taken is a readiness attempt.
+    pub(crate) fn has_readiness_cmd(&self) -> bool {
+        self.has.load(Ordering::Acquire) & CMD != 0
+            && matches!(lock(&self.io).cmd, Some(Cmd::Ready(_)))
+    }
+
+    /// Whether the cell was woken and not polled since.
+    pub(crate) fn is_queued(&self) -> bool {
+        self.queued.load(Ordering::SeqCst)
+    }
 
     /// Whether a call's end waits to be read.
     pub(crate) fn has_done(&self) -> bool {
         self.has.load(Ordering::Acquire) & DONE != 0
-    }
-
-    /// Whether the end of `run` waits to be read.
-    pub(crate) fn has_run_end(&self) -> bool {
-        self.has.load(Ordering::Acquire) & RUN_END != 0
     }
 
     pub(crate) fn put_run_cx(&self, cx: Context) {

@@ -112,9 +112,9 @@ async fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) {
     let mut run = RunSlot::Idle;
     loop {
         let cmd = poll_fn(|t| {
-            if poll_run(&mut run, local.as_mut(), cell, t) {
-                // Let the runner see that `run` ended before a command is
-                // carried out.
+            if poll_run(&mut run, local.as_mut(), cell, t) && cell.has_readiness_cmd() {
+                // Let the runner see that `run` ended (which fails a launch)
+                // before a readiness attempt is made.
                 t.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -151,28 +151,28 @@ async fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) {
             Cmd::Start(cx) => {
                 let fut = pin!(call(&cx.name, "start", || Component::start(c, &cx)));
                 let gate = Some(&cx.handle.shared.shutdown);
-                step(fut, gate, None, &mut run, &mut local, cell)
+                step(fut, gate, true, None, &mut run, &mut local, cell)
                     .await
                     .map(Done::Unit)
             }
             Cmd::Ready(cx) => {
                 let fut = pin!(call(&cx.name, "ready", || Component::ready(c, &cx)));
                 let gate = Some(&cx.handle.shared.shutdown);
-                step(fut, gate, None, &mut run, &mut local, cell)
+                step(fut, gate, true, None, &mut run, &mut local, cell)
                     .await
                     .map(Done::Ready)
             }
             Cmd::Stop(cx) => {
                 let fut = pin!(call(&cx.name, "stop", || Component::stop(c, &cx)));
                 let gate = Some(&cx.handle.shared.force);
-                step(fut, gate, None, &mut run, &mut local, cell)
+                step(fut, gate, false, None, &mut run, &mut local, cell)
                     .await
                     .map(Done::Unit)
             }
             Cmd::Close { cx, until, t0 } => {
                 let fut = pin!(call(&cx.name, "close", || Component::close(c, &cx)));
                 let bound = until.map(|until| (until, t0));
-                step(fut, None, bound, &mut run, &mut local, cell)
+                step(fut, None, false, bound, &mut run, &mut local, cell)
                     .await
                     .map(Done::Unit)
             }
@@ -206,7 +206,8 @@ async fn yield_once() {
 }
 
 /// Drives one call while `run` keeps being polled. `None` if the runner
-/// gave up on the call (it is dropped without another poll). Once `gate`
+/// gave up on the call (it is dropped without another poll). A `launching`
+/// call is not polled in the poll that ends `run`. Once `gate`
 /// is set (the shutdown for a launch call, the force for `stop`) the call
 /// is not polled again: the runner gives up on it when it sees the same
 /// flag. With a `bound` (a deadline and the instant its budget is counted
@@ -215,6 +216,7 @@ async fn yield_once() {
 async fn step<T, F, R>(
     mut fut: Pin<&mut F>,
     gate: Option<&Latch>,
+    launching: bool,
     bound: Option<(Instant, Instant)>,
     run: &mut RunSlot,
     local: &mut Pin<&mut Option<R>>,
@@ -231,8 +233,9 @@ where
         if cell.take_cmd().is_some() {
             return Poll::Ready(None);
         }
-        if poll_run(run, local.as_mut(), cell, t) {
-            // Let the runner see that `run` ended before the call goes on.
+        if poll_run(run, local.as_mut(), cell, t) && launching {
+            // Let the runner see that `run` ended (which fails a launch)
+            // before the call goes on.
             t.waker().wake_by_ref();
             return Poll::Pending;
         }

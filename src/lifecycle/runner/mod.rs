@@ -304,7 +304,7 @@ impl Runner {
                 .as_mut()
                 .poll(&mut TaskContext::from_waker(&slot.waker));
         }
-        let end = if slot.cell.has_run_end() && slot.cell.has_done() {
+        let end = if slot.cell.run_end_is_late() {
             // The call ended first: its end must be read first.
             self.deferred.push(index);
             None
@@ -334,7 +334,11 @@ impl Runner {
         let mut batch = std::mem::take(&mut self.batch);
         self.queue.take(cx.waker(), &mut batch);
         for &index in &batch {
-            let _ = self.poll_cell(index);
+            // A cell polled since it was queued (by a command) has nothing
+            // new; it may be queued again by now, and is polled then.
+            if self.slots[index].cell.is_queued() {
+                let _ = self.poll_cell(index);
+            }
         }
         self.batch = batch;
         if !self.queue.is_empty() {
