@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use futures::stream::StreamExt;
 
+use super::cells::{readiness, unit};
 use super::drive::{Driven, Interrupt};
-use super::{Runner, Slot, deadline_after, readiness, unit};
+use super::{Runner, Slot, deadline_after};
 use crate::error::{Error, ErrorKind};
 use crate::latch::Latch;
 use crate::lifecycle::cell::{Cell, Cmd};

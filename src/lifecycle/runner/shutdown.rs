@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt};
 
+use super::cells::unit;
 use super::drive::{Driven, Interrupt};
-use super::{Runner, budget_of, deadline_after, earliest, unit};
+use super::{Runner, budget_of, deadline_after, earliest};
 use crate::component::CallResult;
 use crate::error::{Error, ErrorKind};
 use crate::latch::lock;
