@@ -104,6 +104,16 @@ impl Waiters {
     }
 }
 
+impl LatchState {
+    /// Drops every waker registered on it, without setting it: its host
+    /// may be what those wakers wake (a component's cell), a cycle.
+    pub(crate) fn release_wakers(&self) {
+        let waiters = std::mem::take(&mut *lock(&self.waiters));
+        drop(waiters);
+        drop(self.abort_waker.take());
+    }
+}
+
 impl Host for LatchState {
     fn latch_state(&self) -> &LatchState {
         self

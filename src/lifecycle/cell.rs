@@ -211,14 +211,17 @@ impl Cell {
         lock(&self.io).run_cx.take()
     }
 
-    /// Empties every slot. A command or `run`'s context left there holds
-    /// the cell (through the stop latch), a cycle: the runner breaks it
-    /// when it drops the component. Dropped after the lock.
+    /// Empties every slot and drops the wakers registered on the stop
+    /// latch. A command or `run`'s context left in a slot holds the cell
+    /// (through the stop latch), and so does a waker registered on the
+    /// latch (the cell's own, from `run`): cycles the runner breaks when
+    /// it drops the component. Dropped after the lock.
     pub(crate) fn clear(&self) {
         let mut io = lock(&self.io);
         let left = (io.cmd.take(), io.run_cx.take());
         drop(io);
         drop(left);
+        self.stop.release_wakers();
     }
 
     /// Whether the cell was woken since `run` was last polled (or `run`
@@ -264,5 +267,38 @@ impl Wake for Cell {
 impl Host for Cell {
     fn latch_state(&self) -> &LatchState {
         &self.stop
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context as TaskContext, Waker};
+
+    use crate::latch::Latch;
+
+    #[test]
+    fn clearing_a_cell_frees_the_wakers_that_hold_it() {
+        let cell = Arc::new(Cell::new(0, Arc::new(ReadyQueue::default())));
+        let waker = Waker::from(cell.clone());
+        let mut stop = Latch::hosted(cell.clone());
+        // As a component's `run` does: waits on its stop latch, and
+        // watches for its abort, with its cell's waker.
+        let mut cx = TaskContext::from_waker(&waker);
+        assert!(Pin::new(&mut stop).poll(&mut cx).is_pending());
+        stop.on_abort(&waker);
+        drop((waker, stop));
+        assert!(
+            Arc::strong_count(&cell) > 1,
+            "the latch's wakers hold the cell"
+        );
+        cell.clear();
+        assert_eq!(
+            Arc::strong_count(&cell),
+            1,
+            "a cycle through the stop latch"
+        );
     }
 }
