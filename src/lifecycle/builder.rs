@@ -277,6 +277,11 @@ impl LifecycleBuilder {
     /// of polling it inside [`Lifecycle::run`]. The lifecycle keeps a handle
     /// that cancels the task when dropped.
     ///
+    /// Only `run` goes there: `start`, `ready`, `stop` and `close` are
+    /// always called on the task that polls [`Lifecycle::run`], which then
+    /// shares each component with its `run`'s task (one allocation more per
+    /// component).
+    ///
     /// An executor that drops such a task before `run` finished (a runtime
     /// shutting down) makes it an error of that component, of kind
     /// [`Dropped`](crate::ErrorKind::Dropped), and starts the shutdown. A
