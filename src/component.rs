@@ -4,11 +4,10 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
-use futures::future::{BoxFuture, FutureExt};
+use futures::future::FutureExt;
 
 use crate::context::Context;
 use crate::error::{BoxError, Error, ErrorKind, panic_message};
-use crate::logging::in_span;
 
 mod adapters;
 mod handoff;
@@ -203,63 +202,14 @@ impl<T: Component> Component for Box<T> {
 pub(crate) type CallResult<T> = Result<T, Error>;
 
 /// Runs a user future, turning `Err` and panics into [`Error`]s.
-pub(crate) async fn guard<T>(fut: impl Future<Output = Result<T, BoxError>>) -> CallResult<T> {
-    match AssertUnwindSafe(fut).catch_unwind().await {
+/// (A combinator rather than an `async fn`, which would keep the future
+/// twice in its state.)
+pub(crate) fn guard<T>(
+    fut: impl Future<Output = Result<T, BoxError>>,
+) -> impl Future<Output = CallResult<T>> {
+    AssertUnwindSafe(fut).catch_unwind().map(|out| match out {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(Error::new(ErrorKind::Failed).with_source(e)),
         Err(payload) => Err(Error::new(ErrorKind::Panicked).with_detail(panic_message(&*payload))),
-    }
-}
-
-/// A type-erased [`Component`]: every call is an owned, boxed, panic-guarded
-/// future, so the lifecycle can hold it across awaits and drop it at will.
-pub(crate) trait DynComponent: Send + Sync {
-    fn start(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>>;
-    fn ready(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<bool>>;
-    fn run(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>>;
-    fn stop(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>>;
-    fn close(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>>;
-}
-
-impl<C: Component> DynComponent for C {
-    fn start(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>> {
-        let name = cx.name.clone();
-        Box::pin(in_span(
-            async move { guard(Component::start(&*self, &cx)).await },
-            &name,
-            "start",
-        ))
-    }
-    fn ready(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<bool>> {
-        let name = cx.name.clone();
-        Box::pin(in_span(
-            async move { guard(Component::ready(&*self, &cx)).await },
-            &name,
-            "ready",
-        ))
-    }
-    fn run(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>> {
-        let name = cx.name.clone();
-        Box::pin(in_span(
-            async move { guard(Component::run(&*self, &cx)).await },
-            &name,
-            "run",
-        ))
-    }
-    fn stop(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>> {
-        let name = cx.name.clone();
-        Box::pin(in_span(
-            async move { guard(Component::stop(&*self, &cx)).await },
-            &name,
-            "stop",
-        ))
-    }
-    fn close(self: Arc<Self>, cx: Context) -> BoxFuture<'static, CallResult<()>> {
-        let name = cx.name.clone();
-        Box::pin(in_span(
-            async move { guard(Component::close(&*self, &cx)).await },
-            &name,
-            "close",
-        ))
-    }
+    })
 }

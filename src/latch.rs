@@ -39,12 +39,20 @@ use futures::task::AtomicWaker;
 /// # futures::executor::block_on(lifecycle.run()).unwrap();
 /// ```
 pub struct Latch {
-    inner: Arc<Inner>,
+    inner: Arc<dyn Host>,
     /// This clone's slot in the waiter list, once it has waited.
     key: Option<usize>,
 }
 
-struct Inner {
+/// What holds a latch's state: the latch's own allocation, or a larger
+/// one it shares (a component's cell holds its stop latch).
+pub(crate) trait Host: Send + Sync {
+    fn latch_state(&self) -> &LatchState;
+}
+
+/// The state behind a [`Latch`] and all its clones.
+#[derive(Default)]
+pub(crate) struct LatchState {
     set: AtomicBool,
     waiters: Mutex<Waiters>,
     /// A second one-shot flag in the same allocation: the abort of what
@@ -96,17 +104,37 @@ impl Waiters {
     }
 }
 
+impl LatchState {
+    /// Drops every waker registered on it, without setting it: its host
+    /// may be what those wakers wake (a component's cell), a cycle.
+    pub(crate) fn release_wakers(&self) {
+        let waiters = std::mem::take(&mut *lock(&self.waiters));
+        drop(waiters);
+        drop(self.abort_waker.take());
+    }
+}
+
+impl Host for LatchState {
+    fn latch_state(&self) -> &LatchState {
+        self
+    }
+}
+
 impl Latch {
     pub(crate) fn new() -> Self {
+        Latch::hosted(Arc::new(LatchState::default()))
+    }
+
+    /// A latch whose state lives in `host`.
+    pub(crate) fn hosted(host: Arc<dyn Host>) -> Self {
         Latch {
-            inner: Arc::new(Inner {
-                set: AtomicBool::new(false),
-                waiters: Mutex::new(Waiters::default()),
-                aborted: AtomicBool::new(false),
-                abort_waker: AtomicWaker::new(),
-            }),
+            inner: host,
             key: None,
         }
+    }
+
+    fn st(&self) -> &LatchState {
+        self.inner.latch_state()
     }
 
     /// Sets the flag and wakes every waiter. Returns `true` if this call set it.
@@ -122,12 +150,12 @@ impl Latch {
     /// visible under its own lock and run the wakers after releasing it.
     /// Returns `true` if this call set it; then [`Latch::wake`] must follow.
     pub(crate) fn raise(&self) -> bool {
-        !self.inner.set.swap(true, Ordering::AcqRel)
+        !self.st().set.swap(true, Ordering::AcqRel)
     }
 
     /// Wakes every waiter registered before the flag was raised.
     pub(crate) fn wake(&self) {
-        let waiters = std::mem::take(&mut *lock(&self.inner.waiters));
+        let waiters = std::mem::take(&mut *lock(&self.st().waiters));
         // Wake outside the lock: a waker may run code that polls this signal.
         waiters
             .first
@@ -138,7 +166,7 @@ impl Latch {
 
     /// Whether the flag is set.
     pub fn is_set(&self) -> bool {
-        self.inner.set.load(Ordering::Acquire)
+        self.st().set.load(Ordering::Acquire)
     }
 
     /// Wraps `fut` so that [`Latch::abort`] on any clone of this latch ends
@@ -150,11 +178,21 @@ impl Latch {
         }
     }
 
+    /// Whether [`Latch::abort`] was called.
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.st().aborted.load(Ordering::SeqCst)
+    }
+
+    /// Wakes `waker` on [`Latch::abort`] (the last one registered).
+    pub(crate) fn on_abort(&self, waker: &std::task::Waker) {
+        self.st().abort_waker.register(waker);
+    }
+
     /// Aborts what [`Latch::abortable`] wrapped: its next poll ends it
     /// without polling it again. Independent of the flag itself.
     pub(crate) fn abort(&self) {
-        self.inner.aborted.store(true, Ordering::SeqCst);
-        self.inner.abort_waker.wake();
+        self.st().aborted.store(true, Ordering::SeqCst);
+        self.st().abort_waker.wake();
     }
 }
 
@@ -170,14 +208,14 @@ impl<F: Future + Unpin> Future for Abortable<F> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // As `futures`' `Abortable`: checked before the poll, and again
         // after the waker is registered, so an abort is never missed.
-        if self.latch.inner.aborted.load(Ordering::SeqCst) {
+        if self.latch.st().aborted.load(Ordering::SeqCst) {
             return Poll::Ready(Err(Aborted));
         }
         if let Poll::Ready(out) = Pin::new(&mut self.fut).poll(cx) {
             return Poll::Ready(Ok(out));
         }
-        self.latch.inner.abort_waker.register(cx.waker());
-        if self.latch.inner.aborted.load(Ordering::SeqCst) {
+        self.latch.st().abort_waker.register(cx.waker());
+        if self.latch.st().aborted.load(Ordering::SeqCst) {
             return Poll::Ready(Err(Aborted));
         }
         Poll::Pending
@@ -202,10 +240,10 @@ impl Future for Latch {
         }
         // `Latch` is `Unpin`: its fields can be borrowed apart.
         let this = self.get_mut();
-        let mut waiters = lock(&this.inner.waiters);
+        let mut waiters = lock(&this.inner.latch_state().waiters);
         // Checked again under the lock: `set` takes the waiters under it, so
         // a waker registered now is either taken by `set` or sees the flag.
-        if this.inner.set.load(Ordering::Acquire) {
+        if this.inner.latch_state().set.load(Ordering::Acquire) {
             return Poll::Ready(());
         }
         match this.key {
@@ -225,9 +263,9 @@ impl Future for Latch {
 impl Drop for Latch {
     fn drop(&mut self) {
         if let Some(key) = self.key {
-            let mut waiters = lock(&self.inner.waiters);
+            let mut waiters = lock(&self.st().waiters);
             // Once set, the waiters were taken: there is no slot to free.
-            if !self.inner.set.load(Ordering::Acquire) {
+            if !self.st().set.load(Ordering::Acquire) {
                 waiters.remove(key);
             }
         }

@@ -271,3 +271,37 @@ fn start_run_whose_start_fails_never_runs() {
     assert!(format!("{err:#}").contains("port in use"), "{err:#}");
     assert_eq!(ran.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn a_component_that_keeps_its_own_stop_latch_is_still_dropped() {
+    use lameduck::Latch;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static DROPPED: AtomicBool = AtomicBool::new(false);
+    struct Keeper(Mutex<Option<Latch>>);
+    impl Component for Keeper {
+        async fn start(&self, cx: &Context) -> Result<(), BoxError> {
+            *self.0.lock().unwrap() = Some(cx.stop_signal());
+            Ok(())
+        }
+    }
+    impl Drop for Keeper {
+        fn drop(&mut self) {
+            DROPPED.store(true, Ordering::SeqCst);
+        }
+    }
+    let lc = Lifecycle::builder()
+        .component("keeper", Keeper(Mutex::new(None)))
+        .build()
+        .unwrap();
+    let h = lc.handle();
+    std::thread::spawn(move || {
+        futures::executor::block_on(h.ready());
+        h.request_shutdown(None);
+    });
+    lc.run_blocking().unwrap();
+    assert!(
+        DROPPED.load(Ordering::SeqCst),
+        "the component outlived its lifecycle"
+    );
+}

@@ -174,6 +174,43 @@ fn rule_18_panics_in_start_and_ready_keep_their_message() {
 }
 
 #[test]
+fn rule_18_a_panic_before_a_call_returns_its_future_is_that_steps_error() {
+    use lameduck::{BoxError, Component, Context};
+    use std::future::Future;
+
+    /// Each method panics when called, before it returns a future.
+    struct Eager(Step);
+    impl Component for Eager {
+        #[allow(clippy::manual_async_fn)]
+        fn start(&self, _cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+            assert!(self.0 != Step::Start, "start panicked when called");
+            async { Ok(()) }
+        }
+        #[allow(clippy::manual_async_fn)]
+        fn stop(&self, _cx: &Context) -> impl Future<Output = Result<(), BoxError>> + Send {
+            assert!(self.0 != Step::Stop, "stop panicked when called");
+            async { Ok(()) }
+        }
+    }
+    for step in [Step::Start, Step::Stop] {
+        let lc = Lifecycle::builder()
+            .component("eager", Eager(step))
+            .build()
+            .unwrap();
+        let h = lc.handle();
+        // Stops once launched; a failed launch stops it anyway.
+        std::thread::spawn(move || {
+            futures::executor::block_on(h.ready());
+            h.request_shutdown(None);
+        });
+        let err = expect_err(lc.run_blocking());
+        assert!(err.is_panic(), "{err}");
+        assert_eq!(err.step(), Some(step));
+        assert_eq!(err.component(), Some("eager"));
+    }
+}
+
+#[test]
 fn rule_18_non_string_panic_payload_is_reported() {
     struct Odd;
     impl lameduck::Component for Odd {

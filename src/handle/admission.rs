@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::Handle;
-use super::shared::{self, Registration, Shared, claim, validate_name};
-use crate::component::{Component, DynComponent};
+use super::shared::{self, Shared, claim, validate_name};
+use crate::component::Component;
 use crate::drain::{Drainer, DynDrainer, drainer_fn};
 use crate::error::{BoxError, Error};
 use crate::health::{CheckOptions, DynHealthChecker, Entry, HealthChecker, Probes};
 use crate::latch::lock;
 use crate::lifecycle::ComponentOptions;
+use crate::lifecycle::parts::{Parts, Registration};
+use crate::lifecycle::task::DynComponent;
 use crate::report::{ComponentRecord, Dependencies};
 
 impl Handle {
@@ -46,28 +48,40 @@ impl Handle {
         component: C,
         options: ComponentOptions,
     ) -> Result<(), Error> {
-        self.insert_component(name.into().into(), Arc::new(component), options)
+        self.insert_component(name.into().into(), Box::new(component), options)
     }
 
     pub(crate) fn insert_component(
         &self,
         name: Arc<str>,
-        component: Arc<dyn DynComponent>,
+        component: Box<dyn DynComponent>,
         options: ComponentOptions,
     ) -> Result<(), Error> {
         let mut guard = lock(&self.shared.state);
         let st = &mut *guard;
-        // A refused component is dropped by the caller, after the lock is
-        // released: its `Drop` may call back into a handle.
-        let registration = admit(&self.shared, st, name, &component, &options)?;
+        // A refused component is dropped after the lock is released: its
+        // `Drop` may call back into a handle.
+        if let Err(e) = admit(&self.shared, st, &name, &options) {
+            drop(guard);
+            drop(component);
+            return Err(e);
+        }
         if let Err(e) = link_last(st, options.dependencies()) {
             forget_last(st);
             self.shared.launching.fetch_sub(1, Ordering::AcqRel);
+            drop(guard);
+            drop(component);
             return Err(e);
         }
+        let registration = Registration {
+            name,
+            component,
+            options: options.budgets(),
+        };
         // Sent under the lock, so the runner receives components in the
         // order of their records, and none after shutdown began.
-        if let Err(refused) = self.shared.register_tx.unbounded_send(registration) {
+        let parts = Parts::of(&self.shared);
+        if let Err(refused) = parts.register_tx.unbounded_send(registration) {
             // The runner is gone (its channel closed): undo the admission.
             st.graph.remove_last();
             forget_last(st);
@@ -86,7 +100,7 @@ impl Handle {
         st.component_index.reserve(components);
         st.records.reserve(components);
         st.hook_names.reserve(hooks);
-        st.hooks.reserve(hooks);
+        Parts::of(&self.shared).lists().hooks.reserve(hooks);
     }
 
     /// Admits a component registered on the builder: validated and recorded
@@ -96,13 +110,17 @@ impl Handle {
     pub(crate) fn admit_component(
         &self,
         name: Arc<str>,
-        component: Arc<dyn DynComponent>,
+        component: Box<dyn DynComponent>,
         options: &ComponentOptions,
     ) -> Result<Registration, Error> {
         let mut st = lock(&self.shared.state);
-        let admitted = admit(&self.shared, &mut st, name, &component, options);
+        let admitted = admit(&self.shared, &mut st, &name, options);
         drop(st);
-        admitted
+        admitted.map(|()| Registration {
+            name,
+            component,
+            options: options.budgets(),
+        })
     }
 
     /// Links the components admitted from the builder, all at once:
@@ -164,9 +182,12 @@ impl Handle {
         drainer: Arc<dyn DynDrainer>,
         front: bool,
     ) -> Result<(), Error> {
-        let mut st = lock(&self.shared.state);
+        let st = lock(&self.shared.state);
         self.shared.refuse_if_shutting_down(&st)?;
-        let refused = st.drainers.push((name, drainer), front);
+        let refused = Parts::of(&self.shared)
+            .lists()
+            .drainers
+            .push((name, drainer), front);
         drop(st);
         // A refused drainer is dropped here, after the lock: its `Drop` may
         // use a handle.
@@ -254,7 +275,7 @@ impl Handle {
         let mut st = lock(&self.shared.state);
         self.shared.refuse_if_shutting_down(&st)?;
         claim(&mut st.hook_names, &name, "stop hook")?;
-        st.hooks.push((name, hook));
+        Parts::of(&self.shared).lists().hooks.push((name, hook));
         Ok(())
     }
 }
@@ -265,29 +286,24 @@ impl Handle {
 fn admit(
     shared: &Shared,
     st: &mut shared::State,
-    name: Arc<str>,
-    component: &Arc<dyn DynComponent>,
+    name: &Arc<str>,
     options: &ComponentOptions,
-) -> Result<Registration, Error> {
-    validate_name(&name, "component")?;
-    options.validate(&name)?;
+) -> Result<(), Error> {
+    validate_name(name, "component")?;
+    options.validate(name)?;
     shared.refuse_if_shutting_down(st)?;
     let records = &st.records;
     let at = records.len() as u32;
     if st
         .component_index
-        .insert(&name, at, |i| &records[i as usize].name)
+        .insert(name, at, |i| &records[i as usize].name)
         .is_err()
     {
-        return Err(Error::config("duplicate component name").with_component(&name));
+        return Err(Error::config("duplicate component name").with_component(name));
     }
     st.records.push(ComponentRecord::new(name.clone()));
     shared.launching.fetch_add(1, Ordering::AcqRel);
-    Ok(Registration {
-        name,
-        component: component.clone(),
-        options: options.budgets(),
-    })
+    Ok(())
 }
 
 /// Links the component admitted last, registered while running: it may

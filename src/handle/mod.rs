@@ -13,14 +13,14 @@ use futures::future::join_all;
 
 use crate::cause::ShutdownCause;
 use crate::error::{BoxError, Error, ErrorKind};
-use crate::health::run_check;
+use crate::health::check::run_check;
 use crate::latch::{Latch, lock};
 use crate::logging::event;
 use crate::phase::Phase;
 use crate::phase::Step;
 use crate::report::Report;
 
-pub(crate) use shared::{Named, Registration, Shared};
+pub(crate) use shared::Shared;
 
 /// A cheap, cloneable handle on a [`Lifecycle`](crate::Lifecycle), usable
 /// from any thread: request a stop, wait for phases, read health and the

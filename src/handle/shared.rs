@@ -1,34 +1,23 @@
 //! [`Shared`]: the state the runner and every handle hold, and the one
 //! place shutdown begins.
 
+use std::any::Any;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use futures::channel::mpsc::UnboundedSender;
-
 use crate::cause::ShutdownCause;
-use crate::component::DynComponent;
-use crate::drain::{Drainers, DynDrainer};
 use crate::error::Error;
 use crate::graph::Graph;
-use crate::health::Registry;
+use crate::health::registry::Registry;
 use crate::latch::{Latch, lock};
-use crate::lifecycle::options::ComponentOptions;
 use crate::lifecycle::watchdog::Watchdog;
 use crate::logging::{event, opt};
 use crate::phase::Phase;
 use crate::report::ComponentRecord;
 
-pub(crate) use crate::names::{NameIndex, Named, validate_name};
-
-/// A component waiting to be launched.
-pub(crate) struct Registration {
-    pub(crate) name: Arc<str>,
-    pub(crate) component: Arc<dyn DynComponent>,
-    pub(crate) options: ComponentOptions,
-}
+pub(crate) use crate::names::{NameIndex, validate_name};
 
 /// State shared by the runner and every [`Handle`](super::Handle).
 pub(crate) struct Shared {
@@ -42,7 +31,10 @@ pub(crate) struct Shared {
     pub(crate) epoch: Instant,
     phase: AtomicU8,
     pub(crate) state: Mutex<State>,
-    pub(crate) register_tx: UnboundedSender<Registration>,
+    /// The engine's parts (components waiting to be launched, drainers,
+    /// stop hooks), held without naming their type: see
+    /// `lifecycle::parts`.
+    pub(crate) parts: Box<dyn Any + Send + Sync>,
     pub(crate) watchdog: Mutex<Option<Watchdog>>,
     pub(crate) health: Arc<Registry>,
 }
@@ -57,14 +49,12 @@ pub(crate) struct State {
     /// `graph`: components are recorded, and linked, in launch order.
     pub(crate) component_index: NameIndex,
     pub(crate) graph: Graph,
-    pub(crate) drainers: Drainers,
-    pub(crate) hooks: Vec<Named<dyn DynDrainer>>,
     pub(crate) hook_names: HashSet<Arc<str>>,
     pub(crate) records: Vec<ComponentRecord>,
 }
 
 impl Shared {
-    pub(crate) fn new(register_tx: UnboundedSender<Registration>) -> Self {
+    pub(crate) fn new(parts: Box<dyn Any + Send + Sync>) -> Self {
         Shared {
             shutdown: Latch::new(),
             force: Latch::new(),
@@ -74,7 +64,7 @@ impl Shared {
             epoch: Instant::now(),
             phase: AtomicU8::new(Phase::Created as u8),
             state: Mutex::new(State::default()),
-            register_tx,
+            parts,
             watchdog: Mutex::new(None),
             health: Arc::new(Registry::default()),
         }

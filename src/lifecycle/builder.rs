@@ -8,10 +8,12 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use super::order::LaunchOrder;
+use super::parts::Parts;
 use super::runner::{Config, Runner, Spawner};
+use super::task::DynComponent;
 use super::watchdog::Watchdog;
 use super::{ComponentOptions, Lifecycle};
-use crate::component::{Component, DynComponent};
+use crate::component::Component;
 use crate::context::Context;
 use crate::drain::{Drainer, Drainers, DynDrainer, drainer_fn};
 use crate::error::{BoxError, Error};
@@ -20,7 +22,7 @@ use crate::health::{CheckOptions, Checks, Entry, HealthChecker};
 use crate::latch::lock;
 
 enum Part {
-    Component(String, Arc<dyn DynComponent>, ComponentOptions),
+    Component(String, Box<dyn DynComponent>, ComponentOptions),
     Hook(String, Arc<dyn DynDrainer>),
 }
 
@@ -161,7 +163,7 @@ impl LifecycleBuilder {
     ) -> Self {
         self.staged
             .parts
-            .push(Part::Component(name.into(), Arc::new(component), options));
+            .push(Part::Component(name.into(), Box::new(component), options));
         self
     }
 
@@ -279,6 +281,11 @@ impl LifecycleBuilder {
     /// of polling it inside [`Lifecycle::run`]. The lifecycle keeps a handle
     /// that cancels the task when dropped.
     ///
+    /// Only `run` goes there: `start`, `ready`, `stop` and `close` are
+    /// always called on the task that polls [`Lifecycle::run`], which then
+    /// shares each component with its `run`'s task (one allocation more per
+    /// component).
+    ///
     /// An executor that drops such a task before `run` finished (a runtime
     /// shutting down) makes it an error of that component, of kind
     /// [`Dropped`](crate::ErrorKind::Dropped), and starts the shutdown. A
@@ -321,9 +328,9 @@ impl LifecycleBuilder {
     /// passed those, a `Config` error naming the component for a dependency
     /// no component has, or naming the whole cycle (`a -> b -> a`).
     pub fn build(self) -> Result<Lifecycle, Error> {
-        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let (parts, rx) = Parts::new();
         let handle = Handle {
-            shared: Arc::new(Shared::new(tx)),
+            shared: Arc::new(Shared::new(Box::new(parts))),
         };
         let staged = *self.staged;
         let mut parts = staged.parts;
@@ -351,7 +358,7 @@ impl LifecycleBuilder {
         }
         let initial = order.admit()?;
         // Nobody else holds the handle yet: no shutdown can have begun.
-        lock(&handle.shared.state).drainers = staged.drainers;
+        Parts::of(&handle.shared).lists().drainers = staged.drainers;
         handle.shared.health.install(staged.checks);
         if self.watchdog.is_some_and(|(timeout, _)| timeout.is_zero()) {
             return Err(Error::config("watchdog timeout must not be zero"));

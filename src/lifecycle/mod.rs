@@ -1,9 +1,12 @@
 //! The [`Lifecycle`]: its builder, its phases, and the runner that drives it.
 
 mod builder;
+pub(crate) mod cell;
 pub(crate) mod options;
 mod order;
+pub(crate) mod parts;
 mod runner;
+pub(crate) mod task;
 pub(crate) mod watchdog;
 
 use std::fmt;

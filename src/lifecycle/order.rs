@@ -18,10 +18,11 @@ use std::collections::BinaryHeap;
 use std::sync::Arc;
 
 use super::ComponentOptions;
-use crate::component::DynComponent;
+use super::parts::Registration;
+use super::task::DynComponent;
 use crate::error::Error;
 use crate::graph::Graph;
-use crate::handle::{Handle, Registration};
+use crate::handle::Handle;
 use crate::names::{NameIndex, validate_name};
 
 /// The builder's components on their way to the runner.
@@ -38,7 +39,7 @@ pub(super) struct LaunchOrder<'h> {
 /// Components validated in the order they were added, and their
 /// dependency graph by registration index.
 struct Staged {
-    components: Vec<(Arc<str>, Arc<dyn DynComponent>, ComponentOptions)>,
+    components: Vec<(Arc<str>, Box<dyn DynComponent>, ComponentOptions)>,
     index: NameIndex,
     graph: Graph,
 }
@@ -71,7 +72,7 @@ impl<'h> LaunchOrder<'h> {
     pub(super) fn push(
         &mut self,
         name: Arc<str>,
-        component: Arc<dyn DynComponent>,
+        component: Box<dyn DynComponent>,
         options: ComponentOptions,
     ) -> Result<(), Error> {
         let Some(staged) = &mut self.staged else {

@@ -1,5 +1,5 @@
-//! The one polling loop: a goal, every component's `run`, an interrupting
-//! signal and a deadline.
+//! The one polling loop: a goal, the woken component cells (and through
+//! them every `run`), an interrupting flag and a deadline.
 
 use std::future::poll_fn;
 use std::sync::atomic::{Ordering, fence};
@@ -7,13 +7,13 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
 use futures::future::FutureExt;
-use futures::stream::StreamExt;
 use futures_timer::Delay;
 
-use super::{RunExit, Runner, SPAWNED_RUN_GRACE};
+use super::{Runner, SPAWNED_RUN_GRACE};
 use crate::cause::{RunEnd, ShutdownCause};
 use crate::error::{Error, ErrorKind};
 use crate::latch::Latch;
+use crate::lifecycle::cell::RunExit;
 use crate::logging::event;
 use crate::phase::Step;
 
@@ -36,7 +36,7 @@ pub(super) enum Driven<T> {
 
 impl Runner {
     /// Records the end of a component's `run`. Any end starts shutdown.
-    fn on_run_end(&mut self, index: usize, end: RunExit) {
+    pub(super) fn on_run_end(&mut self, index: usize, end: RunExit) {
         let slot = &mut self.slots[index];
         slot.run_done = true;
         let name = slot.name.clone();
@@ -85,7 +85,7 @@ impl Runner {
     /// lost), and then until the shutdown's own bound, or a short grace if
     /// that has passed.
     pub(super) async fn collect_runs(&mut self, bound: Option<Instant>) {
-        if self.runs.is_empty() {
+        if !self.slots.iter().any(|s| s.run_started && !s.run_done) {
             return;
         }
         // Pairs with the fence in `spawned_run`: every abort happened before.
@@ -101,17 +101,10 @@ impl Runner {
                 let busy = s.slots.iter().any(|slot| {
                     !slot.run_done && slot.busy.as_ref().is_some_and(|b| b.load(Ordering::SeqCst))
                 });
-                s.poll_runs(cx);
+                s.poll_cells(cx);
                 if busy { Poll::Pending } else { Poll::Ready(()) }
             })
             .await;
-    }
-
-    /// Polls every `run` in flight, recording those that ended.
-    fn poll_runs(&mut self, cx: &mut TaskContext<'_>) {
-        while let Poll::Ready(Some((index, end))) = self.runs.poll_next_unpin(cx) {
-            self.on_run_end(index, end);
-        }
     }
 
     /// The flag behind `interrupt`, if any.
@@ -132,7 +125,7 @@ impl Runner {
         }
     }
 
-    /// Polls `goal` until it is ready, while polling every `run`. Gives up
+    /// Polls `goal` until it is ready, while polling the woken cells. Gives up
     /// when `interrupt` fires (checked before the goal is polled) or
     /// `deadline` passes (a deadline already past still polls the goal
     /// once).
@@ -150,7 +143,7 @@ impl Runner {
         // does not.
         let mut timer: Option<Delay> = None;
         poll_fn(|cx| {
-            self.poll_runs(cx);
+            self.poll_cells(cx);
             // The interrupt first: once shutdown has begun, no `start`,
             // `ready` or registration may be polled even once.
             if self.interrupted(interrupt) {

@@ -8,13 +8,13 @@ use std::time::Instant;
 use futures::future::FutureExt;
 
 use super::drive::{Driven, Interrupt};
-use super::shutdown::InFlight;
+use super::shutdown::{Call, InFlight};
 use super::{Runner, budget_of};
 use crate::context::Context;
 use crate::drain::DynDrainer;
 use crate::error::{Error, ErrorKind};
-use crate::handle::Named;
 use crate::logging::{event, ms};
+use crate::names::Named;
 use crate::phase::Step;
 
 impl Runner {
@@ -63,7 +63,7 @@ impl Runner {
                     index: None,
                     name,
                     t0,
-                    fut,
+                    call: Call::Own(fut),
                 });
                 break;
             }
@@ -76,7 +76,7 @@ impl Runner {
                     index: None,
                     name,
                     t0,
-                    fut,
+                    call: Call::Own(fut),
                 });
                 break;
             }
@@ -95,7 +95,7 @@ impl Runner {
                 index: None,
                 name,
                 t0: Instant::now(),
-                fut,
+                call: Call::Own(fut),
             });
         }
         self.finish_all(forced, bound, |s, call, result| {

@@ -1,21 +1,20 @@
 //! Launch: start each component in order, put its `run` in flight, wait
 //! for it to be ready; then serve registrations until shutdown.
 
-use std::future::poll_fn;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering, fence};
-use std::task::Poll;
+use std::sync::atomic::AtomicBool;
+use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use futures::channel::oneshot;
-use futures::future::{Either, FutureExt};
 use futures::stream::StreamExt;
 
+use super::cells::{readiness, unit};
 use super::drive::{Driven, Interrupt};
-use super::{LocalRun, RunTask, Runner, Slot, SpawnedOutput, deadline_after};
+use super::{Runner, Slot, deadline_after};
 use crate::error::{Error, ErrorKind};
-use crate::handle::Registration;
 use crate::latch::Latch;
+use crate::lifecycle::cell::{Cell, Cmd};
+use crate::lifecycle::parts::Registration;
 use crate::logging::{event, ms};
 use crate::phase::Step;
 use crate::report::ComponentState;
@@ -58,13 +57,18 @@ impl Runner {
 
     async fn launch_one(&mut self, reg: Registration) {
         let index = self.slots.len();
+        let cell = Arc::new(Cell::new(index, self.queue.clone()));
+        let spawned = self.config.spawner.is_some();
         self.slots.push(Slot {
             name: reg.name,
-            component: reg.component,
             options: reg.options,
-            stop: Latch::new(),
+            stop: Latch::hosted(cell.clone()),
+            task: Some(reg.component.launch(cell.clone(), spawned)),
+            waker: Waker::from(cell.clone()),
+            cell,
             run_aborted: false,
             busy: None,
+            run_started: false,
             run_done: false,
             ready: false,
         });
@@ -79,18 +83,17 @@ impl Runner {
             r.start_at = Some(at);
         });
         let deadline = deadline_after(t0, options.start_timeout);
-        let mut start = self.slots[index]
-            .component
-            .clone()
-            .start(self.context(index, deadline));
-        match self
-            .drive(deadline, Interrupt::Shutdown, |_, cx| start.poll_unpin(cx))
-            .await
-        {
+        let mut start = Some(Cmd::Start(self.context(index, deadline)));
+        let outcome = self
+            .drive(deadline, Interrupt::Shutdown, |s, _| {
+                s.step_unit(index, &mut start)
+            })
+            .await;
+        let outcome = self.settle(index, start.is_none(), outcome, unit);
+        match outcome {
             Driven::Done(Ok(())) => {}
             Driven::Done(Err(e)) => return self.fail_launch(index, e, Step::Start),
             Driven::TimedOut => {
-                drop(start);
                 let budget = options.start_timeout.unwrap_or_default();
                 let e = Error::new(ErrorKind::TimedOut).with_budget(budget);
                 return self.fail_launch(index, e, Step::Start);
@@ -101,7 +104,6 @@ impl Runner {
                 return;
             }
         }
-        drop(start);
         let took = t0.elapsed();
         event!(info, { component = name, step = Step::Start, elapsed_ms = ms(took) }, "started `{name}` in {took:?}");
         // The first readiness attempt is counted here, under the same lock
@@ -117,22 +119,14 @@ impl Runner {
     }
 
     fn spawn_run(&mut self, index: usize) {
-        let run = self.slots[index]
-            .component
-            .clone()
-            .run(self.context(index, None));
-        let run = self.slots[index].stop.abortable(run);
-        let fut = match &self.config.spawner {
-            None => Either::Left(run),
-            Some(spawner) => {
-                let (tx, rx) = oneshot::channel();
-                let busy = Arc::new(AtomicBool::new(false));
-                self.slots[index].busy = Some(busy.clone());
-                (spawner.0)(Box::pin(spawned_run(run, busy, tx)));
-                Either::Right(rx)
-            }
-        };
-        self.runs.push(RunTask { index, fut });
+        let cx = self.context(index, None);
+        let spawn = self.config.spawner.clone().map(|spawner| {
+            let busy = Arc::new(AtomicBool::new(false));
+            self.slots[index].busy = Some(busy.clone());
+            (spawner, busy)
+        });
+        self.slots[index].run_started = true;
+        self.command(index, Cmd::Run(cx, spawn));
     }
 
     async fn await_ready(&mut self, index: usize, t0: Instant) {
@@ -148,14 +142,13 @@ impl Runner {
             let deadline = policy
                 .timeout()
                 .and_then(|budget| deadline_after(Instant::now(), Some(budget)));
-            let mut ready = self.slots[index]
-                .component
-                .clone()
-                .ready(self.context(index, deadline));
+            let mut ready = Some(Cmd::Ready(self.context(index, deadline)));
             let outcome = self
-                .drive(deadline, Interrupt::Shutdown, |_, cx| ready.poll_unpin(cx))
+                .drive(deadline, Interrupt::Shutdown, |s, _| {
+                    s.step(index, &mut ready).map(readiness)
+                })
                 .await;
-            drop(ready);
+            let outcome = self.settle(index, ready.is_none(), outcome, readiness);
             match outcome {
                 Driven::Done(Ok(true)) => break,
                 Driven::Done(Ok(false)) if attempt >= policy.max_attempts() => {
@@ -207,34 +200,4 @@ impl Runner {
             r.ready_at = Some(at);
         });
     }
-}
-
-/// A component's `run` on its own task: sends how it ended to the runner.
-///
-/// `busy` is true while the task is inside a poll of `run` and until the
-/// result of that poll is sent, so the runner, once it has aborted `run`,
-/// knows whether a result may still come: a `run` that was not busy will
-/// only see the abort from now on.
-async fn spawned_run(mut run: LocalRun, busy: Arc<AtomicBool>, tx: oneshot::Sender<SpawnedOutput>) {
-    let mut tx = Some(tx);
-    poll_fn(|cx| {
-        busy.store(true, Ordering::SeqCst);
-        // Pairs with the fence in `Runner::collect_runs`: either this poll
-        // sees the abort, or the runner sees this task busy.
-        fence(Ordering::SeqCst);
-        let done = match run.poll_unpin(cx) {
-            Poll::Ready(out) => {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(out);
-                }
-                true
-            }
-            // Ends early once the runner is gone (the receiver dropped):
-            // nobody is left to read the result.
-            Poll::Pending => tx.as_mut().is_none_or(|tx| tx.poll_canceled(cx).is_ready()),
-        };
-        busy.store(false, Ordering::SeqCst);
-        if done { Poll::Ready(()) } else { Poll::Pending }
-    })
-    .await;
 }

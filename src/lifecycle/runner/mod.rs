@@ -1,54 +1,47 @@
 //! The runner: the one future that drives launch, run and shutdown.
 //!
-//! Everything happens on the task that polls [`Runner::run`]. Every user
-//! call is an owned boxed future; [`Runner::drive`] polls one such goal
-//! while it keeps polling every component's `run`, watches for the
-//! interrupting signal and enforces the deadline.
+//! Everything happens on the task that polls [`Runner::run`]. Each
+//! component is one boxed future (see `lifecycle::task`) behind a cell
+//! (see `lifecycle::cell`): the runner tells a cell "start now", "ready
+//! now", "stop now", "close now" and reads what came of it; a cell's waker
+//! puts it on the runner's ready queue, and the runner polls only the cells
+//! that were woken. [`Runner::drive`] waits for one goal (a call's end, a
+//! registration, a flag) while it polls the woken cells, watches for the
+//! interrupting flag and enforces the deadline.
 //!
-//! The work is split by phase: [`launch`] starts components and waits for
-//! them to be ready, [`shutdown`] stops and closes components, [`flush`]
-//! runs the drainers and the stop hooks, and [`drive`] holds the one polling
-//! loop they all use.
+//! The schedule is the runner's: [`launch`] starts components one at a
+//! time and waits for each to be ready, [`shutdown`] stops them one at a
+//! time in reverse order and closes them (all at once when forced),
+//! [`flush`] runs the drainers and the stop hooks.
 
+mod cells;
 mod drive;
 mod flush;
 mod launch;
 mod shutdown;
 
-use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::task::{Context as TaskContext, Poll};
+use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use futures::channel::mpsc::UnboundedReceiver;
-use futures::channel::oneshot;
-use futures::future::{Aborted, BoxFuture, Either, FutureExt};
-use futures::ready;
-use futures::stream::{FuturesUnordered, StreamExt as _};
+use futures::future::BoxFuture;
+use futures::stream::StreamExt as _;
 
+pub(crate) use super::cell::Spawner;
+use super::cell::{Cell, ReadyQueue};
 use crate::cause::{RunEnd, ShutdownCause};
-use crate::component::{CallResult, DynComponent};
 use crate::context::Context;
 use crate::error::Error;
-use crate::handle::{Handle, Registration};
-use crate::latch::{Abortable, Latch, lock};
+use crate::handle::Handle;
+use crate::latch::{Latch, lock};
 use crate::lifecycle::options::ComponentOptions;
+use crate::lifecycle::parts::{Parts, Registration};
 use crate::logging::{event, ms};
 use crate::phase::Phase;
 use crate::phase::Step;
 use crate::report::{ComponentRecord, ComponentState, Report};
-
-/// Puts a component's `run` on a task of the user's executor.
-#[derive(Clone)]
-pub(crate) struct Spawner(pub(crate) Arc<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>);
-
-impl fmt::Debug for Spawner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Spawner")
-    }
-}
 
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -71,54 +64,28 @@ impl Default for Config {
 
 struct Slot {
     name: Arc<str>,
-    component: Arc<dyn DynComponent>,
     options: ComponentOptions,
     stop: Latch,
+    /// The component's one future, until the runner is done with it.
+    task: Option<BoxFuture<'static, ()>>,
+    cell: Arc<Cell>,
+    /// The cell's waker: queues the cell for the runner.
+    waker: Waker,
     /// Whether the lifecycle aborted its `run` (through `stop`).
     run_aborted: bool,
     /// For a `run` on its own task: whether that task is in a poll of it.
     busy: Option<Arc<AtomicBool>>,
+    run_started: bool,
     run_done: bool,
     ready: bool,
 }
 
-/// How a component's `run` ended.
-enum RunExit {
-    /// It returned (or panicked: caught into an error).
-    Done(CallResult<()>),
-    /// The lifecycle aborted it.
-    Aborted,
-    /// The executor dropped its task before it finished.
-    Dropped,
-}
-
-type LocalRun = Abortable<BoxFuture<'static, CallResult<()>>>;
-type SpawnedOutput = Result<CallResult<()>, Aborted>;
-type SpawnedRun = oneshot::Receiver<SpawnedOutput>;
-
-/// One component's `run`, polled in place or through a spawned task.
-struct RunTask {
-    index: usize,
-    fut: Either<LocalRun, SpawnedRun>,
-}
-
-impl Future for RunTask {
-    type Output = (usize, RunExit);
-
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let index = self.index;
-        let end = match &mut self.fut {
-            Either::Left(local) => match ready!(local.poll_unpin(cx)) {
-                Ok(out) => RunExit::Done(out),
-                Err(Aborted) => RunExit::Aborted,
-            },
-            Either::Right(spawned) => match ready!(spawned.poll_unpin(cx)) {
-                Ok(Ok(out)) => RunExit::Done(out),
-                Ok(Err(Aborted)) => RunExit::Aborted,
-                Err(oneshot::Canceled) => RunExit::Dropped,
-            },
-        };
-        Poll::Ready((index, end))
+impl Drop for Slot {
+    /// A command or `run`'s context left in the cell holds the cell (through
+    /// the stop latch): taken out, and dropped after the cell's lock.
+    fn drop(&mut self) {
+        self.task = None;
+        self.cell.clear();
     }
 }
 
@@ -136,7 +103,14 @@ pub(crate) struct Runner {
     initial: std::vec::IntoIter<Registration>,
     slots: Vec<Slot>,
     launched: Vec<usize>,
-    runs: FuturesUnordered<RunTask>,
+    /// The cells woken since the runner last polled them.
+    queue: Arc<ReadyQueue>,
+    /// The cells being polled, taken from the queue (buffers swapped, so
+    /// waking a cell does not allocate).
+    batch: Vec<usize>,
+    /// Cells whose `run` ended in the poll that also ended a call: the end
+    /// of `run` is recorded once the runner has read the call's.
+    deferred: Vec<usize>,
     /// When a forced shutdown must be over: set when the runner first sees
     /// the force.
     force_deadline: Option<Option<Instant>>,
@@ -177,13 +151,7 @@ impl Drop for StoppedGuard {
         // dropped only once every lock is released: their `Drop` may call
         // back into a handle.
         let checks = shared.health.take();
-        let parts = {
-            let mut st = lock(&shared.state);
-            (
-                std::mem::take(&mut st.drainers),
-                std::mem::take(&mut st.hooks),
-            )
-        };
+        let parts = std::mem::take(&mut *Parts::of(shared).lists());
         drop(checks);
         drop(parts);
         if let Some(w) = lock(&shared.watchdog).take() {
@@ -222,7 +190,9 @@ impl Runner {
             slots: Vec::with_capacity(initial.len()),
             launched: Vec::with_capacity(initial.len()),
             initial: initial.into_iter(),
-            runs: FuturesUnordered::new(),
+            queue: Arc::new(ReadyQueue::default()),
+            batch: Vec::new(),
+            deferred: Vec::new(),
             force_deadline: None,
         }
     }
@@ -245,7 +215,9 @@ impl Runner {
             None => deadline,
         };
         self.collect_runs(bound).await;
-        self.runs = FuturesUnordered::new();
+        for slot in &mut self.slots {
+            slot.task = None;
+        }
         drop(guard);
 
         let report = self.handle.report();

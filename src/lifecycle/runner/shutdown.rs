@@ -7,14 +7,16 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use futures::future::{BoxFuture, Either, FutureExt, select};
-use futures_timer::Delay;
+use futures::future::{BoxFuture, FutureExt};
 
+use super::cells::unit;
 use super::drive::{Driven, Interrupt};
 use super::{Runner, budget_of, deadline_after, earliest};
 use crate::component::CallResult;
 use crate::error::{Error, ErrorKind};
 use crate::latch::lock;
+use crate::lifecycle::cell::Cmd;
+use crate::lifecycle::parts::Parts;
 use crate::logging::{event, ms};
 use crate::phase::Phase;
 use crate::phase::Step;
@@ -46,28 +48,15 @@ pub(super) struct InFlight {
     pub(super) index: Option<usize>,
     pub(super) name: Arc<str>,
     pub(super) t0: Instant,
-    pub(super) fut: BoxFuture<'static, CallResult<()>>,
+    pub(super) call: Call,
 }
 
-/// Bounds `fut` by its own deadline: past it, a timeout error with the
-/// budget it had from `t0`. A deadline already past still polls it once.
-fn bounded(
-    fut: BoxFuture<'static, CallResult<()>>,
-    until: Option<Instant>,
-    t0: Instant,
-) -> BoxFuture<'static, CallResult<()>> {
-    let Some(until) = until else {
-        return fut;
-    };
-    let delay = Delay::new(until.saturating_duration_since(Instant::now()));
-    Box::pin(async move {
-        match select(fut, delay).await {
-            Either::Left((out, _)) => out,
-            Either::Right(_) => {
-                Err(Error::new(ErrorKind::TimedOut).with_budget(budget_of(Some(until), t0)))
-            }
-        }
-    })
+/// How a call in flight is made.
+pub(super) enum Call {
+    /// By a component's future: the command, until it is issued.
+    Cell(Option<Cmd>),
+    /// A future of its own (a hook).
+    Own(BoxFuture<'static, CallResult<()>>),
 }
 
 impl Runner {
@@ -125,11 +114,11 @@ impl Runner {
         }
 
         shared.set_phase(Phase::Flushing);
-        let drainers = std::mem::take(&mut lock(&shared.state).drainers);
+        let drainers = std::mem::take(&mut Parts::of(&shared).lists().drainers);
         self.run_drainers(drainers.into(), deadline).await;
 
         shared.set_phase(Phase::Stopping);
-        let mut hooks = std::mem::take(&mut lock(&shared.state).hooks);
+        let mut hooks = std::mem::take(&mut Parts::of(&shared).lists().hooks);
         hooks.reverse();
         self.run_hooks(hooks, deadline).await;
     }
@@ -160,7 +149,7 @@ impl Runner {
                 let mut all = true;
                 for slot in calls.iter_mut() {
                     if let Some(call) = slot {
-                        match call.fut.poll_unpin(cx) {
+                        match s.poll_call(call, cx) {
                             Poll::Ready(out) => {
                                 done(s, call, out);
                                 *slot = None;
@@ -175,6 +164,22 @@ impl Runner {
         for call in calls.into_iter().flatten() {
             let e = Error::new(ErrorKind::TimedOut).with_budget(budget_of(bound, call.t0));
             done(self, &call, Err(e));
+            if let (Some(index), Call::Cell(None)) = (call.index, &call.call) {
+                self.abandon(index);
+            }
+        }
+    }
+
+    /// Polls a call in flight; a component's is issued on its first poll.
+    fn poll_call(
+        &mut self,
+        call: &mut InFlight,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<CallResult<()>> {
+        match (&mut call.call, call.index) {
+            (Call::Cell(cmd), Some(index)) => self.step_unit(index, cmd),
+            (Call::Own(fut), _) => fut.poll_unpin(cx),
+            (Call::Cell(_), None) => Poll::Ready(Ok(())),
         }
     }
 
@@ -204,14 +209,13 @@ impl Runner {
         if options.stop_timeout == Some(Duration::ZERO) {
             return Stopping::Close;
         }
-        let mut stop = self.slots[index]
-            .component
-            .clone()
-            .stop(self.context(index, bound));
+        let mut stop = Some(Cmd::Stop(self.context(index, bound)));
         let outcome = self
-            .drive(bound, Interrupt::Force, |_, cx| stop.poll_unpin(cx))
+            .drive(bound, Interrupt::Force, |s, _| {
+                s.step_unit(index, &mut stop)
+            })
             .await;
-        drop(stop);
+        let outcome = self.settle(index, stop.is_none(), outcome, unit);
         let outcome = match outcome {
             Driven::Done(Ok(())) => Driven::Done(()),
             Driven::Done(Err(e)) => {
@@ -272,15 +276,16 @@ impl Runner {
         self.update(index, |r| r.close_at = Some(at));
         event!(warn, { component = name, step = Step::Close }, "closing `{name}`");
         let bound = earliest(deadline_after(t0, Some(options.close_timeout)), deadline);
-        let close = self.slots[index]
-            .component
-            .clone()
-            .close(self.context(index, bound));
+        let cx = self.context(index, bound);
         InFlight {
             index: Some(index),
             name,
             t0,
-            fut: bounded(close, bound, t0),
+            call: Call::Cell(Some(Cmd::Close {
+                cx,
+                until: bound,
+                t0,
+            })),
         }
     }
 
@@ -289,7 +294,9 @@ impl Runner {
     async fn close_one(&mut self, index: usize, deadline: Option<Instant>) -> Option<InFlight> {
         let mut closing = self.begin_close(index, deadline);
         let outcome = self
-            .drive(None, Interrupt::Force, |_, cx| closing.fut.poll_unpin(cx))
+            .drive(None, Interrupt::Force, |s, cx| {
+                s.poll_call(&mut closing, cx)
+            })
             .await;
         match outcome {
             Driven::Done(result) => {

@@ -1,0 +1,304 @@
+//! A component's cell: the slot through which the runner commands the
+//! component's one future ("start now", "stop now", "close now", …) and
+//! reads what it did ("started", "ready", "`run` ended", …), and the waker
+//! that puts the cell on the runner's ready queue, so the runner polls only
+//! the cells that were woken.
+//!
+//! A cell holds no schedule: which component starts, stops or closes when
+//! is the runner's choice. Any number of cells can be in any step at once.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Wake;
+use std::time::Instant;
+
+use futures::future::{Aborted, BoxFuture};
+use futures::task::AtomicWaker;
+
+use crate::component::CallResult;
+use crate::context::Context;
+use crate::latch::{Host, LatchState, lock};
+
+/// Puts a component's `run` on a task of the user's executor.
+#[derive(Clone)]
+pub(crate) struct Spawner(pub(crate) Arc<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>);
+
+impl fmt::Debug for Spawner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Spawner")
+    }
+}
+
+/// What the runner tells a component's future to do.
+pub(crate) enum Cmd {
+    /// Call `start`.
+    Start(Context),
+    /// Call `ready` once (one readiness attempt).
+    Ready(Context),
+    /// Put `run` in flight: polled by the component's future, or on a task
+    /// of its own through the spawner, with the flag that tells whether
+    /// that task is inside a poll of it.
+    Run(Context, Option<(Spawner, Arc<AtomicBool>)>),
+    /// Call `stop`.
+    Stop(Context),
+    /// Call `close`, bounded by `until` (a budget counted from `t0`).
+    Close {
+        cx: Context,
+        until: Option<Instant>,
+        t0: Instant,
+    },
+    /// Drop the call in flight (it timed out, or the runner gave up on it).
+    Abandon,
+}
+
+/// How a call ended.
+pub(crate) enum Done {
+    Unit(CallResult<()>),
+    Ready(CallResult<bool>),
+}
+
+/// How a component's `run` ended.
+pub(crate) enum RunExit {
+    /// It returned (or panicked: caught into an error).
+    Done(CallResult<()>),
+    /// The lifecycle aborted it.
+    Aborted,
+    /// The executor dropped its task before it finished.
+    Dropped,
+}
+
+/// What a `run` on its own task sends back.
+pub(crate) type SpawnedOutput = Result<CallResult<()>, Aborted>;
+
+/// The cells woken since the runner last looked, and the runner's waker.
+#[derive(Default)]
+pub(crate) struct ReadyQueue {
+    woken: Mutex<Vec<usize>>,
+    runner: AtomicWaker,
+}
+
+impl ReadyQueue {
+    /// Registers the runner's waker, then moves the cells woken so far
+    /// into `batch` (emptied first), leaving the queue its old buffer.
+    pub(crate) fn take(&self, runner: &std::task::Waker, batch: &mut Vec<usize>) {
+        self.runner.register(runner);
+        batch.clear();
+        std::mem::swap(&mut *lock(&self.woken), batch);
+    }
+
+    /// Whether a cell was woken since the last [`ReadyQueue::take`].
+    pub(crate) fn is_empty(&self) -> bool {
+        lock(&self.woken).is_empty()
+    }
+}
+
+/// The commands in, the results out.
+#[derive(Default)]
+struct Io {
+    cmd: Option<Cmd>,
+    done: Option<Done>,
+    run_end: Option<RunExit>,
+    /// The context of `run`, from its command until its first poll.
+    run_cx: Option<Context>,
+}
+
+/// Bits of [`Cell::has`]: which of [`Io`]'s slots is filled.
+const CMD: u8 = 1;
+const DONE: u8 = 2;
+const RUN_END: u8 = 4;
+/// `run` ended after a call's end was put, in the same poll: the runner
+/// must read the call's end first.
+const LATE: u8 = 8;
+
+/// Fills or empties one of [`Io`]'s slots.
+macro_rules! slot {
+    ($put:ident, $take:ident, $field:ident, $bit:expr, $ty:ty) => {
+        pub(crate) fn $put(&self, value: $ty) {
+            lock(&self.io).$field = Some(value);
+            self.has.fetch_or($bit, Ordering::AcqRel);
+        }
+
+        /// Empty without a lock when nothing was put.
+        pub(crate) fn $take(&self) -> Option<$ty> {
+            if self.has.load(Ordering::Acquire) & $bit == 0 {
+                return None;
+            }
+            let value = lock(&self.io).$field.take();
+            self.has.fetch_and(!$bit, Ordering::AcqRel);
+            value
+        }
+    };
+}
+
+/// One component's cell: what the runner and the component's future share.
+/// Its waker queues it for the runner. It holds the component's stop latch
+/// too, in the same allocation. It never holds the component: a component
+/// that keeps its stop latch must not keep itself alive.
+pub(crate) struct Cell {
+    index: usize,
+    queued: AtomicBool,
+    /// Set by every wake: `run` is polled again only after one, not on
+    /// every poll a command brings.
+    due: AtomicBool,
+    queue: Arc<ReadyQueue>,
+    /// Which slots of `io` are filled: most polls find them empty and
+    /// need no lock.
+    has: AtomicU8,
+    io: Mutex<Io>,
+    pub(crate) stop: LatchState,
+}
+
+impl Cell {
+    pub(crate) fn new(index: usize, queue: Arc<ReadyQueue>) -> Self {
+        Cell {
+            index,
+            queued: AtomicBool::new(false),
+            due: AtomicBool::new(false),
+            queue,
+            has: AtomicU8::new(0),
+            io: Mutex::new(Io::default()),
+            stop: LatchState::default(),
+        }
+    }
+
+    slot!(put_cmd, take_cmd, cmd, CMD, Cmd);
+    slot!(put_done, take_done, done, DONE, Done);
+
+    pub(crate) fn put_run_end(&self, value: RunExit) {
+        lock(&self.io).run_end = Some(value);
+        let late = if self.has_done() { LATE } else { 0 };
+        self.has.fetch_or(RUN_END | late, Ordering::AcqRel);
+    }
+
+    /// Empty without a lock when nothing was put.
+    pub(crate) fn take_run_end(&self) -> Option<RunExit> {
+        if self.has.load(Ordering::Acquire) & RUN_END == 0 {
+            return None;
+        }
+        let value = lock(&self.io).run_end.take();
+        self.has.fetch_and(!(RUN_END | LATE), Ordering::AcqRel);
+        value
+    }
+
+    /// Whether `run` ended after the call's end that waits to be read.
+    pub(crate) fn run_end_is_late(&self) -> bool {
+        let has = self.has.load(Ordering::Acquire);
+        has & LATE != 0 && has & DONE != 0
+    }
+
+    /// Whether the command waiting to be taken is a readiness attempt.
+    pub(crate) fn has_readiness_cmd(&self) -> bool {
+        self.has.load(Ordering::Acquire) & CMD != 0
+            && matches!(lock(&self.io).cmd, Some(Cmd::Ready(_)))
+    }
+
+    /// Whether the cell was woken and not polled since.
+    pub(crate) fn is_queued(&self) -> bool {
+        self.queued.load(Ordering::SeqCst)
+    }
+
+    /// Whether a call's end waits to be read.
+    pub(crate) fn has_done(&self) -> bool {
+        self.has.load(Ordering::Acquire) & DONE != 0
+    }
+
+    pub(crate) fn put_run_cx(&self, cx: Context) {
+        lock(&self.io).run_cx = Some(cx);
+    }
+
+    pub(crate) fn take_run_cx(&self) -> Option<Context> {
+        lock(&self.io).run_cx.take()
+    }
+
+    /// Empties every slot and drops the wakers registered on the stop
+    /// latch. A command or `run`'s context left in a slot holds the cell
+    /// (through the stop latch), and so does a waker registered on the
+    /// latch (the cell's own, from `run`): cycles the runner breaks when
+    /// it drops the component. Dropped after the lock.
+    pub(crate) fn clear(&self) {
+        let mut io = lock(&self.io);
+        let left = (io.cmd.take(), io.run_cx.take());
+        drop(io);
+        drop(left);
+        self.stop.release_wakers();
+    }
+
+    /// Whether the cell was woken since `run` was last polled (or `run`
+    /// was just put in flight); clears it.
+    pub(crate) fn take_due(&self) -> bool {
+        self.due.swap(false, Ordering::SeqCst)
+    }
+
+    /// Makes `run` due for a poll.
+    pub(crate) fn set_due(&self) {
+        self.due.store(true, Ordering::SeqCst);
+    }
+
+    /// Called by the runner right before it polls the cell: a wake during
+    /// that poll queues the cell again.
+    pub(crate) fn dequeue(&self) {
+        self.queued.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Cell {
+    /// What the cell's waker does: queue the cell, once, and wake the
+    /// runner.
+    pub(crate) fn wake(&self) {
+        self.due.store(true, Ordering::SeqCst);
+        if !self.queued.swap(true, Ordering::SeqCst) {
+            lock(&self.queue.woken).push(self.index);
+            self.queue.runner.wake();
+        }
+    }
+}
+
+impl Wake for Cell {
+    fn wake(self: Arc<Self>) {
+        Cell::wake(&self);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        Cell::wake(self);
+    }
+}
+
+impl Host for Cell {
+    fn latch_state(&self) -> &LatchState {
+        &self.stop
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context as TaskContext, Waker};
+
+    use crate::latch::Latch;
+
+    #[test]
+    fn clearing_a_cell_frees_the_wakers_that_hold_it() {
+        let cell = Arc::new(Cell::new(0, Arc::new(ReadyQueue::default())));
+        let waker = Waker::from(cell.clone());
+        let mut stop = Latch::hosted(cell.clone());
+        // As a component's `run` does: waits on its stop latch, and
+        // watches for its abort, with its cell's waker.
+        let mut cx = TaskContext::from_waker(&waker);
+        assert!(Pin::new(&mut stop).poll(&mut cx).is_pending());
+        stop.on_abort(&waker);
+        drop((waker, stop));
+        assert!(
+            Arc::strong_count(&cell) > 1,
+            "the latch's wakers hold the cell"
+        );
+        cell.clear();
+        assert_eq!(
+            Arc::strong_count(&cell),
+            1,
+            "a cycle through the stop latch"
+        );
+    }
+}

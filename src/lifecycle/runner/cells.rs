@@ -1,0 +1,141 @@
+//! How the runner talks to the components' cells: polling the woken ones,
+//! issuing a command and reading how the call it started ended.
+
+use std::task::{Context as TaskContext, Poll};
+
+use super::Runner;
+use super::drive::Driven;
+use crate::component::CallResult;
+use crate::lifecycle::cell::{Cmd, Done};
+
+impl Runner {
+    /// Polls a component's future with its cell's waker, and records the
+    /// end of its `run` if that came (then returns `true`).
+    fn poll_cell(&mut self, index: usize) -> bool {
+        let slot = &mut self.slots[index];
+        slot.cell.dequeue();
+        if let Some(task) = slot.task.as_mut() {
+            let _ = task
+                .as_mut()
+                .poll(&mut TaskContext::from_waker(&slot.waker));
+        }
+        let end = if slot.cell.run_end_is_late() {
+            // The call ended first: its end must be read first.
+            self.deferred.push(index);
+            None
+        } else {
+            slot.cell.take_run_end()
+        };
+        match end {
+            Some(end) => {
+                self.on_run_end(index, end);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Polls the cells woken since the last pass; those woken during it
+    /// wait for the next one.
+    pub(super) fn poll_cells(&mut self, cx: &mut TaskContext<'_>) {
+        for i in 0..self.deferred.len() {
+            let index = self.deferred[i];
+            let end = self.slots[index].cell.take_run_end();
+            if let Some(end) = end {
+                self.on_run_end(index, end);
+            }
+        }
+        self.deferred.clear();
+        let mut batch = std::mem::take(&mut self.batch);
+        self.queue.take(cx.waker(), &mut batch);
+        for &index in &batch {
+            // A cell polled since it was queued (by a command) has nothing
+            // new; it may be queued again by now, and is polled then.
+            if self.slots[index].cell.is_queued() {
+                let _ = self.poll_cell(index);
+            }
+        }
+        self.batch = batch;
+        if !self.queue.is_empty() {
+            cx.waker().wake_by_ref();
+        }
+    }
+
+    /// Tells a component's future what to do, and polls it at once. A
+    /// future that first has the end of its `run` to report (it does not go
+    /// on in the poll that ends `run`) is polled again, still now.
+    pub(super) fn command(&mut self, index: usize, cmd: Cmd) {
+        self.slots[index].cell.put_cmd(cmd);
+        // `run` ends once: a second poll at most.
+        for _ in 0..2 {
+            if !self.poll_cell(index) {
+                break;
+            }
+        }
+    }
+
+    /// Drops the call in flight of a component, if any.
+    pub(super) fn abandon(&mut self, index: usize) {
+        self.command(index, Cmd::Abandon);
+    }
+
+    /// Issues `cmd` (on the first call) and tells whether the call it
+    /// started has ended.
+    pub(super) fn step(&mut self, index: usize, cmd: &mut Option<Cmd>) -> Poll<Done> {
+        if let Some(cmd) = cmd.take() {
+            self.command(index, cmd);
+        }
+        match self.slots[index].cell.take_done() {
+            Some(done) => Poll::Ready(done),
+            None => Poll::Pending,
+        }
+    }
+
+    /// What a call driven by [`Runner::step`] came to: a call that ended
+    /// before the runner saw the interrupt or the deadline still counts;
+    /// otherwise it is given up on.
+    pub(super) fn settle<T>(
+        &mut self,
+        index: usize,
+        issued: bool,
+        outcome: Driven<T>,
+        value: fn(Done) -> T,
+    ) -> Driven<T> {
+        if matches!(outcome, Driven::Done(_)) {
+            return outcome;
+        }
+        if issued {
+            let done = self.slots[index].cell.take_done();
+            if let Some(done) = done {
+                return Driven::Done(value(done));
+            }
+            self.abandon(index);
+        }
+        outcome
+    }
+
+    /// [`Runner::step`] for a call without a value.
+    pub(super) fn step_unit(
+        &mut self,
+        index: usize,
+        cmd: &mut Option<Cmd>,
+    ) -> Poll<CallResult<()>> {
+        self.step(index, cmd).map(unit)
+    }
+}
+
+/// The result of a call without a value.
+pub(super) fn unit(done: Done) -> CallResult<()> {
+    match done {
+        Done::Unit(out) => out,
+        Done::Ready(out) => out.map(drop),
+    }
+}
+
+/// The result of a readiness attempt.
+pub(super) fn readiness(done: Done) -> CallResult<bool> {
+    match done {
+        Done::Ready(out) => out,
+        Done::Unit(out) => out.map(|()| true),
+    }
+}
