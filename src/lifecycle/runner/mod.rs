@@ -81,8 +81,8 @@ struct Slot {
 }
 
 impl Drop for Slot {
-    /// A command or `run`'s context left in the cell holds the cell (through
-    /// the stop latch): taken out, and dropped after the cell's lock.
+    /// A command left in the cell holds the cell (through the stop latch):
+    /// taken out, and dropped after the cell's lock.
     fn drop(&mut self) {
         self.task = None;
         self.cell.clear();
