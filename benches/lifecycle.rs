@@ -21,7 +21,7 @@
 //!   binary), lameduck against the named floor;
 //! * tokio-graceful-shutdown (N subsystems) and tokio-util
 //!   (`CancellationToken` + `TaskTracker`, N tasks);
-//! * time from `request_stop` to `run` returning, 1,000 idle components;
+//! * time from `request_shutdown` to `run` returning, 1,000 idle components;
 //! * aggregated health of 100 checks: a probe, uncached and cached, and
 //!   `Handle::is_healthy`;
 //! * scaling: registering N health checks, prepending N drainers and looking
@@ -103,7 +103,7 @@ async fn lameduck_cycle(n: usize) {
     let h = lc.handle();
     let (out, ()) = join(lc.run(), async move {
         h.ready().await;
-        h.request_stop(None);
+        h.request_shutdown(None);
     })
     .await;
     black_box(out.expect("clean run"));
@@ -342,7 +342,7 @@ fn stop_latency(rt: Rt, n: usize, budget: Duration) -> Duration {
             let (out, t0) = join(lc.run(), async move {
                 h.ready().await;
                 let t0 = Instant::now();
-                h.request_stop(None);
+                h.request_shutdown(None);
                 t0
             })
             .await;
@@ -363,7 +363,7 @@ fn idle_cpu(n: usize, window: Duration) -> Option<f64> {
     let before = process_cpu_now()?;
     std::thread::sleep(window);
     let used = process_cpu_now()? - before;
-    h.request_stop(None);
+    h.request_shutdown(None);
     runner.join().expect("runner").expect("clean run");
     Some(used.as_secs_f64() / window.as_secs_f64() * 100.0)
 }
@@ -384,7 +384,7 @@ fn rss_child(n: usize) {
     let runner = std::thread::spawn(move || lc.run_blocking());
     futures::executor::block_on(h.ready());
     let running = peak_rss_kib().unwrap_or(0);
-    h.request_stop(None);
+    h.request_shutdown(None);
     runner.join().expect("runner").expect("clean run");
     let per = |kib: u64| (kib.saturating_sub(base) * 1024) as f64 / n as f64;
     println!("{:.0} {:.0}", per(registered), per(running));
@@ -671,7 +671,7 @@ fn main() {
     }
 
     println!();
-    println!("request_stop -> run() returns, 1,000 idle components (median):");
+    println!("request_shutdown -> run() returns, 1,000 idle components (median):");
     for &rt in &runtimes {
         let d = stop_latency(rt, 1_000, budget);
         println!("  {:<9} {:.3} ms", rt.name(), d.as_secs_f64() * 1e3);

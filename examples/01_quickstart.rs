@@ -91,7 +91,7 @@ fn main() -> Result<(), lameduck::Error> {
         futures::executor::block_on(handle.ready());
         println!("-- every component is ready; requesting a stop in 200 ms");
         std::thread::sleep(Duration::from_millis(200));
-        handle.request_stop(None);
+        handle.request_shutdown(None);
     });
 
     let report = lifecycle.run_blocking()?;

@@ -421,8 +421,8 @@ async fn service(args: Args) -> Result<ExitCode, BoxError> {
                 fetch(public_addr, path).await
             );
         }
-        println!("-- request_stop: what the first SIGTERM does");
-        handle.request_stop(None);
+        println!("-- request_shutdown: what the first SIGTERM does");
+        handle.request_shutdown(None);
         println!(
             "-- lame duck:  GET /readyz   {}",
             fetch(admin_addr, "/readyz").await

@@ -73,7 +73,7 @@ async fn main() -> Result<(), BoxError> {
         "GET /readyz/database:\n{}\n",
         fetch(addr, "/readyz/database").await?
     );
-    handle.request_stop(None);
+    handle.request_shutdown(None);
     println!("stopping, GET /readyz:\n{}", fetch(addr, "/readyz").await?);
     run.await??;
     server.await??;

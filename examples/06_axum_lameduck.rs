@@ -129,7 +129,7 @@ fn main() -> ExitCode {
             let port = bound.load(Ordering::SeqCst);
             println!("ready: http=127.0.0.1:{port} pid={}", std::process::id());
         }
-        handle.stopping().await;
+        handle.shutting_down().await;
         println!("lame duck: /readyz answers 503, requests still served");
     });
 

@@ -290,7 +290,7 @@ fn main() -> Result<(), BoxError> {
         failed,
     );
     drop(idle);
-    handle.request_stop(None);
+    handle.request_shutdown(None);
     runner.join().map_err(|_| "lifecycle panicked")?;
 
     // 5. Default limit, 1,000 idle connections and a slowloris attacker.
@@ -325,7 +325,7 @@ fn main() -> Result<(), BoxError> {
         failed,
     );
     drop(idle);
-    handle.request_stop(None);
+    handle.request_shutdown(None);
     runner.join().map_err(|_| "lifecycle panicked")?;
 
     // 6. The 20 checks refreshed in the background (every second), answered
@@ -367,7 +367,7 @@ fn main() -> Result<(), BoxError> {
     );
     report("baseline, fresh connections", base_lat, base_failed);
     println!("answered from background results, p50 lameduck / p50 baseline: {ratio:.2}");
-    handle.request_stop(None);
+    handle.request_shutdown(None);
     runner.join().map_err(|_| "lifecycle panicked")?;
     Ok(())
 }

@@ -65,7 +65,7 @@ fn main() -> Result<(), BoxError> {
     futures::executor::block_on(handle.ready());
     println!("GET /readyz?verbose:\n{}", fetch(addr, "/readyz?verbose")?);
     println!("GET /livez:\n{}\n", fetch(addr, "/livez")?);
-    handle.request_stop(None);
+    handle.request_shutdown(None);
     println!("stopping, GET /readyz:\n{}", fetch(addr, "/readyz")?);
     runner.join().map_err(|_| "lifecycle thread panicked")??;
     server.unblock();

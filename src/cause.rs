@@ -21,11 +21,11 @@ use crate::phase::Step;
 /// use lameduck::{Lifecycle, ShutdownCause};
 ///
 /// let lifecycle = Lifecycle::builder().build().unwrap();
-/// lifecycle.handle().request_stop(None);
+/// lifecycle.handle().request_shutdown(None);
 /// let report = lifecycle.run_blocking().unwrap();
 /// let cause = report.shutdown_cause().unwrap();
 /// assert_eq!(cause, &ShutdownCause::Requested { with_error: false });
-/// assert_eq!(cause.to_string(), "stop requested through a handle");
+/// assert_eq!(cause.to_string(), "shutdown requested through a handle");
 /// // A service can tell an operator's stop from a crash:
 /// let crashed = matches!(
 ///     cause,
@@ -43,13 +43,13 @@ pub enum ShutdownCause {
     #[cfg(feature = "signals")]
     #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
     Signal(crate::SignalKind),
-    /// [`Handle::request_stop`](crate::Handle::request_stop).
+    /// [`Handle::request_shutdown`](crate::Handle::request_shutdown).
     Requested {
         /// Whether the request carried an error (then the primary error of
         /// the result, unless an earlier error was recorded).
         with_error: bool,
     },
-    /// [`Handle::force_stop`](crate::Handle::force_stop), before anything
+    /// [`Handle::force_shutdown`](crate::Handle::force_shutdown), before anything
     /// else had begun the shutdown.
     Forced,
     /// A ready component's `run` ended.
@@ -96,12 +96,12 @@ impl fmt::Display for ShutdownCause {
             #[cfg(feature = "signals")]
             ShutdownCause::Signal(kind) => write!(f, "received {kind}"),
             ShutdownCause::Requested { with_error: false } => {
-                f.write_str("stop requested through a handle")
+                f.write_str("shutdown requested through a handle")
             }
             ShutdownCause::Requested { with_error: true } => {
-                f.write_str("stop requested through a handle, with an error")
+                f.write_str("shutdown requested through a handle, with an error")
             }
-            ShutdownCause::Forced => f.write_str("forced stop"),
+            ShutdownCause::Forced => f.write_str("forced shutdown"),
             ShutdownCause::RunEnded { component, end } => match end {
                 RunEnd::Returned => write!(f, "`{component}` finished running"),
                 RunEnd::Failed => write!(f, "`{component}` failed in run"),

@@ -65,7 +65,7 @@ pub use handoff::{Handoff, StartRun, start_run};
 ///     // default to doing nothing.
 /// }
 /// # let lifecycle = lameduck::Lifecycle::builder().component("cache", Cache::default()).build().unwrap();
-/// # lifecycle.handle().request_stop(None);
+/// # lifecycle.handle().request_shutdown(None);
 /// # futures::executor::block_on(lifecycle.run()).unwrap();
 /// ```
 pub trait Component: Send + Sync + 'static {
@@ -157,7 +157,7 @@ pub trait Component: Send + Sync + 'static {
 ///     .component("db", db.clone())
 ///     .health_check("db", db)
 ///     .build()?;
-/// # lifecycle.handle().request_stop(None);
+/// # lifecycle.handle().request_shutdown(None);
 /// # futures::executor::block_on(lifecycle.run())?;
 /// # Ok::<(), lameduck::Error>(())
 /// ```

@@ -29,7 +29,7 @@ use crate::latch::Latch;
 ///     }
 /// }
 /// # let lifecycle = lameduck::Lifecycle::builder().component("ticker", Ticker).build().unwrap();
-/// # lifecycle.handle().request_stop(None);
+/// # lifecycle.handle().request_shutdown(None);
 /// # futures::executor::block_on(lifecycle.run()).unwrap();
 /// ```
 #[derive(Debug, Clone)]
@@ -79,9 +79,9 @@ impl Context {
     }
 
     /// Requests a stop of the whole lifecycle, optionally with an error.
-    /// See [`Handle::request_stop`].
-    pub fn request_stop(&self, error: Option<BoxError>) -> bool {
-        self.handle.request_stop(error)
+    /// See [`Handle::request_shutdown`].
+    pub fn request_shutdown(&self, error: Option<BoxError>) -> bool {
+        self.handle.request_shutdown(error)
     }
 
     /// A handle on the lifecycle this part belongs to.

@@ -36,7 +36,7 @@ use crate::names::{NameIndex, Named, validate_name};
 ///     }
 /// }
 /// # let lifecycle = lameduck::Lifecycle::builder().drainer("outbox", Outbox).build().unwrap();
-/// # lifecycle.handle().request_stop(None);
+/// # lifecycle.handle().request_shutdown(None);
 /// # futures::executor::block_on(lifecycle.run()).unwrap();
 /// ```
 pub trait Drainer: Send + Sync + 'static {

@@ -239,8 +239,8 @@ impl Error {
     ///
     /// let lifecycle = Lifecycle::builder().build().unwrap();
     /// let handle = lifecycle.handle();
-    /// handle.request_stop(Some("deploy".into()));
-    /// handle.request_stop(Some("second thoughts".into()));
+    /// handle.request_shutdown(Some("deploy".into()));
+    /// handle.request_shutdown(Some("second thoughts".into()));
     /// let err = futures::executor::block_on(lifecycle.run()).unwrap_err();
     /// let causes: Vec<String> = err
     ///     .iter()
@@ -302,7 +302,7 @@ impl Error {
         self.inner.kind == ErrorKind::Dropped
     }
 
-    /// Whether the error came from a stop requested with an error.
+    /// Whether the error came from a shutdown requested with an error.
     pub fn is_requested(&self) -> bool {
         self.inner.kind == ErrorKind::Requested
     }
@@ -327,7 +327,7 @@ impl fmt::Display for Error {
             }
             ErrorKind::NotReady => write!(f, "not ready")?,
             ErrorKind::Exited => write!(f, "run ended before the component was ready")?,
-            ErrorKind::Requested => write!(f, "stop requested with an error")?,
+            ErrorKind::Requested => write!(f, "shutdown requested with an error")?,
             ErrorKind::ShuttingDown => write!(f, "refused: the lifecycle is shutting down")?,
             ErrorKind::Config => write!(f, "invalid configuration")?,
             ErrorKind::Forced => write!(f, "shutdown forced: graceful waits skipped")?,

@@ -15,7 +15,7 @@ pub const FORCED_EXIT_CODE: u8 = 130;
 /// | outcome | code |
 /// |---|---|
 /// | `Ok`: a clean shutdown, such as after SIGTERM or SIGINT | 0 |
-/// | the shutdown was forced (a second signal, [`Handle::force_stop`](crate::Handle::force_stop)): the primary error or any attached one is [`Forced`](crate::ErrorKind::Forced) | [`FORCED_EXIT_CODE`] (130) |
+/// | the shutdown was forced (a second signal, [`Handle::force_shutdown`](crate::Handle::force_shutdown)): the primary error or any attached one is [`Forced`](crate::ErrorKind::Forced) | [`FORCED_EXIT_CODE`] (130) |
 /// | any other error | 1 |
 ///
 /// A forced shutdown wins over other errors: graceful waits were skipped,
@@ -30,7 +30,7 @@ pub const FORCED_EXIT_CODE: u8 = 130;
 ///
 /// fn main() -> ExitCode {
 ///     let lifecycle = Lifecycle::builder().build().unwrap();
-///     lifecycle.handle().request_stop(None);
+///     lifecycle.handle().request_shutdown(None);
 ///     let outcome = lifecycle.run_blocking();
 ///     if let Err(e) = &outcome {
 ///         eprintln!("error: {e}");

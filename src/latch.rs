@@ -35,7 +35,7 @@ use futures::task::AtomicWaker;
 ///     }
 /// }
 /// # let lifecycle = lameduck::Lifecycle::builder().component("worker", Worker).build().unwrap();
-/// # lifecycle.handle().request_stop(None);
+/// # lifecycle.handle().request_shutdown(None);
 /// # futures::executor::block_on(lifecycle.run()).unwrap();
 /// ```
 pub struct Latch {

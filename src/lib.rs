@@ -13,7 +13,7 @@
 //!    once [`ready`](Component::ready) returned `Ok(true)` (asked up to the
 //!    [`Readiness`] policy's attempts, with backoff and a per-attempt timeout).
 //! 2. **Running.** Every component is ready: [`Handle::ready`] resolves.
-//!    Shutdown begins when a stop is [requested](Handle::request_stop), when
+//!    Shutdown begins when a stop is [requested](Handle::request_shutdown), when
 //!    any `run` ends (`Ok`, `Err` or panic), or when a launch step fails.
 //! 3. **Lame duck.** Readiness fails at once while every component keeps
 //!    serving, for the [lame-duck period](LifecycleBuilder::lame_duck), so
@@ -33,7 +33,7 @@
 //! [shutdown timeout](LifecycleBuilder::shutdown_timeout), each call by its
 //! own budget. Errors are recorded and shutdown goes on; `run` returns the
 //! first error, with every other one attached, each naming its component and
-//! step. A [forced stop](Handle::force_stop) skips every graceful wait and
+//! step. A [forced shutdown](Handle::force_shutdown) skips every graceful wait and
 //! closes what is left at once, within the
 //! [force budget](LifecycleBuilder::force_timeout). Why the shutdown began
 //! (a signal, a component, a request, an upgrade) is logged and kept as a
@@ -69,7 +69,7 @@
 //! let handle = lifecycle.handle();
 //! std::thread::spawn(move || {
 //!     futures::executor::block_on(handle.ready());
-//!     handle.request_stop(None); // e.g. on SIGTERM
+//!     handle.request_shutdown(None); // e.g. on SIGTERM
 //! });
 //!
 //! let report = futures::executor::block_on(lifecycle.run())?;
@@ -95,7 +95,7 @@
 //! With the `signals` feature (on by default),
 //! [`LifecycleBuilder::signals`] turns the first SIGINT or SIGTERM (Ctrl-C
 //! on Windows) into a graceful shutdown — lame duck, drain, flush, stop — and
-//! a second one into a forced stop; [`exit_code`] maps the outcome to the
+//! a second one into a forced shutdown; [`exit_code`] maps the outcome to the
 //! process exit code (0 clean, 1 error, 130 forced). A signal-driven service:
 //!
 //! ```no_run
@@ -188,7 +188,7 @@
 //!     })
 //!     // .component("worker", worker).component("http", http)
 //!     .build()?;
-//! # lifecycle.handle().request_stop(None);
+//! # lifecycle.handle().request_shutdown(None);
 //! lifecycle.run().await?;
 //! # Ok::<(), lameduck::Error>(())
 //! # }).unwrap();

@@ -80,7 +80,7 @@ pub enum Step {
     Drain,
     /// A stop hook.
     Hook,
-    /// A stop requested through [`Handle::request_stop`](crate::Handle::request_stop).
+    /// A shutdown requested through [`Handle::request_shutdown`](crate::Handle::request_shutdown).
     Request,
     /// Building the lifecycle or registering a part.
     Register,

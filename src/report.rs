@@ -108,7 +108,7 @@ impl ComponentRecord {
 /// impl lameduck::Component for Noop {}
 ///
 /// let lifecycle = Lifecycle::builder().component("noop", Noop).build().unwrap();
-/// lifecycle.handle().request_stop(None);
+/// lifecycle.handle().request_shutdown(None);
 /// let report = futures::executor::block_on(lifecycle.run()).unwrap();
 /// println!("{report}");
 /// assert_eq!(report.components().len(), 1);

@@ -65,7 +65,7 @@ use crate::latch::{Latch, lock};
 /// # let lifecycle = lameduck::Lifecycle::builder()
 /// #     .component("worker", Worker { tracker: Tracker::new() })
 /// #     .build()?;
-/// # lifecycle.handle().request_stop(None);
+/// # lifecycle.handle().request_shutdown(None);
 /// # futures::executor::block_on(lifecycle.run())?;
 /// # Ok::<(), lameduck::Error>(())
 /// ```

@@ -156,7 +156,7 @@ fn exact_responses_on_the_wire() {
     assert!(v["components"][0]["ready_at_ms"].is_number());
     assert!(v["shutdown_at_ms"].is_null());
 
-    s.handle.request_stop(None);
+    s.handle.request_shutdown(None);
     s.runner.join().unwrap().unwrap();
 }
 
@@ -202,7 +202,7 @@ fn readiness_over_http_follows_the_lifecycle() {
     assert!(block_on(handle.ready()));
     assert_eq!(status(&get(addr, "/readyz")), 200);
     let t0 = Instant::now();
-    handle.request_stop(None);
+    handle.request_shutdown(None);
     let after = get(addr, "/readyz");
     assert!(
         t0.elapsed() < Duration::from_millis(50),
@@ -303,7 +303,7 @@ fn bad_input_never_disturbs_the_service() {
     assert_eq!(get(addr, "/livez"), get(addr, "/livez"));
     assert_eq!(status(&get(addr, "/readyz")), 200);
     assert_eq!(s.handle.phase(), lameduck::Phase::Running);
-    s.handle.request_stop(None);
+    s.handle.request_shutdown(None);
     s.runner.join().unwrap().unwrap();
 }
 
@@ -411,7 +411,7 @@ fn no_request_fails_under_load_during_shutdown() {
     });
     std::thread::sleep(Duration::from_millis(50));
     let t0 = Instant::now();
-    handle.request_stop(None);
+    handle.request_shutdown(None);
     // Lame duck: readiness fails at once, the public port still serves.
     assert_eq!(status(&get(admin_addr, "/readyz")), 500);
     assert!(
@@ -473,7 +473,7 @@ fn checks_run_on_the_applications_runtime() {
     let probe = std::thread::spawn(move || {
         assert!(block_on(handle.ready()));
         let r = get(addr, "/readyz/tokio-timer");
-        handle.request_stop(None);
+        handle.request_shutdown(None);
         r
     });
     rt.block_on(lifecycle.run()).unwrap();
@@ -574,7 +574,7 @@ fn every_option_at_zero_and_at_its_maximum() {
         assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
     }
     drop(idle);
-    s.handle.request_stop(None);
+    s.handle.request_shutdown(None);
     s.runner.join().unwrap().unwrap();
 
     // The smallest counts: max_connections(0) is one connection, which a
@@ -611,7 +611,7 @@ fn every_option_at_zero_and_at_its_maximum() {
     .unwrap();
     assert_eq!(status(&r), 431, "{r}");
     assert_eq!(status(&get(s.addr, "/readyz")), 500);
-    s.handle.request_stop(None);
+    s.handle.request_shutdown(None);
     s.runner.join().unwrap().unwrap();
 }
 
@@ -705,6 +705,6 @@ fn answers_from_background_results_only_while_the_runtime_beats() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    s.handle.request_stop(None);
+    s.handle.request_shutdown(None);
     s.runner.join().unwrap().unwrap();
 }

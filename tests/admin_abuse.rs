@@ -55,7 +55,7 @@ struct Started {
 
 impl Started {
     fn stop(self) {
-        self.handle.request_stop(None);
+        self.handle.request_shutdown(None);
         self.runner.join().unwrap().unwrap();
     }
 }
@@ -431,7 +431,7 @@ fn a_burst_of_connections_fits_in_the_accept_queue() {
         200
     );
     drop(queued);
-    handle.request_stop(None);
+    handle.request_shutdown(None);
     runner.join().unwrap().unwrap();
 }
 
@@ -453,7 +453,7 @@ fn stopping_closes_the_port_and_ends_within_its_grace() {
     let stuck = std::thread::spawn(move || probe(addr, "/livez", Duration::from_secs(5)));
     std::thread::sleep(Duration::from_millis(200));
     let t0 = Instant::now();
-    s.handle.request_stop(None);
+    s.handle.request_shutdown(None);
     s.runner.join().unwrap().unwrap();
     // One second of grace for what is in progress, then everything closed.
     let took = t0.elapsed();

@@ -138,6 +138,6 @@ fn two_thousand_connections_add_no_thread_and_running_out_of_descriptors_is_surv
     // Said once, not once per retry.
     assert_eq!(ACCEPT_FAILED.load(Ordering::SeqCst), 1);
     eprintln!("descriptors exhausted after {opened} client sockets; served again after");
-    handle.request_stop(None);
+    handle.request_shutdown(None);
     runner.join().unwrap().unwrap();
 }

@@ -32,7 +32,7 @@ fn the_former_name_of_latch_still_names_it() {
     struct C;
     impl Component for C {}
     let lifecycle = Lifecycle::builder().component("c", C).build().unwrap();
-    let stopped = same(lifecycle.handle().stopping());
+    let stopped = same(lifecycle.handle().shutting_down());
     assert!(!stopped.is_set());
 }
 
@@ -46,7 +46,7 @@ fn run_future_can_be_spawned_on_a_multi_threaded_runtime() {
     let task = rt.spawn(lifecycle.run());
     rt.block_on(async {
         assert!(handle.ready().await);
-        handle.request_stop(None);
+        handle.request_shutdown(None);
         task.await.unwrap().unwrap();
     });
 }

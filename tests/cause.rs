@@ -139,7 +139,7 @@ fn handle_requests_say_whether_they_carried_an_error() {
         take_lines();
         let lc = Lifecycle::builder().build().unwrap();
         let handle = lc.handle();
-        handle.request_stop(with_error.then(|| "bad config".into()));
+        handle.request_shutdown(with_error.then(|| "bad config".into()));
         let (cause, report, lines) = causes(lc);
         let want = ShutdownCause::Requested { with_error };
         assert_eq!(cause, Some(want.clone()));
@@ -147,9 +147,9 @@ fn handle_requests_say_whether_they_carried_an_error() {
             assert_eq!(report, Some(want));
         }
         let text = if with_error {
-            "stop requested through a handle, with an error"
+            "shutdown requested through a handle, with an error"
         } else {
-            "stop requested through a handle"
+            "shutdown requested through a handle"
         };
         assert_eq!(lines, [format!("shutdown requested: {text}")]);
     }
@@ -161,23 +161,23 @@ fn the_first_cause_stays() {
     let lc = Lifecycle::builder().build().unwrap();
     let handle = lc.handle();
     assert_eq!(handle.shutdown_cause(), None);
-    handle.force_stop();
-    handle.request_stop(Some("later".into()));
+    handle.force_shutdown();
+    handle.request_shutdown(Some("later".into()));
     let (cause, _, lines) = causes(lc);
     assert_eq!(cause, Some(ShutdownCause::Forced));
-    assert_eq!(lines, ["shutdown requested: forced stop"]);
+    assert_eq!(lines, ["shutdown requested: forced shutdown"]);
 }
 
 #[test]
 fn the_report_table_names_the_cause() {
     let lc = Lifecycle::builder().build().unwrap();
     assert_eq!(lc.handle().report().shutdown_cause(), None);
-    lc.handle().request_stop(None);
+    lc.handle().request_shutdown(None);
     let report = lc.run_blocking().unwrap();
     let table = report.to_string();
     let first = table.lines().next().unwrap();
     assert!(
-        first.ends_with("(stop requested through a handle)"),
+        first.ends_with("(shutdown requested through a handle)"),
         "{table}"
     );
 }
@@ -194,10 +194,10 @@ fn the_lifecycle_snapshot_names_the_cause() {
         serde_json::from_str::<serde_json::Value>(r.body()).unwrap()
     };
     assert!(snapshot()["shutdown_cause"].is_null());
-    handle.request_stop(None);
+    handle.request_shutdown(None);
     assert_eq!(
         snapshot()["shutdown_cause"],
-        "stop requested through a handle"
+        "shutdown requested through a handle"
     );
     lc.run_blocking().unwrap();
 }

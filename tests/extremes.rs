@@ -69,7 +69,7 @@ fn case(name: &str, log: &Log, b: LifecycleBuilder, expect: Expect) {
                 for p in Probe::ALL {
                     let _ = block_on(probes.check(p));
                 }
-                handle.request_stop(None);
+                handle.request_shutdown(None);
             });
             let (out, took) = run(lc);
             stopper.join().unwrap();
@@ -402,7 +402,7 @@ fn a_check_with_a_max_interval_and_timeout_reports_its_one_result() {
             passing = block_on(probes.check(Probe::Readiness)).is_passing();
             std::thread::sleep(ms(5));
         }
-        handle.request_stop(None);
+        handle.request_shutdown(None);
         passing
     });
     expect_ok(run(lc).0);
@@ -470,7 +470,7 @@ fn names_empty_or_with_control_characters_or_a_slash_are_refused() {
         .health_check("k.8-s_ok", Fine)
         .build()
         .unwrap();
-    lc.handle().request_stop(None);
+    lc.handle().request_shutdown(None);
     expect_ok(run(lc).0);
 }
 
@@ -481,8 +481,8 @@ fn force_stop_after_the_lifecycle_stopped_returns_false() {
         .build()
         .unwrap();
     let h = lc.handle();
-    h.request_stop(None);
+    h.request_shutdown(None);
     expect_ok(run(lc).0);
-    assert!(!h.force_stop());
-    assert!(!h.request_stop(Some("too late".into())));
+    assert!(!h.force_shutdown());
+    assert!(!h.request_shutdown(Some("too late".into())));
 }

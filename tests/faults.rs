@@ -1,6 +1,6 @@
 //! Fault injection (issue 7): a seeded, model-based generator of random
 //! lifecycles whose every call may succeed, fail, panic, hang or take a
-//! while, with stop requests, forced stops and registrations coming from
+//! while, with shutdown requests, forced shutdowns and registrations coming from
 //! other threads at random moments. Every scenario's event log is checked
 //! against the engine's invariants (`faults/check.rs`). The generator runs
 //! under tokio current-thread, tokio multi-thread, smol and
@@ -92,7 +92,7 @@ fn coverage(out: &Outcome) -> Vec<&'static str> {
         ("registration refused", &|w| {
             matches!(w, What::Registered { ok: false, .. })
         }),
-        ("force_stop", &|w| matches!(w, What::ForceBegin)),
+        ("force_shutdown", &|w| matches!(w, What::ForceBegin)),
     ];
     for (name, f) in flags {
         if any(f) {
@@ -379,7 +379,7 @@ fn generator_futures_executor() {
     });
 }
 
-/// 16 threads hammer the handle — `request_stop` (with and without an
+/// 16 threads hammer the handle — `request_shutdown` (with and without an
 /// error), `is_ready`, `is_healthy`, `report`, registrations of components,
 /// drainers, checks and hooks — during launch and during shutdown, and one
 /// forces the stop. A watchdog bounds each run: no deadlock, no panic, and
@@ -462,7 +462,7 @@ mod regressions {
             .unwrap();
         let handle = lifecycle.handle();
         handle.add_component("added", Counted::new(&live)).unwrap();
-        handle.request_stop(None); // before run: nothing is ever launched
+        handle.request_shutdown(None); // before run: nothing is ever launched
         block_on(lifecycle.run()).unwrap();
         assert_eq!(
             live.load(Ordering::SeqCst),
@@ -471,7 +471,7 @@ mod regressions {
         );
     }
 
-    /// `force_stop` while a drainer runs: the drainer is cancelled, but every
+    /// `force_shutdown` while a drainer runs: the drainer is cancelled, but every
     /// drainer after it is still called (polled once, then dropped with a
     /// `Forced` error), although a forced shutdown skips the drainers.
     #[test]
@@ -482,7 +482,7 @@ mod regressions {
             .drainer(
                 "first",
                 drainer_fn(|cx: Context| async move {
-                    cx.handle().force_stop();
+                    cx.handle().force_shutdown();
                     futures::future::pending::<()>().await;
                     Ok::<_, BoxError>(())
                 }),
@@ -496,7 +496,7 @@ mod regressions {
             )
             .build()
             .unwrap();
-        lifecycle.handle().request_stop(None);
+        lifecycle.handle().request_shutdown(None);
         let err = block_on(lifecycle.run()).unwrap_err();
         assert!(err.is_forced(), "{err}");
         assert!(
@@ -544,7 +544,7 @@ mod regressions {
         );
     }
 
-    /// A component registered while running, then a stop requested, both
+    /// A component registered while running, then a shutdown requested, both
     /// before the runner next looks: the runner takes the registration
     /// first and starts the component although shutdown has begun (it
     /// should stay pending, like any component not launched before the
@@ -557,7 +557,7 @@ mod regressions {
             async fn run(&self, cx: &Context) -> Result<(), BoxError> {
                 cx.handle().ready().await;
                 cx.handle().add_component("late", B)?;
-                cx.request_stop(None);
+                cx.request_shutdown(None);
                 cx.stop_signal().await;
                 Ok(())
             }

@@ -116,7 +116,7 @@ fn warnings_pass_and_critical_failure_fails() {
         200,
         "[+]ping ok\nlivez check passed\n",
     );
-    handle.request_stop(None);
+    handle.request_shutdown(None);
 }
 
 #[test]
@@ -146,7 +146,7 @@ fn failing_critical_check_withholds_or_shows_reason() {
         get(&handle.probes().failure_status(418), "/readyz").status(),
         418
     );
-    handle.request_stop(None);
+    handle.request_shutdown(None);
 }
 
 #[test]
@@ -176,7 +176,7 @@ fn exclude_is_repeatable_and_warns_on_unknown_names() {
          warn: some health checks cannot be excluded: no matches for \"nope\"\n\
          readyz check failed\n",
     );
-    handle.request_stop(None);
+    handle.request_shutdown(None);
 }
 
 #[test]
@@ -231,7 +231,7 @@ fn per_check_paths() {
         "[+]ping ok\n[+]launch ok\n[+]shutdown ok\n[-]db failed: reason withheld\n[+]disk ok\n\
          healthz check failed\n",
     );
-    handle.request_stop(None);
+    handle.request_shutdown(None);
 }
 
 /// The cases of the apiserver's `healthz_test.go` (`testMultipleChecks`:
@@ -419,7 +419,7 @@ fn json_on_request() {
     let shown = get(&probes.clone().show_reasons(true), "/readyz?format=json");
     let v: serde_json::Value = serde_json::from_str(shown.body()).unwrap();
     assert_eq!(v["checks"][3]["reason"], "down");
-    handle.request_stop(None);
+    handle.request_shutdown(None);
 }
 
 #[test]
@@ -457,8 +457,8 @@ fn hanging_check_times_out_within_budget() {
         resp.body(),
         "internal server error: timed out after 500ms\n"
     );
-    handle.request_stop(None);
-    handle2.request_stop(None);
+    handle.request_shutdown(None);
+    handle2.request_shutdown(None);
 }
 
 #[test]
@@ -472,7 +472,7 @@ fn panicking_check_is_unhealthy() {
         "{}",
         resp.body()
     );
-    handle.request_stop(None);
+    handle.request_shutdown(None);
 }
 
 fn counting(runs: Arc<AtomicU32>, delay: Duration) -> impl lameduck::HealthChecker {
@@ -498,7 +498,7 @@ fn concurrent_probes_share_one_run_in_flight() {
     // No cache: the next probe runs it again.
     block_on(probes.check(Probe::Readiness));
     assert_eq!(runs.load(Ordering::SeqCst), 2);
-    handle.request_stop(None);
+    handle.request_shutdown(None);
 }
 
 #[test]
@@ -519,7 +519,7 @@ fn cached_result_is_reused_within_ttl() {
     std::thread::sleep(Duration::from_millis(350));
     block_on(probes.check(Probe::Readiness));
     assert_eq!(runs.load(Ordering::SeqCst), 2);
-    handle.request_stop(None);
+    handle.request_shutdown(None);
 }
 
 #[test]
@@ -568,7 +568,7 @@ fn flap_damping_needs_consecutive_results() {
     // One failure after recovery is damped again.
     up.store(false, Ordering::SeqCst);
     assert_eq!(status(), CheckStatus::Warn);
-    handle.request_stop(None);
+    handle.request_shutdown(None);
 }
 
 #[test]
@@ -612,7 +612,7 @@ fn background_check_fails_until_first_result_then_reads_last() {
     while runs.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    handle.request_stop(None);
+    handle.request_shutdown(None);
     runner.join().unwrap().unwrap();
     // Refreshed on its interval while it ran.
     assert!(runs.load(Ordering::SeqCst) >= 2);
@@ -632,7 +632,7 @@ fn background_check_without_a_driver_runs_on_demand_cached() {
         assert_eq!(get(&handle.probes(), "/readyz/bg").status(), 200);
     }
     assert_eq!(runs.load(Ordering::SeqCst), 1);
-    handle.request_stop(None);
+    handle.request_shutdown(None);
 }
 
 #[test]
@@ -665,7 +665,7 @@ fn invalid_registrations_are_config_errors() {
             .unwrap_err()
             .is_config()
     );
-    handle.request_stop(None);
+    handle.request_shutdown(None);
     assert!(
         handle
             .add_health_check_with("later", healthy(), CheckOptions::new())
@@ -712,7 +712,7 @@ fn readiness_follows_the_lifecycle_and_liveness_always_passes() {
     assert_eq!(get(&probes, "/startupz").status(), 200);
     // Shutdown: readiness fails at once (well within 50 ms), liveness passes.
     let t0 = Instant::now();
-    handle.request_stop(None);
+    handle.request_shutdown(None);
     let resp = get(&probes, "/readyz");
     assert!(
         t0.elapsed() < Duration::from_millis(50),
@@ -807,7 +807,7 @@ fn background_result_goes_stale_when_the_driver_starves() {
         assert!(Instant::now() < deadline, "never fresh again");
         std::thread::sleep(Duration::from_millis(10));
     }
-    handle.request_stop(None);
+    handle.request_shutdown(None);
     runner.join().unwrap().unwrap();
 }
 
@@ -860,5 +860,5 @@ fn failing_probe_is_logged_with_its_checks_rate_limited() {
             "healthz check failed: logged_db; [-]logged_db failed: refused",
         ]
     );
-    handle.request_stop(None);
+    handle.request_shutdown(None);
 }

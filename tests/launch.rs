@@ -379,7 +379,7 @@ fn rule_04_stop_requested_before_run_starts_nothing() {
         .component("a", probe(&log, "a"))
         .build()
         .unwrap();
-    assert!(lc.handle().request_stop(None));
+    assert!(lc.handle().request_shutdown(None));
     let report = expect_ok(run(lc).0);
     assert!(!log.has("start a"));
     assert_eq!(

@@ -99,7 +99,7 @@ fn arc_is_a_component_a_drainer_and_a_health_check_on_one_value() {
     let waiter = std::thread::spawn(move || {
         block_on(checker.ready());
         healthy_tx.send(block_on(checker.is_healthy())).unwrap();
-        checker.request_stop(None);
+        checker.request_shutdown(None);
     });
     block_on(lifecycle.run()).unwrap();
     waiter.join().unwrap();
@@ -133,7 +133,7 @@ fn box_forwards_every_call_including_close() {
     let stopper = std::thread::spawn(move || {
         block_on(handle.ready());
         assert!(block_on(handle.is_healthy()));
-        handle.request_stop(None);
+        handle.request_shutdown(None);
     });
     let err = block_on(lifecycle.run()).unwrap_err();
     stopper.join().unwrap();
@@ -176,7 +176,7 @@ fn handoff_carries_the_value_from_start_to_run() {
     let handle = lifecycle.handle();
     let stopper = std::thread::spawn(move || {
         block_on(handle.ready());
-        handle.request_stop(None);
+        handle.request_shutdown(None);
     });
     block_on(lifecycle.run()).unwrap();
     stopper.join().unwrap();
@@ -242,7 +242,7 @@ fn start_run_passes_the_started_value_to_run() {
     let handle = lifecycle.handle();
     let stopper = std::thread::spawn(move || {
         block_on(handle.ready());
-        handle.request_stop(None);
+        handle.request_shutdown(None);
     });
     block_on(lifecycle.run()).unwrap();
     stopper.join().unwrap();
@@ -297,7 +297,7 @@ fn a_component_that_keeps_its_own_stop_latch_is_still_dropped() {
     let h = lc.handle();
     std::thread::spawn(move || {
         futures::executor::block_on(h.ready());
-        h.request_stop(None);
+        h.request_shutdown(None);
     });
     lc.run_blocking().unwrap();
     assert!(

@@ -47,10 +47,10 @@ fn forced_stop_closes_every_hanging_component_at_once_within_the_force_budget() 
         let (log, handle, forced_at) = (log.clone(), handle.clone(), forced_at.clone());
         std::thread::spawn(move || {
             block_on(handle.ready());
-            handle.request_stop(None);
+            handle.request_shutdown(None);
             log.wait_for("stop c");
             *forced_at.lock().unwrap() = Some(Instant::now());
-            handle.force_stop()
+            handle.force_shutdown()
         })
     };
     let (out, _) = run(lc);
@@ -139,7 +139,7 @@ fn failed_launch_skips_the_lame_duck() {
     assert_eq!(log.count("stop-end a"), 1);
 }
 
-/// A stop requested before the lifecycle was ever ready skips it too.
+/// A shutdown requested before the lifecycle was ever ready skips it too.
 #[test]
 fn stop_during_launch_skips_the_lame_duck() {
     let log = Log::new();
@@ -279,7 +279,7 @@ fn a_health_checks_drop_may_use_the_handle() {
         .build()
         .unwrap();
     let _ = slot.set(lc.handle());
-    lc.handle().request_stop(None);
+    lc.handle().request_shutdown(None);
     within(move || {
         block_on(lc.run()).unwrap();
     });
@@ -373,7 +373,7 @@ fn a_component_added_while_running_keeps_readiness_failing_until_ready() {
                 handle.is_ready(),
             );
             drop(log);
-            handle.request_stop(None);
+            handle.request_shutdown(None);
             (during, after)
         })
     };

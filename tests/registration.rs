@@ -38,7 +38,7 @@ fn component_added_through_handle_while_running_is_launched_and_stopped_first() 
                 );
                 std::thread::sleep(ms(2));
             }
-            handle.request_stop(None);
+            handle.request_shutdown(None);
         })
     };
     let report = expect_ok(run(lc).0);
@@ -110,7 +110,7 @@ fn drainers_hooks_and_checks_added_through_handle_take_part() {
                 .unwrap();
             handle.add_health_check("fine", AlwaysHealthy).unwrap();
             assert!(block_on(handle.is_healthy()));
-            handle.request_stop(None);
+            handle.request_shutdown(None);
         })
     };
     expect_ok(run(lc).0);
@@ -128,7 +128,7 @@ fn registration_after_shutdown_is_refused_with_shutting_down() {
         .unwrap();
     let handle = lc.handle();
     // before `run` is even polled
-    assert!(handle.request_stop(None));
+    assert!(handle.request_shutdown(None));
     let err = handle.add_component("x", probe(&log, "x")).unwrap_err();
     assert!(err.is_shutting_down());
     assert_eq!(err.step(), Some(Step::Register));
@@ -252,7 +252,7 @@ fn duplicate_names_through_handle_are_config_errors_and_change_nothing() {
             .unwrap_err()
             .is_config()
     );
-    h.request_stop(None);
+    h.request_shutdown(None);
     let report = expect_ok(run(lc).0);
     assert_eq!(report.components().len(), 1);
     assert_eq!(log.only(&["drain", "hook"]), ["drain d", "hook h"]);
@@ -372,7 +372,7 @@ fn duration_max_budgets_never_panic() {
         std::thread::spawn(move || {
             log.wait_for("ready-end a");
             std::thread::sleep(ms(20));
-            handle.request_stop(None)
+            handle.request_shutdown(None)
         })
     };
     let (out, took) = run(lc);
@@ -399,9 +399,9 @@ fn duration_max_lame_duck_ends_with_force_stop() {
     let handle = lc.handle();
     let forcer = std::thread::spawn(move || {
         block_on(handle.ready());
-        handle.request_stop(None);
+        handle.request_shutdown(None);
         std::thread::sleep(ms(50));
-        handle.force_stop()
+        handle.force_shutdown()
     });
     let (out, took) = run(lc);
     assert!(forcer.join().unwrap());
@@ -478,15 +478,15 @@ fn empty_lifecycle_and_odd_call_orders_do_not_panic_or_hang() {
         .build()
         .unwrap();
     let h = lc.handle();
-    assert!(h.force_stop());
-    assert!(!h.force_stop());
+    assert!(h.force_shutdown());
+    assert!(!h.force_shutdown());
     let err = expect_err(run(lc).0);
     assert!(err.is_forced());
-    assert!(!h.request_stop(Some("late".into())));
-    assert!(!h.force_stop());
+    assert!(!h.request_shutdown(Some("late".into())));
+    assert!(!h.force_shutdown());
     assert!(!block_on(h.ready()));
     block_on(h.stopped());
-    block_on(h.stopping());
+    block_on(h.shutting_down());
     assert!(!block_on(h.is_healthy()));
 
     // a lifecycle dropped without running: the handle still answers
@@ -496,7 +496,7 @@ fn empty_lifecycle_and_odd_call_orders_do_not_panic_or_hang() {
         .unwrap();
     let h = lc.handle();
     drop(lc);
-    assert!(h.request_stop(None));
+    assert!(h.request_shutdown(None));
     assert_eq!(h.report().components().len(), 1);
 
     // an empty name is refused, not a panic

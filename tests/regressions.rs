@@ -2,7 +2,7 @@
 //! that need a thread paused at an exact point inside the engine. The pause
 //! comes from a `log` logger: `begin_shutdown` logs "shutdown requested"
 //! once it has claimed the shutdown, so a logger that blocks there holds a
-//! `request_stop` call at that point, deterministically. (When these bugs
+//! `request_shutdown` call at that point, deterministically. (When these bugs
 //! were found, the shutdown signal was set only after that log line.)
 //!
 //! The engine now raises the shutdown signal under the same lock, before
@@ -59,7 +59,7 @@ impl log::Log for PausingLogger {
     fn flush(&self) {}
 }
 
-/// Starts `handle.request_stop(None)` on a thread and returns once that call
+/// Starts `handle.request_shutdown(None)` on a thread and returns once that call
 /// has claimed the shutdown but not yet set the shutdown signal. Send on the
 /// returned sender to let it finish.
 fn request_stop_paused_before_signal(
@@ -76,15 +76,15 @@ fn request_stop_paused_before_signal(
     });
     let t = std::thread::spawn(move || {
         PAUSE_HERE.with(|p| p.set(true));
-        handle.request_stop(None)
+        handle.request_shutdown(None)
     });
     entered_rx
         .recv_timeout(Duration::from_secs(5))
-        .expect("request_stop reached the pause point");
+        .expect("request_shutdown reached the pause point");
     (release_tx, t)
 }
 
-/// A launch failure while a `request_stop` from another thread is half-way
+/// A launch failure while a `request_shutdown` from another thread is half-way
 /// through `begin_shutdown`: the runner's own `begin_shutdown` returns
 /// `false` (shutdown already claimed), `launch_and_serve` then checks the
 /// shutdown *signal*, which is not set yet, and launches the next component

@@ -201,7 +201,7 @@ fn rule_18_a_panic_before_a_call_returns_its_future_is_that_steps_error() {
         // Stops once launched; a failed launch stops it anyway.
         std::thread::spawn(move || {
             futures::executor::block_on(h.ready());
-            h.request_stop(None);
+            h.request_shutdown(None);
         });
         let err = expect_err(lc.run_blocking());
         assert!(err.is_panic(), "{err}");
@@ -345,7 +345,7 @@ fn rule_19_handle_report_is_a_snapshot_while_running() {
         std::thread::spawn(move || {
             futures::executor::block_on(handle.ready());
             let report = handle.report();
-            handle.request_stop(None);
+            handle.request_shutdown(None);
             report
         })
     };

@@ -38,7 +38,7 @@ fn rule_06_handle_ready_resolves_once_every_component_is_ready() {
             // every component was ready by then, and the launch check passes
             let all_ready = log.has("ready-end a") && log.has("ready-end b");
             let state = (ready, all_ready, handle.is_ready(), handle.phase());
-            handle.request_stop(None);
+            handle.request_shutdown(None);
             state
         })
     };
@@ -132,8 +132,8 @@ fn rule_08_request_stop_from_another_thread_starts_shutdown() {
     let handle = lc.handle();
     let requester = std::thread::spawn(move || {
         block_on(handle.ready());
-        let first = handle.request_stop(None);
-        let again = handle.request_stop(None);
+        let first = handle.request_shutdown(None);
+        let again = handle.request_shutdown(None);
         (first, again)
     });
     let (out, took) = run(lc);
@@ -155,9 +155,9 @@ fn rule_08_first_requested_error_wins_and_later_errors_are_attached() {
     let requester = std::thread::spawn(move || {
         block_on(handle.ready());
         [
-            handle.request_stop(Some("first".into())),
-            handle.request_stop(Some("second".into())),
-            handle.request_stop(None),
+            handle.request_shutdown(Some("first".into())),
+            handle.request_shutdown(Some("second".into())),
+            handle.request_shutdown(None),
         ]
     });
     let err = expect_err(run(lc).0);
@@ -167,11 +167,11 @@ fn rule_08_first_requested_error_wins_and_later_errors_are_attached() {
     assert_eq!(err.phase(), Some(Phase::Running));
     assert_eq!(
         chain(&err),
-        "stop requested with an error (and 1 more): first"
+        "shutdown requested with an error (and 1 more): first"
     );
     // the later error is attached, the later request without one adds nothing
     let others: Vec<String> = err.others().iter().map(chain).collect();
-    assert_eq!(others, ["stop requested with an error: second"]);
+    assert_eq!(others, ["shutdown requested with an error: second"]);
     assert!(err.others()[0].is_requested());
 }
 
@@ -186,8 +186,8 @@ fn rule_08_request_after_a_component_error_is_attached() {
         .unwrap();
     let handle = lc.handle();
     let late = std::thread::spawn(move || {
-        block_on(handle.stopping());
-        handle.request_stop(Some("late".into()))
+        block_on(handle.shutting_down());
+        handle.request_shutdown(Some("late".into()))
     });
     let err = expect_err(run(lc).0);
     assert!(!late.join().unwrap());
@@ -198,7 +198,7 @@ fn rule_08_request_after_a_component_error_is_attached() {
         .filter(|e| e.is_requested())
         .map(chain)
         .collect();
-    assert_eq!(requested, ["stop requested with an error: late"]);
+    assert_eq!(requested, ["shutdown requested with an error: late"]);
 }
 
 /// Asks for a stop with an error from inside its own `run`.
@@ -207,8 +207,8 @@ struct GivesUp;
 impl Component for GivesUp {
     async fn run(&self, cx: &Context) -> Result<(), BoxError> {
         sleep(ms(20)).await;
-        assert!(cx.request_stop(Some("disk full".into())));
-        assert!(!cx.request_stop(None));
+        assert!(cx.request_shutdown(Some("disk full".into())));
+        assert!(!cx.request_shutdown(None));
         cx.stop_signal().await;
         Ok(())
     }
@@ -224,7 +224,7 @@ fn rule_08_request_stop_from_inside_a_component() {
         .unwrap();
     let err = expect_err(run(lc).0);
     assert!(err.is_requested());
-    assert_eq!(chain(&err), "stop requested with an error: disk full");
+    assert_eq!(chain(&err), "shutdown requested with an error: disk full");
     assert!(err.others().is_empty(), "{:#?}", err.others());
     assert_eq!(log.count("stop a"), 1);
 }
@@ -245,7 +245,7 @@ fn rule_08_concurrent_requests_exactly_one_wins() {
             std::thread::spawn(move || {
                 block_on(handle.ready());
                 barrier.wait();
-                handle.request_stop(Some(format!("request {i}").into()))
+                handle.request_shutdown(Some(format!("request {i}").into()))
             })
         })
         .collect();
@@ -275,7 +275,7 @@ fn rule_08_concurrent_requests_exactly_one_wins() {
 }
 
 /// Regression: the runner set the `Running` phase with a plain store, so a
-/// `request_stop` that landed just after the last readiness check (and had
+/// `request_shutdown` that landed just after the last readiness check (and had
 /// already moved the phase to `LameDuck`) was overwritten: the phase went
 /// back to `Running` although shutdown had begun.
 #[test]
@@ -292,7 +292,7 @@ fn regression_phase_went_back_to_running_after_a_racing_stop_request() {
             while h.report().component("a").map(|c| c.state) != Some(ComponentState::Ready) {
                 std::hint::spin_loop();
             }
-            assert!(h.request_stop(None));
+            assert!(h.request_shutdown(None));
             (0..2000).map(|_| h.phase()).min().unwrap()
         });
         expect_ok(run(lc).0);

@@ -134,7 +134,7 @@ mod scenarios {
         let handle = lifecycle.handle();
         let (res, ()) = future::join(lifecycle.run(), async {
             assert!(handle.ready().await);
-            handle.request_stop(None);
+            handle.request_shutdown(None);
         })
         .await;
         res
@@ -268,7 +268,7 @@ mod scenarios {
         let (res, ()) = future::join(lifecycle.run(), async {
             assert!(handle.ready().await);
             assert_eq!(runs.count(), 1, "run is being polled");
-            handle.request_stop(None);
+            handle.request_shutdown(None);
         })
         .await;
         assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
@@ -362,7 +362,7 @@ mod scenarios {
             handle.add_component("late", Logged(log.clone())).unwrap();
             let l = log.clone();
             eventually(move || l.take().iter().any(|e| e == "ready late")).await;
-            handle.request_stop(None);
+            handle.request_shutdown(None);
             let err = handle
                 .add_component("too-late", Logged(log.clone()))
                 .unwrap_err();
@@ -424,7 +424,7 @@ async fn spawner_scenario(spawn: fn(BoxFuture<'static, ()>)) {
         assert!(handle.ready().await);
         let l = log.clone();
         eventually(move || l.take().len() == 2).await;
-        handle.request_stop(None);
+        handle.request_shutdown(None);
     })
     .await;
     res.unwrap();

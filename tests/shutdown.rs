@@ -59,7 +59,7 @@ fn rule_09_lame_duck_fails_readiness_while_components_keep_serving() {
             assert!(block_on(handle.ready()));
             assert!(handle.is_ready());
             assert!(block_on(handle.is_healthy()));
-            handle.request_stop(None);
+            handle.request_shutdown(None);
             std::thread::sleep(ms(50));
             assert_eq!(handle.phase(), Phase::LameDuck);
             assert!(!handle.is_ready(), "readiness fails at once");
@@ -414,9 +414,9 @@ fn rule_14_every_started_component_is_stopped_exactly_once() {
     let handle = lc.handle();
     // more requests while shutting down change nothing
     let noise = std::thread::spawn(move || {
-        block_on(handle.stopping());
+        block_on(handle.shutting_down());
         for _ in 0..3 {
-            handle.request_stop(None);
+            handle.request_shutdown(None);
             std::thread::sleep(ms(5));
         }
     });
@@ -456,7 +456,7 @@ fn rule_15_shutdown_is_bounded_when_every_component_hangs() {
     });
     assert!(block_on(handle.ready()));
     let t0 = Instant::now();
-    handle.request_stop(None);
+    handle.request_shutdown(None);
     let out = rx.recv_timeout(ms(5000)).expect("run() did not return");
     let took = t0.elapsed();
     let err = expect_err(out);
@@ -506,10 +506,10 @@ fn rule_16_force_stop_during_lame_duck_returns_promptly_and_closes_components() 
         let handle = handle.clone();
         std::thread::spawn(move || {
             block_on(handle.ready());
-            handle.request_stop(None);
+            handle.request_shutdown(None);
             std::thread::sleep(ms(100));
-            let forced = handle.force_stop();
-            (forced, handle.force_stop())
+            let forced = handle.force_shutdown();
+            (forced, handle.force_shutdown())
         })
     };
     let (out, took) = run(lc);
@@ -602,7 +602,7 @@ fn rule_17_registration_after_shutdown_began_is_refused_and_changes_nothing() {
         let (log, handle) = (log.clone(), handle.clone());
         std::thread::spawn(move || {
             block_on(handle.ready());
-            handle.request_stop(None);
+            handle.request_shutdown(None);
             let refused = [
                 handle.add_component("late", probe(&log, "late")),
                 handle.add_drainer("late-d", drain(&log, "late-d", Act::Ok)),
@@ -636,7 +636,7 @@ fn rule_17_registration_after_shutdown_began_is_refused_and_changes_nothing() {
     assert_eq!(handle.report().components().len(), 1);
 }
 
-/// Widens the window between `force_stop` setting the force signal and
+/// Widens the window between `force_shutdown` setting the force signal and
 /// recording its error: logging from the thread named `slow-forcer` sleeps.
 struct SlowForcerLogger;
 
@@ -652,7 +652,7 @@ impl log::Log for SlowForcerLogger {
     fn flush(&self) {}
 }
 
-/// Regression: `force_stop` set the force signal before recording its
+/// Regression: `force_shutdown` set the force signal before recording its
 /// `Forced` error, so a runner that finished in that window returned `Ok`
 /// and the error was lost.
 #[test]
@@ -671,9 +671,9 @@ fn regression_forced_error_lost_when_shutdown_finished_before_it_was_recorded() 
         .name("slow-forcer".into())
         .spawn(move || {
             assert!(block_on(handle.ready()));
-            assert!(handle.request_stop(None));
+            assert!(handle.request_shutdown(None));
             std::thread::sleep(ms(20));
-            handle.force_stop()
+            handle.force_shutdown()
         })
         .unwrap();
     let (out, took) = run(lc);

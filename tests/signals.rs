@@ -658,7 +658,7 @@ fn custom_on_signal_replaces_the_default_path() {
                 seen.push(kind);
                 // Stop on the second signal only, and gracefully.
                 if seen.len() == 2 {
-                    handle.request_stop(Some("second SIGWINCH".into()));
+                    handle.request_shutdown(Some("second SIGWINCH".into()));
                 }
             }),
         )
@@ -695,7 +695,7 @@ fn the_signal_is_the_recorded_cause_and_a_second_one_keeps_it() {
     let raiser = std::thread::spawn(move || {
         futures::executor::block_on(watcher.ready());
         raise(SIGWINCH);
-        futures::executor::block_on(watcher.stopping());
+        futures::executor::block_on(watcher.shutting_down());
         let first = watcher.shutdown_cause();
         raise(SIGWINCH);
         first
@@ -756,9 +756,9 @@ fn engine_force_stop_records_forced_before_run_returns() {
     std::thread::spawn(move || {
         // Ready first: a lifecycle that never became ready skips the lame duck.
         futures::executor::block_on(handle.ready());
-        handle.request_stop(None);
+        handle.request_shutdown(None);
         std::thread::sleep(Duration::from_millis(100));
-        handle.force_stop();
+        handle.force_shutdown();
     });
     let outcome = lifecycle.run_blocking();
     assert!(outcome.is_err(), "a forced shutdown returned Ok");
@@ -780,7 +780,7 @@ fn second_signal_forces_in_process_with_forced_error_and_code() {
     std::thread::spawn(move || {
         futures::executor::block_on(handle.ready());
         raise(SIGWINCH);
-        futures::executor::block_on(handle.stopping());
+        futures::executor::block_on(handle.shutting_down());
         raise(SIGWINCH);
     });
     let started = Instant::now();
@@ -810,11 +810,11 @@ fn signals_that_cannot_be_caught_are_config_errors() {
 fn exit_codes() {
     use std::process::ExitCode;
     let ok = Lifecycle::builder().build().unwrap();
-    ok.handle().request_stop(None);
+    ok.handle().request_shutdown(None);
     assert_eq!(lameduck::exit_code(&ok.run_blocking()), ExitCode::SUCCESS);
 
     let failed = Lifecycle::builder().build().unwrap();
-    failed.handle().request_stop(Some("boom".into()));
+    failed.handle().request_shutdown(Some("boom".into()));
     assert_eq!(
         lameduck::exit_code(&failed.run_blocking()),
         ExitCode::FAILURE
@@ -822,8 +822,8 @@ fn exit_codes() {
 
     // An error first, then a force: forced wins.
     let both = Lifecycle::builder().build().unwrap();
-    both.handle().request_stop(Some("boom".into()));
-    both.handle().force_stop();
+    both.handle().request_shutdown(Some("boom".into()));
+    both.handle().force_shutdown();
     let outcome = both.run_blocking();
     assert!(!outcome.as_ref().unwrap_err().is_forced());
     assert_eq!(lameduck::exit_code(&outcome), ExitCode::from(130));

@@ -106,7 +106,7 @@ where
         .expect("the worker blocks");
     let took = get(addr);
     eprintln!("a request while the worker blocked its thread took {took:?}");
-    handle.request_stop(None);
+    handle.request_shutdown(None);
     wait().expect("clean stop");
     took
 }

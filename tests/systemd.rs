@@ -279,7 +279,7 @@ fn run_child_scenario() -> bool {
     let handle = lifecycle.handle();
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(1500));
-        handle.request_stop(None);
+        handle.request_shutdown(None);
     });
     lifecycle.run_blocking().unwrap();
     true

@@ -108,7 +108,7 @@ fn probes_mount_in_axum_with_one_call_and_serve_every_path() {
         assert_eq!(get(addr, "/readyz/nope").await.0, 404);
         assert_eq!(get(addr, "/nothing-here").await.0, 404);
 
-        handle.request_stop(None);
+        handle.request_shutdown(None);
         let (status, body) = get(addr, "/readyz").await;
         assert_eq!(status, 500);
         assert!(body.contains("[-]shutdown failed"), "{body}");
@@ -199,7 +199,7 @@ fn the_layer_counts_requests_and_closes_http1_connections_once_shutdown_begins()
     futures::executor::block_on(pending).unwrap();
     assert!(tracker.is_idle());
 
-    handle.request_stop(None);
+    handle.request_shutdown(None);
     for version in [http::Version::HTTP_10, http::Version::HTTP_11] {
         let resp = call(&mut svc, version);
         assert_eq!(resp.headers()["connection"], "close", "{version:?}");
@@ -308,7 +308,7 @@ const LAME_DUCK: Duration = Duration::from_millis(500);
 
 /// Keep-alive clients behind a load balancer that sends new connections
 /// to the lameduck server while it is ready and to a backup otherwise.
-/// Shutdown comes from a real SIGTERM when `sigterm`, else `request_stop`.
+/// Shutdown comes from a real SIGTERM when `sigterm`, else `request_shutdown`.
 fn keep_alive_clients_across_shutdown(with_layer: bool, sigterm: bool) -> Outcome {
     let rt = runtime();
     rt.block_on(async move {
@@ -421,7 +421,7 @@ fn keep_alive_clients_across_shutdown(with_layer: bool, sigterm: bool) -> Outcom
                 rustix::process::Signal::TERM,
             );
         } else {
-            handle.request_stop(None);
+            handle.request_shutdown(None);
         }
         let report = tokio::time::timeout(Duration::from_secs(15), run)
             .await

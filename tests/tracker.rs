@@ -201,7 +201,7 @@ fn run_server(
     let handle = lifecycle.handle();
     let stopper = thread::spawn(move || {
         block_on(handle.ready());
-        handle.request_stop(None);
+        handle.request_shutdown(None);
     });
     let result = block_on(lifecycle.run()).map(|_| ());
     stopper.join().unwrap();

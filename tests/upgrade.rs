@@ -655,7 +655,7 @@ fn refusals_before_ready_and_after_shutdown() {
     let handle = lifecycle.handle();
     let runner = std::thread::spawn(move || futures::executor::block_on(lifecycle.run()));
     futures::executor::block_on(p.ready());
-    handle.request_stop(None);
+    handle.request_shutdown(None);
     let late = futures::executor::block_on(p.upgrader.upgrade()).unwrap_err();
     assert_eq!(late.kind(), UpgradeErrorKind::ShuttingDown, "{late}");
     runner.join().unwrap().unwrap();
@@ -672,7 +672,7 @@ fn shutdown_during_an_upgrade_kills_the_new_process() {
         let handle = handle.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
-            handle.request_stop(None);
+            handle.request_shutdown(None);
         })
     };
     let start = Instant::now();

@@ -79,7 +79,7 @@ fn watchdog_child() {
                 .unwrap();
             let h = lc.handle();
             after(ms(400), move || {
-                h.request_stop(None);
+                h.request_shutdown(None);
             });
             lc.run_blocking().unwrap();
             std::thread::sleep(ms(500));
@@ -94,7 +94,7 @@ fn watchdog_child() {
                 .unwrap();
             let h = lc.handle();
             drop(lc);
-            h.request_stop(None);
+            h.request_shutdown(None);
             std::thread::sleep(ms(300));
             drop(h);
         }

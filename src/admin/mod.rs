@@ -48,7 +48,7 @@
 //! let lifecycle = Lifecycle::builder()
 //!     .component("admin", admin) // first: starts first, stops last
 //!     .build()?;
-//! # lifecycle.handle().request_stop(None);
+//! # lifecycle.handle().request_shutdown(None);
 //! # lifecycle.run_blocking()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

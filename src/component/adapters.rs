@@ -72,7 +72,7 @@ pub struct Serve<R, S> {
 ///     },
 /// );
 /// let lifecycle = Lifecycle::builder().component("http", server).build().unwrap();
-/// # lifecycle.handle().request_stop(None);
+/// # lifecycle.handle().request_shutdown(None);
 /// # futures::executor::block_on(lifecycle.run()).unwrap();
 /// ```
 pub fn serve<R, RF, S, SF>(serve: R, shutdown: S) -> Serve<R, S>
@@ -133,7 +133,7 @@ pub struct StartStop<A, B> {
 ///     |_cx| async { /* disconnect */ Ok::<_, BoxError>(()) },
 /// );
 /// let lifecycle = Lifecycle::builder().component("client", client).build().unwrap();
-/// # lifecycle.handle().request_stop(None);
+/// # lifecycle.handle().request_shutdown(None);
 /// # futures::executor::block_on(lifecycle.run()).unwrap();
 /// ```
 pub fn start_stop<A, AF, B, BF>(start: A, stop: B) -> StartStop<A, B>

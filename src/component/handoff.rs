@@ -47,7 +47,7 @@ use crate::latch::lock;
 ///     }
 /// }
 /// # let lifecycle = Lifecycle::builder().component("http", Server::default()).build()?;
-/// # lifecycle.handle().request_stop(None);
+/// # lifecycle.handle().request_shutdown(None);
 /// # futures::executor::block_on(lifecycle.run())?;
 /// # Ok::<(), lameduck::Error>(())
 /// ```
@@ -134,7 +134,7 @@ pub struct StartRun<S, R, T> {
 ///     },
 /// );
 /// let lifecycle = Lifecycle::builder().component("http", server).build()?;
-/// # lifecycle.handle().request_stop(None);
+/// # lifecycle.handle().request_shutdown(None);
 /// # futures::executor::block_on(lifecycle.run())?;
 /// # Ok::<(), lameduck::Error>(())
 /// ```

@@ -35,7 +35,7 @@ pub(crate) use shared::Shared;
 /// let handle = lifecycle.handle();
 /// std::thread::spawn(move || {
 ///     futures::executor::block_on(handle.ready());
-///     handle.request_stop(None);
+///     handle.request_shutdown(None);
 /// });
 /// futures::executor::block_on(lifecycle.run()).unwrap();
 /// ```
@@ -53,7 +53,7 @@ impl Handle {
     /// [`Error::others`]), unless [`Lifecycle::run`](crate::Lifecycle::run)
     /// has already returned. Callable from any thread, before or during
     /// `run`.
-    pub fn request_stop(&self, error: Option<BoxError>) -> bool {
+    pub fn request_shutdown(&self, error: Option<BoxError>) -> bool {
         let cause = ShutdownCause::Requested {
             with_error: error.is_some(),
         };
@@ -74,7 +74,7 @@ impl Handle {
     ///
     /// Returns `true` if this call forced it; `false` if the shutdown was
     /// already forced or the lifecycle has stopped.
-    pub fn force_stop(&self) -> bool {
+    pub fn force_shutdown(&self) -> bool {
         let before = self.phase();
         if before == Phase::Stopped {
             return false;
@@ -116,8 +116,8 @@ impl Handle {
     /// let lifecycle = Lifecycle::builder().build().unwrap();
     /// let handle = lifecycle.handle();
     /// assert_eq!(handle.shutdown_cause(), None);
-    /// handle.request_stop(None);
-    /// handle.force_stop(); // the shutdown was already under way
+    /// handle.request_shutdown(None);
+    /// handle.force_shutdown(); // the shutdown was already under way
     /// assert_eq!(
     ///     handle.shutdown_cause(),
     ///     Some(ShutdownCause::Requested { with_error: false })

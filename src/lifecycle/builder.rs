@@ -98,14 +98,14 @@ impl LifecycleBuilder {
     /// and each stop hook is polled once; whatever does not finish on that
     /// poll is abandoned (its future dropped) and recorded as a timeout.
     /// [`Duration::MAX`] (or any timeout too long for the clock) means no
-    /// bound: only the per-component budgets and a forced stop end the
+    /// bound: only the per-component budgets and a forced shutdown end the
     /// waits.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.config.shutdown_timeout = timeout;
         self
     }
 
-    /// The budget of a forced shutdown ([`Handle::force_stop`](crate::Handle::force_stop)
+    /// The budget of a forced shutdown ([`Handle::force_shutdown`](crate::Handle::force_shutdown)
     /// or a second signal): from the moment the force is seen, every
     /// remaining component's `close` and every remaining stop hook run at
     /// once, all bounded together by this budget, and [`Lifecycle::run`]
@@ -138,7 +138,7 @@ impl LifecycleBuilder {
     /// the shutdown timeout; [`Duration::MAX`] lasts until then.
     ///
     /// Skipped when the lifecycle never became ready (its launch failed or
-    /// was stopped): no load balancer routes to it. A forced stop cuts it
+    /// was stopped): no load balancer routes to it. A forced shutdown cuts it
     /// short.
     pub fn lame_duck(mut self, period: Duration) -> Self {
         self.config.lame_duck = period;
@@ -300,7 +300,7 @@ impl LifecycleBuilder {
     ///     })
     ///     .build()
     ///     .unwrap();
-    /// # lifecycle.handle().request_stop(None);
+    /// # lifecycle.handle().request_shutdown(None);
     /// # lifecycle.run().await.unwrap();
     /// # });
     /// ```

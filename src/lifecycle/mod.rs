@@ -61,7 +61,7 @@ impl Lifecycle {
     /// # Cancel safety
     ///
     /// Not cancel-safe: dropping the future drops every component's `run`
-    /// without stopping them. Use [`Handle::request_stop`] instead.
+    /// without stopping them. Use [`Handle::request_shutdown`] instead.
     pub fn run(self) -> Run {
         Run {
             inner: Box::pin(self.runner.run()),

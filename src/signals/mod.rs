@@ -1,5 +1,5 @@
 //! Shutdown on SIGINT and SIGTERM (Ctrl-C on Windows): lame duck on the
-//! first signal, a forced stop on the second.
+//! first signal, a forced shutdown on the second.
 //!
 //! # The rules
 //!
@@ -12,11 +12,11 @@
 //!   (SIGINT) and SIGTERM. [`Signals::only`] *replaces* the set, like the Go
 //!   `lameduck` package's `Signals` option.
 //! * **First signal**: the shutdown begins, as with
-//!   [`Handle::request_stop(None)`](Handle::request_stop), with the signal
+//!   [`Handle::request_shutdown(None)`](Handle::request_shutdown), with the signal
 //!   as its [cause](crate::ShutdownCause::Signal): the lame-duck period
 //!   first (readiness fails at once while every component keeps serving),
 //!   then drain → flush → stop.
-//! * **Any later signal**: [`Handle::force_stop`]. The rest of the lame-duck
+//! * **Any later signal**: [`Handle::force_shutdown`]. The rest of the lame-duck
 //!   period and every graceful wait are skipped, running components are
 //!   closed and dropped, and [`Lifecycle::run`](crate::Lifecycle::run)
 //!   returns promptly with an [`ErrorKind::Forced`](crate::ErrorKind::Forced)
@@ -99,11 +99,11 @@
 //!         if kind == SignalKind::hangup() {
 //!             log::info!("reloading");
 //!         } else {
-//!             handle.force_stop();
+//!             handle.force_shutdown();
 //!         }
 //!     });
 //! let lifecycle = Lifecycle::builder().signals(signals).build().unwrap();
-//! # lifecycle.handle().request_stop(None);
+//! # lifecycle.handle().request_shutdown(None);
 //! # lifecycle.run_blocking().unwrap();
 //! # }
 //! ```
@@ -145,7 +145,7 @@ type OnSignal = dyn Fn(SignalKind, &Handle) + Send + Sync;
 ///     .signals(Signals::only([SignalKind::user_defined1()]))
 ///     .build()
 ///     .unwrap();
-/// # lifecycle.handle().request_stop(None);
+/// # lifecycle.handle().request_shutdown(None);
 /// # lifecycle.run_blocking().unwrap();
 /// # }
 /// ```
@@ -176,8 +176,8 @@ impl Signals {
 
     /// Replaces the default path: `f` is called, on the listener thread,
     /// for every signal in the set, with the lifecycle's handle. It decides
-    /// what happens, typically [`Handle::request_stop`] or
-    /// [`Handle::force_stop`]. Keep it short: the next signal waits for it.
+    /// what happens, typically [`Handle::request_shutdown`] or
+    /// [`Handle::force_shutdown`]. Keep it short: the next signal waits for it.
     ///
     /// The default path is, in effect:
     ///
@@ -186,9 +186,9 @@ impl Signals {
     /// # let seen = AtomicUsize::new(0);
     /// # let _f = |_kind: lameduck::SignalKind, handle: &lameduck::Handle| {
     /// if seen.fetch_add(1, Ordering::SeqCst) == 0 {
-    ///     handle.request_stop(None);
+    ///     handle.request_shutdown(None);
     /// } else {
-    ///     handle.force_stop();
+    ///     handle.force_shutdown();
     /// }
     /// # };
     /// ```
@@ -300,7 +300,7 @@ fn dispatch(raw: c_int, count: &mut usize, signals: &Signals, shared: &Weak<Shar
         }
         None => {
             event!(target: "lameduck", warn, {}, "received {kind} again: forcing the shutdown");
-            handle.force_stop();
+            handle.force_shutdown();
         }
     }
     true

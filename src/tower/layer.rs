@@ -66,7 +66,7 @@ impl LameDuckLayer {
     pub fn with_tracker(handle: &Handle, tracker: Tracker) -> Self {
         LameDuckLayer {
             tracker,
-            shutdown: handle.stopping(),
+            shutdown: handle.shutting_down(),
         }
     }
 

@@ -197,7 +197,7 @@ async fn run(inner: Arc<Inner>) -> Result<Upgraded, UpgradeError> {
     event!(target: "lameduck::upgrade", info, {}, "started new process {pid}");
 
     let stopping = match inner.handle.get() {
-        Some(h) => h.stopping(),
+        Some(h) => h.shutting_down(),
         None => Latch::new(),
     };
     let mut outcome = outcome.fuse();

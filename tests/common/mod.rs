@@ -360,7 +360,7 @@ pub fn stop_when_ready(handle: &Handle) -> std::thread::JoinHandle<bool> {
     let handle = handle.clone();
     std::thread::spawn(move || {
         let ready = block_on(handle.ready());
-        handle.request_stop(None);
+        handle.request_shutdown(None);
         ready
     })
 }
@@ -376,25 +376,25 @@ pub fn run_until_ready(lifecycle: Lifecycle) -> (Result<Report, Error>, Duration
 }
 
 /// Requests a stop (without an error) once `event` is logged. The thread
-/// returns what `request_stop` returned.
+/// returns what `request_shutdown` returned.
 pub fn stop_on(log: &Log, handle: &Handle, event: &str) -> std::thread::JoinHandle<bool> {
     let (log, handle, event) = (log.clone(), handle.clone(), event.to_owned());
     std::thread::spawn(move || {
         log.wait_for(&event);
-        handle.request_stop(None)
+        handle.request_shutdown(None)
     })
 }
 
 /// Once every component is ready, requests a stop, waits until `event` is
-/// logged, then forces the shutdown. The thread returns what `force_stop`
+/// logged, then forces the shutdown. The thread returns what `force_shutdown`
 /// returned.
 pub fn force_on(log: &Log, handle: &Handle, event: &str) -> std::thread::JoinHandle<bool> {
     let (log, handle, event) = (log.clone(), handle.clone(), event.to_owned());
     std::thread::spawn(move || {
         block_on(handle.ready());
-        handle.request_stop(None);
+        handle.request_shutdown(None);
         log.wait_for(&event);
-        handle.force_stop()
+        handle.force_shutdown()
     })
 }
 

@@ -541,7 +541,7 @@ fn check_errors(
                         Some(j) => used[j] = true,
                         None if *r || !*stopped => fail(
                             "request-error-lost",
-                            format!("request_stop({m:?}) returned {r} but its error is missing"),
+                            format!("request_shutdown({m:?}) returned {r} but its error is missing"),
                         ),
                         None => {}
                     }
@@ -553,7 +553,7 @@ fn check_errors(
     if began > 1 {
         fail(
             "two-requests-began",
-            format!("{began} request_stop calls returned true"),
+            format!("{began} request_shutdown calls returned true"),
         );
     }
     let forced_errors = errs
@@ -656,7 +656,7 @@ fn check_flush(
                 if force_end.is_some() {
                     fail(
                         "drainer-after-force",
-                        format!("drainer {} ran after force_stop returned", e.who),
+                        format!("drainer {} ran after force_shutdown returned", e.who),
                     );
                 }
             }

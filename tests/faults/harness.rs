@@ -441,14 +441,14 @@ fn perform(log: &Arc<Log>, who: &str, handle: &Handle, action: Action) {
     match action {
         Action::Stop(msg) => {
             log.push(who, What::RequestBegin(msg.clone()));
-            let r = handle.request_stop(msg.map(BoxError::from));
+            let r = handle.request_shutdown(msg.map(BoxError::from));
             let stopped = handle.phase() == lameduck::Phase::Stopped;
             log.push(who, What::RequestEnd(r, stopped));
             expect_not_ready_now(log, who, handle);
         }
         Action::Force => {
             log.push(who, What::ForceBegin);
-            let r = handle.force_stop();
+            let r = handle.force_shutdown();
             log.push(who, What::ForceEnd(r));
             expect_not_ready_now(log, who, handle);
         }

@@ -128,7 +128,7 @@ pub struct CheckSpec {
 /// Something a helper thread does to the lifecycle, through its handle.
 #[derive(Debug, Clone)]
 pub enum Action {
-    /// `request_stop`, with an error message or not.
+    /// `request_shutdown`, with an error message or not.
     Stop(Option<String>),
     Force,
     AddComponent(CompSpec),
@@ -375,7 +375,7 @@ impl Scenario {
         }
     }
 
-    /// A stress scenario: 16 threads hammering the handle (stop requests,
+    /// A stress scenario: 16 threads hammering the handle (shutdown requests,
     /// probes, reports, registrations) during launch and during shutdown.
     pub fn stress(seed: u64) -> Scenario {
         let mut rng = Rng::new(seed);
@@ -517,9 +517,9 @@ impl fmt::Display for CompSpec {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Action::Stop(None) => f.write_str("request_stop(None)"),
-            Action::Stop(Some(m)) => write!(f, "request_stop(Some({m:?}))"),
-            Action::Force => f.write_str("force_stop()"),
+            Action::Stop(None) => f.write_str("request_shutdown(None)"),
+            Action::Stop(Some(m)) => write!(f, "request_shutdown(Some({m:?}))"),
+            Action::Force => f.write_str("force_shutdown()"),
             Action::AddComponent(c) => write!(f, "add_component {c}"),
             Action::AddDrainer(d) => write!(
                 f,
