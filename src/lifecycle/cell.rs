@@ -99,8 +99,6 @@ struct Io {
     cmd: Option<Cmd>,
     done: Option<Done>,
     run_end: Option<RunExit>,
-    /// The context of `run`, from its command until its first poll.
-    run_cx: Option<Context>,
 }
 
 /// Bits of [`Cell::has`]: which of [`Io`]'s slots is filled.
@@ -203,22 +201,14 @@ impl Cell {
         self.has.load(Ordering::Acquire) & DONE != 0
     }
 
-    pub(crate) fn put_run_cx(&self, cx: Context) {
-        lock(&self.io).run_cx = Some(cx);
-    }
-
-    pub(crate) fn take_run_cx(&self) -> Option<Context> {
-        lock(&self.io).run_cx.take()
-    }
-
     /// Empties every slot and drops the wakers registered on the stop
-    /// latch. A command or `run`'s context left in a slot holds the cell
+    /// latch. A command left in its slot holds the cell
     /// (through the stop latch), and so does a waker registered on the
     /// latch (the cell's own, from `run`): cycles the runner breaks when
     /// it drops the component. Dropped after the lock.
     pub(crate) fn clear(&self) {
         let mut io = lock(&self.io);
-        let left = (io.cmd.take(), io.run_cx.take());
+        let left = io.cmd.take();
         drop(io);
         drop(left);
         self.stop.release_wakers();

@@ -19,6 +19,9 @@ impl Runner {
                 .as_mut()
                 .poll(&mut TaskContext::from_waker(&slot.waker));
         }
+        // The component's code may have taken any time.
+        self.clock_moved();
+        let slot = &self.slots[index];
         let end = if slot.cell.run_end_is_late() {
             // The call ended first: its end must be read first.
             self.deferred.push(index);

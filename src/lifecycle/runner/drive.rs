@@ -43,7 +43,8 @@ impl Runner {
         let ready = slot.ready;
         let asked = slot.stop.is_set();
         let aborted = slot.run_aborted;
-        let at = self.since_epoch(Instant::now());
+        let now = self.now();
+        let at = self.since_epoch(now);
         self.update(index, |r| r.run_ended_at = Some(at));
         let shared = &self.handle.shared;
         match end {
@@ -143,6 +144,8 @@ impl Runner {
         // does not.
         let mut timer: Option<Delay> = None;
         poll_fn(|cx| {
+            // The runner may have waited since its last poll.
+            self.clock_moved();
             self.poll_cells(cx);
             // The interrupt first: once shutdown has begun, no `start`,
             // `ready` or registration may be polled even once.

@@ -75,7 +75,7 @@ impl Runner {
         let name = self.slots[index].name.clone();
         let options = self.slots[index].options;
 
-        let t0 = Instant::now();
+        let t0 = self.now();
         event!(debug, { component = name, step = Step::Start }, "starting `{name}`");
         let at = self.since_epoch(t0);
         self.update(index, |r| {
@@ -104,7 +104,7 @@ impl Runner {
                 return;
             }
         }
-        let took = t0.elapsed();
+        let took = self.now().saturating_duration_since(t0);
         event!(info, { component = name, step = Step::Start, elapsed_ms = ms(took) }, "started `{name}` in {took:?}");
         // The first readiness attempt is counted here, under the same lock
         // round trip: nothing awaits in between.
@@ -186,7 +186,7 @@ impl Runner {
             .shared
             .launching
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-        let now = Instant::now();
+        let now = self.now();
         let at = self.since_epoch(now);
         event!(
             info,

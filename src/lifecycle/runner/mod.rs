@@ -81,8 +81,8 @@ struct Slot {
 }
 
 impl Drop for Slot {
-    /// A command or `run`'s context left in the cell holds the cell (through
-    /// the stop latch): taken out, and dropped after the cell's lock.
+    /// A command left in the cell holds the cell (through the stop latch):
+    /// taken out, and dropped after the cell's lock.
     fn drop(&mut self) {
         self.task = None;
         self.cell.clear();
@@ -114,6 +114,10 @@ pub(crate) struct Runner {
     /// When a forced shutdown must be over: set when the runner first sees
     /// the force.
     force_deadline: Option<Option<Instant>>,
+    /// The clock as last read for a report stamp, until user code may have
+    /// run (a cell is polled) or the runner may have waited (a new poll):
+    /// stamps taken in between share one clock read.
+    now: Option<Instant>,
     /// Held from construction, so that a lifecycle dropped without ever
     /// being run still resolves `Handle::stopped` and disarms the watchdog.
     guard: Option<StoppedGuard>,
@@ -194,6 +198,7 @@ impl Runner {
             batch: Vec::new(),
             deferred: Vec::new(),
             force_deadline: None,
+            now: None,
         }
     }
 
@@ -244,6 +249,17 @@ impl Runner {
         if let Some(r) = lock(&self.handle.shared.state).records.get_mut(index) {
             f(r);
         }
+    }
+
+    /// The instant for a report stamp: the clock, read at most once between
+    /// two polls of a cell or of the runner.
+    fn now(&mut self) -> Instant {
+        *self.now.get_or_insert_with(Instant::now)
+    }
+
+    /// Forgets the last clock read: time may have passed since.
+    fn clock_moved(&mut self) {
+        self.now = None;
     }
 
     fn since_epoch(&self, t: Instant) -> Duration {

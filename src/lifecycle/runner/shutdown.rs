@@ -61,6 +61,8 @@ pub(super) enum Call {
 
 impl Runner {
     pub(super) async fn shut_down(&mut self) {
+        // Every stamp of the shutdown comes after the request.
+        self.clock_moved();
         let shared = self.handle.shared.clone();
         let begun = lock(&shared.state).shutdown_at.unwrap_or_else(Instant::now);
         let deadline = deadline_after(begun, Some(self.config.shutdown_timeout));
@@ -185,7 +187,7 @@ impl Runner {
 
     /// Marks a component stopping in the report and sets its stop signal.
     fn mark_stopping(&mut self, index: usize) -> Instant {
-        let t0 = Instant::now();
+        let t0 = self.now();
         let at = self.since_epoch(t0);
         self.update(index, |r| {
             r.state = unless_failed(r.state, ComponentState::Stopping);
@@ -239,7 +241,7 @@ impl Runner {
         };
         match outcome {
             Driven::Done(()) => {
-                let took = t0.elapsed();
+                let took = self.now().saturating_duration_since(t0);
                 event!(info, { component = name, step = Step::Stop, elapsed_ms = ms(took) }, "stopped `{name}` in {took:?}");
                 self.update(index, |r| {
                     r.state = unless_failed(r.state, ComponentState::Stopped);
