@@ -96,11 +96,8 @@ impl Readiness {
 
 /// The engine's part of a component's options: its budgets and readiness
 /// policy, read on every call into the component, so `Copy` and small.
-/// The runner knows it by this name; users set it through the public
+/// Users set it through the public
 /// [`ComponentOptions`](component::ComponentOptions).
-pub(crate) type ComponentOptions = Budgets;
-
-/// See [`ComponentOptions`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Budgets {
     pub(crate) start_timeout: Option<Duration>,

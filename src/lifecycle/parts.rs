@@ -14,7 +14,7 @@ use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use crate::drain::{Drainers, DynDrainer};
 use crate::handle::Shared;
 use crate::latch::lock;
-use crate::lifecycle::options::ComponentOptions;
+use crate::lifecycle::options::Budgets;
 use crate::lifecycle::task::DynComponent;
 use crate::names::Named;
 
@@ -22,7 +22,7 @@ use crate::names::Named;
 pub(crate) struct Registration {
     pub(crate) name: Arc<str>,
     pub(crate) component: Box<dyn DynComponent>,
-    pub(crate) options: ComponentOptions,
+    pub(crate) options: Budgets,
 }
 
 /// The parts of one lifecycle, as the handle's shared state keeps them.

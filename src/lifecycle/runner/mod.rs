@@ -36,7 +36,7 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::handle::Handle;
 use crate::latch::{Latch, lock};
-use crate::lifecycle::options::ComponentOptions;
+use crate::lifecycle::options::Budgets;
 use crate::lifecycle::parts::{Parts, Registration};
 use crate::logging::{event, ms};
 use crate::phase::Phase;
@@ -64,7 +64,7 @@ impl Default for Config {
 
 struct Slot {
     name: Arc<str>,
-    options: ComponentOptions,
+    options: Budgets,
     stop: Latch,
     /// The component's one future, until the runner is done with it.
     task: Option<BoxFuture<'static, ()>>,
