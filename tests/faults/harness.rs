@@ -134,8 +134,13 @@ impl Log {
     }
 
     pub fn push(&self, who: &str, what: What) {
+        let mut events = self.events.lock().unwrap();
+        // Stamped under the lock: the log's order, which the checks read as
+        // the order things happened in, is then the order of its stamps. A
+        // stamp taken before the lock let a thread preempted in between
+        // file an earlier event after a later one.
         let at = self.t0.elapsed();
-        self.events.lock().unwrap().push(Ev {
+        events.push(Ev {
             at,
             who: who.to_owned(),
             what,
