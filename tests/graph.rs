@@ -251,30 +251,7 @@ mod scenarios {
 
 // ---------------------------------------------------------------- runtimes
 
-fn block_on<F: Future<Output = ()>>(scenario: fn() -> F) {
-    futures::executor::block_on(scenario());
-}
-
-fn tokio_current_thread<F: Future<Output = ()>>(scenario: fn() -> F) {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(scenario());
-}
-
-fn tokio_multi_thread<F: Future<Output = ()> + Send + 'static>(scenario: fn() -> F) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(rt.spawn(scenario())).unwrap();
-}
-
-fn smol<F: Future<Output = ()>>(scenario: fn() -> F) {
-    smol::block_on(scenario());
-}
+use common::runtimes::*;
 
 macro_rules! on_every_runtime {
     ($($scenario:ident),* $(,)?) => {

@@ -7,6 +7,8 @@
 //! `#[test]` per (runtime × scenario), named `<runtime>__<scenario>`.
 #![allow(non_snake_case)] // test names read `<runtime>__<scenario>`
 
+mod common;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,36 +22,7 @@ use lameduck::{
 
 // ---------------------------------------------------------------- runtimes
 
-fn tokio_current_thread<F: Future<Output = ()> + Send + 'static>(scenario: fn() -> F) {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(scenario());
-}
-
-fn tokio_multi_thread<F: Future<Output = ()> + Send + 'static>(scenario: fn() -> F) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    // Spawned, so the lifecycle really runs on (and may move between) workers.
-    let task = rt.spawn(scenario());
-    rt.block_on(task).unwrap();
-}
-
-fn smol<F: Future<Output = ()> + Send + 'static>(scenario: fn() -> F) {
-    smol::block_on(scenario());
-}
-
-fn async_std<F: Future<Output = ()> + Send + 'static>(scenario: fn() -> F) {
-    async_std::task::block_on(scenario());
-}
-
-fn block_on<F: Future<Output = ()> + Send + 'static>(scenario: fn() -> F) {
-    futures::executor::block_on(scenario());
-}
+use common::runtimes::*;
 
 // ------------------------------------------------------------- test parts
 

@@ -2,6 +2,8 @@
 //! component, drainers and hooks that log, and a bounded runner.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod runtimes;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
