@@ -12,6 +12,13 @@
 //! watchdog aborts the run, naming the scenarios in flight, if none
 //! finishes for a minute (a deadlock).
 //!
+//! Most scenarios give components dependencies (`depends_on`): random
+//! graphs, layers, diamonds, no dependency at all, and components
+//! registered while running that name earlier ones; the rest keep the
+//! default chain, whose strict launch and stop order is checked as such.
+//! The log is read as intervals (`faults/order.rs`), so the invariants
+//! hold when independent components start or stop concurrently.
+//!
 //! * `LAMEDUCK_CASES=N` — scenarios per runtime (default 2000).
 //! * `LAMEDUCK_FROM=I` — the index of the first scenario (default 0), to run
 //!   a long campaign in chunks.
@@ -27,6 +34,8 @@ mod check;
 mod harness;
 #[path = "faults/model.rs"]
 mod model;
+#[path = "faults/order.rs"]
+mod order;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -52,7 +61,7 @@ struct CaseResult {
 }
 
 /// What a scenario exercised, to show the generator reaches every path.
-fn coverage(out: &Outcome) -> Vec<&'static str> {
+fn coverage(sc: &Scenario, out: &Outcome) -> Vec<&'static str> {
     use harness::{S, What};
     use lameduck::ErrorKind;
     let mut c = Vec::new();
@@ -98,6 +107,44 @@ fn coverage(out: &Outcome) -> Vec<&'static str> {
         if any(f) {
             c.push(name);
         }
+    }
+    if sc.has_graph() {
+        c.push("graph");
+    }
+    let t = order::Timeline::read(&out.events, |who| out.report.component(who).is_some());
+    let named_running = t.lives.keys().any(|name| {
+        sc.threads.iter().flatten().any(|(_, a)| {
+            matches!(a, model::Action::AddComponent(spec)
+                if spec.name == *name && spec.deps.as_ref().is_some_and(|d| !d.is_empty()))
+        })
+    });
+    if named_running {
+        c.push("launched while running, naming dependencies");
+    }
+    // Calls of different components in flight at once: none while the
+    // engine launches and stops one component at a time.
+    let overlap = |s: &[S]| {
+        let spans: Vec<(&str, usize, usize)> = t
+            .lives
+            .iter()
+            .flat_map(|(name, lives)| {
+                lives
+                    .iter()
+                    .flat_map(|l| l.calls())
+                    .map(move |c| (*name, c))
+            })
+            .filter(|(_, (k, _))| s.contains(k))
+            .map(|(name, (_, call))| (name, call.begin, call.end.map_or(usize::MAX, |(e, _)| e)))
+            .collect();
+        spans
+            .iter()
+            .any(|a| spans.iter().any(|b| a.0 != b.0 && a.1 < b.1 && b.1 < a.2))
+    };
+    if overlap(&[S::Start]) {
+        c.push("starts overlapped");
+    }
+    if overlap(&[S::Stop, S::Close]) {
+        c.push("stops overlapped");
     }
     c
 }
@@ -176,7 +223,7 @@ async fn one_case(seed: u64, verbose: bool, spawn: Option<SpawnFn>) -> CaseResul
         seed,
         violations,
         text,
-        coverage: coverage(&out),
+        coverage: coverage(&sc, &out),
     }
 }
 
