@@ -470,7 +470,7 @@ impl Scenario {
             actions.sort_by_key(|(at, _)| *at);
             threads.push(actions);
         }
-        Scenario {
+        let mut sc = Scenario {
             seed,
             shutdown_timeout_ms: 300,
             lame_duck_ms: 10,
@@ -495,6 +495,27 @@ impl Scenario {
             force_timeout_ms: 1000,
             reentrant_drops: rng.chance(0.5),
             spawner_fault: SpawnerFault::None,
+        };
+        sc.add_stress_graph();
+        sc
+    }
+
+    /// Rounds 2 and 3 of every four name dependencies (one on each
+    /// runtime): the builder's components in layers of three, and every
+    /// component registered while running a few of them.
+    fn add_stress_graph(&mut self) {
+        if self.seed % 4 < 2 {
+            return;
+        }
+        let mut x = Rng::new(self.seed ^ 0x0006_7a9f_0d09);
+        let names: Vec<String> = self.components.iter().map(|c| c.name.clone()).collect();
+        for (i, c) in self.components.iter_mut().enumerate() {
+            c.deps = Shape::Layers(3).deps(&mut x, i, &names);
+        }
+        for (_, action) in self.threads.iter_mut().flatten() {
+            if let Action::AddComponent(c) = action {
+                c.deps = Some(random_deps(&mut x, &names));
+            }
         }
     }
 

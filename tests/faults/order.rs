@@ -198,8 +198,9 @@ pub fn starts_allowed(_sc: &Scenario, _name: &str) -> usize {
 /// * A component's `start` never begins before each of its dependencies
 ///   was ready (its `ready` returned `Ok(true)`) and while it was not
 ///   stopping.
-/// * A component is never stopped (its first `stop` or `close` begins)
-///   while a component depending on it is still busy: each dependent that
+/// * A component is never stopped for shutdown (its last life's first
+///   `stop` or `close` begins) while a component depending on it is still
+///   busy: each dependent that
 ///   started must be stopped already, with every call it began over —
 ///   `run` included, unless it runs on its own task, where a cancelled
 ///   `run` is dropped later on that task. After a forced shutdown, whose
@@ -248,48 +249,47 @@ pub fn check_graph(
         let Some(ds) = dependents.get(name) else {
             continue;
         };
-        for down in lives.iter().filter_map(Life::down_at) {
-            let forced = forced_at.is_some_and(|f| f < down);
-            for &dependent in ds {
-                for life in t.lives(dependent) {
-                    let Some((start, _)) = life.start else {
-                        continue;
-                    };
-                    if start.begin > down {
-                        // Started after: the first rule's business.
-                        continue;
-                    }
-                    if !start.over_before(down) {
-                        fail(
-                            "stop-before-dependent",
-                            format!(
-                                "{name} stopped while {dependent}, which depends on it, was starting"
-                            ),
-                        );
-                        continue;
-                    }
-                    if life.started().is_none() {
-                        continue;
-                    }
-                    let busy = if forced {
-                        life.down_at().is_none_or(|d| d > down)
-                    } else {
-                        life.down_at().is_none_or(|d| d > down)
-                            || life.calls().any(|(s, c)| {
-                                c.begin < down
-                                    && !c.over_before(down)
-                                    && !(s == S::Run && sc.spawner)
-                            })
-                    };
-                    if busy {
-                        fail(
-                            "stop-before-dependent",
-                            format!(
-                                "{name} stopped while {dependent}, which depends on it, was still busy{}",
-                                if forced { " (forced)" } else { "" }
-                            ),
-                        );
-                    }
+        // The stop at shutdown: that of its last life. A life before it
+        // ended in a restart, which its dependents are meant to outlive.
+        let Some(down) = lives.last().and_then(Life::down_at) else {
+            continue;
+        };
+        let forced = forced_at.is_some_and(|f| f < down);
+        for &dependent in ds {
+            for life in t.lives(dependent) {
+                let Some((start, _)) = life.start else {
+                    continue;
+                };
+                if start.begin > down {
+                    // Started after: the first rule's business.
+                    continue;
+                }
+                if !start.over_before(down) {
+                    fail(
+                        "stop-before-dependent",
+                        format!(
+                            "{name} stopped while {dependent}, which depends on it, was starting"
+                        ),
+                    );
+                    continue;
+                }
+                if life.started().is_none() {
+                    continue;
+                }
+                let stopped_first = life.down_at().is_some_and(|d| d < down);
+                let busy = !stopped_first
+                    || !forced
+                        && life.calls().any(|(s, c)| {
+                            c.begin < down && !c.over_before(down) && !(s == S::Run && sc.spawner)
+                        });
+                if busy {
+                    fail(
+                        "stop-before-dependent",
+                        format!(
+                            "{name} stopped while {dependent}, which depends on it, was still busy{}",
+                            if forced { " (forced)" } else { "" }
+                        ),
+                    );
                 }
             }
         }
