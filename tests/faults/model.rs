@@ -359,6 +359,20 @@ impl Scenario {
             c.deps = shape.deps(&mut x, i, &names);
             names.push(c.name.clone());
         }
+        // Half of them also register components early, while the launch
+        // is under way or just done: admitted, they name running ones.
+        if x.chance(0.5) {
+            let mut g = Gen {
+                rng: Rng::new(x.next_u64()),
+                fault: x.pick(&[0.0, 0.02, 0.1]),
+            };
+            for i in 0..x.range(1, 3) {
+                let at = x.range(0, 60);
+                let c = g.component(format!("y{i}"));
+                self.threads[0].push((at, Action::AddComponent(c)));
+            }
+            self.threads[0].sort_by_key(|(at, _)| *at);
+        }
         for (_, action) in &mut self.threads[0] {
             if let Action::AddComponent(c) = action {
                 c.deps = if x.chance(0.2) {
