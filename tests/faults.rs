@@ -466,6 +466,113 @@ fn stress_16_threads() {
     }
 }
 
+/// The graph's order rules fire on logs that break them, and stay quiet
+/// on one where two independent components start and stop at once: `b`
+/// and `c` depend on `a`.
+#[test]
+fn graph_rules_read_intervals() {
+    use harness::{Ev, S, What};
+    use order::{Timeline, check_graph};
+    use std::collections::HashMap;
+
+    let log = |steps: &[(&str, What)]| -> Vec<Ev> {
+        steps
+            .iter()
+            .enumerate()
+            .map(|(i, (who, what))| Ev {
+                at: Duration::from_millis(i as u64),
+                who: who.to_string(),
+                what: what.clone(),
+            })
+            .collect()
+    };
+    let deps: HashMap<&str, Vec<String>> = [
+        ("a", vec![]),
+        ("b", vec!["a".to_string()]),
+        ("c", vec!["a".to_string()]),
+    ]
+    .into_iter()
+    .collect();
+    let sc = Scenario::generate(0);
+    let codes = |ev: &[Ev]| {
+        let mut found = Vec::new();
+        let t = Timeline::read(ev, |who| deps.contains_key(who));
+        check_graph(&sc, ev, &t, &deps, &mut |code, _| found.push(code));
+        found
+    };
+    let begin = |s| What::Begin(s, false);
+    let launch = |who: &'static str| {
+        [
+            (who, begin(S::Start)),
+            (who, What::Ok(S::Start)),
+            (who, begin(S::Run)),
+            (who, begin(S::Ready)),
+            (who, What::Ok(S::Ready)),
+        ]
+    };
+    let mut good = launch("a").to_vec();
+    // `b` and `c` start at once, and stop at once, before `a`.
+    good.extend([
+        ("b", begin(S::Start)),
+        ("c", begin(S::Start)),
+        ("c", What::Ok(S::Start)),
+        ("b", What::Ok(S::Start)),
+        ("b", begin(S::Ready)),
+        ("c", begin(S::Ready)),
+        ("b", What::Ok(S::Ready)),
+        ("c", What::Ok(S::Ready)),
+        ("c", begin(S::Stop)),
+        ("b", begin(S::Stop)),
+        ("b", What::Ok(S::Stop)),
+        ("c", What::Ok(S::Stop)),
+        ("a", begin(S::Stop)),
+        ("a", What::Ok(S::Stop)),
+    ]);
+    assert_eq!(codes(&log(&good)), Vec::<&str>::new());
+
+    // `b` starts while `a`'s readiness check is still running.
+    let mut early = launch("a").to_vec();
+    early.insert(4, ("b", begin(S::Start)));
+    assert_eq!(
+        codes(&log(&early)),
+        ["start-before-dependency-ready"],
+        "start before ready"
+    );
+
+    // `a` stops while `c`'s `run` still goes, although `c`'s stop returned.
+    let mut busy = launch("a").to_vec();
+    busy.extend(launch("c"));
+    busy.extend([
+        ("c", begin(S::Stop)),
+        ("c", What::Ok(S::Stop)),
+        ("a", begin(S::Stop)),
+        ("c", What::Ok(S::Run)),
+    ]);
+    assert_eq!(
+        codes(&log(&busy)),
+        ["stop-before-dependent"],
+        "stop while a dependent runs"
+    );
+
+    // After a force, closes overlap, but a dependent still goes first.
+    let mut forced = launch("a").to_vec();
+    forced.extend(launch("b"));
+    forced.extend([
+        ("t", What::ForceBegin),
+        ("b", begin(S::Close)),
+        ("a", begin(S::Close)),
+        ("a", What::Ok(S::Close)),
+        ("b", What::Ok(S::Close)),
+    ]);
+    assert_eq!(codes(&log(&forced)), Vec::<&str>::new(), "forced closes");
+    forced.swap(11, 12);
+    assert_eq!(
+        codes(&log(&forced)),
+        ["stop-before-dependent"],
+        "forced: dependency closed first"
+    );
+}
+
 // ------------------------------------------------------------------------
 // Engine bugs found by the generator, each reduced to a deterministic
 // regression test. They are ignored so the suite stays green until the
