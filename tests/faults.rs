@@ -573,6 +573,45 @@ fn graph_rules_read_intervals() {
     );
 }
 
+/// A force that lands between the runner's look at the flag and its call
+/// of the next drainer lets that one drainer begin; any other drainer
+/// begun after the force returned breaks the rule.
+#[test]
+fn drainer_after_force_allows_only_the_race() {
+    use harness::{Ev, S, What};
+    let log = |steps: &[(&str, What)]| -> Vec<Ev> {
+        steps
+            .iter()
+            .map(|(who, what)| Ev {
+                at: Duration::ZERO,
+                who: who.to_string(),
+                what: what.clone(),
+            })
+            .collect()
+    };
+    // As the generator saw it: the last stop over, then the force, then
+    // the drainer the runner had already decided to call, dropped at once.
+    let mut raced = vec![
+        ("c0", What::Ok(S::Stop)),
+        ("t", What::ForceBegin),
+        ("t", What::ForceEnd(true)),
+        ("dr0", What::Begin(S::Drain, true)),
+        ("dr0", What::Dropped(S::Drain)),
+    ];
+    assert!(check::drainers_after_force(&log(&raced)).is_empty());
+    // The next drainer is called too: the runner ignored the force.
+    raced.push(("dr1", What::Begin(S::Drain, true)));
+    assert_eq!(check::drainers_after_force(&log(&raced)), ["dr1"]);
+    // The force returned before the runner's last step ended: no race.
+    let late = [
+        ("t", What::ForceBegin),
+        ("t", What::ForceEnd(true)),
+        ("c0", What::Ok(S::Stop)),
+        ("dr0", What::Begin(S::Drain, true)),
+    ];
+    assert_eq!(check::drainers_after_force(&log(&late)), ["dr0"]);
+}
+
 // ------------------------------------------------------------------------
 // Engine bugs found by the generator, each reduced to a deterministic
 // regression test. They are ignored so the suite stays green until the
