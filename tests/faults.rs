@@ -12,6 +12,13 @@
 //! watchdog aborts the run, naming the scenarios in flight, if none
 //! finishes for a minute (a deadlock).
 //!
+//! Most scenarios give components dependencies (`depends_on`): random
+//! graphs, layers, diamonds, no dependency at all, and components
+//! registered while running that name earlier ones; the rest keep the
+//! default chain, whose strict launch and stop order is checked as such.
+//! The log is read as intervals (`faults/order.rs`), so the invariants
+//! hold when independent components start or stop concurrently.
+//!
 //! * `LAMEDUCK_CASES=N` — scenarios per runtime (default 2000).
 //! * `LAMEDUCK_FROM=I` — the index of the first scenario (default 0), to run
 //!   a long campaign in chunks.
@@ -27,6 +34,8 @@ mod check;
 mod harness;
 #[path = "faults/model.rs"]
 mod model;
+#[path = "faults/order.rs"]
+mod order;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -52,7 +61,7 @@ struct CaseResult {
 }
 
 /// What a scenario exercised, to show the generator reaches every path.
-fn coverage(out: &Outcome) -> Vec<&'static str> {
+fn coverage(sc: &Scenario, out: &Outcome) -> Vec<&'static str> {
     use harness::{S, What};
     use lameduck::ErrorKind;
     let mut c = Vec::new();
@@ -98,6 +107,44 @@ fn coverage(out: &Outcome) -> Vec<&'static str> {
         if any(f) {
             c.push(name);
         }
+    }
+    if sc.has_graph() {
+        c.push("graph");
+    }
+    let t = order::Timeline::read(&out.events, |who| out.report.component(who).is_some());
+    let named_running = t.lives.keys().any(|name| {
+        sc.threads.iter().flatten().any(|(_, a)| {
+            matches!(a, model::Action::AddComponent(spec)
+                if spec.name == *name && spec.deps.as_ref().is_some_and(|d| !d.is_empty()))
+        })
+    });
+    if named_running {
+        c.push("launched while running, naming dependencies");
+    }
+    // Calls of different components in flight at once: none while the
+    // engine launches and stops one component at a time.
+    let overlap = |s: &[S]| {
+        let spans: Vec<(&str, usize, usize)> = t
+            .lives
+            .iter()
+            .flat_map(|(name, lives)| {
+                lives
+                    .iter()
+                    .flat_map(|l| l.calls())
+                    .map(move |c| (*name, c))
+            })
+            .filter(|(_, (k, _))| s.contains(k))
+            .map(|(name, (_, call))| (name, call.begin, call.end.map_or(usize::MAX, |(e, _)| e)))
+            .collect();
+        spans
+            .iter()
+            .any(|a| spans.iter().any(|b| a.0 != b.0 && a.1 < b.1 && b.1 < a.2))
+    };
+    if overlap(&[S::Start]) {
+        c.push("starts overlapped");
+    }
+    if overlap(&[S::Stop, S::Close]) {
+        c.push("stops overlapped");
     }
     c
 }
@@ -176,7 +223,7 @@ async fn one_case(seed: u64, verbose: bool, spawn: Option<SpawnFn>) -> CaseResul
         seed,
         violations,
         text,
-        coverage: coverage(&out),
+        coverage: coverage(&sc, &out),
     }
 }
 
@@ -417,6 +464,152 @@ fn stress_16_threads() {
             describe(&sc, &out, &violations)
         );
     }
+}
+
+/// The graph's order rules fire on logs that break them, and stay quiet
+/// on one where two independent components start and stop at once: `b`
+/// and `c` depend on `a`.
+#[test]
+fn graph_rules_read_intervals() {
+    use harness::{Ev, S, What};
+    use order::{Timeline, check_graph};
+    use std::collections::HashMap;
+
+    let log = |steps: &[(&str, What)]| -> Vec<Ev> {
+        steps
+            .iter()
+            .enumerate()
+            .map(|(i, (who, what))| Ev {
+                at: Duration::from_millis(i as u64),
+                who: who.to_string(),
+                what: what.clone(),
+            })
+            .collect()
+    };
+    let deps: HashMap<&str, Vec<String>> = [
+        ("a", vec![]),
+        ("b", vec!["a".to_string()]),
+        ("c", vec!["a".to_string()]),
+    ]
+    .into_iter()
+    .collect();
+    let sc = Scenario::generate(0);
+    let codes = |ev: &[Ev]| {
+        let mut found = Vec::new();
+        let t = Timeline::read(ev, |who| deps.contains_key(who));
+        check_graph(&sc, ev, &t, &deps, &mut |code, _| found.push(code));
+        found
+    };
+    let begin = |s| What::Begin(s, false);
+    let launch = |who: &'static str| {
+        [
+            (who, begin(S::Start)),
+            (who, What::Ok(S::Start)),
+            (who, begin(S::Run)),
+            (who, begin(S::Ready)),
+            (who, What::Ok(S::Ready)),
+        ]
+    };
+    let mut good = launch("a").to_vec();
+    // `b` and `c` start at once, and stop at once, before `a`.
+    good.extend([
+        ("b", begin(S::Start)),
+        ("c", begin(S::Start)),
+        ("c", What::Ok(S::Start)),
+        ("b", What::Ok(S::Start)),
+        ("b", begin(S::Ready)),
+        ("c", begin(S::Ready)),
+        ("b", What::Ok(S::Ready)),
+        ("c", What::Ok(S::Ready)),
+        ("c", begin(S::Stop)),
+        ("b", begin(S::Stop)),
+        ("b", What::Ok(S::Stop)),
+        ("c", What::Ok(S::Stop)),
+        ("a", begin(S::Stop)),
+        ("a", What::Ok(S::Stop)),
+    ]);
+    assert_eq!(codes(&log(&good)), Vec::<&str>::new());
+
+    // `b` starts while `a`'s readiness check is still running.
+    let mut early = launch("a").to_vec();
+    early.insert(4, ("b", begin(S::Start)));
+    assert_eq!(
+        codes(&log(&early)),
+        ["start-before-dependency-ready"],
+        "start before ready"
+    );
+
+    // `a` stops while `c`'s `run` still goes, although `c`'s stop returned.
+    let mut busy = launch("a").to_vec();
+    busy.extend(launch("c"));
+    busy.extend([
+        ("c", begin(S::Stop)),
+        ("c", What::Ok(S::Stop)),
+        ("a", begin(S::Stop)),
+        ("c", What::Ok(S::Run)),
+    ]);
+    assert_eq!(
+        codes(&log(&busy)),
+        ["stop-before-dependent"],
+        "stop while a dependent runs"
+    );
+
+    // After a force, closes overlap, but a dependent still goes first.
+    let mut forced = launch("a").to_vec();
+    forced.extend(launch("b"));
+    forced.extend([
+        ("t", What::ForceBegin),
+        ("b", begin(S::Close)),
+        ("a", begin(S::Close)),
+        ("a", What::Ok(S::Close)),
+        ("b", What::Ok(S::Close)),
+    ]);
+    assert_eq!(codes(&log(&forced)), Vec::<&str>::new(), "forced closes");
+    forced.swap(11, 12);
+    assert_eq!(
+        codes(&log(&forced)),
+        ["stop-before-dependent"],
+        "forced: dependency closed first"
+    );
+}
+
+/// A force that lands between the runner's look at the flag and its call
+/// of the next drainer lets that one drainer begin; any other drainer
+/// begun after the force returned breaks the rule.
+#[test]
+fn drainer_after_force_allows_only_the_race() {
+    use harness::{Ev, S, What};
+    let log = |steps: &[(&str, What)]| -> Vec<Ev> {
+        steps
+            .iter()
+            .map(|(who, what)| Ev {
+                at: Duration::ZERO,
+                who: who.to_string(),
+                what: what.clone(),
+            })
+            .collect()
+    };
+    // As the generator saw it: the last stop over, then the force, then
+    // the drainer the runner had already decided to call, dropped at once.
+    let mut raced = vec![
+        ("c0", What::Ok(S::Stop)),
+        ("t", What::ForceBegin),
+        ("t", What::ForceEnd(true)),
+        ("dr0", What::Begin(S::Drain, true)),
+        ("dr0", What::Dropped(S::Drain)),
+    ];
+    assert!(check::drainers_after_force(&log(&raced)).is_empty());
+    // The next drainer is called too: the runner ignored the force.
+    raced.push(("dr1", What::Begin(S::Drain, true)));
+    assert_eq!(check::drainers_after_force(&log(&raced)), ["dr1"]);
+    // The force returned before the runner's last step ended: no race.
+    let late = [
+        ("t", What::ForceBegin),
+        ("t", What::ForceEnd(true)),
+        ("c0", What::Ok(S::Stop)),
+        ("dr0", What::Begin(S::Drain, true)),
+    ];
+    assert_eq!(check::drainers_after_force(&log(&late)), ["dr0"]);
 }
 
 // ------------------------------------------------------------------------

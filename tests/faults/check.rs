@@ -7,7 +7,8 @@ use std::time::Duration;
 use lameduck::{Error, ErrorKind, Step};
 
 use crate::harness::{Ev, Kind, Outcome, S, What};
-use crate::model::{Scenario, SpawnerFault};
+use crate::model::{Action, CompSpec, Scenario, SpawnerFault};
+use crate::order::{Life, Timeline, check_calls, check_graph, starts_allowed};
 
 /// How late `run` may return past the shutdown timeout (a shared, noisy
 /// machine; the engine promises "a few milliseconds").
@@ -23,18 +24,6 @@ impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "[{}] {}", self.code, self.detail)
     }
-}
-
-#[derive(Default)]
-struct Calls {
-    start_begin: Vec<(usize, bool)>,
-    start_ok: Option<usize>,
-    start_done: bool,
-    ready_begin: usize,
-    ready_true: Option<usize>,
-    run_begin: usize,
-    stop_begin: Vec<usize>,
-    close_begin: Vec<usize>,
 }
 
 fn is_subsequence(sub: &[String], of: &[String]) -> bool {
@@ -96,146 +85,96 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
         .map(String::as_str)
         .collect();
 
-    // Component calls.
-    let mut calls: HashMap<&str, Calls> = HashMap::new();
-    let mut starts: Vec<(usize, &str, bool)> = Vec::new();
-    for (seq, e) in ev.iter().enumerate() {
-        if !all_components.contains(e.who.as_str()) {
-            continue;
-        }
-        let c = calls.entry(e.who.as_str()).or_default();
-        match &e.what {
-            What::Begin(S::Start, sd) => {
-                c.start_begin.push((seq, *sd));
-                starts.push((seq, e.who.as_str(), *sd));
-            }
-            What::Ok(S::Start) => {
-                c.start_ok = Some(seq);
-                c.start_done = true;
-            }
-            What::Fail(S::Start, _) | What::Panic(S::Start, _) => c.start_done = true,
-            What::Begin(S::Ready, _) => c.ready_begin += 1,
-            What::Ok(S::Ready) => c.ready_true = Some(seq),
-            What::Begin(S::Run, _) => c.run_begin += 1,
-            What::Begin(S::Stop, _) => c.stop_begin.push(seq),
-            What::Begin(S::Close, _) => c.close_begin.push(seq),
-            _ => {}
-        }
-    }
-    let none = Calls::default();
-    let calls_of = |name: &str| calls.get(name).unwrap_or(&none);
+    // Component calls, as intervals, and the dependencies each was given.
+    let t = Timeline::read(ev, |who| all_components.contains(who));
+    let deps = dependencies(sc, out, &dyn_components, concurrent, &mut fail);
 
     for name in &all_components {
-        let c = calls_of(name);
-        if c.start_begin.len() > 1 {
+        let lives = t.lives(name);
+        let starts = lives.iter().filter(|l| l.start.is_some()).count();
+        let allowed = starts_allowed(sc, name);
+        if starts > allowed {
             fail(
                 "start-twice",
-                format!("{name} started {} times", c.start_begin.len()),
+                format!("{name} started {starts} times (at most {allowed})"),
             );
         }
-        if c.start_ok.is_some() {
-            if c.stop_begin.is_empty() && c.close_begin.is_empty() {
-                fail(
-                    "never-stopped",
-                    format!("{name} started but neither stopped nor closed"),
-                );
-            }
-            if c.stop_begin.len() > 1 {
-                fail(
-                    "stopped-twice",
-                    format!("{name} stop called {} times", c.stop_begin.len()),
-                );
-            }
-            if c.close_begin.len() > 1 {
-                fail(
-                    "closed-twice",
-                    format!("{name} close called {} times", c.close_begin.len()),
-                );
-            }
-        } else {
-            if !c.stop_begin.is_empty() || !c.close_begin.is_empty() {
-                fail(
-                    "stopped-never-started",
-                    format!("{name} stopped or closed but never started"),
-                );
-            }
-            if c.run_begin > 0 || c.ready_begin > 0 {
-                fail(
-                    "ran-never-started",
-                    format!("{name} run or ready called but never started"),
-                );
+        // Every start is stopped (or closed) exactly once.
+        for life in lives {
+            check_calls(name, life, &mut fail);
+            if life.started().is_some() {
+                if life.stop.is_empty() && life.close.is_empty() {
+                    fail(
+                        "never-stopped",
+                        format!("{name} started but neither stopped nor closed"),
+                    );
+                }
+                if life.stop.len() > 1 {
+                    fail(
+                        "stopped-twice",
+                        format!("{name} stop called {} times", life.stop.len()),
+                    );
+                }
+                if life.close.len() > 1 {
+                    fail(
+                        "closed-twice",
+                        format!("{name} close called {} times", life.close.len()),
+                    );
+                }
+            } else {
+                if !life.stop.is_empty() || !life.close.is_empty() {
+                    fail(
+                        "stopped-never-started",
+                        format!("{name} stopped or closed but never started"),
+                    );
+                }
+                if !life.run.is_empty() || !life.ready.is_empty() {
+                    fail(
+                        "ran-never-started",
+                        format!("{name} run or ready called but never started"),
+                    );
+                }
             }
         }
     }
 
-    // Reverse launch order.
-    let mut launched: Vec<(usize, &str)> = calls
-        .iter()
-        .filter_map(|(n, c)| c.start_ok.map(|s| (s, *n)))
-        .collect();
-    launched.sort();
-    let mut stopped: Vec<(usize, &str)> = calls
-        .iter()
-        .filter(|(_, c)| c.start_ok.is_some())
-        .filter_map(|(n, c)| {
-            c.stop_begin
-                .first()
-                .into_iter()
-                .chain(c.close_begin.first())
-                .min()
-                .map(|s| (*s, *n))
-        })
-        .collect();
-    stopped.sort();
-    let launch_order: Vec<&str> = launched.iter().map(|(_, n)| *n).collect();
-    let stop_order: Vec<&str> = stopped.iter().map(|(_, n)| *n).collect();
-    let mut reversed = launch_order.clone();
-    reversed.reverse();
-    if stop_order != reversed {
-        fail(
-            "stop-order",
-            format!("launched {launch_order:?}, stopped {stop_order:?}"),
-        );
-    }
-
-    // Launch order and readiness gates.
-    for i in 1..starts.len() {
-        let (seq, name, _) = starts[i];
-        let prev = starts[i - 1].1;
-        match calls_of(prev).ready_true {
-            Some(r) if r < seq => {}
-            _ => fail(
-                "start-before-ready",
-                format!("{name} started before its predecessor {prev} was ready"),
-            ),
-        }
-    }
-    let order: Vec<String> = starts.iter().map(|(_, n, _)| n.to_string()).collect();
-    let k = order
-        .iter()
-        .filter(|n| builder_components.contains(n))
-        .count();
-    if order[..k] != builder_components[..k] || (order.len() > k && k < builder_components.len()) {
-        fail("start-order", format!("start order {order:?}"));
-    }
-    if !concurrent && !is_subsequence(&order[k..], &dyn_components) {
-        fail(
-            "dynamic-start-order",
-            format!("started {:?}, registered {dyn_components:?}", &order[k..]),
+    // The graph's order, whatever its shape.
+    check_graph(sc, ev, &t, &deps, &mut fail);
+    let starts = &t.starts;
+    let ready_true = |name: &str| t.last(name).and_then(Life::ready_at);
+    // With the default chain, one strict order: launch in registration
+    // order, each start after the one before is ready, stop in reverse.
+    if !sc.has_graph() {
+        check_chain(
+            &t,
+            &builder_components,
+            &dyn_components,
+            concurrent,
+            &mut fail,
         );
     }
 
     // No start once shutdown has begun — except when a stop call from
-    // another thread was still in flight when the previous launch step
-    // ended (the runner may have looked just before that call set the flag).
+    // another thread was still in flight when the component could last
+    // have been started: when the launch step before it ended (default
+    // chain), or when its last dependency became ready.
     for (i, &(seq, name, sd)) in starts.iter().enumerate() {
         if !sd {
             continue;
         }
-        let checkpoint = if i == 0 {
-            0
+        let checkpoint = if !sc.has_graph() {
+            match i {
+                0 => 0,
+                _ => ready_true(starts[i - 1].1).unwrap_or(0),
+            }
         } else {
-            calls_of(starts[i - 1].1).ready_true.unwrap_or(0)
+            deps.get(name)
+                .into_iter()
+                .flatten()
+                .filter_map(|d| ready_true(d))
+                .filter(|r| *r < seq)
+                .max()
+                .unwrap_or(0)
         };
         let mut open: HashMap<&str, usize> = HashMap::new();
         let mut raced = false;
@@ -252,7 +191,11 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
             }
         }
         if !raced {
-            if calls_of(name).start_done {
+            let done = t
+                .lives(name)
+                .iter()
+                .any(|l| l.start.is_some_and(|(c, _)| c.begin == seq) && l.start_done());
+            if done {
                 fail(
                     "start-after-shutdown",
                     format!("{name}: start called and completed after shutdown began"),
@@ -269,8 +212,13 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
     // The report agrees with what happened to each component.
     for record in out.report.components() {
         use lameduck::ComponentState as St;
-        let c = calls_of(&record.name);
-        let cancelled = !c.start_begin.is_empty() && !c.start_done;
+        let last = t.last(&record.name);
+        let start_ok = last.and_then(Life::started);
+        let start_called = last.is_some_and(|l| l.start.is_some());
+        let cancelled = start_called && !last.is_some_and(Life::start_done);
+        let (stop_called, close_called) = last.map_or((false, false), |l| {
+            (!l.stop.is_empty(), !l.close.is_empty())
+        });
         let launch_failed = all_errors(out).any(|e| {
             e.component() == Some(&*record.name)
                 && (matches!(e.step(), Some(Step::Start | Step::Ready))
@@ -279,17 +227,17 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
                         lameduck::ErrorKind::Exited | lameduck::ErrorKind::Dropped
                     ))
         });
-        let expected: &[St] = if c.start_ok.is_some() && launch_failed {
+        let expected: &[St] = if start_ok.is_some() && launch_failed {
             // Its readiness failed (or its run ended before it was ready):
             // the report keeps `Failed` through the drain.
             &[St::Failed]
-        } else if c.start_ok.is_some() {
-            if c.stop_begin.is_empty() || !c.close_begin.is_empty() {
+        } else if start_ok.is_some() {
+            if !stop_called || close_called {
                 &[St::Closed]
             } else {
                 &[St::Stopped]
             }
-        } else if c.start_begin.is_empty() || cancelled {
+        } else if !start_called || cancelled {
             // Never started, or its start was cancelled by the shutdown (or
             // timed out: then it failed).
             &[St::Pending, St::Failed]
@@ -305,7 +253,7 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
                 ),
             );
         }
-        if c.start_ok.is_some() && record.stop_at.is_none() {
+        if start_ok.is_some() && record.stop_at.is_none() {
             fail(
                 "report-state",
                 format!("{} has no stop time in the report", record.name),
@@ -339,16 +287,8 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
         }
     }
 
-    check_errors(sc, ev, out, &calls, &mut fail);
-    check_flush(
-        sc,
-        ev,
-        &dyn_drainers,
-        &dyn_hooks,
-        concurrent,
-        &calls,
-        &mut fail,
-    );
+    check_errors(sc, ev, out, &t, &mut fail);
+    check_flush(sc, ev, &dyn_drainers, &dyn_hooks, concurrent, &t, &mut fail);
 
     // Leaks.
     if out.live_calls != 0 {
@@ -380,7 +320,7 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
         let pending: Vec<&String> = builder_components
             .iter()
             .chain(&dyn_components)
-            .filter(|n| calls_of(n).start_begin.is_empty())
+            .filter(|n| t.lives(n).iter().all(|l| l.start.is_none()))
             .collect();
         let code = if out.live_parts == 0 && out.live_components == pending.len() {
             "pending-registration-leak"
@@ -422,7 +362,7 @@ fn check_errors(
     sc: &Scenario,
     ev: &[Ev],
     out: &Outcome,
-    calls: &HashMap<&str, Calls>,
+    t: &Timeline<'_>,
     fail: &mut impl FnMut(&'static str, String),
 ) {
     let errs: Vec<&Error> = all_errors(out).collect();
@@ -587,10 +527,12 @@ fn check_errors(
     // A stop that overran its budget is recorded as a timeout naming the
     // component and the step.
     for c in &sc.components {
-        let Some(calls) = calls.get(c.name.as_str()) else {
-            continue;
-        };
-        let Some(&close) = calls.close_begin.first() else {
+        let Some(close) = t
+            .lives(&c.name)
+            .iter()
+            .find_map(|l| l.close.first())
+            .map(|c| c.begin)
+        else {
             continue;
         };
         let forced = ev[..close]
@@ -619,7 +561,7 @@ fn check_flush(
     dyn_drainers: &[(String, bool)],
     dyn_hooks: &[String],
     concurrent: bool,
-    calls: &HashMap<&str, Calls>,
+    t: &Timeline<'_>,
     fail: &mut impl FnMut(&'static str, String),
 ) {
     let mut expected: Vec<String> = Vec::new();
@@ -648,29 +590,25 @@ fn check_flush(
     let mut first_drain = None;
     let mut last_drain = None;
     let mut first_hook = None;
-    let mut force_end = None;
     for (seq, e) in ev.iter().enumerate() {
         match &e.what {
             What::Begin(S::Drain, _) => {
                 drained.push(e.who.clone());
                 first_drain.get_or_insert(seq);
                 last_drain = Some(seq);
-                if force_end.is_some() {
-                    fail(
-                        "drainer-after-force",
-                        format!("drainer {} ran after force_shutdown returned", e.who),
-                    );
-                }
             }
             What::Begin(S::Hook, _) => {
                 hooked.push(e.who.clone());
                 first_hook.get_or_insert(seq);
             }
-            What::ForceEnd(_) => {
-                force_end.get_or_insert(seq);
-            }
             _ => {}
         }
+    }
+    for name in drainers_after_force(ev) {
+        fail(
+            "drainer-after-force",
+            format!("drainer {name} ran after force_shutdown returned"),
+        );
     }
     let forced = ev.iter().any(|e| matches!(e.what, What::ForceBegin));
     let unique: HashSet<&String> = drained.iter().collect();
@@ -712,11 +650,13 @@ fn check_flush(
             );
         }
     }
-    let last_stop = calls
+    let last_stop = t
+        .lives
         .values()
-        .flat_map(|c| c.stop_begin.iter().chain(&c.close_begin))
-        .max()
-        .copied();
+        .flatten()
+        .flat_map(|l| l.stop.iter().chain(&l.close))
+        .map(|c| c.begin)
+        .max();
     if let (Some(s), Some(d)) = (last_stop, first_drain) {
         if s > d {
             fail(
@@ -733,4 +673,174 @@ fn check_flush(
             );
         }
     }
+}
+
+/// The default chain's strict order: builder components launch in
+/// registration order, then those registered while running in theirs;
+/// each starts only once the one started before it is ready; components
+/// stop in exact reverse launch order.
+fn check_chain(
+    t: &Timeline<'_>,
+    builder_components: &[String],
+    dyn_components: &[String],
+    concurrent: bool,
+    fail: &mut impl FnMut(&'static str, String),
+) {
+    let started: Vec<(&str, &Life)> = t
+        .lives
+        .iter()
+        .flat_map(|(n, lives)| lives.iter().map(move |l| (*n, l)))
+        .filter(|(_, l)| l.started().is_some())
+        .collect();
+    let mut launched: Vec<(usize, &str)> = started
+        .iter()
+        .filter_map(|(n, l)| l.started().map(|s| (s, *n)))
+        .collect();
+    launched.sort();
+    let mut stopped: Vec<(usize, &str)> = started
+        .iter()
+        .filter_map(|(n, l)| l.down_at().map(|s| (s, *n)))
+        .collect();
+    stopped.sort();
+    let launch_order: Vec<&str> = launched.iter().map(|(_, n)| *n).collect();
+    let stop_order: Vec<&str> = stopped.iter().map(|(_, n)| *n).collect();
+    let mut reversed = launch_order.clone();
+    reversed.reverse();
+    if stop_order != reversed {
+        fail(
+            "stop-order",
+            format!("launched {launch_order:?}, stopped {stop_order:?}"),
+        );
+    }
+
+    // Launch order and readiness gates.
+    let starts = &t.starts;
+    for i in 1..starts.len() {
+        let (seq, name, _) = starts[i];
+        let prev = starts[i - 1].1;
+        match t.last(prev).and_then(Life::ready_at) {
+            Some(r) if r < seq => {}
+            _ => fail(
+                "start-before-ready",
+                format!("{name} started before its predecessor {prev} was ready"),
+            ),
+        }
+    }
+    let order: Vec<String> = starts.iter().map(|(_, n, _)| n.to_string()).collect();
+    let k = order
+        .iter()
+        .filter(|n| builder_components.contains(n))
+        .count();
+    if order[..k] != builder_components[..k] || (order.len() > k && k < builder_components.len()) {
+        fail("start-order", format!("start order {order:?}"));
+    }
+    if !concurrent && !is_subsequence(&order[k..], dyn_components) {
+        fail(
+            "dynamic-start-order",
+            format!("started {:?}, registered {dyn_components:?}", &order[k..]),
+        );
+    }
+}
+
+/// Each component's dependencies, as the model gave them: the names given
+/// to `depends_on`, each once, or else the component registered just
+/// before it (none for the first). Checks that the report lists the same.
+/// When several threads register, the order of their components is not
+/// known: a component registered while running that keeps the default
+/// then takes the report's word.
+fn dependencies<'a>(
+    sc: &'a Scenario,
+    out: &Outcome,
+    dyn_components: &'a [String],
+    concurrent: bool,
+    fail: &mut impl FnMut(&'static str, String),
+) -> HashMap<&'a str, Vec<String>> {
+    let dyn_specs: HashMap<&str, &CompSpec> = sc
+        .threads
+        .iter()
+        .flatten()
+        .filter_map(|(_, a)| match a {
+            Action::AddComponent(c) => Some((c.name.as_str(), c)),
+            _ => None,
+        })
+        .collect();
+    let specs = sc.components.iter().chain(
+        dyn_components
+            .iter()
+            .filter_map(|n| dyn_specs.get(n.as_str()).copied()),
+    );
+    let mut deps: HashMap<&str, Vec<String>> = HashMap::new();
+    let mut before: Option<&str> = None;
+    let mut unknown = Vec::new();
+    for (i, c) in specs.enumerate() {
+        let list = match &c.deps {
+            Some(names) => {
+                let mut once: Vec<String> = Vec::new();
+                for n in names {
+                    if !once.contains(n) {
+                        once.push(n.clone());
+                    }
+                }
+                once
+            }
+            None if concurrent && i >= sc.components.len() => {
+                unknown.push(c.name.as_str());
+                continue;
+            }
+            None => before.map(String::from).into_iter().collect(),
+        };
+        deps.insert(c.name.as_str(), list);
+        before = Some(c.name.as_str());
+    }
+    for record in out.report.components() {
+        let listed: Vec<String> = record
+            .dependencies()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        match unknown.iter().find(|n| **n == &*record.name) {
+            Some(n) => {
+                deps.insert(n, listed);
+            }
+            None => match deps.get(&*record.name) {
+                Some(want) if *want == listed => {}
+                want => fail(
+                    "report-dependencies",
+                    format!(
+                        "{}: the report lists dependencies {listed:?}, given {want:?}",
+                        record.name
+                    ),
+                ),
+            },
+        }
+    }
+    deps
+}
+
+/// The drainers that began once `force_shutdown` had returned. The runner
+/// reads the force flag, then calls the drainer: a force that returned
+/// after the runner's last step (the last user call to end) may fall in
+/// between, and one drainer may then begin, once.
+pub fn drainers_after_force(ev: &[Ev]) -> Vec<&str> {
+    let mut late = Vec::new();
+    let mut force_end = None;
+    let mut last_end = 0;
+    let mut raced = false;
+    for (seq, e) in ev.iter().enumerate() {
+        match &e.what {
+            What::Begin(S::Drain, _) => match force_end {
+                Some(end) if end > last_end && !raced => raced = true,
+                Some(_) => late.push(e.who.as_str()),
+                None => {}
+            },
+            What::Ok(_) | What::NotReady | What::Fail(..) | What::Panic(..) | What::Dropped(_) => {
+                last_end = seq;
+            }
+            What::ForceEnd(_) => {
+                force_end.get_or_insert(seq);
+            }
+            _ => {}
+        }
+    }
+    late
 }

@@ -396,6 +396,9 @@ pub fn options(c: &CompSpec) -> ComponentOptions {
     if let Some(t) = c.stop_timeout_ms {
         o = o.stop_timeout(ms(t));
     }
+    if let Some(deps) = &c.deps {
+        o = o.depends_on(deps.iter().map(String::as_str));
+    }
     o
 }
 

@@ -95,6 +95,10 @@ pub struct CompSpec {
     pub stop_timeout_ms: Option<u64>,
     pub close: Act,
     pub close_timeout_ms: u64,
+    /// Given to `ComponentOptions::depends_on` (an empty list: no
+    /// dependency); `None` keeps the default, the component registered
+    /// just before.
+    pub deps: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -225,6 +229,7 @@ impl Gen {
             },
             close: self.act(),
             close_timeout_ms: self.rng.range(5, 50),
+            deps: None,
         }
     }
 
@@ -331,7 +336,66 @@ impl Scenario {
             spawner_fault: SpawnerFault::None,
         };
         sc.add_later_faults(first_stop);
+        sc.add_graph();
         sc
+    }
+
+    /// Dependency graphs, drawn from their own stream like the later
+    /// faults: some scenarios keep the default chain, the others name
+    /// dependencies — among components registered earlier, so the graph
+    /// is acyclic by construction — in one of a few shapes; components
+    /// registered while running then name earlier ones too, running or not.
+    fn add_graph(&mut self) {
+        let mut x = Rng::new(self.seed ^ 0x0006_7a9f_0d09);
+        let shape = match x.range(0, 9) {
+            0..=3 => return,
+            4 | 5 => Shape::Random,
+            6 => Shape::Layers(x.range(2, 6) as usize),
+            7 => Shape::Diamonds,
+            _ => Shape::Independent,
+        };
+        let mut names: Vec<String> = Vec::new();
+        for (i, c) in self.components.iter_mut().enumerate() {
+            c.deps = shape.deps(&mut x, i, &names);
+            names.push(c.name.clone());
+        }
+        // Half of them also register components early, while the launch
+        // is under way or just done: admitted, they name running ones.
+        if x.chance(0.5) {
+            let mut g = Gen {
+                rng: Rng::new(x.next_u64()),
+                fault: x.pick(&[0.0, 0.02, 0.1]),
+            };
+            for i in 0..x.range(1, 3) {
+                let at = x.range(0, 60);
+                let c = g.component(format!("y{i}"));
+                self.threads[0].push((at, Action::AddComponent(c)));
+            }
+            self.threads[0].sort_by_key(|(at, _)| *at);
+        }
+        for (_, action) in &mut self.threads[0] {
+            if let Action::AddComponent(c) = action {
+                c.deps = if x.chance(0.2) {
+                    None
+                } else {
+                    Some(random_deps(&mut x, &names))
+                };
+                names.push(c.name.clone());
+            }
+        }
+    }
+
+    /// Whether any component names its dependencies: otherwise the graph
+    /// is the default chain, and launch and stop follow one strict order.
+    pub fn has_graph(&self) -> bool {
+        let dynamic = self.threads.iter().flatten().filter_map(|(_, a)| match a {
+            Action::AddComponent(c) => Some(c),
+            _ => None,
+        });
+        self.components
+            .iter()
+            .chain(dynamic)
+            .any(|c| c.deps.is_some())
     }
 
     /// Faults added after the first generator: drawn from their own stream,
@@ -420,7 +484,7 @@ impl Scenario {
             actions.sort_by_key(|(at, _)| *at);
             threads.push(actions);
         }
-        Scenario {
+        let mut sc = Scenario {
             seed,
             shutdown_timeout_ms: 300,
             lame_duck_ms: 10,
@@ -445,6 +509,27 @@ impl Scenario {
             force_timeout_ms: 1000,
             reentrant_drops: rng.chance(0.5),
             spawner_fault: SpawnerFault::None,
+        };
+        sc.add_stress_graph();
+        sc
+    }
+
+    /// Rounds 2 and 3 of every four name dependencies (one on each
+    /// runtime): the builder's components in layers of three, and every
+    /// component registered while running a few of them.
+    fn add_stress_graph(&mut self) {
+        if self.seed % 4 < 2 {
+            return;
+        }
+        let mut x = Rng::new(self.seed ^ 0x0006_7a9f_0d09);
+        let names: Vec<String> = self.components.iter().map(|c| c.name.clone()).collect();
+        for (i, c) in self.components.iter_mut().enumerate() {
+            c.deps = Shape::Layers(3).deps(&mut x, i, &names);
+        }
+        for (_, action) in self.threads.iter_mut().flatten() {
+            if let Action::AddComponent(c) = action {
+                c.deps = Some(random_deps(&mut x, &names));
+            }
         }
     }
 
@@ -457,6 +542,63 @@ impl Scenario {
             .count()
             > 1
     }
+}
+
+/// How a graph scenario's builder components name their dependencies.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// A few earlier components each, some keeping the default.
+    Random,
+    /// Layers this wide, each depending on the layer before.
+    Layers(usize),
+    /// Diamonds in a row: a top, two sides on it, a bottom on both; the
+    /// next top on the last bottom.
+    Diamonds,
+    /// No dependencies at all: one wide layer.
+    Independent,
+}
+
+impl Shape {
+    /// The dependencies of component `i`, the names before it in `names`.
+    fn deps(self, x: &mut Rng, i: usize, names: &[String]) -> Option<Vec<String>> {
+        let at = |k: usize| names[k].clone();
+        match self {
+            Shape::Random if x.chance(0.2) => None,
+            Shape::Random => Some(random_deps(x, names)),
+            Shape::Layers(width) => {
+                let layer = i / width;
+                let before = layer.saturating_sub(1) * width..layer * width;
+                let mut deps: Vec<String> = before.map(at).collect();
+                // Now and then only part of the layer before.
+                if deps.len() > 1 && x.chance(0.3) {
+                    deps.truncate(x.range(1, deps.len() as u64 - 1) as usize);
+                }
+                Some(deps)
+            }
+            Shape::Diamonds => Some(match i % 4 {
+                0 if i == 0 => Vec::new(),
+                0 | 1 => vec![at(i - 1)],
+                2 => vec![at(i - 2)],
+                _ => vec![at(i - 2), at(i - 1)],
+            }),
+            Shape::Independent => Some(Vec::new()),
+        }
+    }
+}
+
+/// Up to three of `names`, now and then one named twice (it counts once).
+fn random_deps(x: &mut Rng, names: &[String]) -> Vec<String> {
+    let mut deps = Vec::new();
+    if names.is_empty() {
+        return deps;
+    }
+    for _ in 0..x.range(0, 3) {
+        deps.push(names[x.range(0, names.len() as u64 - 1) as usize].clone());
+    }
+    if !deps.is_empty() && x.chance(0.1) {
+        deps.push(deps[0].clone());
+    }
+    deps
 }
 
 impl Action {
@@ -510,7 +652,11 @@ impl fmt::Display for CompSpec {
             stop_to,
             self.close,
             self.close_timeout_ms,
-        )
+        )?;
+        if let Some(deps) = &self.deps {
+            write!(f, "; depends on {deps:?}")?;
+        }
+        Ok(())
     }
 }
 
