@@ -40,8 +40,9 @@ use futures::task::AtomicWaker;
 /// ```
 pub struct Latch {
     source: Source,
-    /// This clone's slot in the waiter list, once it has waited.
-    key: Option<usize>,
+    /// This clone's slot in the waiter list, once it has waited. Four
+    /// bytes keep a latch, which each component holds several of, at 32.
+    key: Option<u32>,
 }
 
 /// What a [`Latch`] watches.
@@ -122,33 +123,35 @@ struct Waiters {
     first: Option<Waker>,
     first_taken: bool,
     rest: Vec<Option<Waker>>,
-    free: Vec<usize>,
+    free: Vec<u32>,
 }
 
 impl Waiters {
-    fn insert(&mut self, waker: Waker) -> usize {
+    fn insert(&mut self, waker: Waker) -> u32 {
         if !self.first_taken {
             self.first_taken = true;
             self.first = Some(waker);
             return 0;
         }
         if let Some(i) = self.free.pop() {
-            self.rest[i] = Some(waker);
+            self.rest[i as usize] = Some(waker);
             return i + 1;
         }
         self.rest.push(Some(waker));
-        self.rest.len()
+        // Each waiter is a live `Latch` of 32 bytes: four billion of them
+        // would not fit in memory.
+        u32::try_from(self.rest.len()).expect("fewer than 2^32 waiters")
     }
 
-    fn slot(&mut self, key: usize) -> &mut Option<Waker> {
+    fn slot(&mut self, key: u32) -> &mut Option<Waker> {
         if key == 0 {
             &mut self.first
         } else {
-            &mut self.rest[key - 1]
+            &mut self.rest[key as usize - 1]
         }
     }
 
-    fn remove(&mut self, key: usize) {
+    fn remove(&mut self, key: u32) {
         *self.slot(key) = None;
         if key == 0 {
             self.first_taken = false;
@@ -386,6 +389,13 @@ mod tests {
         assert!(Pin::new(&mut b).poll(&mut cx).is_ready());
         assert!(Pin::new(&mut c).poll(&mut cx).is_ready());
         futures::executor::block_on(s.clone());
+    }
+
+    #[test]
+    fn a_latch_stays_small_whatever_it_watches() {
+        // Each component holds several (its cell's, its context's, a
+        // waiter's): a flag or a gate, a latch is 32 bytes.
+        assert!(std::mem::size_of::<Latch>() <= 32);
     }
 
     #[test]

@@ -314,6 +314,12 @@ impl PhaseMachine {
     pub(crate) fn is_launched(&self) -> bool {
         self.state().was_ready() && self.pending.load(Ordering::Acquire) == 0
     }
+
+    /// Whether the lifecycle is launched and shutdown has not begun.
+    pub(crate) fn is_ready(&self) -> bool {
+        let state = self.state();
+        state.was_ready() && !state.is_shutting_down() && self.pending.load(Ordering::Acquire) == 0
+    }
 }
 
 impl Gates for PhaseMachine {

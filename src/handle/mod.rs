@@ -186,10 +186,7 @@ impl Handle {
     /// has not begun. A component added while running makes it `false`
     /// until that component is ready, like the built-in `launch` check.
     pub fn is_ready(&self) -> bool {
-        // Launched, then not shutting down: the launch completes only
-        // before shutdown begins, so the two reads cannot pass for a state
-        // that never was.
-        self.shared.is_launched() && !self.shared.machine.state().is_shutting_down()
+        self.shared.machine.is_ready()
     }
 
     /// The aggregated health: `false` once shutdown has begun (or the

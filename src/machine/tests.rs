@@ -258,3 +258,21 @@ fn a_transition_on_another_thread_wakes_a_blocked_waiter() {
     m.wake(m.apply(Transition::Ready));
     t.join().unwrap();
 }
+
+#[test]
+fn a_component_not_yet_ready_holds_the_launch_back() {
+    let m = PhaseMachine::new();
+    m.admit();
+    m.wake(m.apply(Transition::Launch));
+    m.wake(m.apply(Transition::Ready));
+    assert!(!m.is_launched() && !m.is_ready());
+    m.settle();
+    assert!(m.is_launched() && m.is_ready());
+    m.admit(); // added while running
+    assert!(!m.is_launched() && !m.is_ready());
+    m.settle();
+    assert!(m.is_ready());
+    m.wake(m.begin_shutdown(ShutdownCause::Forced));
+    assert!(m.is_launched(), "the launch stays complete");
+    assert!(!m.is_ready(), "but shutting down is not ready");
+}
