@@ -39,9 +39,20 @@ use futures::task::AtomicWaker;
 /// # futures::executor::block_on(lifecycle.run()).unwrap();
 /// ```
 pub struct Latch {
-    inner: Arc<dyn Host>,
-    /// This clone's slot in the waiter list, once it has waited.
-    key: Option<usize>,
+    source: Source,
+    /// This clone's slot in the waiter list, once it has waited. Four
+    /// bytes keep a latch, which each component holds several of, at 32.
+    key: Option<u32>,
+}
+
+/// What a [`Latch`] watches.
+#[derive(Clone)]
+enum Source {
+    /// A flag of its own (or of its host), set by [`Latch::set`].
+    Flag(Arc<dyn Host>),
+    /// A gate of a state machine: set when the machine's state says so,
+    /// and only by the machine. The latch stores nothing of its own.
+    Gate(Arc<dyn Gates>, u8),
 }
 
 /// What holds a latch's state: the latch's own allocation, or a larger
@@ -50,11 +61,55 @@ pub(crate) trait Host: Send + Sync {
     fn latch_state(&self) -> &LatchState;
 }
 
+impl Source {
+    fn is_set(&self) -> bool {
+        match self {
+            Source::Flag(host) => host.latch_state().set.load(Ordering::Acquire),
+            Source::Gate(machine, gate) => machine.is_open(*gate),
+        }
+    }
+
+    fn waiters(&self) -> &WaitList {
+        match self {
+            Source::Flag(host) => &host.latch_state().waiters,
+            Source::Gate(machine, gate) => machine.waiters(*gate),
+        }
+    }
+}
+
+/// A state machine whose states latches can wait for: each gate is a
+/// condition on the state that, once true, stays true.
+pub(crate) trait Gates: Send + Sync {
+    /// Whether `gate` is open.
+    fn is_open(&self, gate: u8) -> bool;
+    /// Where the waiters of `gate` wait. The machine wakes them with
+    /// [`WaitList::wake`] after each change that opens `gate`, and must
+    /// make the change visible before it does.
+    fn waiters(&self, gate: u8) -> &WaitList;
+}
+
+/// The wakers of tasks waiting for a latch.
+#[derive(Default)]
+pub(crate) struct WaitList(Mutex<Waiters>);
+
+impl WaitList {
+    /// Wakes every waiter registered so far.
+    pub(crate) fn wake(&self) {
+        let waiters = std::mem::take(&mut *lock(&self.0));
+        // Wake outside the lock: a waker may run code that polls the latch.
+        waiters
+            .first
+            .into_iter()
+            .chain(waiters.rest.into_iter().flatten())
+            .for_each(Waker::wake);
+    }
+}
+
 /// The state behind a [`Latch`] and all its clones.
 #[derive(Default)]
 pub(crate) struct LatchState {
     set: AtomicBool,
-    waiters: Mutex<Waiters>,
+    waiters: WaitList,
     /// A second one-shot flag in the same allocation: the abort of what
     /// [`Latch::abortable`] wraps (a component's `run`, beside its stop).
     aborted: AtomicBool,
@@ -68,33 +123,35 @@ struct Waiters {
     first: Option<Waker>,
     first_taken: bool,
     rest: Vec<Option<Waker>>,
-    free: Vec<usize>,
+    free: Vec<u32>,
 }
 
 impl Waiters {
-    fn insert(&mut self, waker: Waker) -> usize {
+    fn insert(&mut self, waker: Waker) -> u32 {
         if !self.first_taken {
             self.first_taken = true;
             self.first = Some(waker);
             return 0;
         }
         if let Some(i) = self.free.pop() {
-            self.rest[i] = Some(waker);
+            self.rest[i as usize] = Some(waker);
             return i + 1;
         }
         self.rest.push(Some(waker));
-        self.rest.len()
+        // Each waiter is a live `Latch` of 32 bytes: four billion of them
+        // would not fit in memory.
+        u32::try_from(self.rest.len()).expect("fewer than 2^32 waiters")
     }
 
-    fn slot(&mut self, key: usize) -> &mut Option<Waker> {
+    fn slot(&mut self, key: u32) -> &mut Option<Waker> {
         if key == 0 {
             &mut self.first
         } else {
-            &mut self.rest[key - 1]
+            &mut self.rest[key as usize - 1]
         }
     }
 
-    fn remove(&mut self, key: usize) {
+    fn remove(&mut self, key: u32) {
         *self.slot(key) = None;
         if key == 0 {
             self.first_taken = false;
@@ -108,7 +165,7 @@ impl LatchState {
     /// Drops every waker registered on it, without setting it: its host
     /// may be what those wakers wake (a component's cell), a cycle.
     pub(crate) fn release_wakers(&self) {
-        let waiters = std::mem::take(&mut *lock(&self.waiters));
+        let waiters = std::mem::take(&mut *lock(&self.waiters.0));
         drop(waiters);
         drop(self.abort_waker.take());
     }
@@ -128,13 +185,34 @@ impl Latch {
     /// A latch whose state lives in `host`.
     pub(crate) fn hosted(host: Arc<dyn Host>) -> Self {
         Latch {
-            inner: host,
+            source: Source::Flag(host),
             key: None,
         }
     }
 
+    /// A latch set when `gate` of `machine` opens.
+    pub(crate) fn gate(machine: Arc<dyn Gates>, gate: u8) -> Self {
+        Latch {
+            source: Source::Gate(machine, gate),
+            key: None,
+        }
+    }
+
+    /// The flag of a latch made by [`Latch::new`] or [`Latch::hosted`].
+    ///
+    /// # Panics
+    ///
+    /// For a gate: only its machine opens it, so setting or aborting it is
+    /// a bug in this crate.
     fn st(&self) -> &LatchState {
-        self.inner.latch_state()
+        match &self.source {
+            Source::Flag(host) => host.latch_state(),
+            Source::Gate(..) => panic!("a gate opens with its state machine only"),
+        }
+    }
+
+    fn waiters(&self) -> &WaitList {
+        self.source.waiters()
     }
 
     /// Sets the flag and wakes every waiter. Returns `true` if this call set it.
@@ -155,18 +233,12 @@ impl Latch {
 
     /// Wakes every waiter registered before the flag was raised.
     pub(crate) fn wake(&self) {
-        let waiters = std::mem::take(&mut *lock(&self.st().waiters));
-        // Wake outside the lock: a waker may run code that polls this signal.
-        waiters
-            .first
-            .into_iter()
-            .chain(waiters.rest.into_iter().flatten())
-            .for_each(Waker::wake);
+        self.st().waiters.wake();
     }
 
     /// Whether the flag is set.
     pub fn is_set(&self) -> bool {
-        self.st().set.load(Ordering::Acquire)
+        self.source.is_set()
     }
 
     /// Wraps `fut` so that [`Latch::abort`] on any clone of this latch ends
@@ -178,14 +250,20 @@ impl Latch {
         }
     }
 
-    /// Whether [`Latch::abort`] was called.
+    /// Whether [`Latch::abort`] was called. A gate is never aborted.
     pub(crate) fn is_aborted(&self) -> bool {
-        self.st().aborted.load(Ordering::SeqCst)
+        match &self.source {
+            Source::Flag(host) => host.latch_state().aborted.load(Ordering::SeqCst),
+            Source::Gate(..) => false,
+        }
     }
 
-    /// Wakes `waker` on [`Latch::abort`] (the last one registered).
+    /// Wakes `waker` on [`Latch::abort`] (the last one registered). A gate
+    /// is never aborted: nothing to register.
     pub(crate) fn on_abort(&self, waker: &std::task::Waker) {
-        self.st().abort_waker.register(waker);
+        if let Source::Flag(host) = &self.source {
+            host.latch_state().abort_waker.register(waker);
+        }
     }
 
     /// Aborts what [`Latch::abortable`] wrapped: its next poll ends it
@@ -208,14 +286,14 @@ impl<F: Future + Unpin> Future for Abortable<F> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // As `futures`' `Abortable`: checked before the poll, and again
         // after the waker is registered, so an abort is never missed.
-        if self.latch.st().aborted.load(Ordering::SeqCst) {
+        if self.latch.is_aborted() {
             return Poll::Ready(Err(Aborted));
         }
         if let Poll::Ready(out) = Pin::new(&mut self.fut).poll(cx) {
             return Poll::Ready(Ok(out));
         }
-        self.latch.st().abort_waker.register(cx.waker());
-        if self.latch.st().aborted.load(Ordering::SeqCst) {
+        self.latch.on_abort(cx.waker());
+        if self.latch.is_aborted() {
             return Poll::Ready(Err(Aborted));
         }
         Poll::Pending
@@ -225,7 +303,7 @@ impl<F: Future + Unpin> Future for Abortable<F> {
 impl Clone for Latch {
     fn clone(&self) -> Self {
         Latch {
-            inner: self.inner.clone(),
+            source: self.source.clone(),
             key: None,
         }
     }
@@ -240,10 +318,11 @@ impl Future for Latch {
         }
         // `Latch` is `Unpin`: its fields can be borrowed apart.
         let this = self.get_mut();
-        let mut waiters = lock(&this.inner.latch_state().waiters);
-        // Checked again under the lock: `set` takes the waiters under it, so
-        // a waker registered now is either taken by `set` or sees the flag.
-        if this.inner.latch_state().set.load(Ordering::Acquire) {
+        let mut waiters = lock(&this.source.waiters().0);
+        // Checked again under the lock: waking takes the waiters under it,
+        // after the flag is set, so a waker registered now is either taken
+        // by the wake or sees the flag.
+        if this.source.is_set() {
             return Poll::Ready(());
         }
         match this.key {
@@ -263,9 +342,10 @@ impl Future for Latch {
 impl Drop for Latch {
     fn drop(&mut self) {
         if let Some(key) = self.key {
-            let mut waiters = lock(&self.st().waiters);
-            // Once set, the waiters were taken: there is no slot to free.
-            if !self.st().set.load(Ordering::Acquire) {
+            let mut waiters = lock(&self.waiters().0);
+            // Once set, the waiters were taken (or are about to be): there
+            // is no slot to free.
+            if !self.is_set() {
                 waiters.remove(key);
             }
         }
@@ -309,6 +389,13 @@ mod tests {
         assert!(Pin::new(&mut b).poll(&mut cx).is_ready());
         assert!(Pin::new(&mut c).poll(&mut cx).is_ready());
         futures::executor::block_on(s.clone());
+    }
+
+    #[test]
+    fn a_latch_stays_small_whatever_it_watches() {
+        // Each component holds several (its cell's, its context's, a
+        // waiter's): a flag or a gate, a latch is 32 bytes.
+        assert!(std::mem::size_of::<Latch>() <= 32);
     }
 
     #[test]

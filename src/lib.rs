@@ -235,6 +235,7 @@ mod health;
 mod latch;
 mod lifecycle;
 mod logging;
+mod machine;
 mod names;
 mod phase;
 mod report;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use hashbrown::HashTable;
 
 use crate::cause::ShutdownCause;
+use crate::machine::Moments;
 use crate::phase::Phase;
 
 /// Where a component's life ended up.
@@ -197,18 +198,21 @@ impl fmt::Debug for NameIndex {
 }
 
 impl Report {
+    /// The report of a lifecycle born at `epoch`, in `phase`, from what
+    /// its phase machine recorded.
     pub(crate) fn new(
         epoch: Instant,
-        shutdown_at: Option<Instant>,
-        cause: Option<ShutdownCause>,
-        components: Vec<ComponentRecord>,
         phase: Phase,
+        moments: &Moments,
+        components: Vec<ComponentRecord>,
     ) -> Self {
         Report {
             phase,
             elapsed: epoch.elapsed(),
-            shutdown_at: shutdown_at.map(|t| t.saturating_duration_since(epoch)),
-            cause,
+            shutdown_at: moments
+                .shutdown_at()
+                .map(|t| t.saturating_duration_since(epoch)),
+            cause: moments.cause().cloned(),
             components,
             by_name: NameIndex::default(),
         }
@@ -343,7 +347,7 @@ mod tests {
             .iter()
             .map(|n| ComponentRecord::new(n.as_str().into()))
             .collect();
-        let report = Report::new(Instant::now(), None, None, records, Phase::Running);
+        let report = Report::new(Instant::now(), Phase::Running, &Moments::default(), records);
         for r in [&report, &report.clone()] {
             for (i, name) in names.iter().enumerate() {
                 let found = r.component(name).expect("registered");

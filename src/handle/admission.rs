@@ -4,7 +4,6 @@
 //! must launch sent to its runner.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use super::Handle;
 use super::shared::{self, Shared, claim, validate_name};
@@ -68,7 +67,7 @@ impl Handle {
         }
         if let Err(e) = link_last(st, options.dependencies()) {
             forget_last(st);
-            self.shared.launching.fetch_sub(1, Ordering::AcqRel);
+            self.shared.machine.settle();
             drop(guard);
             drop(component);
             return Err(e);
@@ -85,7 +84,7 @@ impl Handle {
             // The runner is gone (its channel closed): undo the admission.
             st.graph.remove_last();
             forget_last(st);
-            self.shared.launching.fetch_sub(1, Ordering::AcqRel);
+            self.shared.machine.settle();
             drop(guard);
             drop(refused);
             return Err(Error::shutting_down());
@@ -302,7 +301,7 @@ fn admit(
         return Err(Error::config("duplicate component name").with_component(name));
     }
     st.records.push(ComponentRecord::new(name.clone()));
-    shared.launching.fetch_add(1, Ordering::AcqRel);
+    shared.machine.admit();
     Ok(())
 }
 

@@ -16,6 +16,7 @@ use crate::error::{BoxError, Error, ErrorKind};
 use crate::health::check::run_check;
 use crate::latch::{Latch, lock};
 use crate::logging::event;
+use crate::machine::Transition;
 use crate::phase::Phase;
 use crate::phase::Step;
 use crate::report::Report;
@@ -82,27 +83,26 @@ impl Handle {
         self.shared.begin_shutdown(None, ShutdownCause::Forced);
         let forced = {
             let mut st = lock(&self.shared.state);
-            // Checked under the lock the runner takes the errors under, after
-            // it marked the lifecycle stopped: a force either lands in the
-            // result or reports that it came too late.
-            if self.shared.force.is_set() || self.phase() == Phase::Stopped {
-                false
-            } else {
-                // Recorded before the signal is set: the runner, once woken
-                // by it, may finish at once and must find the error.
+            // Under the lock the runner takes the errors under, after it
+            // marked the lifecycle stopped: a force either lands in the
+            // result or reports that it came too late (the phase machine
+            // refuses to force a stopped lifecycle, or one forced already).
+            let forced = self.shared.machine.apply(Transition::Force);
+            if forced.is_some() {
                 st.errors.push(
                     Error::new(ErrorKind::Forced)
                         .with_step(Step::Shutdown)
                         .with_phase(before),
                 );
-                self.shared.force.raise()
             }
+            forced
         };
-        if forced {
-            self.shared.force.wake();
-            event!(target: "lameduck", warn, {}, "shutdown forced: graceful waits skipped");
+        if forced.is_none() {
+            return false;
         }
-        forced
+        self.shared.machine.wake(forced);
+        event!(target: "lameduck", warn, {}, "shutdown forced: graceful waits skipped");
+        true
     }
 
     /// Why the shutdown began: `None` until it has. The first cause stays;
@@ -125,12 +125,12 @@ impl Handle {
     /// # lifecycle.run_blocking().unwrap_err();
     /// ```
     pub fn shutdown_cause(&self) -> Option<ShutdownCause> {
-        lock(&self.shared.state).cause.clone()
+        self.shared.machine.cause()
     }
 
     /// Whether shutdown has been requested.
     pub fn is_shutting_down(&self) -> bool {
-        self.shared.shutdown.is_set()
+        self.shared.machine.state().is_shutting_down()
     }
 
     /// Resolves when shutdown is requested.
@@ -186,7 +186,7 @@ impl Handle {
     /// has not begun. A component added while running makes it `false`
     /// until that component is ready, like the built-in `launch` check.
     pub fn is_ready(&self) -> bool {
-        self.shared.is_launched() && !self.shared.shutdown.is_set()
+        self.shared.machine.is_ready()
     }
 
     /// The aggregated health: `false` once shutdown has begun (or the
@@ -205,7 +205,7 @@ impl Handle {
         async move {
             // A lifecycle can also stop without a shutdown (its `run` dropped,
             // or never run): nothing serves then either.
-            let stopped = |s: &Shared| s.shutdown.is_set() || s.phase() == Phase::Stopped;
+            let stopped = |s: &Shared| s.machine.state().is_over();
             if stopped(&shared) {
                 return false;
             }
@@ -223,12 +223,12 @@ impl Handle {
     /// A snapshot of the timeline so far.
     pub fn report(&self) -> Report {
         let st = lock(&self.shared.state);
+        let (state, moments) = self.shared.machine.snapshot();
         Report::new(
             self.shared.epoch,
-            st.shutdown_at,
-            st.cause.clone(),
+            state.phase(),
+            &moments,
             st.records.clone(),
-            self.phase(),
         )
     }
 }

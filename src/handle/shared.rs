@@ -3,7 +3,6 @@
 
 use std::any::Any;
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -14,6 +13,7 @@ use crate::health::registry::Registry;
 use crate::latch::{Latch, lock};
 use crate::lifecycle::watchdog::Watchdog;
 use crate::logging::{event, opt};
+use crate::machine::{Change, Gate, PhaseMachine, Transition};
 use crate::phase::Phase;
 use crate::report::ComponentRecord;
 
@@ -21,15 +21,20 @@ pub(crate) use crate::names::{NameIndex, validate_name};
 
 /// State shared by the runner and every [`Handle`](super::Handle).
 pub(crate) struct Shared {
+    /// Where the lifecycle is: the one record of its phase, of whether
+    /// shutdown began, the launch completed, the shutdown was forced and
+    /// `run` is over, and of when each happened.
+    pub(crate) machine: Arc<PhaseMachine>,
+    /// Gates of `machine`, to wait on: views of its state that store
+    /// nothing. Shutdown has begun.
     pub(crate) shutdown: Latch,
+    /// The shutdown was forced.
     pub(crate) force: Latch,
+    /// The launch completed.
     pub(crate) ready: Latch,
-    /// Components admitted and not yet ready: one added while running
-    /// keeps the `launch` check failing until it is ready.
-    pub(crate) launching: AtomicUsize,
+    /// `run` is over.
     pub(crate) stopped: Latch,
     pub(crate) epoch: Instant,
-    phase: AtomicU8,
     pub(crate) state: Mutex<State>,
     /// The engine's parts (components waiting to be launched, drainers,
     /// stop hooks), held without naming their type: see
@@ -42,9 +47,6 @@ pub(crate) struct Shared {
 #[derive(Default)]
 pub(crate) struct State {
     pub(crate) errors: Vec<Error>,
-    pub(crate) shutdown_at: Option<Instant>,
-    /// Set with `shutdown_at`, by the same call.
-    pub(crate) cause: Option<ShutdownCause>,
     /// Each component's position in `records`, which is its node in
     /// `graph`: components are recorded, and linked, in launch order.
     pub(crate) component_index: NameIndex,
@@ -55,14 +57,14 @@ pub(crate) struct State {
 
 impl Shared {
     pub(crate) fn new(parts: Box<dyn Any + Send + Sync>) -> Self {
+        let machine = Arc::new(PhaseMachine::new());
         Shared {
-            shutdown: Latch::new(),
-            force: Latch::new(),
-            ready: Latch::new(),
-            launching: AtomicUsize::new(0),
-            stopped: Latch::new(),
+            shutdown: machine.latch(Gate::Shutdown),
+            force: machine.latch(Gate::Forced),
+            ready: machine.latch(Gate::Ready),
+            stopped: machine.latch(Gate::Stopped),
+            machine,
             epoch: Instant::now(),
-            phase: AtomicU8::new(Phase::Created as u8),
             state: Mutex::new(State::default()),
             parts,
             watchdog: Mutex::new(None),
@@ -71,45 +73,54 @@ impl Shared {
     }
 
     pub(crate) fn phase(&self) -> Phase {
-        Phase::from_u8(self.phase.load(Ordering::Acquire))
+        self.machine.state().phase()
     }
 
-    /// Moves the phase forward; phases never go back.
+    /// Moves the phase forward to `Launching`, or on through the shutdown;
+    /// a move the phase machine does not allow from where it is changes
+    /// nothing. Shutdown itself begins with [`Shared::begin_shutdown`], the
+    /// launch completes with [`Shared::mark_ready`], and `run` ends with
+    /// [`Shared::stop`].
     pub(crate) fn set_phase(&self, phase: Phase) {
-        let old = self.advance(phase);
-        log_phase(old, phase);
+        let transition = match phase {
+            Phase::Launching => Transition::Launch,
+            phase => Transition::Advance(phase),
+        };
+        let change = self.machine.apply(transition);
+        log_phase(change);
+        self.machine.wake(change);
     }
 
-    /// Moves the phase forward without logging; returns the phase before.
-    fn advance(&self, phase: Phase) -> Phase {
-        Phase::from_u8(self.phase.fetch_max(phase as u8, Ordering::AcqRel))
+    /// When shutdown began, if it has.
+    pub(crate) fn shutdown_at(&self) -> Option<Instant> {
+        self.machine.shutdown_at()
     }
 
     /// Whether every component admitted so far is ready: the launch
     /// completed, and no component added since is still launching.
     pub(crate) fn is_launched(&self) -> bool {
-        self.ready.is_set() && self.launching.load(Ordering::Acquire) == 0
+        self.machine.is_launched()
     }
 
-    /// Marks every component ready, unless shutdown has begun. The flag is
-    /// raised under the state lock, so it cannot interleave with
-    /// `begin_shutdown`; as there, wakers and the logger run after the lock
-    /// is released, since either may call back into a handle.
+    /// Marks every component ready, unless shutdown has begun: the phase
+    /// machine allows one or the other, never both.
     pub(crate) fn mark_ready(&self) -> bool {
-        let old = {
-            let st = lock(&self.state);
-            if st.shutdown_at.is_some() {
-                return false;
-            }
-            // The phase first: whoever sees the lifecycle ready sees it
-            // running.
-            let old = self.advance(Phase::Running);
-            self.ready.raise();
-            old
-        };
-        self.ready.wake();
-        log_phase(old, Phase::Running);
-        true
+        let change = self.machine.apply(Transition::Ready);
+        // Wakers and the logger may call back into a handle: the machine
+        // holds no lock by now.
+        self.machine.wake(change);
+        log_phase(change);
+        change.is_some()
+    }
+
+    /// Marks `run` over. The phase is `Stopped` at once, so nothing more
+    /// is admitted; the `stopped` waiters are woken by the returned change,
+    /// which the caller passes to [`PhaseMachine::wake`] once it has let go
+    /// of the parts.
+    pub(crate) fn stop(&self) -> Option<Change> {
+        let change = self.machine.apply(Transition::Stop);
+        log_phase(change);
+        change
     }
 
     /// Records an error, keeping the order in which errors happened.
@@ -133,30 +144,23 @@ impl Shared {
     pub(crate) fn begin_shutdown(&self, error: Option<Error>, cause: ShutdownCause) -> bool {
         let cause_text = cause.to_string();
         let error_text = error.as_ref().map(|e| format!("{e:#}"));
-        {
+        let change = {
             let mut st = lock(&self.state);
-            if st.shutdown_at.is_some() {
+            // Under the state lock: a registration racing with us either
+            // lands before the shutdown or is refused.
+            let change = self.machine.begin_shutdown(cause);
+            match (change, error) {
+                (Some(_), Some(e)) => st.errors.push(e),
                 // A later request's error is attached to the result, never
-                // lost; once the result is out there is nothing to attach it
-                // to.
-                if let Some(e) = error {
-                    if self.phase() < Phase::Stopped {
-                        st.errors.push(e);
-                    }
-                }
-                return false;
+                // lost; once the result is out there is nothing to attach
+                // it to.
+                (None, Some(e)) if !self.machine.state().is_stopped() => st.errors.push(e),
+                _ => {}
             }
-            st.shutdown_at = Some(Instant::now());
-            st.cause = Some(cause);
-            if let Some(e) = error {
-                st.errors.push(e);
-            }
-            // All under the lock: a registration racing with us either lands
-            // before the shutdown or is refused, and whoever sees
-            // `shutdown_at` set also sees the shutdown signal set (readiness
-            // fails, the launch stops) — never one without the other.
-            self.advance(Phase::LameDuck);
-            self.shutdown.raise();
+            change
+        };
+        if change.is_none() {
+            return false;
         }
         // The logger and wakers run outside the lock: either may call back
         // into a handle. The cause is logged before anyone is woken, so the
@@ -169,17 +173,19 @@ impl Shared {
             { phase = Phase::LameDuck, cause = cause_text },
             "shutting down: {cause_text}"
         );
-        self.shutdown.wake();
+        self.machine.wake(change);
         if let Some(w) = lock(&self.watchdog).as_ref() {
             w.arm();
         }
         true
     }
 
-    pub(super) fn refuse_if_shutting_down(&self, st: &State) -> Result<(), Error> {
+    /// Refuses a part once shutdown has begun. Taking the state (locked)
+    /// shows the caller holds the lock shutdown begins under.
+    pub(super) fn refuse_if_shutting_down(&self, _locked: &State) -> Result<(), Error> {
         // A lifecycle can stop without a shutdown: its `run` future dropped,
         // or the lifecycle dropped unrun. Nothing would call the part then.
-        if st.shutdown_at.is_some() || self.phase() == Phase::Stopped {
+        if self.machine.state().is_over() {
             Err(Error::shutting_down())
         } else {
             Ok(())
@@ -187,9 +193,12 @@ impl Shared {
     }
 }
 
-fn log_phase(old: Phase, new: Phase) {
-    if old < new {
-        event!(info, { phase = new }, "phase: {old} -> {new}");
+fn log_phase(change: Option<Change>) {
+    if let Some(Change { from, to }) = change {
+        let (old, new) = (from.phase(), to.phase());
+        if old != new {
+            event!(info, { phase = new }, "phase: {old} -> {new}");
+        }
     }
 }
 

@@ -274,7 +274,7 @@ impl Probes {
                         Source::Ping => Health::Healthy,
                         Source::Launch if shared.is_launched() => Health::Healthy,
                         Source::Launch => Health::Unhealthy("launch not complete".into()),
-                        Source::Shutdown if shared.shutdown.is_set() => {
+                        Source::Shutdown if shared.machine.state().is_shutting_down() => {
                             Health::Unhealthy("shutting down".into())
                         }
                         Source::Shutdown => Health::Healthy,

@@ -293,10 +293,14 @@ fn dispatch(raw: c_int, count: &mut usize, signals: &Signals, shared: &Weak<Shar
             }
         }
         None if *count == 1 => {
-            event!(target: "lameduck", info, {}, "received {kind}: shutting down");
-            handle
+            // One event, not two: the shutdown logs its cause, "shutting
+            // down: received SIGTERM".
+            let began = handle
                 .shared
                 .begin_shutdown(None, crate::ShutdownCause::Signal(kind));
+            if !began {
+                event!(target: "lameduck", info, {}, "received {kind}: the shutdown is already under way");
+            }
         }
         None => {
             event!(target: "lameduck", warn, {}, "received {kind} again: forcing the shutdown");

@@ -182,10 +182,7 @@ impl Runner {
             }
         }
         self.slots[index].ready = true;
-        self.handle
-            .shared
-            .launching
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.handle.shared.machine.settle();
         let now = self.now();
         let at = self.since_epoch(now);
         event!(

@@ -150,7 +150,7 @@ struct StoppedGuard(Handle);
 impl Drop for StoppedGuard {
     fn drop(&mut self) {
         let shared = &self.0.shared;
-        shared.set_phase(Phase::Stopped);
+        let stopped = shared.stop();
         // Break any cycle through user parts that hold a handle. They are
         // dropped only once every lock is released: their `Drop` may call
         // back into a handle.
@@ -161,7 +161,7 @@ impl Drop for StoppedGuard {
         if let Some(w) = lock(&shared.watchdog).take() {
             w.done();
         }
-        shared.stopped.set();
+        shared.machine.wake(stopped);
     }
 }
 
@@ -213,7 +213,7 @@ impl Runner {
         // Every started component has been stopped or closed. A `run` on its
         // own task may have ended just as it was aborted: read what those
         // tasks report, briefly, then drop what is left before reporting.
-        let begun = lock(&shared.state).shutdown_at;
+        let begun = shared.shutdown_at();
         let deadline = begun.and_then(|b| deadline_after(b, Some(self.config.shutdown_timeout)));
         let bound = match self.force_deadline {
             Some(forced) => earliest(forced, deadline),

@@ -14,7 +14,6 @@ use super::drive::{Driven, Interrupt};
 use super::{Runner, budget_of, deadline_after, earliest};
 use crate::component::CallResult;
 use crate::error::{Error, ErrorKind};
-use crate::latch::lock;
 use crate::lifecycle::cell::Cmd;
 use crate::lifecycle::parts::Parts;
 use crate::logging::{event, ms};
@@ -64,7 +63,7 @@ impl Runner {
         // Every stamp of the shutdown comes after the request.
         self.clock_moved();
         let shared = self.handle.shared.clone();
-        let begun = lock(&shared.state).shutdown_at.unwrap_or_else(Instant::now);
+        let begun = shared.shutdown_at().unwrap_or_else(Instant::now);
         let deadline = deadline_after(begun, Some(self.config.shutdown_timeout));
 
         shared.set_phase(Phase::LameDuck);
