@@ -7,10 +7,12 @@
 //! [health checks](HealthChecker) and stop hooks. Its [`run`](Lifecycle::run)
 //! future drives them through these phases:
 //!
-//! 1. **Launching.** Components start one at a time, in registration order
-//!    unless [dependencies](ComponentOptions::depends_on) name another order
-//!    (each then starts after the components it depends on). Each one's [`run`](Component::run) is polled as soon as its
-//!    [`start`](Component::start) succeeded; the next component starts only
+//! 1. **Launching.** Components start one at a time, in registration order,
+//!    unless [dependencies](ComponentOptions::depends_on) say otherwise:
+//!    then each starts once the components it depends on are ready, and
+//!    those whose dependencies are ready start at once. Each one's
+//!    [`run`](Component::run) is polled as soon as its
+//!    [`start`](Component::start) succeeded; what comes after it starts only
 //!    once [`ready`](Component::ready) returned `Ok(true)` (asked up to the
 //!    [`Readiness`] policy's attempts, with backoff and a per-attempt timeout).
 //! 2. **Running.** Every component is ready: [`Handle::ready`] resolves.
@@ -20,8 +22,9 @@
 //!    serving, for the [lame-duck period](LifecycleBuilder::lame_duck), so
 //!    load balancers stop routing here before anything closes. A lifecycle
 //!    that never became ready skips it: nothing routes to it.
-//! 4. **Draining.** Components stop one at a time in *reverse* launch order:
-//!    the stop signal is set, [`stop`](Component::stop) is called, and the
+//! 4. **Draining.** Components stop one at a time in *reverse* launch order
+//!    (with dependencies: each once every component that depends on it has
+//!    stopped, independent ones at once): the stop signal is set, [`stop`](Component::stop) is called, and the
 //!    lifecycle waits for `run` to end. Past its budget, a component is
 //!    [closed](Component::close) and its futures are dropped.
 //! 5. **Flushing.** [Drainers](Drainer) run in order.

@@ -89,13 +89,17 @@ impl ComponentOptions {
     /// registered while the lifecycle runs may name any component already
     /// registered.
     ///
-    /// Components are started one at a time, in an order that respects
-    /// every dependency: from the builder, each component is launched as
-    /// soon as its dependencies are (earliest registered first among those
-    /// that could go), so the default order is registration order; a
-    /// component registered while running is launched after every other.
-    /// The [report](crate::Report) lists components in that order, each
-    /// with its dependencies.
+    /// A component starts once every component it depends on is ready,
+    /// and every component whose dependencies are ready starts at once
+    /// (each with its own start timeout and readiness policy). On shutdown
+    /// a component stops once every component that depends on it has
+    /// stopped, independent ones at once, each within its own stop budget.
+    /// With the default chain that is one at a time, in registration order
+    /// and in reverse. The [report](crate::Report) lists components in an
+    /// order where each comes after its dependencies (from the builder,
+    /// the earliest registered first among those that could go; a
+    /// component registered while running after every other), each with
+    /// its dependencies.
     ///
     /// # Errors
     ///
