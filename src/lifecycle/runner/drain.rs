@@ -116,7 +116,10 @@ impl Runner {
         let force = self.handle.shared.force.clone();
         loop {
             let mut moved = false;
-            for index in std::mem::take(&mut self.stoppable) {
+            // Drained rather than consumed: the buffer is kept, so a stop
+            // costs no allocation.
+            let mut stoppable = std::mem::take(&mut self.stoppable);
+            for index in stoppable.drain(..) {
                 if force.is_set() {
                     self.stoppable.push(index);
                 } else {
@@ -124,6 +127,8 @@ impl Runner {
                     moved = true;
                 }
             }
+            stoppable.append(&mut self.stoppable);
+            self.stoppable = stoppable;
             let mut stopping = std::mem::take(&mut self.stopping);
             stopping.retain_mut(|s| {
                 if force.is_set() {

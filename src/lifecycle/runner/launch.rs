@@ -146,7 +146,10 @@ impl Runner {
                 take_startable(&mut st.graph, &mut self.startable);
             }
             let mut moved = false;
-            for index in std::mem::take(&mut self.startable) {
+            // Drained rather than consumed: the buffer is kept, so a start
+            // costs no allocation.
+            let mut startable = std::mem::take(&mut self.startable);
+            for index in startable.drain(..) {
                 if shared.shutdown.is_set() {
                     self.startable.push(index);
                     continue;
@@ -154,6 +157,8 @@ impl Runner {
                 self.begin_start(index);
                 moved = true;
             }
+            startable.append(&mut self.startable);
+            self.startable = startable;
             let mut launching = std::mem::take(&mut self.launching);
             launching.retain_mut(|l| {
                 if shared.shutdown.is_set() {
