@@ -17,7 +17,10 @@
 //!    [`Readiness`] policy's attempts, with backoff and a per-attempt timeout).
 //! 2. **Running.** Every component is ready: [`Handle::ready`] resolves.
 //!    Shutdown begins when a stop is [requested](Handle::request_shutdown), when
-//!    any `run` ends (`Ok`, `Err` or panic), or when a launch step fails.
+//!    any `run` ends (`Ok`, `Err` or panic), or when a launch step fails. A
+//!    component with a [restart policy](Restart) whose `run` fails is
+//!    stopped, started and readied again instead, within its budget, while
+//!    the rest keeps running.
 //! 3. **Lame duck.** Readiness fails at once while every component keeps
 //!    serving, for the [lame-duck period](LifecycleBuilder::lame_duck), so
 //!    load balancers stop routing here before anything closes. A lifecycle
@@ -241,8 +244,6 @@ mod logging;
 mod names;
 mod phase;
 mod report;
-// Restart policy and budget of a component: the engine restarts by it next.
-#[cfg_attr(not(test), allow(dead_code))]
 mod restart;
 #[cfg(feature = "signals")]
 #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
@@ -273,7 +274,8 @@ pub use health::{
 pub use latch::Latch;
 pub use lifecycle::{Backoff, ComponentOptions, Lifecycle, LifecycleBuilder, Readiness, Run};
 pub use phase::{Phase, Step};
-pub use report::{ComponentRecord, ComponentState, Report};
+pub use report::{ComponentRecord, ComponentState, Report, RunFailure};
+pub use restart::Restart;
 
 /// The former name of [`Latch`], easy to confuse with
 /// `Signals` (the OS signals that start a shutdown).

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::FutureExt as _;
 use futures::stream::StreamExt as _;
@@ -20,6 +20,7 @@ use futures_timer::Delay;
 
 use super::drive::Interrupt;
 use super::outcomes::take_startable;
+use super::shutdown::InFlight;
 use super::{Runner, Slot, deadline_after};
 use crate::error::{Error, ErrorKind};
 use crate::latch::{Latch, lock};
@@ -40,7 +41,16 @@ pub(super) struct Launching {
     /// The end of the call's budget or of the backoff.
     pub(super) deadline: Option<Instant>,
     /// Armed only once a step does not end on its first poll.
-    timer: Option<Delay>,
+    pub(super) timer: Option<Delay>,
+    /// For a restart: the wait before the component starts again, and its
+    /// `close` if its stop overran.
+    pub(super) restart: Option<Box<Restarting>>,
+}
+
+/// What a component being restarted carries through its stop.
+pub(super) struct Restarting {
+    pub(super) wait: Duration,
+    pub(super) close: Option<InFlight>,
 }
 
 #[derive(Clone, Copy)]
@@ -50,6 +60,12 @@ pub(super) enum LaunchStep {
     Ready(u32),
     /// Waiting before the attempt after `attempt`.
     Backoff(u32),
+    /// A restart: its `stop` call (its `run` failed).
+    Restop,
+    /// A restart: its `close`, the stop having overrun.
+    Reclose,
+    /// A restart: the wait before it starts again.
+    Rewait,
 }
 
 /// What one look at a component in launch came to.
@@ -74,11 +90,12 @@ impl Launching {
             issued: false,
             deadline,
             timer: None,
+            restart: None,
         }
     }
 
     /// Whether the step's deadline has passed; arms its timer otherwise.
-    fn expired(&mut self, cx: &mut TaskContext<'_>) -> bool {
+    pub(super) fn expired(&mut self, cx: &mut TaskContext<'_>) -> bool {
         let Some(deadline) = self.deadline else {
             return false;
         };
@@ -123,6 +140,7 @@ impl Runner {
             run_done: false,
             ready: false,
             stopping: false,
+            restart: reg.restart,
         });
         self.unready += 1;
         self.graph_moved = true;
@@ -200,6 +218,12 @@ impl Runner {
                 None => return,
             }
         }
+        let l = self.start_step(index);
+        self.launching.push(l);
+    }
+
+    /// A component's launch from its `start` on.
+    pub(super) fn start_step(&mut self, index: usize) -> Launching {
         let name = self.slots[index].name.clone();
         let t0 = self.now();
         event!(debug, { component = name, step = Step::Start }, "starting `{name}`");
@@ -209,8 +233,7 @@ impl Runner {
             r.start_at = Some(at);
         });
         let deadline = deadline_after(t0, self.slots[index].options.start_timeout);
-        let l = Launching::new(index, t0, LaunchStep::Start, deadline);
-        self.launching.push(l);
+        Launching::new(index, t0, LaunchStep::Start, deadline)
     }
 
     /// Moves a component in launch one step on, if it can.
@@ -234,6 +257,9 @@ impl Runner {
                     Moved::No => Moved::On,
                     moved => moved,
                 }
+            }
+            LaunchStep::Restop | LaunchStep::Reclose | LaunchStep::Rewait => {
+                self.advance_restart(l, cx)
             }
             LaunchStep::Backoff(attempt) => {
                 if !l.expired(cx) {
@@ -275,6 +301,13 @@ impl Runner {
     fn cancel_launch(&mut self) {
         for mut l in std::mem::take(&mut self.launching) {
             let index = l.index;
+            if matches!(
+                l.step,
+                LaunchStep::Restop | LaunchStep::Reclose | LaunchStep::Rewait
+            ) {
+                self.cancel_restart(l);
+                continue;
+            }
             let done = if l.issued {
                 self.slots[index].cell.take_done()
             } else {
@@ -298,6 +331,7 @@ impl Runner {
                 LaunchStep::Start => {
                     event!(info, { component = name, step = Step::Start }, "start of `{name}` cancelled by shutdown");
                     self.update(index, |r| r.state = ComponentState::Pending);
+                    self.slots[index].stopping = true;
                     lock(&self.handle.shared.state)
                         .graph
                         .set_stopped(index as u32);
@@ -305,7 +339,7 @@ impl Runner {
                 LaunchStep::Ready(_) => {
                     event!(info, { component = name, step = Step::Ready }, "readiness wait of `{name}` cancelled by shutdown");
                 }
-                LaunchStep::Backoff(_) => {}
+                _ => {}
             }
         }
         let never = std::mem::take(&mut self.startable);

@@ -24,6 +24,7 @@ mod drive;
 mod flush;
 mod launch;
 mod outcomes;
+mod restart;
 mod shutdown;
 
 use std::sync::Arc;
@@ -86,6 +87,8 @@ struct Slot {
     ready: bool,
     /// Whether its stop began.
     stopping: bool,
+    /// Its restart budget, if its policy ever restarts it.
+    restart: Option<Box<crate::restart::Budget>>,
 }
 
 impl Drop for Slot {

@@ -48,7 +48,7 @@ impl Runner {
                 }
             },
             LaunchStep::Ready(attempt) => self.checked(l, attempt, readiness(done)),
-            LaunchStep::Backoff(_) => Moved::No,
+            _ => Moved::No,
         }
     }
 
@@ -75,7 +75,14 @@ impl Runner {
             r.start_took = Some(took);
             r.attempts = 1;
         });
-        self.launched.push(index);
+        // Once, whatever its restarts: the order a force closes in.
+        if self.slots[index]
+            .restart
+            .as_ref()
+            .is_none_or(|r| r.restarts() == 0)
+        {
+            self.launched.push(index);
+        }
         self.spawn_run(index);
         self.next_attempt(l, 1);
     }
