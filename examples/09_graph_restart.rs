@@ -130,7 +130,7 @@ fn main() {
             let recovered = handle
                 .report()
                 .component("queue")
-                .is_some_and(|c| c.restarts == 2);
+                .is_some_and(|c| c.restarts() == 2);
             if recovered && handle.is_ready() {
                 break;
             }
@@ -148,7 +148,7 @@ fn main() {
     println!();
     println!("{report}");
     let queue = report.component("queue").expect("registered");
-    println!("`queue` restarted {} times:", queue.restarts);
+    println!("`queue` restarted {} times:", queue.restarts());
     for failure in queue.failures() {
         println!("  at {:?}: {}", failure.at, failure.error);
     }

@@ -79,11 +79,9 @@ pub struct ComponentRecord {
     pub close_at: Option<Duration>,
     /// How long `close` took.
     pub close_took: Option<Duration>,
-    /// How many times it was restarted after its `run` failed (see
-    /// [`Restart`](crate::Restart)); the stamps above are those of its
-    /// latest start.
-    pub restarts: u32,
-    pub(crate) failures: Vec<RunFailure>,
+    /// Behind one pointer: most components never fail, and a report row
+    /// stays small (and cheap to copy into a report).
+    pub(crate) failures: Option<Arc<Vec<RunFailure>>>,
     pub(crate) dependencies: Dependencies,
 }
 
@@ -119,16 +117,22 @@ impl ComponentRecord {
             stop_took: None,
             close_at: None,
             close_took: None,
-            restarts: 0,
-            failures: Vec::new(),
+            failures: None,
             dependencies: Dependencies::List(None),
         }
+    }
+
+    /// How many times it was restarted after its `run` failed (see
+    /// [`Restart`](crate::Restart)): one per [failure](Self::failures)
+    /// kept. Its stamps are those of its latest start.
+    pub fn restarts(&self) -> u32 {
+        u32::try_from(self.failures().len()).unwrap_or(u32::MAX)
     }
 
     /// Each failure of its `run` that it was restarted after, oldest
     /// first (empty without a [restart policy](crate::Restart)).
     pub fn failures(&self) -> &[RunFailure] {
-        &self.failures
+        self.failures.as_deref().map_or(&[], Vec::as_slice)
     }
 
     /// The components this one depends on, in the order named: those given

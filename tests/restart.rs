@@ -113,7 +113,7 @@ async fn until(handle: &Handle, f: impl Fn(&Handle) -> bool) {
 }
 
 fn restarts(handle: &Handle, name: &str) -> u32 {
-    handle.report().component(name).map_or(0, |c| c.restarts)
+    handle.report().component(name).map_or(0, |c| c.restarts())
 }
 
 fn state(handle: &Handle, name: &str) -> Option<ComponentState> {
@@ -152,7 +152,7 @@ mod scenarios {
         let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
         let report = out.expect("a clean run: recovered failures are no errors");
         let flaky = report.component("flaky").unwrap();
-        assert_eq!(flaky.restarts, 2);
+        assert_eq!(flaky.restarts(), 2);
         assert_eq!(flaky.failures().len(), 2);
         assert!(
             flaky.failures()[0].error.contains("flaky broke"),
@@ -192,7 +192,7 @@ mod scenarios {
             log.last_pos("stop flaky") > log.pos("stop-end api"),
             "{events:?}"
         );
-        assert_eq!(report.component("api").unwrap().restarts, 0);
+        assert_eq!(report.component("api").unwrap().restarts(), 0);
     }
 
     /// While it restarts, the lifecycle is not ready (the `launch` check
@@ -226,7 +226,7 @@ mod scenarios {
             }
         };
         let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
-        assert_eq!(out.unwrap().component("flaky").unwrap().restarts, 1);
+        assert_eq!(out.unwrap().component("flaky").unwrap().restarts(), 1);
     }
 
     /// The failure after the budget is spent shuts the lifecycle down, with
@@ -255,7 +255,7 @@ mod scenarios {
         assert_eq!(log.count("start broken"), 3);
         assert_eq!(log.count("stop db"), 1);
         let record = err.report().unwrap().component("broken").unwrap().clone();
-        assert_eq!(record.restarts, 2);
+        assert_eq!(record.restarts(), 2);
         assert_eq!(record.failures().len(), 2);
     }
 
@@ -277,7 +277,11 @@ mod scenarios {
             assert!(!err.to_string().contains("restart budget"), "{err}");
             assert_eq!(log.count("start broken"), 1);
             assert_eq!(
-                err.report().unwrap().component("broken").unwrap().restarts,
+                err.report()
+                    .unwrap()
+                    .component("broken")
+                    .unwrap()
+                    .restarts(),
                 0
             );
         }
@@ -421,7 +425,7 @@ fn restarts_with_the_spawner() {
             }
         };
         let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
-        assert_eq!(out.unwrap().component("flaky").unwrap().restarts, 2);
+        assert_eq!(out.unwrap().component("flaky").unwrap().restarts(), 2);
         assert_eq!(log.count("run flaky"), 3);
     });
 }
@@ -485,7 +489,7 @@ fn the_largest_budget_and_a_zero_backoff_restart_at_once() {
             }
         };
         let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
-        assert_eq!(out.unwrap().component("flaky").unwrap().restarts, 3);
+        assert_eq!(out.unwrap().component("flaky").unwrap().restarts(), 3);
     });
 }
 

@@ -246,7 +246,7 @@ pub(super) fn lifecycle_json(report: &Report) -> String {
             }
             out.push_str(&quote(dep));
         }
-        let _ = write!(out, "],\"restarts\":{},\"failures\":[", c.restarts);
+        let _ = write!(out, "],\"restarts\":{},\"failures\":[", c.restarts());
         for (j, f) in c.failures().iter().enumerate() {
             if j > 0 {
                 out.push(',');

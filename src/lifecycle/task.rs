@@ -207,9 +207,11 @@ async fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) {
     }
 }
 
-/// `run`, polled in the component's own future.
-async fn local_run<C: Component>(c: &C, cx: Context) -> CallResult<()> {
-    call(&cx.name, "run", || Component::run(c, &cx)).await
+/// `run`, polled in the component's own future. An `async` block rather
+/// than an `async fn`, which would keep the context twice.
+#[allow(clippy::manual_async_fn)]
+fn local_run<C: Component>(c: &C, cx: Context) -> impl Future<Output = CallResult<()>> + '_ {
+    async move { call(&cx.name, "run", || Component::run(c, &cx)).await }
 }
 
 /// A deadline, and the instant its budget is counted from.

@@ -33,7 +33,9 @@ pub struct ComponentOptions {
     budgets: Budgets,
     /// `None`: the component registered just before.
     dependencies: Option<Arc<[Box<str>]>>,
-    restart: Restart,
+    /// `None` until set: [`Restart::never`]. Boxed, so that options (kept
+    /// per component until the lifecycle is built) stay small.
+    restart: Option<Box<Restart>>,
 }
 
 impl ComponentOptions {
@@ -93,7 +95,7 @@ impl ComponentOptions {
     /// zero or a backoff jitter outside 0..=1.
     #[must_use]
     pub fn restart(mut self, restart: Restart) -> Self {
-        self.restart = restart;
+        self.restart = Some(Box::new(restart));
         self
     }
 
@@ -170,14 +172,17 @@ impl ComponentOptions {
     /// The restart budget the engine keeps for the component, if its
     /// policy ever restarts it.
     pub(crate) fn restart_budget(&self) -> Option<Box<Budget>> {
-        (!self.restart.is_never()).then(|| Box::new(Budget::new(self.restart)))
+        let restart = self.restart.as_deref().filter(|r| !r.is_never())?;
+        Some(Box::new(Budget::new(*restart)))
     }
 
     pub(crate) fn validate(&self, name: &str) -> Result<(), Error> {
         self.budgets.validate(name)?;
-        self.restart
-            .validate()
-            .map_err(|detail| Error::config(detail).with_component(name))?;
+        if let Some(restart) = &self.restart {
+            restart
+                .validate()
+                .map_err(|detail| Error::config(detail).with_component(name))?;
+        }
         for dep in self.dependencies().unwrap_or_default() {
             validate_name(dep, "dependency").map_err(|e| e.with_component(name))?;
         }
@@ -195,7 +200,10 @@ impl fmt::Debug for ComponentOptions {
             .field("close_timeout", &b.close_timeout)
             .field("readiness", &b.readiness)
             .field("dependencies", &self.dependencies())
-            .field("restart", &self.restart)
+            .field(
+                "restart",
+                &self.restart.as_deref().copied().unwrap_or_default(),
+            )
             .finish()
     }
 }

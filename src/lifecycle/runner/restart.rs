@@ -49,7 +49,6 @@ impl Runner {
                 return self.fail(index, e.with_detail(detail), Step::Run);
             }
         };
-        let restarts = u32::try_from(budget.restarts()).unwrap_or(u32::MAX);
         slot.ready = false;
         let name = slot.name.clone();
         let error = format!("{:#}", e.with_component(&name).with_step(Step::Run));
@@ -64,8 +63,8 @@ impl Runner {
             let mut st = lock(&self.handle.shared.state);
             if let Some(r) = st.records.get_mut(index) {
                 r.state = ComponentState::Restarting;
-                r.restarts = restarts;
-                r.failures.push(RunFailure { at, error });
+                let failures = r.failures.get_or_insert_with(Default::default);
+                std::sync::Arc::make_mut(failures).push(RunFailure { at, error });
             }
             st.graph.set_unready(index as u32);
         }
