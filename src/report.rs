@@ -32,6 +32,9 @@ pub enum ComponentState {
     Stopped,
     /// Closed forcefully.
     Closed,
+    /// Its `run` failed and it is being stopped, waiting, started or
+    /// readied again under its [restart policy](crate::Restart).
+    Restarting,
 }
 
 impl fmt::Display for ComponentState {
@@ -45,6 +48,7 @@ impl fmt::Display for ComponentState {
             ComponentState::Stopping => "stopping",
             ComponentState::Stopped => "stopped",
             ComponentState::Closed => "closed",
+            ComponentState::Restarting => "restarting",
         })
     }
 }
@@ -76,7 +80,20 @@ pub struct ComponentRecord {
     pub close_at: Option<Duration>,
     /// How long `close` took.
     pub close_took: Option<Duration>,
+    /// Behind one pointer: most components never fail, and a report row
+    /// stays small (and cheap to copy into a report).
+    pub(crate) failures: Option<Arc<Vec<RunFailure>>>,
     pub(crate) dependencies: Dependencies,
+}
+
+/// A failure of a component's `run` that it was restarted after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunFailure {
+    /// When `run` ended, from the creation of the lifecycle.
+    pub at: Duration,
+    /// The error, as displayed with its causes (`{:#}`).
+    pub error: String,
 }
 
 /// The names a component depends on; one name (the default chain's
@@ -101,8 +118,22 @@ impl ComponentRecord {
             stop_took: None,
             close_at: None,
             close_took: None,
+            failures: None,
             dependencies: Dependencies::List(None),
         }
+    }
+
+    /// How many times it was restarted after its `run` failed (see
+    /// [`Restart`](crate::Restart)): one per [failure](Self::failures)
+    /// kept. Its stamps are those of its latest start.
+    pub fn restarts(&self) -> u32 {
+        u32::try_from(self.failures().len()).unwrap_or(u32::MAX)
+    }
+
+    /// Each failure of its `run` that it was restarted after, oldest
+    /// first (empty without a [restart policy](crate::Restart)).
+    pub fn failures(&self) -> &[RunFailure] {
+        self.failures.as_deref().map_or(&[], Vec::as_slice)
     }
 
     /// The components this one depends on, in the order named: those given

@@ -76,6 +76,7 @@ impl Handle {
             name,
             component,
             options: options.budgets(),
+            restart: options.restart_budget(),
         };
         // Sent under the lock, so the runner receives components in the
         // order of their records, and none after shutdown began.
@@ -119,6 +120,7 @@ impl Handle {
             name,
             component,
             options: options.budgets(),
+            restart: options.restart_budget(),
         })
     }
 
