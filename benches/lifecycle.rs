@@ -6,6 +6,7 @@
 //! cargo bench --bench lifecycle            # full run: N = 1,000 / 10,000 / 100,000
 //! cargo bench --bench lifecycle -- --quick # small N, a few seconds (CI runs this)
 //! cargo bench --bench lifecycle -- --scaling # only the per-item scaling, N = 1k / 10k / 100k
+//! cargo bench --bench lifecycle -- --layers  # only the dependency graph's launch and shutdown
 //! ```
 //!
 //! Workloads:
@@ -29,7 +30,11 @@
 //!   largest N to the smallest (linear code stays near 1.0), beside a
 //!   floor for the look-ups: a std `HashMap` built from the same report;
 //! * peak RSS per component, in a child process;
-//! * CPU used by 1,000 idle components over a second.
+//! * CPU used by 1,000 idle components over a second;
+//! * a dependency graph: 100 components in 10 layers of 10 (each depending
+//!   on every component of the layer below) whose readiness takes 50 ms and
+//!   stop 20 ms: launch and shutdown time against one at a time (`--layers`
+//!   alone).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
@@ -41,7 +46,10 @@ use std::time::{Duration, Instant};
 use futures::channel::oneshot;
 use futures::future::{FutureExt, join};
 use futures::stream::{FuturesUnordered, StreamExt};
-use lameduck::{CheckOptions, Component, Health, HealthChecker, Lifecycle, Probe};
+use lameduck::{
+    BoxError, CheckOptions, Component, ComponentOptions, Context, Health, HealthChecker, Lifecycle,
+    Probe,
+};
 
 /// The system allocator, counting allocations (and reallocations, which
 /// may move), so that the bench can report allocations per component.
@@ -524,6 +532,78 @@ fn fastest_of(budget: Duration, f: &mut dyn FnMut() -> Duration) -> Duration {
     best
 }
 
+/// A component whose readiness check and stop each take a fixed time.
+struct Slow {
+    ready: Duration,
+    stop: Duration,
+}
+
+impl Component for Slow {
+    async fn ready(&self, _: &Context) -> Result<bool, BoxError> {
+        futures_timer::Delay::new(self.ready).await;
+        Ok(true)
+    }
+
+    async fn stop(&self, _: &Context) -> Result<(), BoxError> {
+        futures_timer::Delay::new(self.stop).await;
+        Ok(())
+    }
+}
+
+/// `layers` layers of `width` [`Slow`] components, each depending on every
+/// component of the layer below: how long the launch took (to
+/// `Handle::ready`) and the shutdown (from the request to `run` returning).
+fn layered_graph(
+    layers: usize,
+    width: usize,
+    ready: Duration,
+    stop: Duration,
+) -> (Duration, Duration) {
+    let mut b = Lifecycle::builder();
+    let mut below: Vec<String> = Vec::new();
+    for layer in 0..layers {
+        let names: Vec<String> = (0..width).map(|i| format!("l{layer}c{i}")).collect();
+        for name in &names {
+            let deps = ComponentOptions::new().depends_on(below.iter().map(String::as_str));
+            b = b.component_with(name.as_str(), Slow { ready, stop }, deps);
+        }
+        below = names;
+    }
+    let lc = b.build().expect("valid lifecycle");
+    let h = lc.handle();
+    let t0 = Instant::now();
+    let (out, (launch, asked)) = futures::executor::block_on(join(lc.run(), async move {
+        h.ready().await;
+        let launch = t0.elapsed();
+        h.request_shutdown(None);
+        (launch, Instant::now())
+    }));
+    black_box(out.expect("clean run"));
+    (launch, asked.elapsed())
+}
+
+fn layers_row() {
+    let (layers, width, ready, stop) =
+        (10, 10, Duration::from_millis(50), Duration::from_millis(20));
+    let (launch, shutdown) = layered_graph(layers, width, ready, stop);
+    let n = (layers * width) as u32;
+    println!(
+        "dependency graph, {layers} layers of {width}, readiness {ready:?} and stop {stop:?} each (futures executor):"
+    );
+    println!(
+        "  launch   {:>7.1} ms  (one layer at a time: {:.0} ms; one component at a time: {:.0} ms)",
+        launch.as_secs_f64() * 1e3,
+        (ready * layers as u32).as_secs_f64() * 1e3,
+        (ready * n).as_secs_f64() * 1e3
+    );
+    println!(
+        "  shutdown {:>7.1} ms  (one layer at a time: {:.0} ms; one component at a time: {:.0} ms)",
+        shutdown.as_secs_f64() * 1e3,
+        (stop * layers as u32).as_secs_f64() * 1e3,
+        (stop * n).as_secs_f64() * 1e3
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--rss") {
@@ -543,6 +623,10 @@ fn main() {
         for _ in 0..20 {
             futures::executor::block_on(lameduck_cycle(n));
         }
+        return;
+    }
+    if args.iter().any(|a| a == "--layers") {
+        layers_row();
         return;
     }
     // Scaling only, at full sizes: `cargo bench --bench lifecycle -- --scaling`.
@@ -732,4 +816,6 @@ fn main() {
         Some(p) => println!("CPU of 1,000 idle components over {window:?}: {p:.3}% of one core"),
         None => println!("idle CPU: not measurable here (no /proc)"),
     }
+    println!();
+    layers_row();
 }

@@ -7,21 +7,27 @@
 //! [health checks](HealthChecker) and stop hooks. Its [`run`](Lifecycle::run)
 //! future drives them through these phases:
 //!
-//! 1. **Launching.** Components start one at a time, in registration order
-//!    unless [dependencies](ComponentOptions::depends_on) name another order
-//!    (each then starts after the components it depends on). Each one's [`run`](Component::run) is polled as soon as its
-//!    [`start`](Component::start) succeeded; the next component starts only
+//! 1. **Launching.** Components start one at a time, in registration order,
+//!    unless [dependencies](ComponentOptions::depends_on) say otherwise:
+//!    then each starts once the components it depends on are ready, and
+//!    those whose dependencies are ready start at once. Each one's
+//!    [`run`](Component::run) is polled as soon as its
+//!    [`start`](Component::start) succeeded; what comes after it starts only
 //!    once [`ready`](Component::ready) returned `Ok(true)` (asked up to the
 //!    [`Readiness`] policy's attempts, with backoff and a per-attempt timeout).
 //! 2. **Running.** Every component is ready: [`Handle::ready`] resolves.
 //!    Shutdown begins when a stop is [requested](Handle::request_shutdown), when
-//!    any `run` ends (`Ok`, `Err` or panic), or when a launch step fails.
+//!    any `run` ends (`Ok`, `Err` or panic), or when a launch step fails. A
+//!    component with a [restart policy](Restart) whose `run` fails is
+//!    stopped, started and readied again instead, within its budget, while
+//!    the rest keeps running.
 //! 3. **Lame duck.** Readiness fails at once while every component keeps
 //!    serving, for the [lame-duck period](LifecycleBuilder::lame_duck), so
 //!    load balancers stop routing here before anything closes. A lifecycle
 //!    that never became ready skips it: nothing routes to it.
-//! 4. **Draining.** Components stop one at a time in *reverse* launch order:
-//!    the stop signal is set, [`stop`](Component::stop) is called, and the
+//! 4. **Draining.** Components stop one at a time in *reverse* launch order
+//!    (with dependencies: each once every component that depends on it has
+//!    stopped, independent ones at once): the stop signal is set, [`stop`](Component::stop) is called, and the
 //!    lifecycle waits for `run` to end. Past its budget, a component is
 //!    [closed](Component::close) and its futures are dropped.
 //! 5. **Flushing.** [Drainers](Drainer) run in order.
@@ -238,8 +244,6 @@ mod logging;
 mod names;
 mod phase;
 mod report;
-// Restart policy and budget of a component: the engine restarts by it next.
-#[cfg_attr(not(test), allow(dead_code))]
 mod restart;
 #[cfg(feature = "signals")]
 #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
@@ -270,7 +274,8 @@ pub use health::{
 pub use latch::Latch;
 pub use lifecycle::{Backoff, ComponentOptions, Lifecycle, LifecycleBuilder, Readiness, Run};
 pub use phase::{Phase, Step};
-pub use report::{ComponentRecord, ComponentState, Report};
+pub use report::{ComponentRecord, ComponentState, Report, RunFailure};
+pub use restart::Restart;
 
 /// The former name of [`Latch`], easy to confuse with
 /// `Signals` (the OS signals that start a shutdown).

@@ -31,6 +31,9 @@ pub enum ComponentState {
     Stopped,
     /// Closed forcefully.
     Closed,
+    /// Its `run` failed and it is being stopped, waiting, started or
+    /// readied again under its [restart policy](crate::Restart).
+    Restarting,
 }
 
 impl fmt::Display for ComponentState {
@@ -44,6 +47,7 @@ impl fmt::Display for ComponentState {
             ComponentState::Stopping => "stopping",
             ComponentState::Stopped => "stopped",
             ComponentState::Closed => "closed",
+            ComponentState::Restarting => "restarting",
         })
     }
 }
@@ -75,7 +79,22 @@ pub struct ComponentRecord {
     pub close_at: Option<Duration>,
     /// How long `close` took.
     pub close_took: Option<Duration>,
+    /// How many times it was restarted after its `run` failed (see
+    /// [`Restart`](crate::Restart)); the stamps above are those of its
+    /// latest start.
+    pub restarts: u32,
+    pub(crate) failures: Vec<RunFailure>,
     pub(crate) dependencies: Dependencies,
+}
+
+/// A failure of a component's `run` that it was restarted after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunFailure {
+    /// When `run` ended, from the creation of the lifecycle.
+    pub at: Duration,
+    /// The error, as displayed with its causes (`{:#}`).
+    pub error: String,
 }
 
 /// The names a component depends on; one name (the default chain's
@@ -100,8 +119,16 @@ impl ComponentRecord {
             stop_took: None,
             close_at: None,
             close_took: None,
+            restarts: 0,
+            failures: Vec::new(),
             dependencies: Dependencies::List(None),
         }
+    }
+
+    /// Each failure of its `run` that it was restarted after, oldest
+    /// first (empty without a [restart policy](crate::Restart)).
+    pub fn failures(&self) -> &[RunFailure] {
+        &self.failures
     }
 
     /// The components this one depends on, in the order named: those given

@@ -14,17 +14,39 @@ use std::time::{Duration, Instant};
 
 use crate::lifecycle::Backoff;
 
-/// What to do when a component's `run` fails (returns `Err` or panics).
+/// What to do when a component's `run` fails (returns `Err` or panics)
+/// after the component was ready.
 ///
 /// [`Restart::never`] (the default) shuts the lifecycle down, as a failed
 /// `run` always has. [`Restart::on_failure`] stops the component (closing
 /// it if its stop overruns), then starts and readies it again while the
 /// rest keeps running, within a budget: at most 5 restarts within 10 s by
 /// default (systemd's defaults), each after a backoff that doubles from
-/// 100 ms to 10 s. A `run` that returns `Ok` is not a failure: it still
-/// shuts the lifecycle down.
+/// 100 ms to 10 s. While it restarts, the components that depend on it
+/// keep running (they are not restarted), those not started yet wait for
+/// it, and the built-in `launch` readiness check fails until it is ready
+/// again. Once the budget is spent, the next failure shuts the lifecycle
+/// down, with an error that names the component and says so. A `run` that
+/// returns `Ok` is not a failure: it still shuts the lifecycle down, and
+/// so does a `run` that fails before the component is ready.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use lameduck::{Backoff, ComponentOptions, Restart};
+///
+/// // At most 3 restarts a minute, 1 s apart, each wait shortened by up to
+/// // a fifth at random.
+/// let restart = Restart::on_failure()
+///     .limit(3, Duration::from_secs(60))
+///     .backoff(Backoff::constant(Duration::from_secs(1)).jitter(0.2));
+/// let options = ComponentOptions::new().restart(restart);
+/// assert_eq!(restart.max_restarts(), 3);
+/// # let _ = options;
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Restart {
+pub struct Restart {
     max: u32,
     window: Duration,
     backoff: Backoff,
@@ -39,13 +61,15 @@ impl Default for Restart {
 impl Restart {
     /// No restart: a failed `run` shuts the lifecycle down. The same as
     /// [`on_failure`](Restart::on_failure) with a limit of 0 restarts.
-    pub(crate) fn never() -> Self {
+    #[must_use]
+    pub fn never() -> Self {
         Restart::on_failure().limit(0, Duration::from_secs(10))
     }
 
     /// Restart after a failure: at most 5 restarts within 10 s, waiting
     /// 100 ms before the first, doubling up to 10 s.
-    pub(crate) fn on_failure() -> Self {
+    #[must_use]
+    pub fn on_failure() -> Self {
         Restart {
             max: 5,
             window: Duration::from_secs(10),
@@ -66,7 +90,8 @@ impl Restart {
     /// Since each restart first waits its backoff, a backoff that reaches
     /// `window / max_restarts` spreads restarts so thinly that the budget
     /// is never exhausted: choose the two together.
-    pub(crate) fn limit(mut self, max_restarts: u32, window: Duration) -> Self {
+    #[must_use]
+    pub fn limit(mut self, max_restarts: u32, window: Duration) -> Self {
         self.max = max_restarts;
         self.window = window;
         self
@@ -75,28 +100,29 @@ impl Restart {
     /// The wait before each restart. Its attempt number is the count of
     /// restarts within the window, this one included. A
     /// [jitter](Backoff::jitter) outside 0..=1 is a configuration error.
-    pub(crate) fn backoff(mut self, backoff: Backoff) -> Self {
+    #[must_use]
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
         self
     }
 
     /// Whether this policy never restarts.
-    pub(crate) fn is_never(&self) -> bool {
+    pub fn is_never(&self) -> bool {
         self.max == 0
     }
 
     /// The most restarts within a window.
-    pub(crate) fn max_restarts(&self) -> u32 {
+    pub fn max_restarts(&self) -> u32 {
         self.max
     }
 
     /// The window restarts are counted in.
-    pub(crate) fn window(&self) -> Duration {
+    pub fn window(&self) -> Duration {
         self.window
     }
 
     /// The wait before each restart.
-    pub(crate) fn backoff_policy(&self) -> Backoff {
+    pub fn backoff_policy(&self) -> Backoff {
         self.backoff
     }
 
@@ -165,6 +191,11 @@ impl Budget {
             after: self.policy.backoff.delay(attempt),
             attempt,
         }
+    }
+
+    /// The policy it keeps.
+    pub(crate) fn policy(&self) -> Restart {
+        self.policy
     }
 
     /// Restarts granted so far.

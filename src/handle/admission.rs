@@ -77,6 +77,7 @@ impl Handle {
             name,
             component,
             options: options.budgets(),
+            restart: options.restart_budget(),
         };
         // Sent under the lock, so the runner receives components in the
         // order of their records, and none after shutdown began.
@@ -120,6 +121,7 @@ impl Handle {
             name,
             component,
             options: options.budgets(),
+            restart: options.restart_budget(),
         })
     }
 

@@ -246,6 +246,14 @@ pub(super) fn lifecycle_json(report: &Report) -> String {
             }
             out.push_str(&quote(dep));
         }
+        let _ = write!(out, "],\"restarts\":{},\"failures\":[", c.restarts);
+        for (j, f) in c.failures().iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            let at = ms(Some(f.at));
+            let _ = write!(out, "{{\"at_ms\":{at},\"error\":{}}}", quote(&f.error));
+        }
         out.push_str("]}");
     }
     out.push_str("]}");

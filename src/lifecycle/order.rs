@@ -1,10 +1,11 @@
 //! The launch order of the builder's components.
 //!
-//! The runner launches components one at a time, in the order they are
-//! admitted, and stops them in reverse. Admitting them in an order where
-//! every component comes after its dependencies makes that launch respect
-//! the dependencies, and the reverse stop too: a component stops only
-//! after every component that depends on it.
+//! The runner launches components as the dependency graph allows, but
+//! the graph, the report and the runner's slots all number components in
+//! the order they are admitted: admitting them so that every component
+//! comes after its dependencies keeps that numbering a launch order (the
+//! report lists them so, and a dependency always has a smaller number
+//! than what depends on it).
 //!
 //! The order is the graph's, taken one component at a time: of the
 //! components whose dependencies are all launched, the earliest registered

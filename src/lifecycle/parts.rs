@@ -7,6 +7,7 @@
 //! Admission (which adds parts) and the runner (which runs them) reach it
 //! through [`Parts::of`].
 
+use crate::restart::Budget;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
@@ -23,6 +24,8 @@ pub(crate) struct Registration {
     pub(crate) name: Arc<str>,
     pub(crate) component: Box<dyn DynComponent>,
     pub(crate) options: Budgets,
+    /// Its restart budget, if its policy ever restarts it.
+    pub(crate) restart: Option<Box<Budget>>,
 }
 
 /// The parts of one lifecycle, as the handle's shared state keeps them.

@@ -12,8 +12,8 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering, fence};
-use std::sync::{Arc, OnceLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Instant;
 
@@ -112,16 +112,9 @@ enum Call {
 async fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) {
     let c = owner.get();
     let cell = &*cell;
-    // The context of `run` when it is polled here: kept in this future,
-    // which `run` lives in, rather than in the cell.
-    let run_cx: OnceLock<Context> = OnceLock::new();
-    let local = async {
-        let Some(cx) = run_cx.get() else {
-            return Ok(());
-        };
-        call(&cx.name, "run", || Component::run(c, cx)).await
-    };
-    let mut local = pin!(Some(local));
+    // `run` when it is polled here, with its context: in this future rather
+    // than in the cell; put in flight again on a restart.
+    let mut local = pin!(None);
     let mut run = RunSlot::Idle;
     loop {
         let cmd = poll_fn(|t| {
@@ -156,7 +149,7 @@ async fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) {
                     // Launched without a spawner: polled here.
                     _ => {
                         run = RunSlot::Local(cx.stop.clone());
-                        let _ = run_cx.set(cx);
+                        local.set(Some(local_run(c, cx)));
                     }
                 }
                 cell.set_due();
@@ -212,6 +205,11 @@ async fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) {
             None => {}
         }
     }
+}
+
+/// `run`, polled in the component's own future.
+async fn local_run<C: Component>(c: &C, cx: Context) -> CallResult<()> {
+    call(&cx.name, "run", || Component::run(c, &cx)).await
 }
 
 /// A deadline, and the instant its budget is counted from.

@@ -7,8 +7,10 @@ use std::time::Duration;
 use super::{Budgets, Readiness};
 use crate::error::Error;
 use crate::names::validate_name;
+use crate::restart::{Budget, Restart};
 
-/// Options for one component: timeouts, readiness and dependencies.
+/// Options for one component: timeouts, readiness, dependencies and
+/// restarts.
 ///
 /// Every budget is further capped by what is left of the lifecycle's
 /// shutdown timeout once shutdown has begun.
@@ -31,12 +33,13 @@ pub struct ComponentOptions {
     budgets: Budgets,
     /// `None`: the component registered just before.
     dependencies: Option<Arc<[Box<str>]>>,
+    restart: Restart,
 }
 
 impl ComponentOptions {
     /// Defaults: no start timeout, stop bounded only by the shutdown
-    /// timeout, 5 s to close, the default [`Readiness`], and a dependency on
-    /// the component registered just before.
+    /// timeout, 5 s to close, the default [`Readiness`], a dependency on
+    /// the component registered just before, and no restart.
     #[must_use]
     pub fn new() -> Self {
         Self::default()
@@ -76,6 +79,24 @@ impl ComponentOptions {
         self
     }
 
+    /// What happens when the component's `run` fails after it was ready:
+    /// by default ([`Restart::never`]) the lifecycle shuts down; with
+    /// [`Restart::on_failure`] the component is stopped, started and
+    /// readied again, within the policy's budget, while the rest keeps
+    /// running. Its [record](crate::ComponentRecord) counts the restarts
+    /// and keeps each failure.
+    ///
+    /// # Errors
+    ///
+    /// Registering the component fails with a
+    /// [`Config`](crate::ErrorKind::Config) error for a restart window of
+    /// zero or a backoff jitter outside 0..=1.
+    #[must_use]
+    pub fn restart(mut self, restart: Restart) -> Self {
+        self.restart = restart;
+        self
+    }
+
     /// The components this one depends on, by name: it starts only once
     /// each of them is ready, and each of them stops only once it has
     /// stopped.
@@ -89,13 +110,17 @@ impl ComponentOptions {
     /// registered while the lifecycle runs may name any component already
     /// registered.
     ///
-    /// Components are started one at a time, in an order that respects
-    /// every dependency: from the builder, each component is launched as
-    /// soon as its dependencies are (earliest registered first among those
-    /// that could go), so the default order is registration order; a
-    /// component registered while running is launched after every other.
-    /// The [report](crate::Report) lists components in that order, each
-    /// with its dependencies.
+    /// A component starts once every component it depends on is ready,
+    /// and every component whose dependencies are ready starts at once
+    /// (each with its own start timeout and readiness policy). On shutdown
+    /// a component stops once every component that depends on it has
+    /// stopped, independent ones at once, each within its own stop budget.
+    /// With the default chain that is one at a time, in registration order
+    /// and in reverse. The [report](crate::Report) lists components in an
+    /// order where each comes after its dependencies (from the builder,
+    /// the earliest registered first among those that could go; a
+    /// component registered while running after every other), each with
+    /// its dependencies.
     ///
     /// # Errors
     ///
@@ -142,8 +167,17 @@ impl ComponentOptions {
         self.dependencies.as_deref()
     }
 
+    /// The restart budget the engine keeps for the component, if its
+    /// policy ever restarts it.
+    pub(crate) fn restart_budget(&self) -> Option<Box<Budget>> {
+        (!self.restart.is_never()).then(|| Box::new(Budget::new(self.restart)))
+    }
+
     pub(crate) fn validate(&self, name: &str) -> Result<(), Error> {
         self.budgets.validate(name)?;
+        self.restart
+            .validate()
+            .map_err(|detail| Error::config(detail).with_component(name))?;
         for dep in self.dependencies().unwrap_or_default() {
             validate_name(dep, "dependency").map_err(|e| e.with_component(name))?;
         }
@@ -161,6 +195,7 @@ impl fmt::Debug for ComponentOptions {
             .field("close_timeout", &b.close_timeout)
             .field("readiness", &b.readiness)
             .field("dependencies", &self.dependencies())
+            .field("restart", &self.restart)
             .finish()
     }
 }
@@ -176,7 +211,11 @@ mod tests {
             text.starts_with("ComponentOptions { start_timeout: None,"),
             "{text}"
         );
-        assert!(text.ends_with("dependencies: Some([\"db\"]) }"), "{text}");
+        // The restart policy last, `never` by default: no restart at all.
+        assert!(
+            text.contains("dependencies: Some([\"db\"]), restart: Restart { max: 0,"),
+            "{text}"
+        );
         assert!(!text.contains("budgets"), "{text}");
     }
 }

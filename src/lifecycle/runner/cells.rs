@@ -4,14 +4,13 @@
 use std::task::{Context as TaskContext, Poll};
 
 use super::Runner;
-use super::drive::Driven;
 use crate::component::CallResult;
 use crate::lifecycle::cell::{Cmd, Done};
 
 impl Runner {
     /// Polls a component's future with its cell's waker, and records the
     /// end of its `run` if that came (then returns `true`).
-    fn poll_cell(&mut self, index: usize) -> bool {
+    pub(super) fn poll_cell(&mut self, index: usize) -> bool {
         let slot = &mut self.slots[index];
         slot.cell.dequeue();
         if let Some(task) = slot.task.as_mut() {
@@ -41,14 +40,7 @@ impl Runner {
     /// Polls the cells woken since the last pass; those woken during it
     /// wait for the next one.
     pub(super) fn poll_cells(&mut self, cx: &mut TaskContext<'_>) {
-        for i in 0..self.deferred.len() {
-            let index = self.deferred[i];
-            let end = self.slots[index].cell.take_run_end();
-            if let Some(end) = end {
-                self.on_run_end(index, end);
-            }
-        }
-        self.deferred.clear();
+        self.flush_deferred();
         let mut batch = std::mem::take(&mut self.batch);
         self.queue.take(cx.waker(), &mut batch);
         for &index in &batch {
@@ -62,6 +54,18 @@ impl Runner {
         if !self.queue.is_empty() {
             cx.waker().wake_by_ref();
         }
+    }
+
+    /// Records the ends of `run` held back behind the end of a call.
+    pub(super) fn flush_deferred(&mut self) {
+        for i in 0..self.deferred.len() {
+            let index = self.deferred[i];
+            let end = self.slots[index].cell.take_run_end();
+            if let Some(end) = end {
+                self.on_run_end(index, end);
+            }
+        }
+        self.deferred.clear();
     }
 
     /// Tells a component's future what to do, and polls it at once. A
@@ -92,29 +96,6 @@ impl Runner {
             Some(done) => Poll::Ready(done),
             None => Poll::Pending,
         }
-    }
-
-    /// What a call driven by [`Runner::step`] came to: a call that ended
-    /// before the runner saw the interrupt or the deadline still counts;
-    /// otherwise it is given up on.
-    pub(super) fn settle<T>(
-        &mut self,
-        index: usize,
-        issued: bool,
-        outcome: Driven<T>,
-        value: fn(Done) -> T,
-    ) -> Driven<T> {
-        if matches!(outcome, Driven::Done(_)) {
-            return outcome;
-        }
-        if issued {
-            let done = self.slots[index].cell.take_done();
-            if let Some(done) = done {
-                return Driven::Done(value(done));
-            }
-            self.abandon(index);
-        }
-        outcome
     }
 
     /// [`Runner::step`] for a call without a value.

@@ -43,6 +43,7 @@ impl Runner {
         let ready = slot.ready;
         let asked = slot.stop.is_set();
         let aborted = slot.run_aborted;
+        let restarts = slot.restart.is_some();
         let now = self.now();
         let at = self.since_epoch(now);
         self.update(index, |r| r.run_ended_at = Some(at));
@@ -59,6 +60,9 @@ impl Runner {
                 } else {
                     self.fail_launch(index, e, Step::Run);
                 }
+            }
+            RunExit::Done(Err(e)) if ready && !shared.shutdown.is_set() && restarts => {
+                self.on_failure(index, e);
             }
             RunExit::Done(Err(e)) => self.fail(index, e, Step::Run),
             RunExit::Done(Ok(())) if !ready && !shared.shutdown.is_set() => {

@@ -1,61 +1,129 @@
-//! Launch: start each component in order, put its `run` in flight, wait
-//! for it to be ready; then serve registrations until shutdown.
+//! Launch: start each component once every component it depends on is
+//! ready, put its `run` in flight, wait for it to be ready; every
+//! component whose dependencies are ready is launched at once. Then serve
+//! registrations until shutdown.
+//!
+//! One flat loop does it all: each pass takes the registrations that
+//! arrived, starts what the graph says may start, and moves each component
+//! in launch one step on (its call ended, its deadline passed, its backoff
+//! is over). A component's own sequence — `start` within its timeout, then
+//! readiness attempts with their timeout and backoff — is the same whatever
+//! else launches beside it.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::task::{Poll, Waker};
-use std::time::Instant;
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::{Duration, Instant};
 
-use futures::stream::StreamExt;
+use futures::future::FutureExt as _;
+use futures::stream::StreamExt as _;
+use futures_timer::Delay;
 
-use super::cells::{readiness, unit};
-use super::drive::{Driven, Interrupt};
+use super::drive::Interrupt;
+use super::outcomes::take_startable;
+use super::shutdown::InFlight;
 use super::{Runner, Slot, deadline_after};
 use crate::error::{Error, ErrorKind};
-use crate::latch::Latch;
+use crate::latch::{Latch, lock};
 use crate::lifecycle::cell::{Cell, Cmd};
 use crate::lifecycle::parts::Registration;
-use crate::logging::{event, ms};
+use crate::logging::event;
 use crate::phase::Step;
 use crate::report::ComponentState;
 
-impl Runner {
-    /// Launches every registered component in order, then serves dynamic
-    /// registrations, until shutdown is requested.
-    pub(super) async fn launch_and_serve(&mut self) {
-        let shared = self.handle.shared.clone();
-        loop {
-            let next = match self.initial.next().or_else(|| self.take_registration()) {
-                found @ Some(_) => found,
-                None => {
-                    if !shared.ready.is_set() {
-                        if !shared.mark_ready() {
-                            return;
-                        }
-                        event!(info, {}, "every component is ready");
-                    }
-                    match self
-                        .drive(None, Interrupt::Shutdown, |this, cx| {
-                            this.register_rx.poll_next_unpin(cx)
-                        })
-                        .await
-                    {
-                        Driven::Done(reg) => reg,
-                        Driven::TimedOut | Driven::Interrupted => None,
-                    }
-                }
-            };
-            match next {
-                Some(reg) => self.launch_one(reg).await,
-                None => return,
-            }
-            if shared.shutdown.is_set() {
-                return;
-            }
+/// A component in launch: where it stands, and the deadline of that step.
+pub(super) struct Launching {
+    pub(super) index: usize,
+    /// When its `start` began.
+    pub(super) t0: Instant,
+    pub(super) step: LaunchStep,
+    /// Whether the call of this step was issued.
+    pub(super) issued: bool,
+    /// The end of the call's budget or of the backoff.
+    pub(super) deadline: Option<Instant>,
+    /// Armed only once a step does not end on its first poll.
+    pub(super) timer: Option<Delay>,
+    /// For a restart: the wait before the component starts again, and its
+    /// `close` if its stop overran.
+    pub(super) restart: Option<Box<Restarting>>,
+}
+
+/// What a component being restarted carries through its stop.
+pub(super) struct Restarting {
+    pub(super) wait: Duration,
+    pub(super) close: Option<InFlight>,
+}
+
+#[derive(Clone, Copy)]
+pub(super) enum LaunchStep {
+    Start,
+    /// Readiness attempt number `attempt`.
+    Ready(u32),
+    /// Waiting before the attempt after `attempt`.
+    Backoff(u32),
+    /// A restart: its `stop` call (its `run` failed).
+    Restop,
+    /// A restart: its `close`, the stop having overrun.
+    Reclose,
+    /// A restart: the wait before it starts again.
+    Rewait,
+}
+
+/// What one look at a component in launch came to.
+#[derive(PartialEq, Eq)]
+pub(super) enum Moved {
+    No,
+    On,
+    Done,
+}
+
+impl Launching {
+    pub(super) fn new(
+        index: usize,
+        t0: Instant,
+        step: LaunchStep,
+        deadline: Option<Instant>,
+    ) -> Self {
+        Launching {
+            index,
+            t0,
+            step,
+            issued: false,
+            deadline,
+            timer: None,
+            restart: None,
         }
     }
 
-    async fn launch_one(&mut self, reg: Registration) {
+    /// Whether the step's deadline has passed; arms its timer otherwise.
+    pub(super) fn expired(&mut self, cx: &mut TaskContext<'_>) -> bool {
+        let Some(deadline) = self.deadline else {
+            return false;
+        };
+        let now = Instant::now();
+        if now >= deadline {
+            return true;
+        }
+        let timer = self.timer.get_or_insert_with(|| Delay::new(deadline - now));
+        timer.poll_unpin(cx).is_ready()
+    }
+}
+
+impl Runner {
+    /// Launches every registered component, each once its dependencies
+    /// are ready, then serves dynamic registrations, until shutdown is
+    /// requested; what is in launch then is cancelled.
+    pub(super) async fn launch_and_serve(&mut self) {
+        while let Some(reg) = self.initial.next() {
+            self.add_slot(reg);
+        }
+        let _ = self
+            .drive(None, Interrupt::Shutdown, |s, cx| s.poll_launch(cx))
+            .await;
+        self.cancel_launch();
+    }
+
+    /// A component registered, waiting for the graph to let it start.
+    fn add_slot(&mut self, reg: Registration) {
         let index = self.slots.len();
         let cell = Arc::new(Cell::new(index, self.queue.clone()));
         let spawned = self.config.spawner.is_some();
@@ -71,10 +139,92 @@ impl Runner {
             run_started: false,
             run_done: false,
             ready: false,
+            stopping: false,
+            restart: reg.restart,
         });
-        let name = self.slots[index].name.clone();
-        let options = self.slots[index].options;
+        self.unready += 1;
+        self.graph_moved = true;
+    }
 
+    /// One pass of the launch: registrations, starts, each component in
+    /// launch moved on, until nothing moves. Ready only if registrations
+    /// can no longer come, or shutdown began as every component was ready.
+    fn poll_launch(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let shared = self.handle.shared.clone();
+        loop {
+            loop {
+                match self.register_rx.poll_next_unpin(cx) {
+                    Poll::Ready(Some(reg)) => self.add_slot(reg),
+                    Poll::Ready(None) => return Poll::Ready(()),
+                    Poll::Pending => break,
+                }
+            }
+            if std::mem::take(&mut self.graph_moved) {
+                let mut st = lock(&shared.state);
+                take_startable(&mut st.graph, &mut self.startable);
+            }
+            let mut moved = false;
+            // Drained rather than consumed: the buffer is kept, so a start
+            // costs no allocation.
+            let mut startable = std::mem::take(&mut self.startable);
+            for index in startable.drain(..) {
+                if shared.shutdown.is_set() {
+                    self.startable.push(index);
+                    continue;
+                }
+                self.begin_start(index);
+                moved = true;
+            }
+            startable.append(&mut self.startable);
+            self.startable = startable;
+            let mut launching = std::mem::take(&mut self.launching);
+            launching.retain_mut(|l| {
+                if shared.shutdown.is_set() {
+                    return true;
+                }
+                match self.advance(l, cx) {
+                    Moved::No => true,
+                    Moved::On => {
+                        moved = true;
+                        true
+                    }
+                    Moved::Done => {
+                        moved = true;
+                        false
+                    }
+                }
+            });
+            launching.append(&mut self.launching);
+            self.launching = launching;
+            if !moved || shared.shutdown.is_set() {
+                break;
+            }
+        }
+        if self.launching.is_empty() && self.unready == 0 && !shared.ready.is_set() {
+            if !shared.mark_ready() {
+                return Poll::Ready(());
+            }
+            event!(info, {}, "every component is ready");
+        }
+        Poll::Pending
+    }
+
+    /// Begins the launch of a component the graph let start. Its
+    /// registration was sent before the graph linked it.
+    fn begin_start(&mut self, index: usize) {
+        while self.slots.len() <= index {
+            match self.take_registration() {
+                Some(reg) => self.add_slot(reg),
+                None => return,
+            }
+        }
+        let l = self.start_step(index);
+        self.launching.push(l);
+    }
+
+    /// A component's launch from its `start` on.
+    pub(super) fn start_step(&mut self, index: usize) -> Launching {
+        let name = self.slots[index].name.clone();
         let t0 = self.now();
         event!(debug, { component = name, step = Step::Start }, "starting `{name}`");
         let at = self.since_epoch(t0);
@@ -82,122 +232,122 @@ impl Runner {
             r.state = ComponentState::Starting;
             r.start_at = Some(at);
         });
-        let deadline = deadline_after(t0, options.start_timeout);
-        let mut start = Some(Cmd::Start(self.context(index, deadline)));
-        let outcome = self
-            .drive(deadline, Interrupt::Shutdown, |s, _| {
-                s.step_unit(index, &mut start)
-            })
-            .await;
-        let outcome = self.settle(index, start.is_none(), outcome, unit);
-        match outcome {
-            Driven::Done(Ok(())) => {}
-            Driven::Done(Err(e)) => return self.fail_launch(index, e, Step::Start),
-            Driven::TimedOut => {
-                let budget = options.start_timeout.unwrap_or_default();
-                let e = Error::new(ErrorKind::TimedOut).with_budget(budget);
-                return self.fail_launch(index, e, Step::Start);
-            }
-            Driven::Interrupted => {
-                event!(info, { component = name, step = Step::Start }, "start of `{name}` cancelled by shutdown");
-                self.update(index, |r| r.state = ComponentState::Pending);
-                return;
-            }
-        }
-        let took = self.now().saturating_duration_since(t0);
-        event!(info, { component = name, step = Step::Start, elapsed_ms = ms(took) }, "started `{name}` in {took:?}");
-        // The first readiness attempt is counted here, under the same lock
-        // round trip: nothing awaits in between.
-        self.update(index, |r| {
-            r.state = ComponentState::Started;
-            r.start_took = Some(took);
-            r.attempts = 1;
-        });
-        self.launched.push(index);
-        self.spawn_run(index);
-        self.await_ready(index, t0).await;
+        let deadline = deadline_after(t0, self.slots[index].options.start_timeout);
+        Launching::new(index, t0, LaunchStep::Start, deadline)
     }
 
-    fn spawn_run(&mut self, index: usize) {
-        let cx = self.context(index, None);
-        let spawn = self.config.spawner.clone().map(|spawner| {
-            let busy = Arc::new(AtomicBool::new(false));
-            self.slots[index].busy = Some(busy.clone());
-            (spawner, busy)
-        });
-        self.slots[index].run_started = true;
-        self.command(index, Cmd::Run(cx, spawn));
-    }
-
-    async fn await_ready(&mut self, index: usize, t0: Instant) {
-        let name = self.slots[index].name.clone();
-        let policy = self.slots[index].options.readiness;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            if attempt > 1 {
-                self.update(index, |r| r.attempts = attempt);
-            }
-            // No clock read without a per-attempt budget.
-            let deadline = policy
-                .timeout()
-                .and_then(|budget| deadline_after(Instant::now(), Some(budget)));
-            let mut ready = Some(Cmd::Ready(self.context(index, deadline)));
-            let outcome = self
-                .drive(deadline, Interrupt::Shutdown, |s, _| {
-                    s.step(index, &mut ready).map(readiness)
-                })
-                .await;
-            let outcome = self.settle(index, ready.is_none(), outcome, readiness);
-            match outcome {
-                Driven::Done(Ok(true)) => break,
-                Driven::Done(Ok(false)) if attempt >= policy.max_attempts() => {
-                    let e = Error::new(ErrorKind::NotReady)
-                        .with_detail(format!("not ready after {attempt} attempts"));
-                    return self.fail_launch(index, e, Step::Ready);
+    /// Moves a component in launch one step on, if it can.
+    fn advance(&mut self, l: &mut Launching, cx: &mut TaskContext<'_>) -> Moved {
+        let index = l.index;
+        match l.step {
+            LaunchStep::Start | LaunchStep::Ready(_) if !l.issued => {
+                // The end of a `run` held back behind a call's end comes
+                // before the next call.
+                self.flush_deferred();
+                if self.handle.shared.shutdown.is_set() {
+                    return Moved::No;
                 }
-                Driven::Done(Ok(false)) => {
-                    let wait = policy.backoff_policy().delay(attempt);
-                    event!(debug, { component = name, step = Step::Ready }, "`{name}` not ready (attempt {attempt}), retrying in {wait:?}");
-                    let until = deadline_after(Instant::now(), Some(wait));
-                    if let Driven::Interrupted = self
-                        .drive(until, Interrupt::Shutdown, |_, _| Poll::<()>::Pending)
-                        .await
-                    {
-                        return;
+                l.issued = true;
+                let cmd = match l.step {
+                    LaunchStep::Start => Cmd::Start(self.context(index, l.deadline)),
+                    _ => Cmd::Ready(self.context(index, l.deadline)),
+                };
+                self.command(index, cmd);
+                match self.advance(l, cx) {
+                    Moved::No => Moved::On,
+                    moved => moved,
+                }
+            }
+            LaunchStep::Restop | LaunchStep::Reclose | LaunchStep::Rewait => {
+                self.advance_restart(l, cx)
+            }
+            LaunchStep::Backoff(attempt) => {
+                if !l.expired(cx) {
+                    return Moved::No;
+                }
+                self.next_attempt(l, attempt + 1);
+                Moved::On
+            }
+            LaunchStep::Start | LaunchStep::Ready(_) => {
+                if let Some(done) = self.slots[index].cell.take_done() {
+                    return self.call_ended(l, done);
+                }
+                if !l.expired(cx) {
+                    return Moved::No;
+                }
+                self.abandon(index);
+                let e = Error::new(ErrorKind::TimedOut);
+                match l.step {
+                    LaunchStep::Ready(attempt) => {
+                        let budget = self.slots[index].options.readiness.timeout();
+                        let e = e
+                            .with_budget(budget.unwrap_or_default())
+                            .with_detail(format!("attempt {attempt}"));
+                        self.fail_launch(index, e, Step::Ready);
+                    }
+                    _ => {
+                        let budget = self.slots[index].options.start_timeout;
+                        self.start_failed(index, e.with_budget(budget.unwrap_or_default()));
                     }
                 }
-                Driven::Done(Err(e)) => return self.fail_launch(index, e, Step::Ready),
-                Driven::TimedOut => {
-                    let budget = policy.timeout().unwrap_or_default();
-                    let e = Error::new(ErrorKind::TimedOut)
-                        .with_budget(budget)
-                        .with_detail(format!("attempt {attempt}"));
-                    return self.fail_launch(index, e, Step::Ready);
-                }
-                Driven::Interrupted => {
-                    event!(info, { component = name, step = Step::Ready }, "readiness wait of `{name}` cancelled by shutdown");
-                    return;
-                }
+                Moved::Done
             }
         }
-        self.slots[index].ready = true;
-        self.handle
-            .shared
-            .launching
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-        let now = self.now();
-        let at = self.since_epoch(now);
-        event!(
-            info,
-            { component = name, step = Step::Ready, elapsed_ms = ms(now - t0) },
-            "`{name}` ready after {:?} ({attempt} attempt{})",
-            now - t0,
-            if attempt == 1 { "" } else { "s" }
-        );
-        self.update(index, |r| {
-            r.state = ComponentState::Ready;
-            r.ready_at = Some(at);
-        });
+    }
+
+    /// Shutdown began: a call that ended before the runner saw it still
+    /// counts; every other call in flight is given up on, and components
+    /// the graph let start but that did not are never started.
+    fn cancel_launch(&mut self) {
+        for mut l in std::mem::take(&mut self.launching) {
+            let index = l.index;
+            if matches!(
+                l.step,
+                LaunchStep::Restop | LaunchStep::Reclose | LaunchStep::Rewait
+            ) {
+                self.cancel_restart(l);
+                continue;
+            }
+            let done = if l.issued {
+                self.slots[index].cell.take_done()
+            } else {
+                None
+            };
+            let step = match done {
+                // Started: its first readiness attempt is never made.
+                Some(done) => match self.call_ended(&mut l, done) {
+                    Moved::On => l.step,
+                    _ => continue,
+                },
+                None => {
+                    if l.issued {
+                        self.abandon(index);
+                    }
+                    l.step
+                }
+            };
+            let name = self.slots[index].name.clone();
+            match step {
+                LaunchStep::Start => {
+                    event!(info, { component = name, step = Step::Start }, "start of `{name}` cancelled by shutdown");
+                    self.update(index, |r| r.state = ComponentState::Pending);
+                    self.slots[index].stopping = true;
+                    lock(&self.handle.shared.state)
+                        .graph
+                        .set_stopped(index as u32);
+                }
+                LaunchStep::Ready(_) => {
+                    event!(info, { component = name, step = Step::Ready }, "readiness wait of `{name}` cancelled by shutdown");
+                }
+                _ => {}
+            }
+        }
+        let never = std::mem::take(&mut self.startable);
+        if !never.is_empty() {
+            let mut st = lock(&self.handle.shared.state);
+            for index in never {
+                st.graph.set_stopped(index as u32);
+            }
+        }
     }
 }

@@ -9,15 +9,22 @@
 //! registration, a flag) while it polls the woken cells, watches for the
 //! interrupting flag and enforces the deadline.
 //!
-//! The schedule is the runner's: [`launch`] starts components one at a
-//! time and waits for each to be ready, [`shutdown`] stops them one at a
-//! time in reverse order and closes them (all at once when forced),
-//! [`flush`] runs the drainers and the stop hooks.
+//! The schedule is the runner's, taken from the dependency graph:
+//! [`launch`] starts each component once its dependencies are ready and
+//! waits for it to be ready, every component that may start at once;
+//! [`drain`] stops each once every component that depends on it has
+//! stopped, every component that may stop at once, and closes those that
+//! overrun (`shutdown` closes all at once when forced); [`flush`] runs the
+//! drainers and the stop hooks. With the default graph, a chain, that is
+//! one component at a time, in order, and in reverse order.
 
 mod cells;
+mod drain;
 mod drive;
 mod flush;
 mod launch;
+mod outcomes;
+mod restart;
 mod shutdown;
 
 use std::sync::Arc;
@@ -78,6 +85,10 @@ struct Slot {
     run_started: bool,
     run_done: bool,
     ready: bool,
+    /// Whether its stop began.
+    stopping: bool,
+    /// Its restart budget, if its policy ever restarts it.
+    restart: Option<Box<crate::restart::Budget>>,
 }
 
 impl Drop for Slot {
@@ -102,7 +113,21 @@ pub(crate) struct Runner {
     /// arrive through `register_rx`.
     initial: std::vec::IntoIter<Registration>,
     slots: Vec<Slot>,
+    /// The components whose `start` succeeded, in that order.
     launched: Vec<usize>,
+    /// The components in launch, in the order they began it.
+    launching: Vec<launch::Launching>,
+    /// Components the graph let start, not started yet.
+    startable: Vec<usize>,
+    /// Components registered and not ready yet.
+    unready: usize,
+    /// Whether components were registered since the graph was last asked
+    /// what may start.
+    graph_moved: bool,
+    /// The components in their stop, in the order they began it.
+    stopping: Vec<drain::Stopper>,
+    /// Components the graph let stop, not stopping yet.
+    stoppable: Vec<usize>,
     /// The cells woken since the runner last polled them.
     queue: Arc<ReadyQueue>,
     /// The cells being polled, taken from the queue (buffers swapped, so
@@ -193,6 +218,12 @@ impl Runner {
             register_rx,
             slots: Vec::with_capacity(initial.len()),
             launched: Vec::with_capacity(initial.len()),
+            launching: Vec::new(),
+            startable: Vec::new(),
+            unready: 0,
+            graph_moved: false,
+            stopping: Vec::new(),
+            stoppable: Vec::new(),
             initial: initial.into_iter(),
             queue: Arc::new(ReadyQueue::default()),
             batch: Vec::new(),

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::{BoxFuture, FutureExt};
 
-use super::cells::unit;
-use super::drive::{Driven, Interrupt};
+use super::drive::Interrupt;
 use super::{Runner, budget_of, deadline_after, earliest};
 use crate::component::CallResult;
 use crate::error::{Error, ErrorKind};
@@ -24,22 +23,12 @@ use crate::report::ComponentState;
 
 /// The state a component moves to in the drain, unless it already failed:
 /// the report must keep that it did.
-fn unless_failed(now: ComponentState, next: ComponentState) -> ComponentState {
+pub(super) fn unless_failed(now: ComponentState, next: ComponentState) -> ComponentState {
     if now == ComponentState::Failed {
         now
     } else {
         next
     }
-}
-
-/// How a component's graceful stop ended.
-enum Stopping {
-    /// `run` ended in time.
-    Stopped,
-    /// The stop overran its budget (or was skipped): close it.
-    Close,
-    /// A force interrupted it: close it with the others.
-    Forced,
 }
 
 /// A user call in flight during a forced shutdown: a `close` or a hook.
@@ -84,34 +73,8 @@ impl Runner {
         }
 
         shared.set_phase(Phase::Draining);
-        let order: Vec<usize> = self.launched.iter().rev().copied().collect();
-        let mut forced = Vec::new();
-        let mut rest = order.iter().copied();
-        for index in rest.by_ref() {
-            if shared.force.is_set() {
-                self.mark_stopping(index);
-                forced.push(self.begin_close(index, deadline));
-                break;
-            }
-            match self.stop_one(index, deadline).await {
-                Stopping::Stopped => {}
-                Stopping::Close => {
-                    if let Some(closing) = self.close_one(index, deadline).await {
-                        forced.push(closing);
-                        break;
-                    }
-                }
-                Stopping::Forced => {
-                    forced.push(self.begin_close(index, deadline));
-                    break;
-                }
-            }
-        }
+        let forced = self.drain(deadline).await;
         if shared.force.is_set() {
-            for index in rest {
-                self.mark_stopping(index);
-                forced.push(self.begin_close(index, deadline));
-            }
             self.close_forced(forced, deadline).await;
         }
 
@@ -173,7 +136,7 @@ impl Runner {
     }
 
     /// Polls a call in flight; a component's is issued on its first poll.
-    fn poll_call(
+    pub(super) fn poll_call(
         &mut self,
         call: &mut InFlight,
         cx: &mut std::task::Context<'_>,
@@ -186,7 +149,7 @@ impl Runner {
     }
 
     /// Marks a component stopping in the report and sets its stop signal.
-    fn mark_stopping(&mut self, index: usize) -> Instant {
+    pub(super) fn mark_stopping(&mut self, index: usize) -> Instant {
         let t0 = self.now();
         let at = self.since_epoch(t0);
         self.update(index, |r| {
@@ -195,76 +158,14 @@ impl Runner {
         });
         let name = &self.slots[index].name;
         event!(debug, { component = name, step = Step::Stop }, "stopping `{name}`");
+        self.slots[index].stopping = true;
         self.slots[index].stop.set();
         t0
     }
 
-    /// Drain one component: set its stop signal, call `stop`, wait for `run`
-    /// to end, all within its budget.
-    async fn stop_one(&mut self, index: usize, deadline: Option<Instant>) -> Stopping {
-        let shared = self.handle.shared.clone();
-        let name = self.slots[index].name.clone();
-        let options = self.slots[index].options;
-        let t0 = self.mark_stopping(index);
-
-        let bound = earliest(deadline_after(t0, options.stop_timeout), deadline);
-        if options.stop_timeout == Some(Duration::ZERO) {
-            return Stopping::Close;
-        }
-        let mut stop = Some(Cmd::Stop(self.context(index, bound)));
-        let outcome = self
-            .drive(bound, Interrupt::Force, |s, _| {
-                s.step_unit(index, &mut stop)
-            })
-            .await;
-        let outcome = self.settle(index, stop.is_none(), outcome, unit);
-        let outcome = match outcome {
-            Driven::Done(Ok(())) => Driven::Done(()),
-            Driven::Done(Err(e)) => {
-                self.record(&name, e, Step::Stop);
-                Driven::Done(())
-            }
-            other @ (Driven::TimedOut | Driven::Interrupted) => other.map_unit(),
-        };
-        let outcome = match outcome {
-            Driven::Done(()) => {
-                self.drive(bound, Interrupt::Force, |s, _| {
-                    if s.slots[index].run_done {
-                        Poll::Ready(())
-                    } else {
-                        Poll::Pending
-                    }
-                })
-                .await
-            }
-            other => other,
-        };
-        match outcome {
-            Driven::Done(()) => {
-                let took = self.now().saturating_duration_since(t0);
-                event!(info, { component = name, step = Step::Stop, elapsed_ms = ms(took) }, "stopped `{name}` in {took:?}");
-                self.update(index, |r| {
-                    r.state = unless_failed(r.state, ComponentState::Stopped);
-                    r.stop_took = Some(took);
-                });
-                Stopping::Stopped
-            }
-            Driven::TimedOut => {
-                let e = Error::new(ErrorKind::TimedOut).with_budget(budget_of(bound, t0));
-                self.record(&name, e, Step::Stop);
-                if shared.force.is_set() {
-                    Stopping::Forced
-                } else {
-                    Stopping::Close
-                }
-            }
-            Driven::Interrupted => Stopping::Forced,
-        }
-    }
-
     /// Calls a component's `close`, bounded by its close timeout and the
     /// shutdown deadline, and records when.
-    fn begin_close(&mut self, index: usize, deadline: Option<Instant>) -> InFlight {
+    pub(super) fn begin_close(&mut self, index: usize, deadline: Option<Instant>) -> InFlight {
         let name = self.slots[index].name.clone();
         let options = self.slots[index].options;
         // Once forced, the force budget bounds it too.
@@ -291,24 +192,6 @@ impl Runner {
         }
     }
 
-    /// Closes one component; a force that interrupts it hands the call in
-    /// flight back, to be finished with the other forced closes.
-    async fn close_one(&mut self, index: usize, deadline: Option<Instant>) -> Option<InFlight> {
-        let mut closing = self.begin_close(index, deadline);
-        let outcome = self
-            .drive(None, Interrupt::Force, |s, cx| {
-                s.poll_call(&mut closing, cx)
-            })
-            .await;
-        match outcome {
-            Driven::Done(result) => {
-                self.end_close(&closing, result);
-                None
-            }
-            Driven::TimedOut | Driven::Interrupted => Some(closing),
-        }
-    }
-
     /// Finishes every forced close at once, bounded together by the force
     /// budget.
     async fn close_forced(&mut self, closing: Vec<InFlight>, deadline: Option<Instant>) {
@@ -321,7 +204,7 @@ impl Runner {
 
     /// Records a close's result, drops the component's `run` and updates the
     /// report.
-    fn end_close(&mut self, call: &InFlight, result: CallResult<()>) {
+    pub(super) fn end_close(&mut self, call: &InFlight, result: CallResult<()>) {
         let Some(index) = call.index else {
             return;
         };
@@ -340,16 +223,5 @@ impl Runner {
             r.state = unless_failed(r.state, ComponentState::Closed);
             r.close_took = Some(took);
         });
-    }
-}
-
-impl<T> Driven<T> {
-    /// The same outcome, for a caller that only needs to know how it ended.
-    fn map_unit(self) -> Driven<()> {
-        match self {
-            Driven::Done(_) => Driven::Done(()),
-            Driven::TimedOut => Driven::TimedOut,
-            Driven::Interrupted => Driven::Interrupted,
-        }
     }
 }

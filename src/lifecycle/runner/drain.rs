@@ -1,0 +1,287 @@
+//! Drain: stop the started components in reverse dependency order. A
+//! component stops once every component that depends on it has stopped;
+//! independent ones stop at once, each bounded by its stop budget and all
+//! by the shutdown deadline. A stop that overruns its budget closes its
+//! component. A force ends the drain: what it interrupted, and every
+//! component not yet stopped, is closed at once (in `shutdown`).
+//!
+//! Like the launch, one flat loop: each pass begins the stops the graph
+//! allows and moves each component in its stop one step on.
+
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+
+use futures::future::FutureExt as _;
+use futures_timer::Delay;
+
+use super::cells::unit;
+use super::drive::{Driven, Interrupt};
+use super::launch::Moved;
+use super::shutdown::InFlight;
+use super::shutdown::unless_failed;
+use super::{Runner, budget_of, deadline_after, earliest};
+use crate::error::{Error, ErrorKind};
+use crate::graph::Graph;
+use crate::latch::lock;
+use crate::lifecycle::cell::Cmd;
+use crate::logging::{event, ms};
+use crate::phase::Step;
+use crate::report::ComponentState;
+
+/// A component in its stop.
+pub(super) struct Stopper {
+    index: usize,
+    t0: Instant,
+    /// The end of its stop budget.
+    bound: Option<Instant>,
+    step: StopStep,
+    /// Armed only once the stop does not end on its first poll.
+    timer: Option<Delay>,
+}
+
+enum StopStep {
+    /// Its `stop` call, once issued.
+    Stop { issued: bool },
+    /// Waiting for its `run` to end.
+    Run,
+    /// Its `close` call.
+    Close(InFlight),
+}
+
+impl Stopper {
+    /// Whether the stop budget has run out; arms its timer otherwise.
+    fn expired(&mut self, cx: &mut TaskContext<'_>) -> bool {
+        let Some(bound) = self.bound else {
+            return false;
+        };
+        let now = Instant::now();
+        if now >= bound {
+            return true;
+        }
+        let timer = self.timer.get_or_insert_with(|| Delay::new(bound - now));
+        timer.poll_unpin(cx).is_ready()
+    }
+}
+
+impl Runner {
+    /// Stops every started component, as the graph allows. A force ends
+    /// it: what was in its stop and every component not yet stopped are
+    /// handed back with their `close` to make, all at once.
+    pub(super) async fn drain(&mut self, deadline: Option<Instant>) -> Vec<InFlight> {
+        {
+            let mut st = lock(&self.handle.shared.state);
+            st.graph.begin_shutdown();
+            take_stoppable(&mut st.graph, &mut self.stoppable);
+        }
+        let outcome = self
+            .drive(None, Interrupt::Force, |s, cx| s.poll_drain(cx, deadline))
+            .await;
+        let mut forced = Vec::new();
+        if let Driven::Done(()) = outcome {
+            return forced;
+        }
+        for s in std::mem::take(&mut self.stopping) {
+            let index = s.index;
+            match s.step {
+                StopStep::Stop { issued } => {
+                    if issued {
+                        match self.slots[index].cell.take_done().map(unit) {
+                            Some(Err(e)) => {
+                                let name = self.slots[index].name.clone();
+                                self.record(&name, e, Step::Stop);
+                            }
+                            Some(Ok(())) => {}
+                            None => self.abandon(index),
+                        }
+                    }
+                    forced.push(self.begin_close(index, deadline));
+                }
+                StopStep::Run => forced.push(self.begin_close(index, deadline)),
+                StopStep::Close(call) => forced.push(call),
+            }
+        }
+        self.stoppable.clear();
+        for k in (0..self.launched.len()).rev() {
+            let index = self.launched[k];
+            if !self.slots[index].stopping {
+                self.mark_stopping(index);
+                forced.push(self.begin_close(index, deadline));
+            }
+        }
+        forced
+    }
+
+    /// One pass of the drain. Ready once nothing is left to stop.
+    fn poll_drain(&mut self, cx: &mut TaskContext<'_>, deadline: Option<Instant>) -> Poll<()> {
+        let force = self.handle.shared.force.clone();
+        loop {
+            let mut moved = false;
+            // Drained rather than consumed: the buffer is kept, so a stop
+            // costs no allocation.
+            let mut stoppable = std::mem::take(&mut self.stoppable);
+            for index in stoppable.drain(..) {
+                if force.is_set() {
+                    self.stoppable.push(index);
+                } else {
+                    self.begin_stop(index, deadline);
+                    moved = true;
+                }
+            }
+            stoppable.append(&mut self.stoppable);
+            self.stoppable = stoppable;
+            let mut stopping = std::mem::take(&mut self.stopping);
+            stopping.retain_mut(|s| {
+                if force.is_set() {
+                    return true;
+                }
+                match self.advance_stop(s, cx, deadline) {
+                    Moved::No => true,
+                    Moved::On => {
+                        moved = true;
+                        true
+                    }
+                    Moved::Done => {
+                        moved = true;
+                        false
+                    }
+                }
+            });
+            stopping.append(&mut self.stopping);
+            self.stopping = stopping;
+            if !moved || force.is_set() {
+                break;
+            }
+        }
+        if self.stopping.is_empty() && self.stoppable.is_empty() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Begins a component's stop: its stop latch set, its `stop` call
+    /// next, or its `close` at once with a stop budget of zero.
+    fn begin_stop(&mut self, index: usize, deadline: Option<Instant>) {
+        let t0 = self.mark_stopping(index);
+        let stop_timeout = self.slots[index].options.stop_timeout;
+        let bound = earliest(deadline_after(t0, stop_timeout), deadline);
+        let step = if stop_timeout == Some(Duration::ZERO) {
+            StopStep::Close(self.begin_close(index, deadline))
+        } else {
+            StopStep::Stop { issued: false }
+        };
+        self.stopping.push(Stopper {
+            index,
+            t0,
+            bound,
+            step,
+            timer: None,
+        });
+    }
+
+    /// Moves a component in its stop one step on, if it can.
+    fn advance_stop(
+        &mut self,
+        s: &mut Stopper,
+        cx: &mut TaskContext<'_>,
+        deadline: Option<Instant>,
+    ) -> Moved {
+        let index = s.index;
+        match s.step {
+            StopStep::Stop { issued: false } => {
+                s.step = StopStep::Stop { issued: true };
+                let cx2 = self.context(index, s.bound);
+                self.command(index, Cmd::Stop(cx2));
+                match self.advance_stop(s, cx, deadline) {
+                    Moved::No => Moved::On,
+                    moved => moved,
+                }
+            }
+            StopStep::Stop { issued: true } => {
+                if let Some(done) = self.slots[index].cell.take_done() {
+                    if let Err(e) = unit(done) {
+                        let name = self.slots[index].name.clone();
+                        self.record(&name, e, Step::Stop);
+                    }
+                    s.step = StopStep::Run;
+                    return match self.advance_stop(s, cx, deadline) {
+                        Moved::No => Moved::On,
+                        moved => moved,
+                    };
+                }
+                if !s.expired(cx) {
+                    return Moved::No;
+                }
+                self.abandon(index);
+                self.stop_overran(s, deadline);
+                Moved::On
+            }
+            StopStep::Run => {
+                // A `run` that ended in the poll that ended `stop` is read
+                // after it.
+                self.flush_deferred();
+                if self.slots[index].run_done {
+                    self.stopped(s);
+                    return Moved::Done;
+                }
+                if !s.expired(cx) {
+                    return Moved::No;
+                }
+                self.stop_overran(s, deadline);
+                Moved::On
+            }
+            StopStep::Close(ref mut call) => match self.poll_call(call, cx) {
+                Poll::Ready(result) => {
+                    self.end_close(call, result);
+                    // Its `run` is dropped before anything else stops.
+                    if self.slots[index].cell.is_queued() {
+                        self.poll_cell(index);
+                    }
+                    self.released(index);
+                    Moved::Done
+                }
+                Poll::Pending => Moved::No,
+            },
+        }
+    }
+
+    /// A stop overran its budget: an error, and the component's `close`.
+    fn stop_overran(&mut self, s: &mut Stopper, deadline: Option<Instant>) {
+        let name = self.slots[s.index].name.clone();
+        let e = Error::new(ErrorKind::TimedOut).with_budget(budget_of(s.bound, s.t0));
+        self.record(&name, e, Step::Stop);
+        s.step = StopStep::Close(self.begin_close(s.index, deadline));
+    }
+
+    /// A component's `run` ended within its stop budget.
+    fn stopped(&mut self, s: &Stopper) {
+        let index = s.index;
+        let name = self.slots[index].name.clone();
+        let took = self.now().saturating_duration_since(s.t0);
+        event!(info, { component = name, step = Step::Stop, elapsed_ms = ms(took) }, "stopped `{name}` in {took:?}");
+        let mut st = lock(&self.handle.shared.state);
+        if let Some(r) = st.records.get_mut(index) {
+            r.state = unless_failed(r.state, ComponentState::Stopped);
+            r.stop_took = Some(took);
+        }
+        st.graph.set_stopped(index as u32);
+        take_stoppable(&mut st.graph, &mut self.stoppable);
+    }
+
+    /// A component is stopped or closed: those it depends on may stop once
+    /// nothing else holds them.
+    fn released(&mut self, index: usize) {
+        let mut st = lock(&self.handle.shared.state);
+        st.graph.set_stopped(index as u32);
+        take_stoppable(&mut st.graph, &mut self.stoppable);
+    }
+}
+
+/// Takes what the graph lets stop: the latest registered first.
+fn take_stoppable(graph: &mut Graph, into: &mut Vec<usize>) {
+    let from = into.len();
+    while let Some(node) = graph.next_stoppable() {
+        into.push(node as usize);
+    }
+    into[from..].sort_unstable_by(|a, b| b.cmp(a));
+}

@@ -1,0 +1,206 @@
+//! Restarts: a component whose `run` failed after it was ready, under a
+//! restart policy, is stopped (closed if its stop overruns), waits its
+//! backoff, and is launched again — `start`, then readiness — by the
+//! launch loop, while the rest keeps running. Until it is ready again the
+//! graph holds back what depends on it and has not started, and the
+//! built-in `launch` check fails.
+
+use std::sync::atomic::Ordering;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Instant;
+
+use super::Runner;
+use super::cells::unit;
+use super::deadline_after;
+use super::launch::{LaunchStep, Launching, Moved, Restarting};
+use super::shutdown::Call;
+use crate::error::Error;
+use crate::latch::{Latch, lock};
+use crate::lifecycle::cell::Cmd;
+use crate::logging::event;
+use crate::phase::Step;
+use crate::report::{ComponentState, RunFailure};
+use crate::restart::Verdict;
+
+impl Runner {
+    /// A component with a restart policy failed in `run` after it was
+    /// ready: restart it, or, its budget spent, fail as without a policy.
+    pub(super) fn on_failure(&mut self, index: usize, e: Error) {
+        let now = self.now();
+        let at = self.since_epoch(now);
+        let slot = &mut self.slots[index];
+        let Some(budget) = slot.restart.as_mut() else {
+            return self.fail(index, e, Step::Run);
+        };
+        let (wait, attempt) = match budget.on_failure(now) {
+            Verdict::Restart { after, attempt } => (after, attempt),
+            Verdict::Exhausted => {
+                let policy = budget.policy();
+                let max = policy.max_restarts();
+                let note = format!(
+                    "restart budget exhausted: {max} restart{} within {:?}",
+                    if max == 1 { "" } else { "s" },
+                    policy.window()
+                );
+                let detail = match e.panic_message() {
+                    Some(message) => format!("{message} ({note})"),
+                    None => note,
+                };
+                return self.fail(index, e.with_detail(detail), Step::Run);
+            }
+        };
+        let restarts = u32::try_from(budget.restarts()).unwrap_or(u32::MAX);
+        slot.ready = false;
+        let name = slot.name.clone();
+        let error = format!("{:#}", e.with_component(&name).with_step(Step::Run));
+        event!(
+            warn,
+            { component = name, step = Step::Run },
+            "{error}; restarting `{name}` in {wait:?} (restart {attempt} within the window)"
+        );
+        self.unready += 1;
+        self.handle.shared.launching.fetch_add(1, Ordering::AcqRel);
+        {
+            let mut st = lock(&self.handle.shared.state);
+            if let Some(r) = st.records.get_mut(index) {
+                r.state = ComponentState::Restarting;
+                r.restarts = restarts;
+                r.failures.push(RunFailure { at, error });
+            }
+            st.graph.set_unready(index as u32);
+        }
+        let mut l = Launching::new(index, now, LaunchStep::Restop, None);
+        l.restart = Some(Box::new(Restarting { wait, close: None }));
+        self.launching.push(l);
+    }
+
+    /// Moves a restart one step on: its stop, its close, its wait.
+    pub(super) fn advance_restart(&mut self, l: &mut Launching, cx: &mut TaskContext<'_>) -> Moved {
+        let index = l.index;
+        match l.step {
+            LaunchStep::Restop if !l.issued => {
+                l.issued = true;
+                let slot = &self.slots[index];
+                slot.stop.set();
+                let budget = slot
+                    .options
+                    .stop_timeout
+                    .unwrap_or(self.config.shutdown_timeout);
+                if budget.is_zero() {
+                    self.reclose(l);
+                    return Moved::On;
+                }
+                l.deadline = deadline_after(Instant::now(), Some(budget));
+                let stop = Cmd::Stop(self.context(index, l.deadline));
+                self.command(index, stop);
+                match self.advance_restart(l, cx) {
+                    Moved::No => Moved::On,
+                    moved => moved,
+                }
+            }
+            LaunchStep::Restop => {
+                if let Some(done) = self.slots[index].cell.take_done() {
+                    if let Err(e) = unit(done) {
+                        let name = self.slots[index].name.clone();
+                        let e = e.with_component(&name).with_step(Step::Stop);
+                        event!(warn, { component = name, step = Step::Stop }, "{e:#} (restarting)");
+                    }
+                    self.rewait(l);
+                    return Moved::On;
+                }
+                if !l.expired(cx) {
+                    return Moved::No;
+                }
+                self.abandon(index);
+                self.reclose(l);
+                Moved::On
+            }
+            LaunchStep::Reclose => {
+                let Some(call) = l.restart.as_mut().and_then(|r| r.close.as_mut()) else {
+                    return Moved::No;
+                };
+                let Poll::Ready(result) = self.poll_call(call, cx) else {
+                    return Moved::No;
+                };
+                let name = self.slots[index].name.clone();
+                match result {
+                    Ok(()) => {
+                        event!(info, { component = name, step = Step::Close }, "closed `{name}` (restarting)")
+                    }
+                    Err(e) => {
+                        let e = e.with_component(&name).with_step(Step::Close);
+                        event!(warn, { component = name, step = Step::Close }, "{e:#} (restarting)");
+                    }
+                }
+                self.rewait(l);
+                Moved::On
+            }
+            LaunchStep::Rewait => {
+                if !l.expired(cx) {
+                    return Moved::No;
+                }
+                self.relaunch(l);
+                Moved::On
+            }
+            _ => Moved::No,
+        }
+    }
+
+    /// The stop of a restart overran (or had no budget): close it.
+    fn reclose(&mut self, l: &mut Launching) {
+        let close = self.begin_close(l.index, None);
+        if let Some(r) = l.restart.as_mut() {
+            r.close = Some(close);
+        }
+        l.step = LaunchStep::Reclose;
+        l.timer = None;
+    }
+
+    /// The component is stopped: its backoff next.
+    fn rewait(&mut self, l: &mut Launching) {
+        let wait = l.restart.as_ref().map(|r| r.wait).unwrap_or_default();
+        l.step = LaunchStep::Rewait;
+        l.issued = false;
+        l.deadline = deadline_after(Instant::now(), Some(wait));
+        l.timer = None;
+    }
+
+    /// The wait is over: the component starts again, with a new stop
+    /// latch, as if launched for the first time.
+    fn relaunch(&mut self, l: &mut Launching) {
+        let index = l.index;
+        let slot = &mut self.slots[index];
+        slot.stop = Latch::new();
+        slot.run_aborted = false;
+        slot.run_started = false;
+        slot.run_done = false;
+        slot.busy = None;
+        let name = slot.name.clone();
+        event!(info, { component = name, step = Step::Start }, "restarting `{name}`");
+        *l = self.start_step(index);
+    }
+
+    /// Shutdown began during a restart's stop or wait: the component has
+    /// stopped (what was left of its stop or close is dropped) and is not
+    /// started again.
+    pub(super) fn cancel_restart(&mut self, l: Launching) {
+        let index = l.index;
+        // A call in flight: its stop, or its close once issued.
+        let in_flight = match (l.step, l.restart.and_then(|r| r.close)) {
+            (LaunchStep::Restop, _) => l.issued,
+            (LaunchStep::Reclose, Some(call)) => matches!(call.call, Call::Cell(None)),
+            _ => false,
+        };
+        if in_flight && self.slots[index].cell.take_done().is_none() {
+            self.abandon(index);
+        }
+        let name = self.slots[index].name.clone();
+        event!(info, { component = name, step = Step::Start }, "restart of `{name}` cancelled by shutdown");
+        self.slots[index].stopping = true;
+        let mut st = lock(&self.handle.shared.state);
+        if let Some(r) = st.records.get_mut(index) {
+            r.state = ComponentState::Stopped;
+        }
+        st.graph.set_stopped(index as u32);
+    }
+}

@@ -1,0 +1,528 @@
+//! Restarts (`ComponentOptions::restart`): a component whose `run` fails
+//! after it was ready is stopped, started and readied again while the rest
+//! keeps running, within its budget; on every runtime and with the
+//! spawner. The budget's own rules are unit-tested with the policy.
+#![allow(non_snake_case)] // test names read `<runtime>__<scenario>`
+
+mod common;
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use common::*;
+use futures::future::Either;
+use lameduck::{
+    Backoff, BoxError, Component, ComponentOptions, ComponentState, Context, Handle, Lifecycle,
+    ProbeRequest, Restart, Step,
+};
+
+/// A component whose `run` fails (or panics) its first `fails` times, a
+/// few milliseconds after it begins; from the start number `hang_ready_from`
+/// on, its readiness check never answers. Logs `start`, `ready`, `run`,
+/// `run-failed`, `run-end`, `stop` and `close` with its name.
+struct Flaky {
+    name: String,
+    log: Log,
+    fails: u32,
+    panics: bool,
+    hang_ready_from: u32,
+    starts: AtomicU32,
+    runs: AtomicU32,
+}
+
+fn flaky(log: &Log, name: &str, fails: u32) -> Flaky {
+    Flaky {
+        name: name.to_owned(),
+        log: log.clone(),
+        fails,
+        panics: false,
+        hang_ready_from: u32::MAX,
+        starts: AtomicU32::new(0),
+        runs: AtomicU32::new(0),
+    }
+}
+
+impl Component for Flaky {
+    async fn start(&self, _: &Context) -> Result<(), BoxError> {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        self.log.push(format!("start {}", self.name));
+        Ok(())
+    }
+
+    async fn ready(&self, _: &Context) -> Result<bool, BoxError> {
+        self.log.push(format!("ready {}", self.name));
+        if self.starts.load(Ordering::SeqCst) >= self.hang_ready_from {
+            futures::future::pending::<()>().await;
+        }
+        Ok(true)
+    }
+
+    async fn run(&self, cx: &Context) -> Result<(), BoxError> {
+        let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+        self.log.push(format!("run {}", self.name));
+        if n <= self.fails {
+            sleep(ms(5)).await;
+            self.log.push(format!("run-failed {}", self.name));
+            if self.panics {
+                panic!("{} broke", self.name);
+            }
+            return Err(format!("{} broke", self.name).into());
+        }
+        cx.stop_signal().await;
+        self.log.push(format!("run-end {}", self.name));
+        Ok(())
+    }
+
+    async fn stop(&self, _: &Context) -> Result<(), BoxError> {
+        self.log.push(format!("stop {}", self.name));
+        Ok(())
+    }
+
+    async fn close(&self, _: &Context) -> Result<(), BoxError> {
+        self.log.push(format!("close {}", self.name));
+        Ok(())
+    }
+}
+
+fn fast_restarts(max: u32) -> ComponentOptions {
+    ComponentOptions::new().restart(
+        Restart::on_failure()
+            .limit(max, Duration::from_secs(60))
+            .backoff(Backoff::constant(ms(10))),
+    )
+}
+
+/// Panics if `fut` takes longer than [`LIMIT`].
+async fn bounded<T>(fut: impl Future<Output = T>) -> T {
+    let limit = std::pin::pin!(sleep(LIMIT));
+    match futures::future::select(std::pin::pin!(fut), limit).await {
+        Either::Left((out, _)) => out,
+        Either::Right(((), _)) => panic!("not done within {LIMIT:?}"),
+    }
+}
+
+/// Waits, within [`LIMIT`], until `f` holds of `handle`.
+async fn until(handle: &Handle, f: impl Fn(&Handle) -> bool) {
+    bounded(async {
+        while !f(handle) {
+            sleep(ms(2)).await;
+        }
+    })
+    .await;
+}
+
+fn restarts(handle: &Handle, name: &str) -> u32 {
+    handle.report().component(name).map_or(0, |c| c.restarts)
+}
+
+fn state(handle: &Handle, name: &str) -> Option<ComponentState> {
+    handle.report().component(name).map(|c| c.state)
+}
+
+// ------------------------------------------------------------ scenarios
+
+mod scenarios {
+    use super::*;
+
+    /// Fails twice, restarts twice and recovers: the lifecycle keeps
+    /// running, its dependent is not restarted, the report counts the
+    /// restarts and keeps both failures, and the run ends cleanly.
+    pub async fn a_failed_run_restarts_and_recovers() {
+        let log = Log::new();
+        let lc = Lifecycle::builder()
+            .component("db", probe(&log, "db"))
+            .component_with("flaky", flaky(&log, "flaky", 2), fast_restarts(5))
+            .component("api", probe(&log, "api"))
+            .build()
+            .unwrap();
+        let handle = lc.handle();
+        let watcher = {
+            let handle = handle.clone();
+            async move {
+                assert!(handle.ready().await);
+                until(&handle, |h| {
+                    restarts(h, "flaky") == 2 && state(h, "flaky") == Some(ComponentState::Ready)
+                })
+                .await;
+                until(&handle, Handle::is_ready).await;
+                handle.request_shutdown(None);
+            }
+        };
+        let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
+        let report = out.expect("a clean run: recovered failures are no errors");
+        let flaky = report.component("flaky").unwrap();
+        assert_eq!(flaky.restarts, 2);
+        assert_eq!(flaky.failures().len(), 2);
+        assert!(
+            flaky.failures()[0].error.contains("flaky broke"),
+            "{:?}",
+            flaky.failures()
+        );
+        assert_eq!(flaky.state, ComponentState::Stopped);
+        let events = log.events();
+        assert_eq!(log.count("start flaky"), 3, "{events:?}");
+        // Stopped after each failure, and once at the end.
+        assert_eq!(log.count("stop flaky"), 3, "{events:?}");
+        assert_eq!(log.count("start api"), 1, "{events:?}");
+        assert_eq!(log.count("stop api"), 1, "{events:?}");
+        assert_eq!(log.count("start db"), 1, "{events:?}");
+        assert!(!events.iter().any(|e| e.starts_with("close")), "{events:?}");
+        // Each restart: the failure, then the stop, then the new start; the
+        // final stop only once its dependent has stopped.
+        let own: Vec<String> = log
+            .only(&["start", "run-failed", "stop"])
+            .into_iter()
+            .filter(|e| e.ends_with(" flaky"))
+            .collect();
+        assert_eq!(
+            own,
+            [
+                "start flaky",
+                "run-failed flaky",
+                "stop flaky",
+                "start flaky",
+                "run-failed flaky",
+                "stop flaky",
+                "start flaky",
+                "stop flaky",
+            ]
+        );
+        assert!(
+            log.last_pos("stop flaky") > log.pos("stop-end api"),
+            "{events:?}"
+        );
+        assert_eq!(report.component("api").unwrap().restarts, 0);
+    }
+
+    /// While it restarts, the lifecycle is not ready (the `launch` check
+    /// fails); once it is ready again, it is.
+    pub async fn readiness_fails_while_restarting() {
+        let log = Log::new();
+        let restart = Restart::on_failure()
+            .limit(1, Duration::from_secs(60))
+            .backoff(Backoff::constant(ms(200)));
+        let lc = Lifecycle::builder()
+            .component_with(
+                "flaky",
+                flaky(&log, "flaky", 1),
+                ComponentOptions::new().restart(restart),
+            )
+            .build()
+            .unwrap();
+        let handle = lc.handle();
+        let watcher = {
+            let handle = handle.clone();
+            async move {
+                assert!(handle.ready().await);
+                until(&handle, |h| {
+                    state(h, "flaky") == Some(ComponentState::Restarting)
+                })
+                .await;
+                assert!(!handle.is_ready());
+                until(&handle, Handle::is_ready).await;
+                assert_eq!(state(&handle, "flaky"), Some(ComponentState::Ready));
+                handle.request_shutdown(None);
+            }
+        };
+        let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
+        assert_eq!(out.unwrap().component("flaky").unwrap().restarts, 1);
+    }
+
+    /// The failure after the budget is spent shuts the lifecycle down, with
+    /// an error that names the component and says so; a panic keeps its
+    /// message.
+    pub async fn an_exhausted_budget_shuts_down() {
+        let log = Log::new();
+        let mut broken = flaky(&log, "broken", u32::MAX);
+        broken.panics = true;
+        let lc = Lifecycle::builder()
+            .component("db", probe(&log, "db"))
+            .component_with("broken", broken, fast_restarts(2))
+            .build()
+            .unwrap();
+        let err = bounded(lc.run()).await.unwrap_err();
+        assert_eq!(err.component(), Some("broken"), "{err}");
+        assert_eq!(err.step(), Some(Step::Run));
+        assert!(err.is_panic(), "{err}");
+        let message = err.panic_message().unwrap();
+        assert!(message.starts_with("broken broke"), "{message}");
+        assert!(
+            err.to_string()
+                .contains("restart budget exhausted: 2 restarts within 60s"),
+            "{err}"
+        );
+        assert_eq!(log.count("start broken"), 3);
+        assert_eq!(log.count("stop db"), 1);
+        let record = err.report().unwrap().component("broken").unwrap().clone();
+        assert_eq!(record.restarts, 2);
+        assert_eq!(record.failures().len(), 2);
+    }
+
+    /// `Restart::never()` (the default) and a limit of zero: the first
+    /// failure shuts down, as without a policy.
+    pub async fn never_and_zero_restarts_shut_down_at_once() {
+        for restart in [Restart::never(), Restart::on_failure().limit(0, ms(100))] {
+            let log = Log::new();
+            let lc = Lifecycle::builder()
+                .component_with(
+                    "broken",
+                    flaky(&log, "broken", 1),
+                    ComponentOptions::new().restart(restart),
+                )
+                .build()
+                .unwrap();
+            let err = bounded(lc.run()).await.unwrap_err();
+            assert_eq!(err.component(), Some("broken"));
+            assert!(!err.to_string().contains("restart budget"), "{err}");
+            assert_eq!(log.count("start broken"), 1);
+            assert_eq!(
+                err.report().unwrap().component("broken").unwrap().restarts,
+                0
+            );
+        }
+    }
+
+    /// A shutdown during a restart's backoff: the component, already
+    /// stopped, is not started again nor stopped twice; the rest stops as
+    /// usual.
+    pub async fn shutdown_during_the_backoff() {
+        let log = Log::new();
+        let restart = Restart::on_failure().backoff(Backoff::constant(Duration::from_secs(30)));
+        let lc = Lifecycle::builder()
+            .component("db", probe(&log, "db"))
+            .component_with(
+                "flaky",
+                flaky(&log, "flaky", 1),
+                ComponentOptions::new().restart(restart),
+            )
+            .component("api", probe(&log, "api"))
+            .build()
+            .unwrap();
+        let handle = lc.handle();
+        let watcher = {
+            let (handle, log) = (handle.clone(), log.clone());
+            async move {
+                assert!(handle.ready().await);
+                bounded(async {
+                    while !log.has("stop flaky") {
+                        sleep(ms(2)).await;
+                    }
+                })
+                .await;
+                handle.request_shutdown(None);
+            }
+        };
+        let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
+        out.expect("a clean run");
+        let events = log.events();
+        assert_eq!(log.count("start flaky"), 1, "{events:?}");
+        assert_eq!(log.count("stop flaky"), 1, "{events:?}");
+        assert_eq!(log.count("stop api"), 1, "{events:?}");
+        assert_eq!(log.count("stop db"), 1, "{events:?}");
+        log.assert_before("stop-end api", "stop db");
+    }
+
+    /// A shutdown while the restarted component waits to be ready: its
+    /// readiness wait is cancelled and it is stopped once more, as any
+    /// started component.
+    pub async fn shutdown_during_the_readiness_of_a_restart() {
+        let log = Log::new();
+        let mut f = flaky(&log, "flaky", 1);
+        f.hang_ready_from = 2;
+        let lc = Lifecycle::builder()
+            .component_with("flaky", f, fast_restarts(3))
+            .build()
+            .unwrap();
+        let handle = lc.handle();
+        let watcher = {
+            let (handle, log) = (handle.clone(), log.clone());
+            async move {
+                assert!(handle.ready().await);
+                bounded(async {
+                    while log.count("ready flaky") < 2 {
+                        sleep(ms(2)).await;
+                    }
+                })
+                .await;
+                handle.request_shutdown(None);
+            }
+        };
+        let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
+        out.expect("a clean run");
+        let events = log.events();
+        assert_eq!(log.count("start flaky"), 2, "{events:?}");
+        assert_eq!(log.count("stop flaky"), 2, "{events:?}");
+        assert_eq!(log.count("run-end flaky"), 1, "{events:?}");
+    }
+}
+
+// ---------------------------------------------------------------- runtimes
+
+use common::runtimes::*;
+
+macro_rules! on_every_runtime {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[test]
+                fn block_on() {
+                    super::block_on(super::scenarios::$scenario);
+                }
+                #[test]
+                fn tokio_current_thread() {
+                    super::tokio_current_thread(super::scenarios::$scenario);
+                }
+                #[test]
+                fn tokio_multi_thread() {
+                    super::tokio_multi_thread(super::scenarios::$scenario);
+                }
+                #[test]
+                fn smol() {
+                    super::smol(super::scenarios::$scenario);
+                }
+            }
+        )*
+    };
+}
+
+on_every_runtime!(
+    a_failed_run_restarts_and_recovers,
+    readiness_fails_while_restarting,
+    an_exhausted_budget_shuts_down,
+    never_and_zero_restarts_shut_down_at_once,
+    shutdown_during_the_backoff,
+    shutdown_during_the_readiness_of_a_restart,
+);
+
+/// With a spawner `run` is on its own task: it is spawned again on each
+/// restart.
+#[test]
+fn restarts_with_the_spawner() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let log = Log::new();
+        let lc = Lifecycle::builder()
+            .spawner(|task| drop(tokio::spawn(task)))
+            .component_with("flaky", flaky(&log, "flaky", 2), fast_restarts(5))
+            .build()
+            .unwrap();
+        let handle = lc.handle();
+        let watcher = {
+            let handle = handle.clone();
+            async move {
+                until(&handle, |h| restarts(h, "flaky") == 2).await;
+                until(&handle, Handle::is_ready).await;
+                handle.request_shutdown(None);
+            }
+        };
+        let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
+        assert_eq!(out.unwrap().component("flaky").unwrap().restarts, 2);
+        assert_eq!(log.count("run flaky"), 3);
+    });
+}
+
+// ------------------------------------------------- options at their edges
+
+#[test]
+fn a_zero_window_or_a_bad_jitter_is_a_config_error() {
+    let log = Log::new();
+    for restart in [
+        Restart::on_failure().limit(3, Duration::ZERO),
+        Restart::on_failure().backoff(Backoff::constant(ms(1)).jitter(1.5)),
+        Restart::on_failure().backoff(Backoff::constant(ms(1)).jitter(f64::NAN)),
+    ] {
+        let err = Lifecycle::builder()
+            .component_with(
+                "c",
+                probe(&log, "c"),
+                ComponentOptions::new().restart(restart),
+            )
+            .build()
+            .unwrap_err();
+        assert!(err.is_config(), "{err}");
+        assert_eq!(err.component(), Some("c"));
+        let handle = Lifecycle::builder().build().unwrap().handle();
+        let err = handle
+            .add_component_with(
+                "c",
+                probe(&log, "c"),
+                ComponentOptions::new().restart(restart),
+            )
+            .unwrap_err();
+        assert!(err.is_config(), "{err}");
+    }
+}
+
+/// The largest budget and a backoff of zero (restart at once) are valid,
+/// as is a full jitter.
+#[test]
+fn the_largest_budget_and_a_zero_backoff_restart_at_once() {
+    futures::executor::block_on(async {
+        let log = Log::new();
+        let restart = Restart::on_failure()
+            .limit(u32::MAX, Duration::MAX)
+            .backoff(Backoff::constant(Duration::ZERO).jitter(1.0));
+        let lc = Lifecycle::builder()
+            .component_with(
+                "flaky",
+                flaky(&log, "flaky", 3),
+                ComponentOptions::new().restart(restart),
+            )
+            .build()
+            .unwrap();
+        let handle = lc.handle();
+        let watcher = {
+            let handle = handle.clone();
+            async move {
+                until(&handle, |h| restarts(h, "flaky") == 3).await;
+                until(&handle, Handle::is_ready).await;
+                handle.request_shutdown(None);
+            }
+        };
+        let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
+        assert_eq!(out.unwrap().component("flaky").unwrap().restarts, 3);
+    });
+}
+
+#[test]
+fn debug_lifecycle_shows_restarts_and_failures() {
+    futures::executor::block_on(async {
+        let log = Log::new();
+        let lc = Lifecycle::builder()
+            .component_with("flaky", flaky(&log, "flaky", 1), fast_restarts(5))
+            .build()
+            .unwrap();
+        let handle = lc.handle();
+        let probes = handle.probes().debug_lifecycle(true);
+        let watcher = {
+            let handle = handle.clone();
+            async move {
+                until(&handle, |h| restarts(h, "flaky") == 1).await;
+                until(&handle, Handle::is_ready).await;
+                let response = probes
+                    .respond(ProbeRequest::new("GET", "/debug/lifecycle"))
+                    .await;
+                handle.request_shutdown(None);
+                response
+            }
+        };
+        let (out, response) = bounded(futures::future::join(lc.run(), watcher)).await;
+        out.unwrap();
+        let json: serde_json::Value = serde_json::from_str(response.body()).unwrap();
+        let flaky = &json["components"][0];
+        assert_eq!(flaky["restarts"], 1);
+        let failures = flaky["failures"].as_array().unwrap();
+        assert_eq!(failures.len(), 1);
+        let error = failures[0]["error"].as_str().unwrap();
+        assert!(
+            error.contains("`flaky` failed in run: flaky broke"),
+            "{error}"
+        );
+        assert!(failures[0]["at_ms"].as_f64().is_some());
+    });
+}
