@@ -24,6 +24,14 @@
 //!   a long campaign in chunks.
 //! * `LAMEDUCK_SEED=S` — replay one seed (decimal or `0x…`), printing the
 //!   scenario, its event log and its result.
+//! * `LAMEDUCK_STRICT=1` — fail on breaches that follow from known engine
+//!   issues too (otherwise counted and listed apart, with example seeds).
+//!
+//! Half the scenarios draw restart policies (`Restart::never()`, or
+//! `on_failure()` with small budgets, windows from 1 ms to the whole run,
+//! backoffs with and without jitter) and `run`s that fail or panic in their
+//! first lives; the lives in the log are checked against the budget, the
+//! backoff, the report's restart count and failures, and the graph.
 //!
 //! 100,000 scenarios:
 //! `LAMEDUCK_CASES=25000 cargo test --release --test faults -- --nocapture`.
@@ -222,6 +230,9 @@ fn restart_coverage(
         }
         if !sc.components.iter().any(|c| c.name == name) {
             flags.push("restart: registered while running");
+        }
+        if sc.spawner {
+            flags.push("restart: run on its own task");
         }
         if spec.is_some_and(|r| r.backoff_ms == 0) {
             flags.push("restart: zero backoff");

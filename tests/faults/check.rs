@@ -47,7 +47,6 @@ const PHANTOM: &str =
 /// Marks the breaches that follow from a known engine issue seen in this
 /// scenario, and only those codes.
 fn mark_known(
-    sc: &Scenario,
     out: &Outcome,
     t: &Timeline<'_>,
     deps: &HashMap<&str, Vec<String>>,
@@ -84,7 +83,6 @@ fn mark_known(
         })
         .map(|(name, _)| *name)
         .collect();
-    let _ = sc;
     // Restarted, then its new start never called: the report says
     // `Pending`, stamped with the start that never happened.
     let phantom: Vec<String> = out
@@ -473,7 +471,7 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
             ),
         );
     }
-    mark_known(sc, out, &t, &deps, &mut v);
+    mark_known(out, &t, &deps, &mut v);
     v
 }
 
