@@ -589,6 +589,28 @@ fn check_restart_report(
                 );
             }
         }
+        // A ready component's failure within the budget, before anything
+        // else began the shutdown (it is the cause): restarted, not shut
+        // down for. Counted at the `run`'s end as the engine stamped it,
+        // no later than the engine's own count.
+        let failed_cause = matches!(
+            out.report.shutdown_cause(),
+            Some(lameduck::ShutdownCause::RunEnded { component, end })
+                if **component == *name
+                    && matches!(end, lameduck::RunEnd::Failed | lameduck::RunEnd::Panicked)
+        );
+        if failed_cause && max > 0 {
+            let at = record.run_ended_at.unwrap_or_default();
+            let n = within(at, failures);
+            if n < max {
+                fail(
+                    "restart-refused",
+                    format!(
+                        "{name}: shut down on a failure with {n} of {max} restarts within {window:?}"
+                    ),
+                );
+            }
+        }
         // The failure that gave up.
         let exhausted = all_errors(out).find(|e| {
             e.component() == Some(name)
