@@ -39,19 +39,14 @@ impl fmt::Display for Violation {
 /// Known engine issues, by what the log shows of them, and the breaches
 /// each causes.
 const UNSTOPPED: &str = "a restart cancelled before its stop never stops the component";
-const UNGATED: &str = "a restart starts again while a dependency is not ready";
+const UNGATED: &str = "a component starts while a dependency restarts (not ready)";
 const STALE: &str = "after a restart the report keeps an earlier life's stamps";
 const PHANTOM: &str =
     "a relaunch stopped by the shutdown before its start reads Pending, with a start time";
 
 /// Marks the breaches that follow from a known engine issue seen in this
 /// scenario, and only those codes.
-fn mark_known(
-    out: &Outcome,
-    t: &Timeline<'_>,
-    deps: &HashMap<&str, Vec<String>>,
-    v: &mut [Violation],
-) {
+fn mark_known(out: &Outcome, t: &Timeline<'_>, v: &mut [Violation]) {
     let unstopped: Vec<&str> = t
         .lives
         .iter()
@@ -65,23 +60,15 @@ fn mark_known(
         })
         .map(|(name, _)| *name)
         .collect();
-    let ungated: Vec<&str> = t
-        .lives
+    // Breaches of the gate whose dependency was restarting: a relaunch, or
+    // a first launch decided while the dependency was ready, called once
+    // it had failed.
+    let ungated: Vec<String> = out
+        .report
+        .components()
         .iter()
-        .filter(|(name, lives)| {
-            lives.iter().skip(1).any(|life| {
-                let Some((start, _)) = life.start else {
-                    return false;
-                };
-                deps.get(**name).into_iter().flatten().any(|dep| {
-                    !t.lives(dep).iter().any(|d| {
-                        d.ready_at().is_some_and(|r| r < start.begin)
-                            && d.down_at().is_none_or(|down| down > start.begin)
-                    })
-                })
-            })
-        })
-        .map(|(name, _)| *name)
+        .filter(|r| !r.failures().is_empty())
+        .map(|r| format!(" started while its dependency {} was not ready", r.name))
         .collect();
     // Restarted, then its new start never called: the report says
     // `Pending`, stamped with the start that never happened.
@@ -98,15 +85,24 @@ fn mark_known(
             continue;
         }
         x.known = match x.code {
-            "never-stopped" | "report-state" | "stop-before-dependent" | "stop-order"
-                if !unstopped.is_empty() =>
+            "never-stopped" | "report-state"
+                if unstopped
+                    .iter()
+                    .any(|n| x.detail.starts_with(&format!("{n} "))) =>
             {
                 Some(UNSTOPPED)
             }
-            "start-before-dependency-ready"
-                if ungated
+            "stop-before-dependent"
+                if unstopped
                     .iter()
-                    .any(|n| x.detail.starts_with(&format!("{n} "))) =>
+                    .any(|n| x.detail.contains(&format!(" while {n}, "))) =>
+            {
+                Some(UNSTOPPED)
+            }
+            // The unstopped component's stop is missing from the order.
+            "stop-order" if !unstopped.is_empty() => Some(UNSTOPPED),
+            "start-before-dependency-ready"
+                if ungated.iter().any(|g| x.detail.ends_with(g.as_str())) =>
             {
                 Some(UNGATED)
             }
@@ -471,7 +467,7 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
             ),
         );
     }
-    mark_known(out, &t, &deps, &mut v);
+    mark_known(out, &t, &mut v);
     v
 }
 
