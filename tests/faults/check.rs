@@ -8,7 +8,9 @@ use lameduck::{Error, ErrorKind, Step};
 
 use crate::harness::{Ev, Kind, Outcome, S, What};
 use crate::model::{Action, CompSpec, Scenario, SpawnerFault};
-use crate::order::{Life, Timeline, check_calls, check_graph, starts_allowed};
+use crate::order::{
+    End, Life, Timeline, check_calls, check_graph, check_restarts, life_over, starts_allowed,
+};
 
 /// How late `run` may return past the shutdown timeout (a shared, noisy
 /// machine; the engine promises "a few milliseconds").
@@ -18,11 +20,95 @@ pub const MARGIN: Duration = Duration::from_millis(750);
 pub struct Violation {
     pub code: &'static str,
     pub detail: String,
+    /// The known engine issue it follows from (each with an ignored test in
+    /// `tests/restart_faults_found.rs`): counted and shown, but not failed
+    /// on unless `LAMEDUCK_STRICT` is set.
+    pub known: Option<&'static str>,
 }
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{}] {}", self.code, self.detail)
+        write!(f, "[{}] {}", self.code, self.detail)?;
+        if let Some(k) = self.known {
+            write!(f, " (known engine issue: {k})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Known engine issues, by what the log shows of them, and the breaches
+/// each causes.
+const UNSTOPPED: &str = "a restart cancelled before its stop never stops the component";
+const UNGATED: &str = "a component starts while a dependency restarts (not ready)";
+const STALE: &str = "after a restart the report keeps an earlier life's stamps";
+const PHANTOM: &str =
+    "a relaunch stopped by the shutdown before its start reads Pending, with a start time";
+
+/// Marks the breaches that follow from a known engine issue seen in this
+/// scenario, and only those codes.
+fn mark_known(out: &Outcome, t: &Timeline<'_>, v: &mut [Violation]) {
+    let unstopped: Vec<&str> = t
+        .lives
+        .iter()
+        .filter(|(name, lives)| {
+            lives.last().is_some_and(|l| {
+                l.started().is_some()
+                    && l.stop.is_empty()
+                    && l.close.is_empty()
+                    && restart_granted(out, name, l)
+            })
+        })
+        .map(|(name, _)| *name)
+        .collect();
+    // Breaches of the gate whose dependency was restarting: a relaunch, or
+    // a first launch decided while the dependency was ready, called once
+    // it had failed.
+    let ungated: Vec<String> = out
+        .report
+        .components()
+        .iter()
+        .filter(|r| !r.failures().is_empty())
+        .map(|r| format!(" started while its dependency {} was not ready", r.name))
+        .collect();
+    // Restarted, then its new start never called: the report says
+    // `Pending`, stamped with the start that never happened.
+    let phantom: Vec<String> = out
+        .report
+        .components()
+        .iter()
+        .filter(|r| !r.failures().is_empty() && r.state == lameduck::ComponentState::Pending)
+        .map(|r| format!("{} is Pending", r.name))
+        .collect();
+    for x in v.iter_mut() {
+        if x.code == "report-state" && phantom.iter().any(|p| x.detail.starts_with(p.as_str())) {
+            x.known = Some(PHANTOM);
+            continue;
+        }
+        x.known = match x.code {
+            "never-stopped" | "report-state"
+                if unstopped
+                    .iter()
+                    .any(|n| x.detail.starts_with(&format!("{n} "))) =>
+            {
+                Some(UNSTOPPED)
+            }
+            "stop-before-dependent"
+                if unstopped
+                    .iter()
+                    .any(|n| x.detail.contains(&format!(" while {n}, "))) =>
+            {
+                Some(UNSTOPPED)
+            }
+            // The unstopped component's stop is missing from the order.
+            "stop-order" if !unstopped.is_empty() => Some(UNSTOPPED),
+            "start-before-dependency-ready"
+                if ungated.iter().any(|g| x.detail.ends_with(g.as_str())) =>
+            {
+                Some(UNGATED)
+            }
+            "report-stale-stamps" => Some(STALE),
+            _ => None,
+        };
     }
 }
 
@@ -35,7 +121,13 @@ fn is_subsequence(sub: &[String], of: &[String]) -> bool {
 pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
     let ev: &[Ev] = &out.events;
     let mut v = Vec::new();
-    let mut fail = |code: &'static str, detail: String| v.push(Violation { code, detail });
+    let mut fail = |code: &'static str, detail: String| {
+        v.push(Violation {
+            code,
+            detail,
+            known: None,
+        })
+    };
     let concurrent = sc.concurrent_registrations();
 
     // Breaches seen on the spot.
@@ -49,6 +141,7 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
     let mut dyn_components = Vec::new();
     let mut dyn_drainers = Vec::new();
     let mut dyn_hooks = Vec::new();
+    let mut refused_config: HashSet<&str> = HashSet::new();
     for e in ev {
         if let What::Registered {
             kind,
@@ -63,10 +156,31 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
                     format!("{} accepted although shutdown had begun", e.who),
                 );
             }
+            // A restart window of zero is a configuration error, and so is
+            // a dependency on a component refused for it.
+            let zero = |name: &str| {
+                sc.spec(name)
+                    .and_then(|c| c.restart)
+                    .is_some_and(|r| !r.never && r.window_ms == 0)
+            };
+            let zero_window = zero(&e.who);
+            let on_refused = sc
+                .spec(&e.who)
+                .and_then(|c| c.deps.as_ref())
+                .is_some_and(|deps| deps.iter().any(|d| refused_config.contains(d.as_str())));
+            if *refused == Some(ErrorKind::Config) {
+                refused_config.insert(e.who.as_str());
+            }
             if let Some(k) = refused {
-                if *k != ErrorKind::ShuttingDown {
+                let config = (zero_window || on_refused) && *k == ErrorKind::Config;
+                if *k != ErrorKind::ShuttingDown && !config {
                     fail("registration-refused", format!("{} refused: {k:?}", e.who));
                 }
+            } else if zero_window && !*shutting_down_before {
+                fail(
+                    "registration-accepted",
+                    format!("{} accepted with a zero restart window", e.who),
+                );
             }
             if *ok {
                 match kind {
@@ -138,14 +252,17 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
         }
     }
 
-    // The graph's order, whatever its shape.
+    // The graph's order, whatever its shape, and the restarts'.
     check_graph(sc, ev, &t, &deps, &mut fail);
+    check_restarts(sc, ev, &t, &mut fail);
+    check_restart_report(sc, out, &t, &mut fail);
     let starts = &t.starts;
     let ready_true = |name: &str| t.last(name).and_then(Life::ready_at);
     // With the default chain, one strict order: launch in registration
     // order, each start after the one before is ready, stop in reverse.
     if !sc.has_graph() {
         check_chain(
+            ev,
             &t,
             &builder_components,
             &dyn_components,
@@ -162,10 +279,19 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
         if !sd {
             continue;
         }
-        let checkpoint = if !sc.has_graph() {
-            match i {
-                0 => 0,
-                _ => ready_true(starts[i - 1].1).unwrap_or(0),
+        let lives = t.lives(name);
+        let life = lives
+            .iter()
+            .position(|l| l.start.is_some_and(|(c, _)| c.begin == seq));
+        let checkpoint = if let Some(k) = life.filter(|k| *k > 0) {
+            // A restart: launched again once the life before it was over
+            // and its backoff passed.
+            life_over(&lives[k - 1]).unwrap_or(0)
+        } else if !sc.has_graph() {
+            // The first start before it, of another component.
+            match starts[..i].iter().rev().find(|s| s.1 != name) {
+                None => 0,
+                Some(before) => ready_true(before.1).unwrap_or(0),
             }
         } else {
             deps.get(name)
@@ -219,6 +345,8 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
         let (stop_called, close_called) = last.map_or((false, false), |l| {
             (!l.stop.is_empty(), !l.close.is_empty())
         });
+        // A restart granted, then cancelled by the shutdown: stopped.
+        let cancelled_restart = last.is_some_and(|l| restart_granted(out, &record.name, l));
         let launch_failed = all_errors(out).any(|e| {
             e.component() == Some(&*record.name)
                 && (matches!(e.step(), Some(Step::Start | Step::Ready))
@@ -227,7 +355,9 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
                         lameduck::ErrorKind::Exited | lameduck::ErrorKind::Dropped
                     ))
         });
-        let expected: &[St] = if start_ok.is_some() && launch_failed {
+        let expected: &[St] = if cancelled_restart {
+            &[St::Stopped]
+        } else if start_ok.is_some() && launch_failed {
             // Its readiness failed (or its run ended before it was ready):
             // the report keeps `Failed` through the drain.
             &[St::Failed]
@@ -253,7 +383,9 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
                 ),
             );
         }
-        if start_ok.is_some() && record.stop_at.is_none() {
+        let restart_stop =
+            last.is_some_and(|l| l.down_at().is_some() && l.shutdown_down(ev).is_none());
+        if start_ok.is_some() && record.stop_at.is_none() && !restart_stop {
             fail(
                 "report-state",
                 format!("{} has no stop time in the report", record.name),
@@ -335,7 +467,168 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
             ),
         );
     }
+    mark_known(out, &t, &mut v);
     v
+}
+
+/// Whether the report keeps the failure of `life`'s `run`: a restart was
+/// granted after it.
+fn restart_granted(out: &Outcome, name: &str, life: &Life) -> bool {
+    let Some(record) = out.report.component(name) else {
+        return false;
+    };
+    let Some(msg) = life.run.iter().find_map(|c| match c.end {
+        Some((at, End::Failed)) => match &out.events[at].what {
+            What::Fail(_, m) | What::Panic(_, m) => Some(m),
+            _ => None,
+        },
+        _ => None,
+    }) else {
+        return false;
+    };
+    record
+        .failures()
+        .iter()
+        .any(|f| f.error.contains(msg.as_str()))
+}
+
+/// The report's word on restarts: its count is the number of lives less
+/// one, plus one when the shutdown cancelled a restart granted last; it
+/// keeps each failure restarted after, in order; restarts never exceed
+/// the budget in any window (read from the failures' own stamps, on the
+/// engine's clock); and a failure that exhausted the budget ends the
+/// lifecycle with an error that names the component and says so.
+fn check_restart_report(
+    sc: &Scenario,
+    out: &Outcome,
+    t: &Timeline<'_>,
+    fail: &mut impl FnMut(&'static str, String),
+) {
+    for record in out.report.components() {
+        let name = &*record.name;
+        let lives = t.lives(name);
+        let failures = record.failures();
+        if record.restarts as usize != failures.len() {
+            fail(
+                "report-restarts",
+                format!(
+                    "{name}: {} restarts but {} failures kept",
+                    record.restarts,
+                    failures.len()
+                ),
+            );
+        }
+        let cancelled = lives.last().is_some_and(|l| restart_granted(out, name, l));
+        let want = lives.len().saturating_sub(1) + usize::from(cancelled);
+        if failures.len() != want {
+            fail(
+                "report-restarts",
+                format!(
+                    "{name}: {} failures kept, {} lives{}",
+                    failures.len(),
+                    lives.len(),
+                    if cancelled {
+                        " (the last restart cancelled)"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
+        // Each life but the last ended in the failure kept for it.
+        for (k, life) in lives.iter().enumerate().take(lives.len().saturating_sub(1)) {
+            if !restart_granted(out, name, life) {
+                fail(
+                    "report-failure-lost",
+                    format!("{name}: the failure that ended life {} is not kept", k + 1),
+                );
+            }
+        }
+        if record
+            .ready_at
+            .is_some_and(|r| record.start_at.is_none_or(|s| r < s))
+        {
+            fail(
+                "report-stale-stamps",
+                format!(
+                    "{name}: ready at {:?}, before its latest start at {:?}",
+                    record.ready_at, record.start_at
+                ),
+            );
+        }
+        let Some(policy) = sc.spec(name).and_then(|c| c.restart) else {
+            if !failures.is_empty() {
+                fail("restart-without-policy", format!("{name} restarted"));
+            }
+            continue;
+        };
+        let max = policy.max_restarts() as usize;
+        let window = match policy.window_ms {
+            u64::MAX => Duration::MAX,
+            ms => Duration::from_millis(ms),
+        };
+        let within = |at: Duration, before: &[lameduck::RunFailure]| {
+            before
+                .iter()
+                .filter(|f| at.saturating_sub(f.at) < window)
+                .count()
+        };
+        for (j, f) in failures.iter().enumerate() {
+            if within(f.at, &failures[..j]) >= max {
+                fail(
+                    "restart-over-budget",
+                    format!(
+                        "{name}: restart {} at {:?} although {max} were within {window:?}",
+                        j + 1,
+                        f.at
+                    ),
+                );
+            }
+        }
+        // A ready component's failure within the budget, before anything
+        // else began the shutdown (it is the cause): restarted, not shut
+        // down for. Counted at the `run`'s end as the engine stamped it,
+        // no later than the engine's own count.
+        let failed_cause = matches!(
+            out.report.shutdown_cause(),
+            Some(lameduck::ShutdownCause::RunEnded { component, end })
+                if **component == *name
+                    && matches!(end, lameduck::RunEnd::Failed | lameduck::RunEnd::Panicked)
+        );
+        if failed_cause && max > 0 {
+            let at = record.run_ended_at.unwrap_or_default();
+            let n = within(at, failures);
+            if n < max {
+                fail(
+                    "restart-refused",
+                    format!(
+                        "{name}: shut down on a failure with {n} of {max} restarts within {window:?}"
+                    ),
+                );
+            }
+        }
+        // The failure that gave up.
+        let exhausted = all_errors(out).find(|e| {
+            e.component() == Some(name)
+                && e.step() == Some(Step::Run)
+                && own_text(e).contains("restart budget exhausted")
+        });
+        if let Some(e) = exhausted {
+            let at = record.run_ended_at.unwrap_or_default();
+            if within(at, failures) < max {
+                fail(
+                    "restart-gave-up-early",
+                    format!(
+                        "{name}: {e} with {} restarts within the window",
+                        within(at, failures)
+                    ),
+                );
+            }
+            if !matches!(e.kind(), ErrorKind::Failed | ErrorKind::Panicked) {
+                fail("restart-gave-up-early", format!("{name}: {e}"));
+            }
+        }
+    }
 }
 
 /// One error's message and its sources, without the errors attached to it.
@@ -412,18 +705,46 @@ fn check_errors(
     // Every injected failure is recorded once, in the order it happened.
     let mut used = vec![false; errs.len()];
     let mut positions = Vec::new();
+    // Whether the latest call of each kind began once shutdown had.
+    let mut for_shutdown: HashMap<(&str, S), bool> = HashMap::new();
     for e in ev {
+        if let What::Begin(s, sd) = e.what {
+            for_shutdown.insert((e.who.as_str(), s), sd);
+        }
         let (s, msg, panic) = match &e.what {
             What::Fail(s, m) => (*s, m, false),
             What::Panic(s, m) => (*s, m, true),
             _ => continue,
         };
+        // A failure its component was restarted after is kept in the
+        // report, not in the errors.
+        let kept = out
+            .report
+            .component(&e.who)
+            .is_some_and(|r| r.failures().iter().any(|f| f.error.contains(msg.as_str())));
+        if s == S::Run && kept {
+            continue;
+        }
+        // The stop or close of a restart is logged, not an error.
+        let restart_stop = matches!(s, S::Stop | S::Close)
+            && for_shutdown.get(&(e.who.as_str(), s)) == Some(&false)
+            && sc.spec(&e.who).is_some_and(|c| c.restart.is_some());
+        if restart_stop {
+            continue;
+        }
         let found = errs.iter().enumerate().position(|(j, err)| {
             !used[j]
                 && err.component() == Some(e.who.as_str())
                 && err.step() == Some(s.step())
                 && if panic {
-                    err.panic_message() == Some(msg.as_str())
+                    // A panic that exhausted its restart budget: the engine
+                    // appends that to the message (reported as an engine
+                    // issue; accepted here so that it does not hide others).
+                    err.panic_message().is_some_and(|m| {
+                        m == msg.as_str()
+                            || m.strip_prefix(msg.as_str())
+                                .is_some_and(|rest| rest.starts_with(" (restart budget exhausted"))
+                    })
                 } else {
                     err.kind() == ErrorKind::Failed && own_text(err).contains(msg.as_str())
                 }
@@ -527,12 +848,15 @@ fn check_errors(
     // A stop that overran its budget is recorded as a timeout naming the
     // component and the step.
     for c in &sc.components {
-        let Some(close) = t
-            .lives(&c.name)
-            .iter()
-            .find_map(|l| l.close.first())
-            .map(|c| c.begin)
-        else {
+        // The shutdown's close: that of the last life, unless its stop
+        // was for a restart (closes of a restart are not errors).
+        let Some(last) = t.last(&c.name) else {
+            continue;
+        };
+        if restart_granted(out, &c.name, last) {
+            continue;
+        }
+        let Some(close) = last.close.first().map(|c| c.begin) else {
             continue;
         };
         let forced = ev[..close]
@@ -680,45 +1004,73 @@ fn check_flush(
 /// each starts only once the one started before it is ready; components
 /// stop in exact reverse launch order.
 fn check_chain(
+    ev: &[Ev],
     t: &Timeline<'_>,
     builder_components: &[String],
     dyn_components: &[String],
     concurrent: bool,
     fail: &mut impl FnMut(&'static str, String),
 ) {
-    let started: Vec<(&str, &Life)> = t
+    // A restart launches a component again, but not in the chain's order:
+    // the chain is that of first launches, and its stops are those of the
+    // last lives (a life before ended in a restart).
+    let first_start = |lives: &[Life]| {
+        lives
+            .iter()
+            .find(|l| l.start.is_some())
+            .map(|l| l.started())
+    };
+    // A restart cancelled by the shutdown after its stop: no stop of the
+    // shutdown's own.
+    let restart_stopped = |lives: &[Life]| {
+        lives
+            .last()
+            .is_some_and(|l| l.down_at().is_some() && l.shutdown_down(ev).is_none())
+    };
+    let mut launched: Vec<(usize, &str)> = t
         .lives
         .iter()
-        .flat_map(|(n, lives)| lives.iter().map(move |l| (*n, l)))
-        .filter(|(_, l)| l.started().is_some())
-        .collect();
-    let mut launched: Vec<(usize, &str)> = started
-        .iter()
-        .filter_map(|(n, l)| l.started().map(|s| (s, *n)))
+        .filter(|(_, lives)| !restart_stopped(lives))
+        .filter(|(_, lives)| lives.last().and_then(Life::started).is_some())
+        .filter_map(|(n, lives)| first_start(lives).flatten().map(|s| (s, *n)))
         .collect();
     launched.sort();
-    let mut stopped: Vec<(usize, &str)> = started
+    let mut stopped: Vec<(usize, &str)> = t
+        .lives
         .iter()
-        .filter_map(|(n, l)| l.down_at().map(|s| (s, *n)))
+        .filter(|(_, lives)| first_start(lives).flatten().is_some())
+        .filter_map(|(n, lives)| {
+            lives
+                .last()
+                .and_then(|l| l.shutdown_down(ev))
+                .map(|s| (s, *n))
+        })
         .collect();
     stopped.sort();
     let launch_order: Vec<&str> = launched.iter().map(|(_, n)| *n).collect();
     let stop_order: Vec<&str> = stopped.iter().map(|(_, n)| *n).collect();
     let mut reversed = launch_order.clone();
     reversed.reverse();
-    if stop_order != reversed {
+    // Without the restart's stop, the chain may be cut in two, whose parts
+    // stop in any order: `check_graph` still holds each link.
+    // So may a restart whose new start was cancelled by the shutdown.
+    let cut = t.lives.values().any(|lives| {
+        restart_stopped(lives) || lives.len() > 1 && lives.last().and_then(Life::started).is_none()
+    });
+    if stop_order != reversed && !cut {
         fail(
             "stop-order",
             format!("launched {launch_order:?}, stopped {stop_order:?}"),
         );
     }
 
-    // Launch order and readiness gates.
-    let starts = &t.starts;
+    // Launch order and readiness gates, over first launches.
+    let mut seen = HashSet::new();
+    let starts: Vec<_> = t.starts.iter().filter(|s| seen.insert(s.1)).collect();
     for i in 1..starts.len() {
-        let (seq, name, _) = starts[i];
+        let (seq, name, _) = *starts[i];
         let prev = starts[i - 1].1;
-        match t.last(prev).and_then(Life::ready_at) {
+        match t.lives(prev).iter().find_map(Life::ready_at) {
             Some(r) if r < seq => {}
             _ => fail(
                 "start-before-ready",
@@ -760,7 +1112,7 @@ fn dependencies<'a>(
         .iter()
         .flatten()
         .filter_map(|(_, a)| match a {
-            Action::AddComponent(c) => Some((c.name.as_str(), c)),
+            Action::AddComponent(c) => Some((c.name.as_str(), &**c)),
             _ => None,
         })
         .collect();

@@ -10,11 +10,12 @@ use futures::future::{self, Either};
 use futures_timer::Delay;
 use lameduck::{
     Backoff, BoxError, Component, ComponentOptions, Context, Drainer, Error, ErrorKind, Handle,
-    Health, HealthChecker, Lifecycle, Readiness, Report,
+    Health, HealthChecker, Lifecycle, Readiness, Report, Restart,
 };
 
 use crate::model::{
-    Act, Action, CheckKind, CheckSpec, CompSpec, DrainSpec, HookSpec, Scenario, SpawnerFault,
+    Act, Action, CheckKind, CheckSpec, CompSpec, DrainSpec, HookSpec, RestartSpec, Scenario,
+    SpawnerFault,
 };
 
 /// Every injected panic message starts with this; the panic hook keeps
@@ -191,6 +192,9 @@ struct CallGuard<'a> {
     log: &'a Arc<Log>,
     who: &'a str,
     s: S,
+    /// For `run`: which life of the component it belongs to (from 1), so
+    /// each life's failure reads differently.
+    life: Option<usize>,
     done: bool,
 }
 
@@ -202,7 +206,15 @@ impl<'a> CallGuard<'a> {
             log,
             who,
             s,
+            life: None,
             done: false,
+        }
+    }
+
+    fn label(&self) -> String {
+        match self.life {
+            Some(n) => format!("{} {:?}#{n}", self.who, self.s),
+            None => format!("{} {:?}", self.who, self.s),
         }
     }
 
@@ -218,12 +230,12 @@ impl<'a> CallGuard<'a> {
             Act::Ok => {}
             Act::Sleep(ms) => Delay::new(Duration::from_millis(ms)).await,
             Act::Fail => {
-                let msg = format!("{} {:?} failed", self.who, s);
+                let msg = format!("{} failed", self.label());
                 self.finish(What::Fail(s, msg.clone()));
                 return Err(msg.into());
             }
             Act::Panic => {
-                let msg = format!("{INJECTED}{} {:?}", self.who, s);
+                let msg = format!("{INJECTED}{}", self.label());
                 self.finish(What::Panic(s, msg.clone()));
                 std::panic::panic_any(msg);
             }
@@ -247,6 +259,8 @@ pub struct TestComponent {
     spec: CompSpec,
     log: Arc<Log>,
     answers: AtomicUsize,
+    /// `run` calls so far: the lives it has begun.
+    lives: AtomicUsize,
     _live: PartGuard,
 }
 
@@ -256,6 +270,7 @@ impl TestComponent {
             spec,
             log: log.clone(),
             answers: AtomicUsize::new(0),
+            lives: AtomicUsize::new(0),
             _live: PartGuard::new(log, true),
         }
     }
@@ -293,7 +308,17 @@ impl Component for TestComponent {
     }
 
     async fn run(&self, cx: &Context) -> Result<(), BoxError> {
-        let g = CallGuard::new(&self.log, &self.spec.name, S::Run, cx.is_shutting_down());
+        let mut g = CallGuard::new(&self.log, &self.spec.name, S::Run, cx.is_shutting_down());
+        let life = self.lives.fetch_add(1, Ordering::SeqCst) + 1;
+        g.life = Some(life);
+        if let Some(&act) = self.spec.flaky.get(life - 1) {
+            // A flaky life: fails after a while, unless asked to stop first.
+            let delay = Delay::new(Duration::from_millis(self.spec.flaky_ms));
+            return match future::select(cx.stop_signal(), delay).await {
+                Either::Left(((), _)) => g.act(Act::Ok).await,
+                Either::Right(((), _)) => g.act(act).await,
+            };
+        }
         let run = self.spec.run;
         let delay = || Delay::new(Duration::from_millis(run.delay_ms));
         if run.until_stop {
@@ -314,7 +339,15 @@ impl Component for TestComponent {
 
     async fn stop(&self, cx: &Context) -> Result<(), BoxError> {
         let g = CallGuard::new(&self.log, &self.spec.name, S::Stop, cx.is_shutting_down());
-        expect_not_ready(&self.log, &self.spec.name, cx.handle()).await;
+        if cx.is_shutting_down() {
+            expect_not_ready(&self.log, &self.spec.name, cx.handle()).await;
+        } else if cx.handle().is_ready() {
+            // Stopped for a restart: the `launch` check fails meanwhile.
+            self.log.push(
+                &self.spec.name,
+                What::Violation("ready-during-restart", "is_ready() true".into()),
+            );
+        }
         g.act(self.spec.stop).await
     }
 
@@ -399,7 +432,29 @@ pub fn options(c: &CompSpec) -> ComponentOptions {
     if let Some(deps) = &c.deps {
         o = o.depends_on(deps.iter().map(String::as_str));
     }
+    if let Some(r) = &c.restart {
+        o = o.restart(restart(r));
+    }
     o
+}
+
+fn restart(r: &RestartSpec) -> Restart {
+    if r.never {
+        return Restart::never();
+    }
+    let base = ms(r.backoff_ms);
+    let backoff = if r.backoff_exp {
+        Backoff::exponential(base, base * 4)
+    } else {
+        Backoff::constant(base)
+    };
+    let window = match r.window_ms {
+        u64::MAX => Duration::MAX,
+        w => ms(w),
+    };
+    Restart::on_failure()
+        .limit(r.max, window)
+        .backoff(backoff.jitter(r.jitter))
 }
 
 /// After a stop request returned, readiness and health must fail.
@@ -464,7 +519,7 @@ fn perform(log: &Arc<Log>, who: &str, handle: &Handle, action: Action) {
             let sd = handle.is_shutting_down();
             let name = spec.name.clone();
             let opts = options(&spec);
-            let r = handle.add_component_with(&name, TestComponent::new(spec, log), opts);
+            let r = handle.add_component_with(&name, TestComponent::new(*spec, log), opts);
             registered(log, handle, &name, Kind::Component, sd, r);
         }
         Action::AddDrainer(spec) => {

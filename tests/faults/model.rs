@@ -99,6 +99,77 @@ pub struct CompSpec {
     /// dependency); `None` keeps the default, the component registered
     /// just before.
     pub deps: Option<Vec<String>>,
+    /// Given to `ComponentOptions::restart`; `None` keeps the default
+    /// (`Restart::never()`).
+    pub restart: Option<RestartSpec>,
+    /// The first lives' `run`s: each ends this way (`Fail` or `Panic`)
+    /// after `flaky_ms`, unless asked to stop first; later lives follow
+    /// `run`.
+    pub flaky: Vec<Act>,
+    pub flaky_ms: u64,
+}
+
+/// A restart policy: `Restart::on_failure().limit(max, window)` with a
+/// backoff, or `Restart::never()` when `never`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RestartSpec {
+    pub never: bool,
+    pub max: u32,
+    /// `u64::MAX` stands for `Duration::MAX` (a lifetime total); 0 is a
+    /// configuration error, drawn only for components registered while
+    /// running, which must then be refused.
+    pub window_ms: u64,
+    /// Constant, or exponential from `backoff_ms` up to 4 times it.
+    pub backoff_ms: u64,
+    pub backoff_exp: bool,
+    pub jitter: f64,
+}
+
+impl RestartSpec {
+    /// The most restarts it allows (0 for `never`).
+    pub fn max_restarts(&self) -> u32 {
+        if self.never { 0 } else { self.max }
+    }
+
+    /// Whether every restart of a scenario falls within one window: the
+    /// budget is then a total, and each restart's backoff attempt is its
+    /// number.
+    pub fn whole_run(&self) -> bool {
+        self.window_ms >= 10_000
+    }
+
+    /// The nominal backoff before restart number `attempt` within the
+    /// window (from 1), before jitter.
+    pub fn nominal_ms(&self, attempt: u32) -> u64 {
+        if self.backoff_exp {
+            let factor = 1u64 << attempt.saturating_sub(1).min(20);
+            self.backoff_ms
+                .saturating_mul(factor)
+                .min(self.backoff_ms * 4)
+        } else {
+            self.backoff_ms
+        }
+    }
+}
+
+impl fmt::Display for RestartSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.never {
+            return f.write_str("restart never");
+        }
+        let window = match self.window_ms {
+            u64::MAX => "ever".to_string(),
+            ms => format!("{ms}ms"),
+        };
+        write!(
+            f,
+            "restart on failure: {} within {window}, backoff {}ms{} jitter {}",
+            self.max,
+            self.backoff_ms,
+            if self.backoff_exp { " exp" } else { "" },
+            self.jitter
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -135,7 +206,7 @@ pub enum Action {
     /// `request_shutdown`, with an error message or not.
     Stop(Option<String>),
     Force,
-    AddComponent(CompSpec),
+    AddComponent(Box<CompSpec>),
     AddDrainer(DrainSpec),
     AddCheck(CheckSpec),
     AddHook(HookSpec),
@@ -230,6 +301,9 @@ impl Gen {
             close: self.act(),
             close_timeout_ms: self.rng.range(5, 50),
             deps: None,
+            restart: None,
+            flaky: Vec::new(),
+            flaky_ms: 0,
         }
     }
 
@@ -280,7 +354,7 @@ impl Scenario {
         for i in 0..g.rng.range(0, 5) {
             let at = g.rng.range(0, 120);
             let action = match g.rng.range(0, 3) {
-                0 => Action::AddComponent(g.component(format!("x{i}"))),
+                0 => Action::AddComponent(Box::new(g.component(format!("x{i}")))),
                 1 => Action::AddDrainer(DrainSpec {
                     name: format!("xdr{i}"),
                     act: g.act(),
@@ -337,7 +411,60 @@ impl Scenario {
         };
         sc.add_later_faults(first_stop);
         sc.add_graph();
+        sc.add_restarts();
         sc
+    }
+
+    /// Restart policies and `run`s that fail a few times, drawn from their
+    /// own stream: in half the scenarios, some components (builder's and
+    /// registered while running) get a policy — never, or on failure with
+    /// 0 to 5 restarts within a window from 1 ms to the whole run, a
+    /// backoff from none to 30 ms, with or without jitter — and some a
+    /// `run` that fails or panics in its first lives, then recovers (or
+    /// fails for good, by its own spec).
+    fn add_restarts(&mut self) {
+        let mut x = Rng::new(self.seed ^ 0x0005_7a47_f00d);
+        if x.chance(0.5) {
+            return;
+        }
+        let p_policy = x.pick(&[0.3, 0.6, 1.0]);
+        let p_flaky: f64 = x.pick(&[0.3, 0.6, 1.0]);
+        let dynamic = self.threads[0].iter_mut().filter_map(|(_, a)| match a {
+            Action::AddComponent(c) => Some(&mut **c),
+            _ => None,
+        });
+        let mut builder = true;
+        let n = self.components.len();
+        for (i, c) in self.components.iter_mut().chain(dynamic).enumerate() {
+            if i == n {
+                builder = false;
+            }
+            if x.chance(p_policy) {
+                c.restart = Some(restart_spec(&mut x, !builder));
+            }
+            // Most components that may restart fail a few times, mostly
+            // once ready (a `run` that fails before is a launch failure).
+            let restarts = c.restart.is_some_and(|r| r.max_restarts() > 0);
+            if x.chance(if restarts { p_flaky.max(0.8) } else { p_flaky }) {
+                c.flaky = (0..x.range(1, 5))
+                    .map(|_| x.pick(&[Act::Fail, Act::Panic]))
+                    .collect();
+                c.flaky_ms = if x.chance(0.1) { 0 } else { x.range(5, 40) };
+            }
+        }
+    }
+
+    /// The spec of the component named `name`, registered by the builder
+    /// or while running.
+    pub fn spec(&self, name: &str) -> Option<&CompSpec> {
+        let dynamic = self.threads.iter().flatten().filter_map(|(_, a)| match a {
+            Action::AddComponent(c) => Some(&**c),
+            _ => None,
+        });
+        self.components
+            .iter()
+            .chain(dynamic)
+            .find(|c| c.name == name)
     }
 
     /// Dependency graphs, drawn from their own stream like the later
@@ -369,7 +496,7 @@ impl Scenario {
             for i in 0..x.range(1, 3) {
                 let at = x.range(0, 60);
                 let c = g.component(format!("y{i}"));
-                self.threads[0].push((at, Action::AddComponent(c)));
+                self.threads[0].push((at, Action::AddComponent(Box::new(c))));
             }
             self.threads[0].sort_by_key(|(at, _)| *at);
         }
@@ -389,7 +516,7 @@ impl Scenario {
     /// is the default chain, and launch and stop follow one strict order.
     pub fn has_graph(&self) -> bool {
         let dynamic = self.threads.iter().flatten().filter_map(|(_, a)| match a {
-            Action::AddComponent(c) => Some(c),
+            Action::AddComponent(c) => Some(&**c),
             _ => None,
         });
         self.components
@@ -462,7 +589,7 @@ impl Scenario {
             for i in 0..40 {
                 let at = rng.range(0, 250);
                 let action = match rng.range(0, 9) {
-                    0 => Action::AddComponent(g.component(format!("t{t}c{i}"))),
+                    0 => Action::AddComponent(Box::new(g.component(format!("t{t}c{i}")))),
                     1 => Action::AddDrainer(DrainSpec {
                         name: format!("t{t}dr{i}"),
                         act: g.act(),
@@ -586,6 +713,24 @@ impl Shape {
     }
 }
 
+/// A restart policy; a zero window (a configuration error) only if
+/// `may_refuse`.
+fn restart_spec(x: &mut Rng, may_refuse: bool) -> RestartSpec {
+    let window_ms = if may_refuse && x.chance(0.1) {
+        0
+    } else {
+        x.pick(&[1, 5, 30, 100, 10_000, u64::MAX])
+    };
+    RestartSpec {
+        never: x.chance(0.15),
+        max: x.pick(&[0, 1, 1, 2, 3, 5]),
+        window_ms,
+        backoff_ms: x.pick(&[0, 0, 1, 3, 10, 30]),
+        backoff_exp: x.chance(0.4),
+        jitter: x.pick(&[0.0, 0.0, 0.25, 0.5, 1.0]),
+    }
+}
+
 /// Up to three of `names`, now and then one named twice (it counts once).
 fn random_deps(x: &mut Rng, names: &[String]) -> Vec<String> {
     let mut deps = Vec::new();
@@ -655,6 +800,18 @@ impl fmt::Display for CompSpec {
         )?;
         if let Some(deps) = &self.deps {
             write!(f, "; depends on {deps:?}")?;
+        }
+        if let Some(r) = &self.restart {
+            write!(f, "; {r}")?;
+        }
+        if !self.flaky.is_empty() {
+            let lives: Vec<String> = self.flaky.iter().map(Act::to_string).collect();
+            write!(
+                f,
+                "; first runs {} after {}ms",
+                lives.join(", "),
+                self.flaky_ms
+            )?;
         }
         Ok(())
     }

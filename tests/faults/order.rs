@@ -9,6 +9,7 @@
 //! ends with where another begins, never neighbours in the log.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use crate::harness::{Ev, S, What};
 use crate::model::Scenario;
@@ -73,6 +74,14 @@ impl Life {
     /// Where its first `stop` or `close` began.
     pub fn down_at(&self) -> Option<usize> {
         self.stop.iter().chain(&self.close).map(|c| c.begin).min()
+    }
+
+    /// Where its first `stop` or `close` began, if that was for the
+    /// shutdown: not for a restart (that one began before shutdown, which
+    /// then cancelled the restart).
+    pub fn shutdown_down(&self, ev: &[Ev]) -> Option<usize> {
+        self.down_at()
+            .filter(|&at| matches!(ev[at].what, What::Begin(_, true)))
     }
 
     fn calls_mut(&mut self, s: S) -> Option<&mut Vec<Call>> {
@@ -182,15 +191,113 @@ impl<'a> Timeline<'a> {
     }
 }
 
-/// How many times a component may be started: once. A component with a
-/// restart policy may be started once more per restart, up to its budget
-/// (the most restarts within its window); each start after the first must
-/// follow the end of the life before it (`run` failed or panicked, then
-/// `stop` or `close`), and each life keeps the rules of a single start.
-/// The model draws no restart policy until one can be given to a
-/// component: then this reads it from the component's spec.
-pub fn starts_allowed(_sc: &Scenario, _name: &str) -> usize {
-    1
+/// How many times a component may be started: once, plus once per
+/// restart its policy allows. With a window that spans the whole run the
+/// budget is a total; with a shorter one any number of restarts may fit
+/// (the budget is then checked window by window, by `check_restarts`).
+pub fn starts_allowed(sc: &Scenario, name: &str) -> usize {
+    match sc.spec(name).and_then(|c| c.restart) {
+        Some(r) if r.max_restarts() == 0 => 1,
+        Some(r) if r.whole_run() => 1 + r.max_restarts() as usize,
+        Some(_) => usize::MAX,
+        None => 1,
+    }
+}
+
+/// Where a life ended for a restart: where the last of its `stop` and
+/// `close` calls ended (cancelled or not), if every one did.
+pub fn life_over(life: &Life) -> Option<usize> {
+    let mut end = None;
+    for c in life.stop.iter().chain(&life.close) {
+        let (at, _) = c.end?;
+        end = end.max(Some(at));
+    }
+    end
+}
+
+/// The restart rules, over each component's lives:
+///
+/// * A component is stopped (or closed) before shutdown began only to be
+///   restarted: its policy allows restarts and that life's `run` had
+///   failed. So a dependent is never stopped for its dependency's restart,
+///   and it keeps its one life.
+/// * A new life begins only after the life before it ended for a restart:
+///   its `run` failed or panicked and every `stop` or `close` of it ended
+///   — and no earlier than the backoff delay after that (less its jitter,
+///   and a millisecond for the clock).
+pub fn check_restarts(
+    sc: &Scenario,
+    ev: &[Ev],
+    t: &Timeline<'_>,
+    fail: &mut impl FnMut(&'static str, String),
+) {
+    for (&name, lives) in &t.lives {
+        let policy = sc.spec(name).and_then(|c| c.restart);
+        let may_restart = policy.is_some_and(|r| r.max_restarts() > 0);
+        for (k, life) in lives.iter().enumerate() {
+            let failed_at = life.run.iter().find_map(|c| c.ended(End::Failed));
+            for (s, c) in life.calls() {
+                let for_shutdown = match ev[c.begin].what {
+                    What::Begin(_, sd) => sd,
+                    _ => true,
+                };
+                if !matches!(s, S::Stop | S::Close) || for_shutdown {
+                    continue;
+                }
+                if !may_restart || failed_at.is_none_or(|f| f > c.begin) {
+                    fail(
+                        "stopped-while-running",
+                        format!(
+                            "{name} {s:?} began before shutdown, but not for a restart after its run failed"
+                        ),
+                    );
+                }
+            }
+            let Some(next) = lives.get(k + 1) else {
+                continue;
+            };
+            let Some((start, _)) = next.start else {
+                continue;
+            };
+            let over = life_over(life);
+            let ended = failed_at.is_some_and(|f| f < start.begin)
+                && life.down_at().is_some()
+                && over.is_some_and(|o| o < start.begin);
+            if !ended {
+                fail(
+                    "restart-before-stopped",
+                    format!(
+                        "{name} life {} began before life {} failed and was stopped",
+                        k + 2,
+                        k + 1
+                    ),
+                );
+                continue;
+            }
+            let (Some(r), Some(over)) = (policy, over) else {
+                continue;
+            };
+            // The attempt number is the restarts within the window; known
+            // when the window spans the run, else at least the first.
+            let attempt = if r.whole_run() { k as u32 + 1 } else { 1 };
+            let nominal = Duration::from_millis(r.nominal_ms(attempt));
+            let least = nominal
+                .mul_f64(1.0 - r.jitter)
+                .saturating_sub(Duration::from_millis(1));
+            let waited = ev[start.begin].at.saturating_sub(ev[over].at);
+            if waited < least {
+                fail(
+                    "restart-backoff",
+                    format!(
+                        "{name} life {} began {waited:?} after life {} stopped; backoff {nominal:?}, jitter {}",
+                        k + 2,
+                        k + 1,
+                        r.jitter
+                    ),
+                );
+            }
+        }
+    }
 }
 
 /// The graph's order rules, for components whose dependencies are `deps`.
@@ -251,7 +358,7 @@ pub fn check_graph(
         };
         // The stop at shutdown: that of its last life. A life before it
         // ended in a restart, which its dependents are meant to outlive.
-        let Some(down) = lives.last().and_then(Life::down_at) else {
+        let Some(down) = lives.last().and_then(|l| l.shutdown_down(ev)) else {
             continue;
         };
         let forced = forced_at.is_some_and(|f| f < down);
