@@ -166,8 +166,8 @@ fn restart_waits_for_dependencies() {
         .unwrap();
     stop_after(lifecycle.handle(), ms(600));
     let report = block_on(lifecycle.run()).unwrap();
-    assert_eq!(report.component("a").unwrap().restarts, 1);
-    assert_eq!(report.component("b").unwrap().restarts, 1);
+    assert_eq!(report.component("a").unwrap().restarts(), 1);
+    assert_eq!(report.component("b").unwrap().restarts(), 1);
     let a_ready = a.readies.lock().unwrap()[1];
     let b_start = b.starts.lock().unwrap()[1];
     assert!(
@@ -225,7 +225,7 @@ fn report_stamps_are_the_latest_lifes() {
     let _ = block_on(lifecycle.run());
     let report = handle.report();
     let a = report.component("a").unwrap();
-    assert_eq!(a.restarts, 1);
+    assert_eq!(a.restarts(), 1);
     let start = a.start_at.expect("started");
     if let Some(ready) = a.ready_at {
         assert!(

@@ -508,12 +508,12 @@ fn check_restart_report(
         let name = &*record.name;
         let lives = t.lives(name);
         let failures = record.failures();
-        if record.restarts as usize != failures.len() {
+        if record.restarts() as usize != failures.len() {
             fail(
                 "report-restarts",
                 format!(
                     "{name}: {} restarts but {} failures kept",
-                    record.restarts,
+                    record.restarts(),
                     failures.len()
                 ),
             );
