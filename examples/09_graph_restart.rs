@@ -150,6 +150,6 @@ fn main() {
     let queue = report.component("queue").expect("registered");
     println!("`queue` restarted {} times:", queue.restarts());
     for failure in queue.failures() {
-        println!("  at {:?}: {}", failure.at, failure.error);
+        println!("  at {:.1?}: {}", failure.at, failure.error);
     }
 }
