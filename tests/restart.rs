@@ -359,6 +359,69 @@ mod scenarios {
         assert_eq!(log.count("stop flaky"), 2, "{events:?}");
         assert_eq!(log.count("run-end flaky"), 1, "{events:?}");
     }
+
+    /// `a` (restart on failure) and `b` (no policy) fail in the same poll
+    /// of the runner, `a` first: `a` is granted a restart whose stop is
+    /// not issued yet when `b`'s failure begins the shutdown. The shutdown
+    /// still stops `a`: every started component is stopped (or closed)
+    /// once per start.
+    pub async fn restart_cancelled_before_its_stop_still_stops() {
+        for round in 0..20 {
+            let log = Log::new();
+            let none = || ComponentOptions::new().depends_on(Vec::<&str>::new());
+            let restart = Restart::on_failure().backoff(Backoff::constant(ms(50)));
+            let a = FailsWhenLaunched {
+                name: "a",
+                log: log.clone(),
+            };
+            let b = FailsWhenLaunched {
+                name: "b",
+                log: log.clone(),
+            };
+            let lc = Lifecycle::builder()
+                .component_with("a", a, none().restart(restart))
+                .component_with("b", b, none())
+                .build()
+                .unwrap();
+            let err = bounded(lc.run()).await.unwrap_err();
+            assert_eq!(err.component(), Some("b"), "round {round}: {err}");
+            let events = log.events();
+            assert_eq!(log.count("stop b"), 1, "round {round}: {events:?}");
+            assert_eq!(
+                log.count("stop a") + log.count("close a"),
+                log.count("start a"),
+                "round {round}: {events:?}"
+            );
+        }
+    }
+}
+
+/// Whose `run` fails once the whole lifecycle is launched.
+struct FailsWhenLaunched {
+    name: &'static str,
+    log: Log,
+}
+
+impl Component for FailsWhenLaunched {
+    async fn start(&self, _: &Context) -> Result<(), BoxError> {
+        self.log.push(format!("start {}", self.name));
+        Ok(())
+    }
+
+    async fn run(&self, cx: &Context) -> Result<(), BoxError> {
+        cx.handle().ready().await;
+        Err(format!("{} broke", self.name).into())
+    }
+
+    async fn stop(&self, _: &Context) -> Result<(), BoxError> {
+        self.log.push(format!("stop {}", self.name));
+        Ok(())
+    }
+
+    async fn close(&self, _: &Context) -> Result<(), BoxError> {
+        self.log.push(format!("close {}", self.name));
+        Ok(())
+    }
 }
 
 // ---------------------------------------------------------------- runtimes
@@ -397,6 +460,7 @@ on_every_runtime!(
     never_and_zero_restarts_shut_down_at_once,
     shutdown_during_the_backoff,
     shutdown_during_the_readiness_of_a_restart,
+    restart_cancelled_before_its_stop_still_stops,
 );
 
 /// With a spawner `run` is on its own task: it is spawned again on each

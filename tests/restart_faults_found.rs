@@ -3,7 +3,7 @@
 //! until the engine is fixed; `cargo test --test restart_faults_found --
 //! --ignored` shows them fail.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,73 +23,6 @@ fn stop_after(handle: Handle, after: Duration) {
         std::thread::sleep(after);
         handle.request_shutdown(None);
     });
-}
-
-/// Whose `run` fails once the whole lifecycle is launched, and which notes
-/// whether its `stop` or `close` was called.
-struct FailsWhenLaunched {
-    stopped: Arc<AtomicBool>,
-}
-
-impl Component for FailsWhenLaunched {
-    async fn run(&self, cx: &Context) -> Result<(), BoxError> {
-        cx.handle().ready().await;
-        Err("broke".into())
-    }
-
-    async fn stop(&self, _: &Context) -> Result<(), BoxError> {
-        self.stopped.store(true, Ordering::SeqCst);
-        Ok(())
-    }
-
-    async fn close(&self, _: &Context) -> Result<(), BoxError> {
-        self.stopped.store(true, Ordering::SeqCst);
-        Ok(())
-    }
-}
-
-/// `a` (restart on failure) and `b` (no policy) fail in the same poll of
-/// the runner, `a` first: `a` is granted a restart, whose stop is not yet
-/// issued when `b`'s failure begins the shutdown; the shutdown cancels the
-/// restart and marks `a` stopped without ever calling its `stop` or
-/// `close`. Every started component must be stopped (or closed) once per
-/// start. Seen by the generator as `never-stopped` and as dependencies
-/// stopped while `a` (a dependent) was never stopped.
-#[test]
-#[ignore = "engine bug: a restart cancelled before its stop was issued never stops the component"]
-fn restart_cancelled_before_its_stop_still_stops() {
-    for round in 0..20 {
-        let stopped_a = Arc::new(AtomicBool::new(false));
-        let stopped_b = Arc::new(AtomicBool::new(false));
-        let lifecycle = Lifecycle::builder()
-            .component_with(
-                "a",
-                FailsWhenLaunched {
-                    stopped: stopped_a.clone(),
-                },
-                ComponentOptions::new()
-                    .depends_on(Vec::<&str>::new())
-                    .restart(Restart::on_failure().backoff(Backoff::constant(ms(50)))),
-            )
-            .component_with(
-                "b",
-                FailsWhenLaunched {
-                    stopped: stopped_b.clone(),
-                },
-                ComponentOptions::new().depends_on(Vec::<&str>::new()),
-            )
-            .build()
-            .unwrap();
-        let handle = lifecycle.handle();
-        stop_after(handle, ms(2_000));
-        let err = block_on(lifecycle.run()).unwrap_err();
-        assert_eq!(err.component(), Some("b"), "round {round}: {err}");
-        assert!(stopped_b.load(Ordering::SeqCst), "round {round}: b");
-        assert!(
-            stopped_a.load(Ordering::SeqCst),
-            "round {round}: `a` was started, its restart cancelled by the shutdown, and never stopped nor closed"
-        );
-    }
 }
 
 /// Logs when each life's `start` begins and `ready` answers, from `t0`.
@@ -166,8 +99,8 @@ fn restart_waits_for_dependencies() {
         .unwrap();
     stop_after(lifecycle.handle(), ms(600));
     let report = block_on(lifecycle.run()).unwrap();
-    assert_eq!(report.component("a").unwrap().restarts, 1);
-    assert_eq!(report.component("b").unwrap().restarts, 1);
+    assert_eq!(report.component("a").unwrap().restarts(), 1);
+    assert_eq!(report.component("b").unwrap().restarts(), 1);
     let a_ready = a.readies.lock().unwrap()[1];
     let b_start = b.starts.lock().unwrap()[1];
     assert!(
@@ -225,7 +158,7 @@ fn report_stamps_are_the_latest_lifes() {
     let _ = block_on(lifecycle.run());
     let report = handle.report();
     let a = report.component("a").unwrap();
-    assert_eq!(a.restarts, 1);
+    assert_eq!(a.restarts(), 1);
     let start = a.start_at.expect("started");
     if let Some(ready) = a.ready_at {
         assert!(

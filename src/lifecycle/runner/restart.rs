@@ -180,9 +180,28 @@ impl Runner {
 
     /// Shutdown began during a restart's stop or wait: the component has
     /// stopped (what was left of its stop or close is dropped) and is not
-    /// started again.
+    /// started again. One whose stop (or close) was not issued yet is left
+    /// to the drain, which stops it.
     pub(super) fn cancel_restart(&mut self, l: Launching) {
         let index = l.index;
+        let close_issued = l
+            .restart
+            .as_ref()
+            .and_then(|r| r.close.as_ref())
+            .is_some_and(|call| matches!(call.call, Call::Cell(None)));
+        let never_called = match l.step {
+            LaunchStep::Restop => !l.issued,
+            LaunchStep::Reclose => !close_issued,
+            _ => false,
+        };
+        if never_called {
+            // Neither its stop nor its close was called: the drain stops
+            // it like any started component, after its dependents and
+            // before what it depends on.
+            let name = self.slots[index].name.clone();
+            event!(info, { component = name, step = Step::Stop }, "restart of `{name}` cancelled by shutdown before its stop");
+            return;
+        }
         // A call in flight: its stop, or its close once issued.
         let in_flight = match (l.step, l.restart.and_then(|r| r.close)) {
             (LaunchStep::Restop, _) => l.issued,
