@@ -41,11 +41,7 @@ impl Runner {
                     if max == 1 { "" } else { "s" },
                     policy.window()
                 );
-                let detail = match e.panic_message() {
-                    Some(message) => format!("{message} ({note})"),
-                    None => note,
-                };
-                return self.fail(index, e.with_detail(detail), Step::Run);
+                return self.fail(index, e.with_note(note), Step::Run);
             }
         };
         slot.ready = false;
