@@ -8,7 +8,8 @@ mod common;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::*;
 use futures::future::Either;
@@ -394,6 +395,154 @@ mod scenarios {
             );
         }
     }
+
+    /// `b` depends on `a`; both restart on failure. `a`'s `run` fails
+    /// first and waits a long backoff; `b`'s fails meanwhile with no
+    /// backoff. `b` starts again only once `a` is ready again: a component
+    /// never starts before its dependencies are ready, a relaunch included.
+    pub async fn restart_waits_for_dependencies() {
+        let t0 = Instant::now();
+        let a = Timed::new(t0, ms(20));
+        let b = Timed::new(t0, ms(40));
+        let lc = Lifecycle::builder()
+            .component_with(
+                "a",
+                Shared(a.clone()),
+                ComponentOptions::new()
+                    .restart(Restart::on_failure().backoff(Backoff::constant(ms(150)))),
+            )
+            .component_with(
+                "b",
+                Shared(b.clone()),
+                ComponentOptions::new()
+                    .depends_on(["a"])
+                    .restart(Restart::on_failure().backoff(Backoff::constant(Duration::ZERO))),
+            )
+            .build()
+            .unwrap();
+        let handle = lc.handle();
+        let watcher = {
+            let handle = handle.clone();
+            async move {
+                assert!(handle.ready().await);
+                until(&handle, |h| {
+                    restarts(h, "a") == 1 && restarts(h, "b") == 1 && h.is_ready()
+                })
+                .await;
+                handle.request_shutdown(None);
+            }
+        };
+        let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
+        out.expect("a clean run");
+        let a_ready = a.readies.lock().unwrap()[1];
+        let b_start = b.starts.lock().unwrap()[1];
+        assert!(
+            b_start >= a_ready,
+            "`b` started again at {b_start:?}, before its dependency `a` was ready again at {a_ready:?}"
+        );
+    }
+
+    /// A shutdown while a restarted component waits for its dependency to
+    /// be ready again: it is not started again nor stopped twice, and
+    /// reads stopped (it was, after its failure), not pending.
+    pub async fn shutdown_while_a_relaunch_waits_for_a_dependency() {
+        let t0 = Instant::now();
+        let a = Timed::new(t0, ms(20));
+        let b = Timed::new(t0, ms(40));
+        let lc = Lifecycle::builder()
+            .component_with(
+                "a",
+                Shared(a.clone()),
+                ComponentOptions::new().restart(
+                    Restart::on_failure().backoff(Backoff::constant(Duration::from_secs(30))),
+                ),
+            )
+            .component_with(
+                "b",
+                Shared(b.clone()),
+                ComponentOptions::new()
+                    .depends_on(["a"])
+                    .restart(Restart::on_failure().backoff(Backoff::constant(Duration::ZERO))),
+            )
+            .build()
+            .unwrap();
+        let handle = lc.handle();
+        let watcher = {
+            let (handle, b) = (handle.clone(), b.clone());
+            async move {
+                assert!(handle.ready().await);
+                until(&handle, |h| {
+                    restarts(h, "b") == 1 && b.stops.load(Ordering::SeqCst) == 1
+                })
+                .await;
+                // Time for a wrongly relaunched `b` to start.
+                sleep(ms(20)).await;
+                handle.request_shutdown(None);
+            }
+        };
+        let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
+        let report = out.expect("a clean run");
+        for (name, timed) in [("a", &a), ("b", &b)] {
+            let row = report.component(name).unwrap();
+            assert_eq!(row.state, ComponentState::Stopped, "{row:?}");
+            assert_eq!(row.restarts(), 1, "{row:?}");
+            assert_eq!(timed.starts.lock().unwrap().len(), 1, "{name}");
+            assert_eq!(timed.stops.load(Ordering::SeqCst), 1, "{name}");
+        }
+    }
+}
+
+/// Logs, from `t0`, when each life's `start` begins and its readiness
+/// answers; its first `run` fails after `fail_after`, later ones run until
+/// stopped.
+struct Timed {
+    t0: Instant,
+    fail_after: Duration,
+    runs: AtomicU32,
+    stops: AtomicU32,
+    starts: Mutex<Vec<Duration>>,
+    readies: Mutex<Vec<Duration>>,
+}
+
+impl Timed {
+    fn new(t0: Instant, fail_after: Duration) -> Arc<Self> {
+        Arc::new(Timed {
+            t0,
+            fail_after,
+            runs: AtomicU32::new(0),
+            stops: AtomicU32::new(0),
+            starts: Mutex::new(Vec::new()),
+            readies: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+struct Shared(Arc<Timed>);
+
+impl Component for Shared {
+    async fn start(&self, _: &Context) -> Result<(), BoxError> {
+        self.0.starts.lock().unwrap().push(self.0.t0.elapsed());
+        Ok(())
+    }
+
+    async fn ready(&self, _: &Context) -> Result<bool, BoxError> {
+        self.0.readies.lock().unwrap().push(self.0.t0.elapsed());
+        Ok(true)
+    }
+
+    async fn run(&self, cx: &Context) -> Result<(), BoxError> {
+        if self.0.runs.fetch_add(1, Ordering::SeqCst) == 0 {
+            sleep(self.0.fail_after).await;
+            return Err("broke".into());
+        }
+        cx.stop_signal().await;
+        Ok(())
+    }
+
+    async fn stop(&self, _: &Context) -> Result<(), BoxError> {
+        self.0.stops.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
 }
 
 /// Whose `run` fails once the whole lifecycle is launched.
@@ -461,6 +610,8 @@ on_every_runtime!(
     shutdown_during_the_backoff,
     shutdown_during_the_readiness_of_a_restart,
     restart_cancelled_before_its_stop_still_stops,
+    restart_waits_for_dependencies,
+    shutdown_while_a_relaunch_waits_for_a_dependency,
 );
 
 /// With a spawner `run` is on its own task: it is spawned again on each

@@ -38,44 +38,13 @@ impl fmt::Display for Violation {
 
 /// Known engine issues, by what the log shows of them, and the breaches
 /// each causes.
-const UNGATED: &str = "a component starts while a dependency restarts (not ready)";
 const STALE: &str = "after a restart the report keeps an earlier life's stamps";
-const PHANTOM: &str =
-    "a relaunch stopped by the shutdown before its start reads Pending, with a start time";
 
 /// Marks the breaches that follow from a known engine issue seen in this
 /// scenario, and only those codes.
-fn mark_known(out: &Outcome, v: &mut [Violation]) {
-    // Breaches of the gate whose dependency was restarting: a relaunch, or
-    // a first launch decided while the dependency was ready, called once
-    // it had failed.
-    let ungated: Vec<String> = out
-        .report
-        .components()
-        .iter()
-        .filter(|r| !r.failures().is_empty())
-        .map(|r| format!(" started while its dependency {} was not ready", r.name))
-        .collect();
-    // Restarted, then its new start never called: the report says
-    // `Pending`, stamped with the start that never happened.
-    let phantom: Vec<String> = out
-        .report
-        .components()
-        .iter()
-        .filter(|r| !r.failures().is_empty() && r.state == lameduck::ComponentState::Pending)
-        .map(|r| format!("{} is Pending", r.name))
-        .collect();
+fn mark_known(_out: &Outcome, v: &mut [Violation]) {
     for x in v.iter_mut() {
-        if x.code == "report-state" && phantom.iter().any(|p| x.detail.starts_with(p.as_str())) {
-            x.known = Some(PHANTOM);
-            continue;
-        }
         x.known = match x.code {
-            "start-before-dependency-ready"
-                if ungated.iter().any(|g| x.detail.ends_with(g.as_str())) =>
-            {
-                Some(UNGATED)
-            }
             "report-stale-stamps" => Some(STALE),
             _ => None,
         };

@@ -12,6 +12,7 @@ use super::Runner;
 use super::cells::unit;
 use super::deadline_after;
 use super::launch::{LaunchStep, Launching, Moved, Restarting};
+use super::outcomes::take_startable;
 use super::shutdown::Call;
 use crate::error::Error;
 use crate::latch::{Latch, lock};
@@ -45,6 +46,7 @@ impl Runner {
             }
         };
         slot.ready = false;
+        self.restarted = true;
         let name = slot.name.clone();
         let error = format!("{:#}", e.with_component(&name).with_step(Step::Run));
         event!(
@@ -134,7 +136,7 @@ impl Runner {
                     return Moved::No;
                 }
                 self.relaunch(l);
-                Moved::On
+                Moved::Done
             }
             _ => Moved::No,
         }
@@ -160,8 +162,9 @@ impl Runner {
     }
 
     /// The wait is over: the component starts again, with a new stop
-    /// latch, as if launched for the first time.
-    fn relaunch(&mut self, l: &mut Launching) {
+    /// latch, as if launched for the first time: once every dependency is
+    /// ready.
+    fn relaunch(&mut self, l: &Launching) {
         let index = l.index;
         let slot = &mut self.slots[index];
         slot.stop = Latch::new();
@@ -171,7 +174,9 @@ impl Runner {
         slot.busy = None;
         let name = slot.name.clone();
         event!(info, { component = name, step = Step::Start }, "restarting `{name}`");
-        *l = self.start_step(index);
+        let mut st = lock(&self.handle.shared.state);
+        st.graph.restart(index as u32);
+        take_startable(&mut st.graph, &mut self.startable);
     }
 
     /// Shutdown began during a restart's stop or wait: the component has
