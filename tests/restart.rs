@@ -490,6 +490,53 @@ mod scenarios {
             assert_eq!(timed.stops.load(Ordering::SeqCst), 1, "{name}");
         }
     }
+
+    /// A restarted component's report row carries its latest life's
+    /// stamps: started again and not ready yet, it shows no `ready_at`,
+    /// run end, stop or close of the life before; its failure and restart
+    /// count stay.
+    pub async fn report_stamps_are_the_latest_lifes() {
+        let log = Log::new();
+        let mut f = flaky(&log, "flaky", 1);
+        f.hang_ready_from = 2;
+        let lc = Lifecycle::builder()
+            .component_with("flaky", f, fast_restarts(3))
+            .build()
+            .unwrap();
+        let handle = lc.handle();
+        let watcher = {
+            let (handle, log) = (handle.clone(), log.clone());
+            async move {
+                assert!(handle.ready().await);
+                bounded(async {
+                    while log.count("ready flaky") < 2 {
+                        sleep(ms(2)).await;
+                    }
+                })
+                .await;
+                let report = handle.report();
+                let row = report.component("flaky").unwrap();
+                assert_eq!(row.restarts(), 1);
+                assert_eq!(row.failures().len(), 1);
+                assert_eq!(row.state, ComponentState::Started);
+                let start = row.start_at.expect("started again");
+                assert!(start >= row.failures()[0].at, "{row:?}");
+                assert!(row.start_took.is_some(), "{row:?}");
+                assert_eq!(row.attempts, 1, "{row:?}");
+                assert_eq!(row.ready_at, None, "an earlier life's: {row:?}");
+                assert_eq!(row.run_ended_at, None, "an earlier life's: {row:?}");
+                assert_eq!(row.stop_at, None, "an earlier life's: {row:?}");
+                assert_eq!(row.stop_took, None, "an earlier life's: {row:?}");
+                assert_eq!(row.close_at, None, "an earlier life's: {row:?}");
+                handle.request_shutdown(None);
+            }
+        };
+        let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
+        let report = out.expect("a clean run");
+        let row = report.component("flaky").unwrap();
+        assert_eq!(row.ready_at, None, "{row:?}");
+        assert!(row.stop_at >= row.start_at, "{row:?}");
+    }
 }
 
 /// Logs, from `t0`, when each life's `start` begins and its readiness
@@ -612,6 +659,7 @@ on_every_runtime!(
     restart_cancelled_before_its_stop_still_stops,
     restart_waits_for_dependencies,
     shutdown_while_a_relaunch_waits_for_a_dependency,
+    report_stamps_are_the_latest_lifes,
 );
 
 /// With a spawner `run` is on its own task: it is spawned again on each

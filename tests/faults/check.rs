@@ -36,21 +36,6 @@ impl fmt::Display for Violation {
     }
 }
 
-/// Known engine issues, by what the log shows of them, and the breaches
-/// each causes.
-const STALE: &str = "after a restart the report keeps an earlier life's stamps";
-
-/// Marks the breaches that follow from a known engine issue seen in this
-/// scenario, and only those codes.
-fn mark_known(_out: &Outcome, v: &mut [Violation]) {
-    for x in v.iter_mut() {
-        x.known = match x.code {
-            "report-stale-stamps" => Some(STALE),
-            _ => None,
-        };
-    }
-}
-
 fn is_subsequence(sub: &[String], of: &[String]) -> bool {
     let mut it = of.iter();
     sub.iter().all(|s| it.any(|o| o == s))
@@ -409,7 +394,6 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
             ),
         );
     }
-    mark_known(out, &mut v);
     v
 }
 

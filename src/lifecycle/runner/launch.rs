@@ -229,7 +229,8 @@ impl Runner {
         Launching::new(index, t0, LaunchStep::Start, None)
     }
 
-    /// Issues a component's `start`, stamped now. Not issued,
+    /// Issues a component's `start`: a new life, whose report stamps
+    /// replace those of the life before (its failures stay). Not issued,
     /// and handed back to the graph, if a dependency stopped being ready
     /// since the graph let it start.
     fn issue_start(&mut self, l: &mut Launching) -> bool {
@@ -248,6 +249,14 @@ impl Runner {
         self.update(index, |r| {
             r.state = ComponentState::Starting;
             r.start_at = Some(at);
+            r.start_took = None;
+            r.ready_at = None;
+            r.attempts = 0;
+            r.run_ended_at = None;
+            r.stop_at = None;
+            r.stop_took = None;
+            r.close_at = None;
+            r.close_took = None;
         });
         l.t0 = t0;
         l.deadline = deadline_after(t0, self.slots[index].options.start_timeout);
