@@ -756,6 +756,103 @@ fn the_largest_budget_and_a_zero_backoff_restart_at_once() {
     });
 }
 
+/// Fails its first `fails` runs, each with its own number, as soon as it
+/// is ready.
+struct Numbered {
+    fails: u32,
+    runs: AtomicU32,
+}
+
+impl Component for Numbered {
+    async fn run(&self, cx: &Context) -> Result<(), BoxError> {
+        let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+        if n <= self.fails {
+            // Once ready (the only component, so once the lifecycle is):
+            // a failure before would end the launch.
+            while !cx.handle().is_ready() {
+                sleep(ms(1)).await;
+            }
+            return Err(format!("failure #{n}").into());
+        }
+        cx.stop_signal().await;
+        Ok(())
+    }
+}
+
+/// Runs a component failing `fails` times under `restart` until it is
+/// ready again (or the lifecycle ends), then shuts down.
+fn numbered(fails: u32, restart: Restart) -> Result<lameduck::Report, lameduck::Error> {
+    futures::executor::block_on(async {
+        let lc = Lifecycle::builder()
+            .component_with(
+                "n",
+                Numbered {
+                    fails,
+                    runs: AtomicU32::new(0),
+                },
+                ComponentOptions::new().restart(restart),
+            )
+            .build()
+            .unwrap();
+        let handle = lc.handle();
+        let watcher = {
+            let handle = handle.clone();
+            async move {
+                until(&handle, |h| {
+                    h.is_shutting_down()
+                        || (restarts(h, "n") == fails
+                            && state(h, "n") == Some(ComponentState::Ready))
+                })
+                .await;
+                handle.request_shutdown(None);
+            }
+        };
+        bounded(futures::future::join(lc.run(), watcher)).await.0
+    })
+}
+
+/// A large budget spent over a long life keeps the report small: every
+/// restart is counted, only the latest failures are kept, oldest first;
+/// none without a failure.
+#[test]
+fn only_the_latest_failures_are_kept() {
+    let every = |max| {
+        Restart::on_failure()
+            .limit(max, Duration::MAX)
+            .backoff(Backoff::constant(Duration::ZERO))
+    };
+    let kept = lameduck::KEPT_FAILURES as u32;
+    for fails in [0, 1, kept, kept + 1, 3 * kept] {
+        let report = numbered(fails, every(u32::MAX)).expect("recovered");
+        let row = report.component("n").unwrap();
+        assert_eq!(row.restarts(), fails);
+        let messages: Vec<&str> = row.failures().iter().map(|f| f.error.as_str()).collect();
+        let first = fails.saturating_sub(kept) + 1;
+        let want: Vec<String> = (first..=fails).map(|n| format!("failure #{n}")).collect();
+        assert_eq!(messages.len(), want.len(), "{messages:?}");
+        for (got, want) in messages.iter().zip(&want) {
+            assert!(got.ends_with(want.as_str()), "{got:?} is not {want:?}");
+        }
+        assert!(row.failures().windows(2).all(|w| w[0].at <= w[1].at));
+    }
+}
+
+/// A budget without a window (`Duration::MAX`) reads as such in the
+/// error, not as a count of seconds.
+#[test]
+fn an_exhausted_budget_without_a_window_reads_plainly() {
+    let restart = Restart::on_failure()
+        .limit(1, Duration::MAX)
+        .backoff(Backoff::constant(Duration::ZERO));
+    let err = numbered(2, restart).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("restart budget exhausted: 1 restart within the lifetime"),
+        "{text}"
+    );
+    assert!(!text.contains("18446744073709551615"), "{text}");
+}
+
 #[test]
 fn debug_lifecycle_shows_restarts_and_failures() {
     futures::executor::block_on(async {

@@ -38,9 +38,9 @@ impl Runner {
                 let policy = budget.policy();
                 let max = policy.max_restarts();
                 let note = format!(
-                    "restart budget exhausted: {max} restart{} within {:?}",
+                    "restart budget exhausted: {max} restart{} {}",
                     if max == 1 { "" } else { "s" },
-                    policy.window()
+                    crate::restart::Within(policy.window())
                 );
                 return self.fail(index, e.with_note(note), Step::Run);
             }
