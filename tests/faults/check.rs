@@ -20,19 +20,11 @@ pub const MARGIN: Duration = Duration::from_millis(750);
 pub struct Violation {
     pub code: &'static str,
     pub detail: String,
-    /// The known engine issue it follows from (each with an ignored test in
-    /// `tests/restart_faults_found.rs`): counted and shown, but not failed
-    /// on unless `LAMEDUCK_STRICT` is set.
-    pub known: Option<&'static str>,
 }
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{}] {}", self.code, self.detail)?;
-        if let Some(k) = self.known {
-            write!(f, " (known engine issue: {k})")?;
-        }
-        Ok(())
+        write!(f, "[{}] {}", self.code, self.detail)
     }
 }
 
@@ -45,13 +37,7 @@ fn is_subsequence(sub: &[String], of: &[String]) -> bool {
 pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
     let ev: &[Ev] = &out.events;
     let mut v = Vec::new();
-    let mut fail = |code: &'static str, detail: String| {
-        v.push(Violation {
-            code,
-            detail,
-            known: None,
-        })
-    };
+    let mut fail = |code: &'static str, detail: String| v.push(Violation { code, detail });
     let concurrent = sc.concurrent_registrations();
 
     // Breaches seen on the spot.
