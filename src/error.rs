@@ -99,6 +99,9 @@ struct Inner {
     phase: Option<Phase>,
     budget: Option<Duration>,
     detail: Option<String>,
+    /// What the engine adds about the error's consequence (a spent restart
+    /// budget), kept apart from `detail`, which may be a panic's message.
+    note: Option<String>,
     source: Option<BoxError>,
     others: Vec<Error>,
     report: Option<Report>,
@@ -114,6 +117,7 @@ impl Error {
                 phase: None,
                 budget: None,
                 detail: None,
+                note: None,
                 source: None,
                 others: Vec::new(),
                 report: None,
@@ -131,6 +135,7 @@ impl Error {
             phase: shared.phase,
             budget: shared.budget,
             detail: shared.detail.clone(),
+            note: shared.note.clone(),
             source: shared.source.as_ref().map(|s| s.to_string().into()),
             others: shared.others.clone(),
             report: shared.report.clone(),
@@ -164,6 +169,13 @@ impl Error {
     pub(crate) fn with_detail(self, detail: impl Into<String>) -> Self {
         let detail = detail.into();
         self.map(|i| i.detail = Some(detail))
+    }
+
+    /// A note shown after the error's detail, in parentheses; it never
+    /// changes [`panic_message`](Error::panic_message).
+    pub(crate) fn with_note(self, note: impl Into<String>) -> Self {
+        let note = note.into();
+        self.map(|i| i.note = Some(note))
     }
 
     pub(crate) fn with_source(self, source: BoxError) -> Self {
@@ -337,6 +349,9 @@ impl fmt::Display for Error {
         }
         if let Some(d) = &i.detail {
             write!(f, ": {d}")?;
+        }
+        if let Some(n) = &i.note {
+            write!(f, " ({n})")?;
         }
         if f.alternate() {
             write_sources(f, self)?;

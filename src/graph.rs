@@ -273,6 +273,44 @@ impl Graph {
         }
     }
 
+    /// Whether `node`, handed out to start, may still start: every
+    /// dependency is ready. If not (one began a restart since), it goes
+    /// back to waiting, holds its dependencies no more, and is queued again
+    /// once they are all ready.
+    pub(crate) fn still_startable(&mut self, node: u32) -> bool {
+        let l = self.live[node as usize];
+        if l.state != State::Started || l.unready_deps == 0 {
+            return true;
+        }
+        self.unstart(node);
+        false
+    }
+
+    /// `node`, started and stopped for a restart, is to start again: it
+    /// waits for its dependencies like a node never started, and is queued
+    /// at once if they are all ready. Ignored unless `node` was started and
+    /// not ready.
+    pub(crate) fn restart(&mut self, node: u32) {
+        if self.live[node as usize].state != State::Started {
+            return;
+        }
+        self.unstart(node);
+        if self.live[node as usize].unready_deps == 0 && !self.shutting_down {
+            self.startable.push_back(node);
+        }
+    }
+
+    /// A started node goes back to waiting: it holds its dependencies no
+    /// more.
+    fn unstart(&mut self, node: u32) {
+        self.live[node as usize].state = State::Waiting;
+        for k in 0..self.dep_count(node) {
+            self.step();
+            let dep = self.dep_at(node, k);
+            self.live[dep as usize].holders -= 1;
+        }
+    }
+
     /// Nothing starts any more; started nodes stop in reverse dependency
     /// order from now on. Queued starts are dropped: never started.
     pub(crate) fn begin_shutdown(&mut self) {
@@ -334,6 +372,11 @@ impl Graph {
     /// Where `node` stands.
     pub(crate) fn state(&self, node: u32) -> State {
         self.live[node as usize].state
+    }
+
+    /// Whether `node` holds its dependencies up: started and not stopped.
+    pub(crate) fn is_up(&self, node: u32) -> bool {
+        self.live[node as usize].state.holds()
     }
 
     fn dep_count(&self, node: u32) -> u32 {

@@ -275,7 +275,7 @@ pub use health::{
 pub use latch::Latch;
 pub use lifecycle::{Backoff, ComponentOptions, Lifecycle, LifecycleBuilder, Readiness, Run};
 pub use phase::{Phase, Step};
-pub use report::{ComponentRecord, ComponentState, Report, RunFailure};
+pub use report::{ComponentRecord, ComponentState, KEPT_FAILURES, Report, RunFailure};
 pub use restart::Restart;
 
 /// The former name of [`Latch`], easy to confuse with

@@ -82,8 +82,32 @@ pub struct ComponentRecord {
     pub close_took: Option<Duration>,
     /// Behind one pointer: most components never fail, and a report row
     /// stays small (and cheap to copy into a report).
-    pub(crate) failures: Option<Arc<Vec<RunFailure>>>,
+    pub(crate) failures: Option<Arc<Failures>>,
     pub(crate) dependencies: Dependencies,
+}
+
+/// How many of a component's latest [failures](ComponentRecord::failures)
+/// its report row keeps; [`restarts`](ComponentRecord::restarts) counts
+/// them all.
+pub const KEPT_FAILURES: usize = 16;
+
+/// The failures a component was restarted after: how many, and the
+/// latest [`KEPT_FAILURES`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Failures {
+    count: u32,
+    latest: Vec<RunFailure>,
+}
+
+impl Failures {
+    /// One more failure, the oldest kept one dropped past the limit.
+    pub(crate) fn push(&mut self, failure: RunFailure) {
+        self.count = self.count.saturating_add(1);
+        if self.latest.len() == KEPT_FAILURES {
+            self.latest.remove(0);
+        }
+        self.latest.push(failure);
+    }
 }
 
 /// A failure of a component's `run` that it was restarted after.
@@ -124,16 +148,21 @@ impl ComponentRecord {
     }
 
     /// How many times it was restarted after its `run` failed (see
-    /// [`Restart`](crate::Restart)): one per [failure](Self::failures)
-    /// kept. Its stamps are those of its latest start.
+    /// [`Restart`](crate::Restart)), all counted, though only the latest
+    /// [failures](Self::failures) are kept. Its stamps are those of its
+    /// latest start.
     pub fn restarts(&self) -> u32 {
-        u32::try_from(self.failures().len()).unwrap_or(u32::MAX)
+        self.failures.as_ref().map_or(0, |f| f.count)
     }
 
-    /// Each failure of its `run` that it was restarted after, oldest
-    /// first (empty without a [restart policy](crate::Restart)).
+    /// The latest failures of its `run` that it was restarted after,
+    /// oldest first: at most [`KEPT_FAILURES`], so that a large budget
+    /// spent over a long life keeps the report small (empty without a
+    /// [restart policy](crate::Restart)).
     pub fn failures(&self) -> &[RunFailure] {
-        self.failures.as_deref().map_or(&[], Vec::as_slice)
+        self.failures
+            .as_deref()
+            .map_or(&[], |f| f.latest.as_slice())
     }
 
     /// The components this one depends on, in the order named: those given

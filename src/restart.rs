@@ -136,6 +136,23 @@ impl Restart {
     }
 }
 
+/// A window as the error of a spent budget reads it: `within 10s`, or,
+/// for a window longer than any process lives (`Duration::MAX`), `within
+/// the lifetime`.
+pub(crate) struct Within(pub(crate) Duration);
+
+impl std::fmt::Display for Within {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A century: no process runs that long.
+        const LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+        if self.0 >= LIFETIME {
+            f.write_str("within the lifetime")
+        } else {
+            write!(f, "within {:?}", self.0)
+        }
+    }
+}
+
 /// What to do about one failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {

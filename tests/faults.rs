@@ -24,8 +24,6 @@
 //!   a long campaign in chunks.
 //! * `LAMEDUCK_SEED=S` — replay one seed (decimal or `0x…`), printing the
 //!   scenario, its event log and its result.
-//! * `LAMEDUCK_STRICT=1` — fail on breaches that follow from known engine
-//!   issues too (otherwise counted and listed apart, with example seeds).
 //!
 //! Half the scenarios draw restart policies (`Restart::never()`, or
 //! `on_failure()` with small budgets, windows from 1 ms to the whole run,
@@ -468,10 +466,8 @@ fn run_generator(
     let took = t0.elapsed();
     assert_eq!(results.len(), n);
 
-    let strict = std::env::var("LAMEDUCK_STRICT").is_ok();
     let mut covered: BTreeMap<&str, usize> = BTreeMap::new();
     let mut failing = Vec::new();
-    let mut known: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     for r in &results {
         for c in &r.coverage {
             *covered.entry(c).or_default() += 1;
@@ -479,24 +475,9 @@ fn run_generator(
         if replay {
             eprintln!("{}", r.text.as_deref().unwrap_or(""));
         }
-        let mut issues: Vec<&str> = r.violations.iter().filter_map(|v| v.known).collect();
-        issues.dedup();
-        for k in issues {
-            known.entry(k).or_default().push(r.seed);
-        }
-        if r.violations.iter().any(|v| strict || v.known.is_none()) {
+        if !r.violations.is_empty() {
             failing.push(r);
         }
-    }
-    // Breaches that follow from known engine issues: counted, not failed
-    // on (`LAMEDUCK_STRICT=1` fails on them too).
-    for (issue, seeds) in &known {
-        let some: Vec<String> = seeds.iter().take(5).map(|s| format!("{s:#x}")).collect();
-        eprintln!(
-            "faults[{runtime}]: known engine issue in {} scenarios: {issue} (e.g. {})",
-            seeds.len(),
-            some.join(" ")
-        );
     }
     eprintln!(
         "faults[{runtime}]: {n} scenarios in {:.1}s, {} failing",
@@ -510,7 +491,7 @@ fn run_generator(
         let new = r
             .violations
             .iter()
-            .fold(false, |new, v| shown.insert((v.code, v.known)) | new);
+            .fold(false, |new, v| shown.insert(v.code) | new);
         if new {
             eprintln!(
                 "---- seed {:#x}\n{}",
@@ -523,7 +504,7 @@ fn run_generator(
         let seeds: Vec<String> = failing.iter().map(|r| format!("{:#x}", r.seed)).collect();
         let mut codes: BTreeMap<&str, usize> = BTreeMap::new();
         for r in &failing {
-            for v in r.violations.iter().filter(|v| strict || v.known.is_none()) {
+            for v in &r.violations {
                 *codes.entry(v.code).or_default() += 1;
             }
         }
@@ -632,9 +613,8 @@ fn stress_16_threads() {
                 panic!("stress round {round}: no result within 30 s ({e}): deadlock?")
             });
         let violations: Vec<Violation> = check(&sc, &out);
-        let strict = std::env::var("LAMEDUCK_STRICT").is_ok();
         assert!(
-            violations.iter().all(|v| v.known.is_some() && !strict),
+            violations.is_empty(),
             "stress round {round}:\n{}",
             describe(&sc, &out, &violations)
         );

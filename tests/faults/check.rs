@@ -20,95 +20,11 @@ pub const MARGIN: Duration = Duration::from_millis(750);
 pub struct Violation {
     pub code: &'static str,
     pub detail: String,
-    /// The known engine issue it follows from (each with an ignored test in
-    /// `tests/restart_faults_found.rs`): counted and shown, but not failed
-    /// on unless `LAMEDUCK_STRICT` is set.
-    pub known: Option<&'static str>,
 }
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "[{}] {}", self.code, self.detail)?;
-        if let Some(k) = self.known {
-            write!(f, " (known engine issue: {k})")?;
-        }
-        Ok(())
-    }
-}
-
-/// Known engine issues, by what the log shows of them, and the breaches
-/// each causes.
-const UNSTOPPED: &str = "a restart cancelled before its stop never stops the component";
-const UNGATED: &str = "a component starts while a dependency restarts (not ready)";
-const STALE: &str = "after a restart the report keeps an earlier life's stamps";
-const PHANTOM: &str =
-    "a relaunch stopped by the shutdown before its start reads Pending, with a start time";
-
-/// Marks the breaches that follow from a known engine issue seen in this
-/// scenario, and only those codes.
-fn mark_known(out: &Outcome, t: &Timeline<'_>, v: &mut [Violation]) {
-    let unstopped: Vec<&str> = t
-        .lives
-        .iter()
-        .filter(|(name, lives)| {
-            lives.last().is_some_and(|l| {
-                l.started().is_some()
-                    && l.stop.is_empty()
-                    && l.close.is_empty()
-                    && restart_granted(out, name, l)
-            })
-        })
-        .map(|(name, _)| *name)
-        .collect();
-    // Breaches of the gate whose dependency was restarting: a relaunch, or
-    // a first launch decided while the dependency was ready, called once
-    // it had failed.
-    let ungated: Vec<String> = out
-        .report
-        .components()
-        .iter()
-        .filter(|r| !r.failures().is_empty())
-        .map(|r| format!(" started while its dependency {} was not ready", r.name))
-        .collect();
-    // Restarted, then its new start never called: the report says
-    // `Pending`, stamped with the start that never happened.
-    let phantom: Vec<String> = out
-        .report
-        .components()
-        .iter()
-        .filter(|r| !r.failures().is_empty() && r.state == lameduck::ComponentState::Pending)
-        .map(|r| format!("{} is Pending", r.name))
-        .collect();
-    for x in v.iter_mut() {
-        if x.code == "report-state" && phantom.iter().any(|p| x.detail.starts_with(p.as_str())) {
-            x.known = Some(PHANTOM);
-            continue;
-        }
-        x.known = match x.code {
-            "never-stopped" | "report-state"
-                if unstopped
-                    .iter()
-                    .any(|n| x.detail.starts_with(&format!("{n} "))) =>
-            {
-                Some(UNSTOPPED)
-            }
-            "stop-before-dependent"
-                if unstopped
-                    .iter()
-                    .any(|n| x.detail.contains(&format!(" while {n}, "))) =>
-            {
-                Some(UNSTOPPED)
-            }
-            // The unstopped component's stop is missing from the order.
-            "stop-order" if !unstopped.is_empty() => Some(UNSTOPPED),
-            "start-before-dependency-ready"
-                if ungated.iter().any(|g| x.detail.ends_with(g.as_str())) =>
-            {
-                Some(UNGATED)
-            }
-            "report-stale-stamps" => Some(STALE),
-            _ => None,
-        };
+        write!(f, "[{}] {}", self.code, self.detail)
     }
 }
 
@@ -121,13 +37,7 @@ fn is_subsequence(sub: &[String], of: &[String]) -> bool {
 pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
     let ev: &[Ev] = &out.events;
     let mut v = Vec::new();
-    let mut fail = |code: &'static str, detail: String| {
-        v.push(Violation {
-            code,
-            detail,
-            known: None,
-        })
-    };
+    let mut fail = |code: &'static str, detail: String| v.push(Violation { code, detail });
     let concurrent = sc.concurrent_registrations();
 
     // Breaches seen on the spot.
@@ -355,7 +265,10 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
                         lameduck::ErrorKind::Exited | lameduck::ErrorKind::Dropped
                     ))
         });
-        let expected: &[St] = if cancelled_restart {
+        let expected: &[St] = if cancelled_restart && close_called {
+            // Closed by the restart, or by the drain that stopped it.
+            &[St::Stopped, St::Closed]
+        } else if cancelled_restart {
             &[St::Stopped]
         } else if start_ok.is_some() && launch_failed {
             // Its readiness failed (or its run ended before it was ready):
@@ -467,7 +380,6 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
             ),
         );
     }
-    mark_known(out, &t, &mut v);
     v
 }
 
@@ -508,7 +420,8 @@ fn check_restart_report(
         let name = &*record.name;
         let lives = t.lives(name);
         let failures = record.failures();
-        if record.restarts() as usize != failures.len() {
+        // Every restart is counted; only the latest failures are kept.
+        if (record.restarts() as usize).min(lameduck::KEPT_FAILURES) != failures.len() {
             fail(
                 "report-restarts",
                 format!(
@@ -737,14 +650,9 @@ fn check_errors(
                 && err.component() == Some(e.who.as_str())
                 && err.step() == Some(s.step())
                 && if panic {
-                    // A panic that exhausted its restart budget: the engine
-                    // appends that to the message (reported as an engine
-                    // issue; accepted here so that it does not hide others).
-                    err.panic_message().is_some_and(|m| {
-                        m == msg.as_str()
-                            || m.strip_prefix(msg.as_str())
-                                .is_some_and(|rest| rest.starts_with(" (restart budget exhausted"))
-                    })
+                    // The panic's own message, whatever the engine notes
+                    // beside it (a spent restart budget).
+                    err.panic_message() == Some(msg.as_str())
                 } else {
                     err.kind() == ErrorKind::Failed && own_text(err).contains(msg.as_str())
                 }

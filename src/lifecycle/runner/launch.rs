@@ -222,8 +222,26 @@ impl Runner {
         self.launching.push(l);
     }
 
-    /// A component's launch from its `start` on.
-    pub(super) fn start_step(&mut self, index: usize) -> Launching {
+    /// A component's launch from its `start` on; stamped when the start
+    /// is issued.
+    fn start_step(&mut self, index: usize) -> Launching {
+        let t0 = self.now();
+        Launching::new(index, t0, LaunchStep::Start, None)
+    }
+
+    /// Issues a component's `start`: a new life, whose report stamps
+    /// replace those of the life before (its failures stay). Not issued,
+    /// and handed back to the graph, if a dependency stopped being ready
+    /// since the graph let it start.
+    fn issue_start(&mut self, l: &mut Launching) -> bool {
+        let index = l.index;
+        if self.restarted
+            && !lock(&self.handle.shared.state)
+                .graph
+                .still_startable(index as u32)
+        {
+            return false;
+        }
         let name = self.slots[index].name.clone();
         let t0 = self.now();
         event!(debug, { component = name, step = Step::Start }, "starting `{name}`");
@@ -231,9 +249,18 @@ impl Runner {
         self.update(index, |r| {
             r.state = ComponentState::Starting;
             r.start_at = Some(at);
+            r.start_took = None;
+            r.ready_at = None;
+            r.attempts = 0;
+            r.run_ended_at = None;
+            r.stop_at = None;
+            r.stop_took = None;
+            r.close_at = None;
+            r.close_took = None;
         });
-        let deadline = deadline_after(t0, self.slots[index].options.start_timeout);
-        Launching::new(index, t0, LaunchStep::Start, deadline)
+        l.t0 = t0;
+        l.deadline = deadline_after(t0, self.slots[index].options.start_timeout);
+        true
     }
 
     /// Moves a component in launch one step on, if it can.
@@ -246,6 +273,9 @@ impl Runner {
                 self.flush_deferred();
                 if self.handle.shared.shutdown.is_set() {
                     return Moved::No;
+                }
+                if matches!(l.step, LaunchStep::Start) && !self.issue_start(l) {
+                    return Moved::Done;
                 }
                 l.issued = true;
                 let cmd = match l.step {
@@ -330,7 +360,18 @@ impl Runner {
             match step {
                 LaunchStep::Start => {
                     event!(info, { component = name, step = Step::Start }, "start of `{name}` cancelled by shutdown");
-                    self.update(index, |r| r.state = ComponentState::Pending);
+                    // A relaunch whose start was never called: the
+                    // component was stopped after its failure.
+                    let relaunch = self.slots[index]
+                        .restart
+                        .as_ref()
+                        .is_some_and(|r| r.restarts() > 0);
+                    let state = if relaunch && !l.issued {
+                        ComponentState::Stopped
+                    } else {
+                        ComponentState::Pending
+                    };
+                    self.update(index, |r| r.state = state);
                     self.slots[index].stopping = true;
                     lock(&self.handle.shared.state)
                         .graph
@@ -347,6 +388,26 @@ impl Runner {
             let mut st = lock(&self.handle.shared.state);
             for index in never {
                 st.graph.set_stopped(index as u32);
+            }
+        }
+        if self.restarted {
+            self.restarts_cancelled();
+        }
+    }
+
+    /// Shutdown began: a component stopped for a restart and waiting to
+    /// start again never does; it reads stopped, and nothing stops it
+    /// twice.
+    fn restarts_cancelled(&mut self) {
+        let mut guard = lock(&self.handle.shared.state);
+        let st = &mut *guard;
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let Some(r) = st.records.get_mut(index) else {
+                break;
+            };
+            if r.state == ComponentState::Restarting && !st.graph.is_up(index as u32) {
+                r.state = ComponentState::Stopped;
+                slot.stopping = true;
             }
         }
     }

@@ -124,6 +124,10 @@ pub(crate) struct Runner {
     /// Whether components were registered since the graph was last asked
     /// what may start.
     graph_moved: bool,
+    /// Whether a component ever began a restart: from then on a start
+    /// handed out by the graph is checked again before it is issued, as a
+    /// dependency may have stopped being ready in between.
+    restarted: bool,
     /// The components in their stop, in the order they began it.
     stopping: Vec<drain::Stopper>,
     /// Components the graph let stop, not stopping yet.
@@ -222,6 +226,7 @@ impl Runner {
             startable: Vec::new(),
             unready: 0,
             graph_moved: false,
+            restarted: false,
             stopping: Vec::new(),
             stoppable: Vec::new(),
             initial: initial.into_iter(),

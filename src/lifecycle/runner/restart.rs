@@ -12,6 +12,7 @@ use super::Runner;
 use super::cells::unit;
 use super::deadline_after;
 use super::launch::{LaunchStep, Launching, Moved, Restarting};
+use super::outcomes::take_startable;
 use super::shutdown::Call;
 use crate::error::Error;
 use crate::latch::{Latch, lock};
@@ -37,18 +38,15 @@ impl Runner {
                 let policy = budget.policy();
                 let max = policy.max_restarts();
                 let note = format!(
-                    "restart budget exhausted: {max} restart{} within {:?}",
+                    "restart budget exhausted: {max} restart{} {}",
                     if max == 1 { "" } else { "s" },
-                    policy.window()
+                    crate::restart::Within(policy.window())
                 );
-                let detail = match e.panic_message() {
-                    Some(message) => format!("{message} ({note})"),
-                    None => note,
-                };
-                return self.fail(index, e.with_detail(detail), Step::Run);
+                return self.fail(index, e.with_note(note), Step::Run);
             }
         };
         slot.ready = false;
+        self.restarted = true;
         let name = slot.name.clone();
         let error = format!("{:#}", e.with_component(&name).with_step(Step::Run));
         event!(
@@ -138,7 +136,7 @@ impl Runner {
                     return Moved::No;
                 }
                 self.relaunch(l);
-                Moved::On
+                Moved::Done
             }
             _ => Moved::No,
         }
@@ -164,8 +162,9 @@ impl Runner {
     }
 
     /// The wait is over: the component starts again, with a new stop
-    /// latch, as if launched for the first time.
-    fn relaunch(&mut self, l: &mut Launching) {
+    /// latch, as if launched for the first time: once every dependency is
+    /// ready.
+    fn relaunch(&mut self, l: &Launching) {
         let index = l.index;
         let slot = &mut self.slots[index];
         slot.stop = Latch::new();
@@ -175,14 +174,35 @@ impl Runner {
         slot.busy = None;
         let name = slot.name.clone();
         event!(info, { component = name, step = Step::Start }, "restarting `{name}`");
-        *l = self.start_step(index);
+        let mut st = lock(&self.handle.shared.state);
+        st.graph.restart(index as u32);
+        take_startable(&mut st.graph, &mut self.startable);
     }
 
     /// Shutdown began during a restart's stop or wait: the component has
     /// stopped (what was left of its stop or close is dropped) and is not
-    /// started again.
+    /// started again. One whose stop (or close) was not issued yet is left
+    /// to the drain, which stops it.
     pub(super) fn cancel_restart(&mut self, l: Launching) {
         let index = l.index;
+        let close_issued = l
+            .restart
+            .as_ref()
+            .and_then(|r| r.close.as_ref())
+            .is_some_and(|call| matches!(call.call, Call::Cell(None)));
+        let never_called = match l.step {
+            LaunchStep::Restop => !l.issued,
+            LaunchStep::Reclose => !close_issued,
+            _ => false,
+        };
+        if never_called {
+            // Neither its stop nor its close was called: the drain stops
+            // it like any started component, after its dependents and
+            // before what it depends on.
+            let name = self.slots[index].name.clone();
+            event!(info, { component = name, step = Step::Stop }, "restart of `{name}` cancelled by shutdown before its stop");
+            return;
+        }
         // A call in flight: its stop, or its close once issued.
         let in_flight = match (l.step, l.restart.and_then(|r| r.close)) {
             (LaunchStep::Restop, _) => l.issued,
