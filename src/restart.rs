@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::lifecycle::Backoff;
+use crate::lifecycle::options::Backoff;
 
 /// What to do when a component's `run` fails (returns `Err` or panics)
 /// after the component was ready.

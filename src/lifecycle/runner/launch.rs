@@ -19,10 +19,10 @@ use futures::stream::StreamExt as _;
 use futures_timer::Delay;
 
 use super::drive::Interrupt;
-use super::outcomes::take_startable;
 use super::shutdown::InFlight;
 use super::{Runner, Slot, deadline_after};
 use crate::error::{Error, ErrorKind};
+use crate::graph::Graph;
 use crate::latch::{Latch, lock};
 use crate::lifecycle::cell::{Cell, Cmd};
 use crate::lifecycle::parts::Registration;
@@ -411,4 +411,13 @@ impl Runner {
             }
         }
     }
+}
+
+/// Takes what the graph lets start: the earliest registered first.
+pub(super) fn take_startable(graph: &mut Graph, into: &mut Vec<usize>) {
+    let from = into.len();
+    while let Some(node) = graph.next_startable() {
+        into.push(node as usize);
+    }
+    into[from..].sort_unstable();
 }

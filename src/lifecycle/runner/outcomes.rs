@@ -9,10 +9,9 @@ use std::time::Instant;
 use super::Runner;
 use super::cells::{readiness, unit};
 use super::deadline_after;
-use super::launch::{LaunchStep, Launching, Moved};
+use super::launch::{LaunchStep, Launching, Moved, take_startable};
 use crate::component::CallResult;
 use crate::error::{Error, ErrorKind};
-use crate::graph::Graph;
 use crate::latch::lock;
 use crate::lifecycle::cell::{Cmd, Done};
 use crate::logging::{event, ms};
@@ -157,13 +156,4 @@ impl Runner {
         st.graph.set_ready(index as u32);
         take_startable(&mut st.graph, &mut self.startable);
     }
-}
-
-/// Takes what the graph lets start: the earliest registered first.
-pub(super) fn take_startable(graph: &mut Graph, into: &mut Vec<usize>) {
-    let from = into.len();
-    while let Some(node) = graph.next_startable() {
-        into.push(node as usize);
-    }
-    into[from..].sort_unstable();
 }
