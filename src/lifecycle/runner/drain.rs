@@ -165,7 +165,7 @@ impl Runner {
         let t0 = self.mark_stopping(index);
         let stop_timeout = self.slots[index].options.stop_timeout;
         let bound = earliest(deadline_after(t0, stop_timeout), deadline);
-        let step = if stop_timeout == Some(Duration::ZERO) {
+        let step = if stop_timeout == Some(Duration::ZERO) || self.slots[index].close_only {
             StopStep::Close(self.begin_close(index, deadline))
         } else {
             StopStep::Stop { issued: false }

@@ -51,6 +51,8 @@ pub(super) struct Launching {
 pub(super) struct Restarting {
     pub(super) wait: Duration,
     pub(super) close: Option<InFlight>,
+    /// Whether its `stop` was called (not with a stop budget of zero).
+    pub(super) stop_called: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -140,6 +142,7 @@ impl Runner {
             run_done: false,
             ready: false,
             stopping: false,
+            close_only: false,
             restart: reg.restart,
         });
         self.unready += 1;

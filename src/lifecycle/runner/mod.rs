@@ -87,6 +87,9 @@ struct Slot {
     ready: bool,
     /// Whether its stop began.
     stopping: bool,
+    /// Its restart's `stop` was called and overran, and the shutdown came
+    /// before its `close`: the drain closes it without a second `stop`.
+    close_only: bool,
     /// Its restart budget, if its policy ever restarts it.
     restart: Option<Box<crate::restart::Budget>>,
 }

@@ -65,7 +65,11 @@ impl Runner {
             st.graph.set_unready(index as u32);
         }
         let mut l = Launching::new(index, now, LaunchStep::Restop, None);
-        l.restart = Some(Box::new(Restarting { wait, close: None }));
+        l.restart = Some(Box::new(Restarting {
+            wait,
+            close: None,
+            stop_called: false,
+        }));
         self.launching.push(l);
     }
 
@@ -87,6 +91,14 @@ impl Runner {
                 }
                 l.deadline = deadline_after(Instant::now(), Some(budget));
                 let stop = Cmd::Stop(self.context(index, l.deadline));
+                if let Some(r) = l.restart.as_mut() {
+                    r.stop_called = true;
+                }
+                // Stamped as any stop is: a shutdown that cancels the
+                // restart after this stop leaves it the component's last.
+                let now = self.now();
+                let at = self.since_epoch(now);
+                self.update(index, |r| r.stop_at = Some(at));
                 self.command(index, stop);
                 match self.advance_restart(l, cx) {
                     Moved::No => Moved::On,
@@ -197,7 +209,11 @@ impl Runner {
         if never_called {
             // Neither its stop nor its close was called: the drain stops
             // it like any started component, after its dependents and
-            // before what it depends on.
+            // before what it depends on. A stop that was called and
+            // overran is not called again: the drain closes it instead.
+            if l.restart.as_ref().is_some_and(|r| r.stop_called) {
+                self.slots[index].close_only = true;
+            }
             let name = self.slots[index].name.clone();
             event!(info, { component = name, step = Step::Stop }, "restart of `{name}` cancelled by shutdown before its stop");
             return;
