@@ -78,6 +78,11 @@ impl Runner {
         let index = l.index;
         match l.step {
             LaunchStep::Restop if !l.issued => {
+                if self.handle.shared.shutdown.is_set() {
+                    // Not issued: the shutdown cancels the restart, and the
+                    // drain stops the component after its dependents.
+                    return Moved::No;
+                }
                 l.issued = true;
                 let slot = &self.slots[index];
                 slot.stop.set();
