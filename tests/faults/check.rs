@@ -433,12 +433,12 @@ fn check_restart_report(
         }
         let cancelled = lives.last().is_some_and(|l| restart_granted(out, name, l));
         let want = lives.len().saturating_sub(1) + usize::from(cancelled);
-        if failures.len() != want {
+        if record.restarts() as usize != want {
             fail(
                 "report-restarts",
                 format!(
-                    "{name}: {} failures kept, {} lives{}",
-                    failures.len(),
+                    "{name}: {} restarts, {} lives{}",
+                    record.restarts(),
                     lives.len(),
                     if cancelled {
                         " (the last restart cancelled)"
@@ -448,8 +448,15 @@ fn check_restart_report(
                 ),
             );
         }
-        // Each life but the last ended in the failure kept for it.
-        for (k, life) in lives.iter().enumerate().take(lives.len().saturating_sub(1)) {
+        // Each life but the last ended in the failure kept for it, but for
+        // those older than the latest `KEPT_FAILURES`.
+        let dropped = (record.restarts() as usize).saturating_sub(lameduck::KEPT_FAILURES);
+        for (k, life) in lives
+            .iter()
+            .enumerate()
+            .take(lives.len().saturating_sub(1))
+            .skip(dropped)
+        {
             if !restart_granted(out, name, life) {
                 fail(
                     "report-failure-lost",
@@ -662,6 +669,13 @@ fn check_errors(
                 used[j] = true;
                 positions.push((j, e.who.clone(), s));
             }
+            // One of the failures older than the latest `KEPT_FAILURES`
+            // its component was restarted after: counted, not kept.
+            None if s == S::Run
+                && out
+                    .report
+                    .component(&e.who)
+                    .is_some_and(|r| r.restarts() as usize > lameduck::KEPT_FAILURES) => {}
             None => fail(
                 "failure-lost",
                 format!(
