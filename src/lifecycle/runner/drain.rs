@@ -11,7 +11,6 @@
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
-use futures::future::FutureExt as _;
 use futures_timer::Delay;
 
 use super::cells::unit;
@@ -51,15 +50,7 @@ enum StopStep {
 impl Stopper {
     /// Whether the stop budget has run out; arms its timer otherwise.
     fn expired(&mut self, cx: &mut TaskContext<'_>) -> bool {
-        let Some(bound) = self.bound else {
-            return false;
-        };
-        let now = Instant::now();
-        if now >= bound {
-            return true;
-        }
-        let timer = self.timer.get_or_insert_with(|| Delay::new(bound - now));
-        timer.poll_unpin(cx).is_ready()
+        super::expired(self.bound, &mut self.timer, cx)
     }
 }
 

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use futures::future::FutureExt as _;
 use futures::stream::StreamExt as _;
 use futures_timer::Delay;
 
@@ -98,15 +97,7 @@ impl Launching {
 
     /// Whether the step's deadline has passed; arms its timer otherwise.
     pub(super) fn expired(&mut self, cx: &mut TaskContext<'_>) -> bool {
-        let Some(deadline) = self.deadline else {
-            return false;
-        };
-        let now = Instant::now();
-        if now >= deadline {
-            return true;
-        }
-        let timer = self.timer.get_or_insert_with(|| Delay::new(deadline - now));
-        timer.poll_unpin(cx).is_ready()
+        super::expired(self.deadline, &mut self.timer, cx)
     }
 }
 

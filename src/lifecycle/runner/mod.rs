@@ -197,6 +197,25 @@ impl Drop for StoppedGuard {
     }
 }
 
+/// Whether `deadline` has passed; arms `timer` for it otherwise (only
+/// then: a step that ends on its first poll costs no timer).
+fn expired(
+    deadline: Option<Instant>,
+    timer: &mut Option<futures_timer::Delay>,
+    cx: &mut TaskContext<'_>,
+) -> bool {
+    use futures::future::FutureExt as _;
+    let Some(deadline) = deadline else {
+        return false;
+    };
+    let now = Instant::now();
+    if now >= deadline {
+        return true;
+    }
+    let timer = timer.get_or_insert_with(|| futures_timer::Delay::new(deadline - now));
+    timer.poll_unpin(cx).is_ready()
+}
+
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
