@@ -652,7 +652,9 @@ fn graph_rules_read_intervals() {
     let codes = |ev: &[Ev]| {
         let mut found = Vec::new();
         let t = Timeline::read(ev, |who| deps.contains_key(who));
-        check_graph(&sc, ev, &t, &deps, &mut |code, _| found.push(code));
+        check_graph(&sc, ev, &t, &deps, |_| false, &mut |code, _| {
+            found.push(code)
+        });
         found
     };
     // Stops and closes for the shutdown.
@@ -770,10 +772,15 @@ fn restart_rules_read_intervals() {
     let deps: HashMap<&str, Vec<String>> = [("a", vec![]), ("b", vec!["a".to_string()])]
         .into_iter()
         .collect();
+    // Whether the shutdown cancelled a restart granted to `a`'s last life.
+    let cancelled = std::cell::Cell::new(false);
     let codes = |ev: &[Ev]| {
         let mut found = Vec::new();
         let t = Timeline::read(ev, |who| deps.contains_key(who));
-        check_graph(&sc, ev, &t, &deps, &mut |code, _| found.push(code));
+        let restart_cancelled = |name: &str| name == "a" && cancelled.get();
+        check_graph(&sc, ev, &t, &deps, restart_cancelled, &mut |code, _| {
+            found.push(code)
+        });
         check_restarts(&sc, ev, &t, &mut |code, _| found.push(code));
         for name in ["a", "b"] {
             if t.lives(name).len() > starts_allowed(&sc, name) {
@@ -857,6 +864,30 @@ fn restart_rules_read_intervals() {
     again.extend(launch("a"));
     twice.splice(at..at, again);
     assert_eq!(codes(&log(&twice)), ["start-twice"], "over budget");
+
+    // `a` fails while `b` starts; its restart's stop is issued, and the
+    // shutdown, requested meanwhile, is seen by the time that stop begins;
+    // then it cancels `b`'s start. A restart does not wait for dependents:
+    // no breach when the engine granted the restart, one when it did not
+    // (the stop was then the drain's, which must wait for `b`).
+    let mut raced = launch("a");
+    raced.extend([
+        ("b", begin(S::Start)),
+        failed("a"),
+        ("t", What::RequestBegin(None)),
+        ("a", What::Begin(S::Stop, true)),
+        ("t", What::RequestEnd(false, false)),
+        ("b", What::Dropped(S::Start)),
+        ("a", What::Ok(S::Stop)),
+    ]);
+    cancelled.set(true);
+    assert_eq!(codes(&log(&raced)), Vec::<&str>::new(), "restart raced");
+    cancelled.set(false);
+    assert_eq!(
+        codes(&log(&raced)),
+        ["stop-before-dependent"],
+        "drain stop before a dependent's start was over"
+    );
 }
 
 /// A force that lands between the runner's look at the flag and its call

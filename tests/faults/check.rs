@@ -163,7 +163,12 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
     }
 
     // The graph's order, whatever its shape, and the restarts'.
-    check_graph(sc, ev, &t, &deps, &mut fail);
+    let restart_cancelled = |name: &str| {
+        t.lives(name)
+            .last()
+            .is_some_and(|l| restart_granted(out, name, l))
+    };
+    check_graph(sc, ev, &t, &deps, restart_cancelled, &mut fail);
     check_restarts(sc, ev, &t, &mut fail);
     check_restart_report(sc, out, &t, &mut fail);
     let starts = &t.starts;
