@@ -168,7 +168,7 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
             .last()
             .is_some_and(|l| restart_granted(out, name, l))
     };
-    check_graph(sc, ev, &t, &deps, restart_cancelled, &mut fail);
+    check_graph(sc, ev, &t, &deps, &restart_cancelled, &mut fail);
     check_restarts(sc, ev, &t, &mut fail);
     check_restart_report(sc, out, &t, &mut fail);
     let starts = &t.starts;
@@ -182,6 +182,7 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
             &builder_components,
             &dyn_components,
             concurrent,
+            &restart_cancelled,
             &mut fail,
         );
     }
@@ -285,6 +286,10 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
             } else {
                 &[St::Stopped]
             }
+        } else if cancelled && t.lives(&record.name).len() > 1 {
+            // A relaunch whose start the shutdown cancelled: the component
+            // ran and was stopped before it (or the start timed out).
+            &[St::Stopped, St::Failed]
         } else if !start_called || cancelled {
             // Never started, or its start was cancelled by the shutdown (or
             // timed out: then it failed).
@@ -936,6 +941,7 @@ fn check_chain(
     builder_components: &[String],
     dyn_components: &[String],
     concurrent: bool,
+    restart_cancelled: &dyn Fn(&str) -> bool,
     fail: &mut impl FnMut(&'static str, String),
 ) {
     // A restart launches a component again, but not in the chain's order:
@@ -948,16 +954,18 @@ fn check_chain(
             .map(|l| l.started())
     };
     // A restart cancelled by the shutdown after its stop: no stop of the
-    // shutdown's own.
-    let restart_stopped = |lives: &[Life]| {
-        lives
-            .last()
-            .is_some_and(|l| l.down_at().is_some() && l.shutdown_down(ev).is_none())
+    // shutdown's own. So may be one whose stop began after the shutdown
+    // did, though issued before it (see `check_graph`).
+    let restart_stopped = |name: &str, lives: &[Life]| {
+        restart_cancelled(name)
+            || lives
+                .last()
+                .is_some_and(|l| l.down_at().is_some() && l.shutdown_down(ev).is_none())
     };
     let mut launched: Vec<(usize, &str)> = t
         .lives
         .iter()
-        .filter(|(_, lives)| !restart_stopped(lives))
+        .filter(|(n, lives)| !restart_stopped(n, lives))
         .filter(|(_, lives)| lives.last().and_then(Life::started).is_some())
         .filter_map(|(n, lives)| first_start(lives).flatten().map(|s| (s, *n)))
         .collect();
@@ -965,7 +973,7 @@ fn check_chain(
     let mut stopped: Vec<(usize, &str)> = t
         .lives
         .iter()
-        .filter(|(_, lives)| first_start(lives).flatten().is_some())
+        .filter(|(n, lives)| first_start(lives).flatten().is_some() && !restart_stopped(n, lives))
         .filter_map(|(n, lives)| {
             lives
                 .last()
@@ -981,8 +989,9 @@ fn check_chain(
     // Without the restart's stop, the chain may be cut in two, whose parts
     // stop in any order: `check_graph` still holds each link.
     // So may a restart whose new start was cancelled by the shutdown.
-    let cut = t.lives.values().any(|lives| {
-        restart_stopped(lives) || lives.len() > 1 && lives.last().and_then(Life::started).is_none()
+    let cut = t.lives.iter().any(|(n, lives)| {
+        restart_stopped(n, lives)
+            || lives.len() > 1 && lives.last().and_then(Life::started).is_none()
     });
     if stop_order != reversed && !cut {
         fail(

@@ -354,13 +354,13 @@ impl Runner {
             match step {
                 LaunchStep::Start => {
                     event!(info, { component = name, step = Step::Start }, "start of `{name}` cancelled by shutdown");
-                    // A relaunch whose start was never called: the
-                    // component was stopped after its failure.
+                    // A relaunch, its start called or not: the component
+                    // ran, and was stopped after its failure.
                     let relaunch = self.slots[index]
                         .restart
                         .as_ref()
                         .is_some_and(|r| r.restarts() > 0);
-                    let state = if relaunch && !l.issued {
+                    let state = if relaunch {
                         ComponentState::Stopped
                     } else {
                         ComponentState::Pending
