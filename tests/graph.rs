@@ -255,32 +255,7 @@ mod scenarios {
 
 // ---------------------------------------------------------------- runtimes
 
-use common::runtimes::*;
-
-macro_rules! on_every_runtime {
-    ($($scenario:ident),* $(,)?) => {
-        $(
-            mod $scenario {
-                #[test]
-                fn block_on() {
-                    super::block_on(super::scenarios::$scenario);
-                }
-                #[test]
-                fn tokio_current_thread() {
-                    super::tokio_current_thread(super::scenarios::$scenario);
-                }
-                #[test]
-                fn tokio_multi_thread() {
-                    super::tokio_multi_thread(super::scenarios::$scenario);
-                }
-                #[test]
-                fn smol() {
-                    super::smol(super::scenarios::$scenario);
-                }
-            }
-        )*
-    };
-}
+use common::runtimes::{on_every_runtime, tokio_multi_thread};
 
 on_every_runtime!(
     diamond_and_forward_references,
@@ -293,12 +268,7 @@ on_every_runtime!(
 /// With a spawner each `run` is on its own task; the order holds the same.
 #[test]
 fn the_order_holds_with_the_spawner() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    tokio_multi_thread(|| async {
         let log = Log::new();
         let lc = Lifecycle::builder()
             .spawner(|task| drop(tokio::spawn(task)))

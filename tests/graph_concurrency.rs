@@ -344,32 +344,7 @@ mod scenarios {
 
 // ---------------------------------------------------------------- runtimes
 
-use common::runtimes::*;
-
-macro_rules! on_every_runtime {
-    ($($scenario:ident),* $(,)?) => {
-        $(
-            mod $scenario {
-                #[test]
-                fn block_on() {
-                    super::block_on(super::scenarios::$scenario);
-                }
-                #[test]
-                fn tokio_current_thread() {
-                    super::tokio_current_thread(super::scenarios::$scenario);
-                }
-                #[test]
-                fn tokio_multi_thread() {
-                    super::tokio_multi_thread(super::scenarios::$scenario);
-                }
-                #[test]
-                fn smol() {
-                    super::smol(super::scenarios::$scenario);
-                }
-            }
-        )*
-    };
-}
+use common::runtimes::{on_every_runtime, tokio_multi_thread};
 
 on_every_runtime!(
     independent_components_overlap,
@@ -382,12 +357,7 @@ on_every_runtime!(
 /// stop together, in order.
 #[test]
 fn layers_overlap_with_the_spawner() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    tokio_multi_thread(|| async {
         let shared = Shared::new();
         let builder = Lifecycle::builder().spawner(|task| drop(tokio::spawn(task)));
         let builder = layered(&shared, builder, 3, 4, Wait::Meet(4), Wait::Meet(4));

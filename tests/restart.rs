@@ -622,32 +622,7 @@ impl Component for FailsWhenLaunched {
 
 // ---------------------------------------------------------------- runtimes
 
-use common::runtimes::*;
-
-macro_rules! on_every_runtime {
-    ($($scenario:ident),* $(,)?) => {
-        $(
-            mod $scenario {
-                #[test]
-                fn block_on() {
-                    super::block_on(super::scenarios::$scenario);
-                }
-                #[test]
-                fn tokio_current_thread() {
-                    super::tokio_current_thread(super::scenarios::$scenario);
-                }
-                #[test]
-                fn tokio_multi_thread() {
-                    super::tokio_multi_thread(super::scenarios::$scenario);
-                }
-                #[test]
-                fn smol() {
-                    super::smol(super::scenarios::$scenario);
-                }
-            }
-        )*
-    };
-}
+use common::runtimes::{on_every_runtime, tokio_multi_thread};
 
 on_every_runtime!(
     a_failed_run_restarts_and_recovers,
@@ -666,12 +641,7 @@ on_every_runtime!(
 /// restart.
 #[test]
 fn restarts_with_the_spawner() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    tokio_multi_thread(|| async {
         let log = Log::new();
         let lc = Lifecycle::builder()
             .spawner(|task| drop(tokio::spawn(task)))
