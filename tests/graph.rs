@@ -2,14 +2,10 @@
 //! `ComponentOptions::depends_on` gives, on every runtime and with the
 //! spawner, and where dependencies show (report, `/debug/lifecycle`). The
 //! errors are in `graph_errors.rs`.
-#![allow(non_snake_case)] // test names read `<runtime>__<scenario>`
 
 mod common;
 
-use std::future::Future;
-
 use common::*;
-use futures::future::Either;
 use lameduck::{ComponentOptions, ComponentState, Handle, Lifecycle, ProbeRequest, Report};
 
 fn deps<const N: usize>(names: [&str; N]) -> ComponentOptions {
@@ -35,15 +31,6 @@ fn assert_order_respected(log: &Log, report: &Report) {
             log.assert_before(&format!("run-end {}", c.name), &format!("stop {d}"));
             log.assert_before(&format!("stop-end {}", c.name), &format!("stop {d}"));
         }
-    }
-}
-
-/// Panics if `fut` takes longer than [`LIMIT`].
-async fn bounded<T>(fut: impl Future<Output = T>) -> T {
-    let limit = std::pin::pin!(sleep(LIMIT));
-    match futures::future::select(std::pin::pin!(fut), limit).await {
-        Either::Left((out, _)) => out,
-        Either::Right(((), _)) => panic!("not done within {LIMIT:?}"),
     }
 }
 

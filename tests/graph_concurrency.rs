@@ -3,17 +3,14 @@
 //! depends on stop at once, and the order still holds — on every runtime
 //! and with the spawner. Overlap is asserted with counters of calls in
 //! flight, not with time.
-#![allow(non_snake_case)] // test names read `<runtime>__<scenario>`
 
 mod common;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use futures::future::Either;
 use lameduck::{
     BoxError, Component, ComponentOptions, ComponentState, Context, Lifecycle, LifecycleBuilder,
     Report,
@@ -155,15 +152,6 @@ fn assert_order_respected(log: &Log, report: &Report) {
             log.assert_before(&format!("run-end {}", c.name), &format!("stop {d}"));
             log.assert_before(&format!("stop-end {}", c.name), &format!("stop {d}"));
         }
-    }
-}
-
-/// Panics if `fut` takes longer than [`LIMIT`].
-async fn bounded<T>(fut: impl Future<Output = T>) -> T {
-    let limit = std::pin::pin!(sleep(LIMIT));
-    match futures::future::select(std::pin::pin!(fut), limit).await {
-        Either::Left((out, _)) => out,
-        Either::Right(((), _)) => panic!("not done within {LIMIT:?}"),
     }
 }
 

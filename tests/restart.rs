@@ -2,17 +2,14 @@
 //! after it was ready is stopped, started and readied again while the rest
 //! keeps running, within its budget; on every runtime and with the
 //! spawner. The budget's own rules are unit-tested with the policy.
-#![allow(non_snake_case)] // test names read `<runtime>__<scenario>`
 
 mod common;
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use futures::future::Either;
 use lameduck::{
     Backoff, BoxError, Component, ComponentOptions, ComponentState, Context, Handle, Lifecycle,
     ProbeRequest, Restart, Step,
@@ -92,15 +89,6 @@ fn fast_restarts(max: u32) -> ComponentOptions {
             .limit(max, Duration::from_secs(60))
             .backoff(Backoff::constant(ms(10))),
     )
-}
-
-/// Panics if `fut` takes longer than [`LIMIT`].
-async fn bounded<T>(fut: impl Future<Output = T>) -> T {
-    let limit = std::pin::pin!(sleep(LIMIT));
-    match futures::future::select(std::pin::pin!(fut), limit).await {
-        Either::Left((out, _)) => out,
-        Either::Right(((), _)) => panic!("not done within {LIMIT:?}"),
-    }
 }
 
 /// Waits, within [`LIMIT`], until `f` holds of `handle`.
