@@ -153,3 +153,17 @@ fn main() {
         println!("  at {:.1?}: {}", failure.at, failure.error);
     }
 }
+
+/// `println!`, but once the reader of stdout is gone
+/// (`cargo run --example 09_graph_restart | head -1`) it prints nothing more
+/// instead of panicking.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        match writeln!(std::io::stdout(), $($arg)*) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            written => written.expect("printing to stdout"),
+        }
+    }};
+}
+use println;
