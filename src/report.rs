@@ -37,9 +37,9 @@ pub enum ComponentState {
     Restarting,
 }
 
-impl fmt::Display for ComponentState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl ComponentState {
+    fn as_str(self) -> &'static str {
+        match self {
             ComponentState::Pending => "pending",
             ComponentState::Starting => "starting",
             ComponentState::Started => "started",
@@ -49,7 +49,13 @@ impl fmt::Display for ComponentState {
             ComponentState::Stopped => "stopped",
             ComponentState::Closed => "closed",
             ComponentState::Restarting => "restarting",
-        })
+        }
+    }
+}
+
+impl fmt::Display for ComponentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -351,9 +357,18 @@ impl fmt::Display for Report {
                 _ => String::new(),
             }
         )?;
+        // `restarting` is longer than the other states: only a report taken
+        // during a restart needs the wider column.
+        let state_width = self
+            .components
+            .iter()
+            .map(|c| c.state.as_str().len())
+            .chain(Some(8))
+            .max()
+            .unwrap_or(8);
         writeln!(
             f,
-            "{:<width$}  {:<8}  {:>9} {:>8}  {:>9} {:>4}  {:>9} {:>8}  {:>9} {:>8}",
+            "{:<width$}  {:<state_width$}  {:>9} {:>8}  {:>9} {:>4}  {:>9} {:>8}  {:>9} {:>8}",
             "component",
             "state",
             "start ms",
@@ -368,9 +383,9 @@ impl fmt::Display for Report {
         for c in &self.components {
             writeln!(
                 f,
-                "{:<width$}  {:<8}  {:>9} {:>8}  {:>9} {:>4}  {:>9} {:>8}  {:>9} {:>8}",
+                "{:<width$}  {:<state_width$}  {:>9} {:>8}  {:>9} {:>4}  {:>9} {:>8}  {:>9} {:>8}",
                 c.name,
-                c.state.to_string(),
+                c.state.as_str(),
                 Ms(c.start_at),
                 Ms(c.start_took),
                 Ms(c.ready_at),
@@ -400,6 +415,26 @@ mod tests {
         assert_eq!(r.dependencies(), [Arc::from("b"), Arc::from("a")]);
     }
 
+    fn report_of(records: Vec<ComponentRecord>) -> Report {
+        Report::new(Instant::now(), Phase::Running, &Moments::default(), records)
+    }
+
+    #[test]
+    fn a_restarting_row_keeps_the_columns_aligned() {
+        let mut records: Vec<ComponentRecord> = ["db", "queue"]
+            .map(|n| ComponentRecord::new(n.into()))
+            .into();
+        records[1].state = ComponentState::Restarting;
+        let table = report_of(records).to_string();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(lines[3].contains(" restarting "), "{table}");
+        assert!(
+            lines[2..].iter().all(|l| l.len() == lines[1].len()),
+            "{table}"
+        );
+    }
+
     #[test]
     fn a_large_report_finds_every_component_by_name_and_no_other() {
         let names: Vec<String> = (0..1000).map(|i| format!("c{i}")).collect();
@@ -407,7 +442,7 @@ mod tests {
             .iter()
             .map(|n| ComponentRecord::new(n.as_str().into()))
             .collect();
-        let report = Report::new(Instant::now(), Phase::Running, &Moments::default(), records);
+        let report = report_of(records);
         for r in [&report, &report.clone()] {
             for (i, name) in names.iter().enumerate() {
                 let found = r.component(name).expect("registered");
