@@ -147,8 +147,12 @@ fn main() {
 
     println!();
     println!("{report}");
+    // The table notes the latest failure; the record keeps each one.
     let queue = report.component("queue").expect("registered");
-    println!("`queue` restarted {} times:", queue.restarts());
+    println!(
+        "the {} failures `queue` was restarted after:",
+        queue.restarts()
+    );
     for failure in queue.failures() {
         println!("  at {:.1?}: {}", failure.at, failure.error);
     }

@@ -186,7 +186,9 @@ impl ComponentRecord {
 
 /// The timeline of a lifecycle, returned by
 /// [`Lifecycle::run`](crate::Lifecycle::run) and snapshotted by
-/// [`Handle::report`](crate::Handle::report). Its `Display` is a table.
+/// [`Handle::report`](crate::Handle::report). Its `Display` is a table,
+/// with a line under it for each component that
+/// [restarted](ComponentRecord::restarts) (its latest failure).
 ///
 /// # Examples
 ///
@@ -396,6 +398,22 @@ impl fmt::Display for Report {
                 Ms(c.close_took),
             )?;
         }
+        // A line under the table for each component that restarted: as a
+        // column it would widen a table already past 80 columns, for what
+        // most rows lack.
+        for c in &self.components {
+            if let Some(latest) = c.failures().last() {
+                let n = c.restarts();
+                writeln!(
+                    f,
+                    "{} restarted {n} time{}; latest failure at {:.1} ms: {}",
+                    c.name,
+                    if n == 1 { "" } else { "s" },
+                    latest.at.as_secs_f64() * 1000.0,
+                    latest.error
+                )?;
+            }
+        }
         Ok(())
     }
 }
@@ -433,6 +451,36 @@ mod tests {
             lines[2..].iter().all(|l| l.len() == lines[1].len()),
             "{table}"
         );
+    }
+
+    #[test]
+    fn each_restarted_component_has_a_line_under_the_table() {
+        let failure = |ms, error: &str| RunFailure {
+            at: Duration::from_millis(ms),
+            error: error.into(),
+        };
+        let mut records: Vec<ComponentRecord> = ["db", "queue", "cache"]
+            .map(|n| ComponentRecord::new(n.into()))
+            .into();
+        let mut queue = Failures::default();
+        queue.push(failure(10, "`queue` failed in run: first"));
+        queue.push(failure(25, "`queue` failed in run: second"));
+        records[1].failures = Some(Arc::new(queue));
+        let mut cache = Failures::default();
+        cache.push(failure(40, "`cache` panicked in run: gone"));
+        records[2].failures = Some(Arc::new(cache));
+        let table = report_of(records).to_string();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[5..],
+            [
+                "queue restarted 2 times; latest failure at 25.0 ms: `queue` failed in run: second",
+                "cache restarted 1 time; latest failure at 40.0 ms: `cache` panicked in run: gone",
+            ],
+            "{table}"
+        );
+        let without = report_of(vec![ComponentRecord::new("db".into())]).to_string();
+        assert_eq!(without.lines().count(), 3, "{without}");
     }
 
     #[test]

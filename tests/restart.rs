@@ -392,6 +392,15 @@ mod scenarios {
             "{events:?}"
         );
         assert_eq!(report.component("api").unwrap().restarts(), 0);
+        // Printed, the report says so under its table.
+        let table = report.to_string();
+        let notes: Vec<&str> = table.lines().filter(|l| l.contains("restarted")).collect();
+        assert_eq!(notes.len(), 1, "{table}");
+        assert!(
+            notes[0].starts_with("flaky restarted 2 times; latest failure at ")
+                && notes[0].ends_with("flaky broke"),
+            "{table}"
+        );
     }
 
     /// While it restarts, the lifecycle is not ready (the `launch` check
