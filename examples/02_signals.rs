@@ -317,3 +317,17 @@ fn main() -> ExitCode {
     }
     lameduck::exit_code(&outcome)
 }
+
+/// `println!`, but once the reader of stdout is gone
+/// (`cargo run --example 02_signals | head -1`) it prints nothing more
+/// instead of panicking.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        match writeln!(std::io::stdout(), $($arg)*) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            written => written.expect("printing to stdout"),
+        }
+    }};
+}
+use println;

@@ -444,3 +444,17 @@ async fn service(args: Args) -> Result<ExitCode, BoxError> {
     }
     Ok(lameduck::exit_code(&outcome))
 }
+
+/// `println!`, but once the reader of stdout is gone
+/// (`cargo run --example 03_service | head -1`) it prints nothing more
+/// instead of panicking.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        match writeln!(std::io::stdout(), $($arg)*) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            written => written.expect("printing to stdout"),
+        }
+    }};
+}
+use println;

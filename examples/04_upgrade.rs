@@ -509,4 +509,18 @@ mod app {
         }
         fn flush(&self) {}
     }
+
+    /// `println!`, but once the reader of stdout is gone (`cargo run
+    /// --example 04_upgrade --features upgrade | head -1`) it prints nothing
+    /// more instead of panicking.
+    macro_rules! println {
+        ($($arg:tt)*) => {{
+            use std::io::Write as _;
+            match writeln!(std::io::stdout(), $($arg)*) {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                written => written.expect("printing to stdout"),
+            }
+        }};
+    }
+    use println;
 }

@@ -79,3 +79,17 @@ async fn main() -> Result<(), BoxError> {
     server.await??;
     Ok(())
 }
+
+/// `println!`, but once the reader of stdout is gone
+/// (`cargo run --example 05_axum_probes | head -1`) it prints nothing more
+/// instead of panicking.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        match writeln!(std::io::stdout(), $($arg)*) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            written => written.expect("printing to stdout"),
+        }
+    }};
+}
+use println;

@@ -72,3 +72,17 @@ fn main() -> Result<(), BoxError> {
     serving.join().map_err(|_| "server thread panicked")?;
     Ok(())
 }
+
+/// `println!`, but once the reader of stdout is gone
+/// (`cargo run --example 08_tiny_http_probes | head -1`) it prints nothing more
+/// instead of panicking.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        match writeln!(std::io::stdout(), $($arg)*) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+            written => written.expect("printing to stdout"),
+        }
+    }};
+}
+use println;

@@ -369,8 +369,10 @@ impl Graph {
         (0..self.dep_count(node)).map(move |k| self.dep_at(node, k))
     }
 
-    /// Where `node` stands.
-    pub(crate) fn state(&self, node: u32) -> State {
+    /// Where `node` stands. Only the tests ask: the scheduler learns it
+    /// from what the graph yields.
+    #[cfg(test)]
+    fn state(&self, node: u32) -> State {
         self.live[node as usize].state
     }
 

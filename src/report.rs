@@ -37,9 +37,9 @@ pub enum ComponentState {
     Restarting,
 }
 
-impl fmt::Display for ComponentState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl ComponentState {
+    fn as_str(self) -> &'static str {
+        match self {
             ComponentState::Pending => "pending",
             ComponentState::Starting => "starting",
             ComponentState::Started => "started",
@@ -49,7 +49,13 @@ impl fmt::Display for ComponentState {
             ComponentState::Stopped => "stopped",
             ComponentState::Closed => "closed",
             ComponentState::Restarting => "restarting",
-        })
+        }
+    }
+}
+
+impl fmt::Display for ComponentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -180,7 +186,9 @@ impl ComponentRecord {
 
 /// The timeline of a lifecycle, returned by
 /// [`Lifecycle::run`](crate::Lifecycle::run) and snapshotted by
-/// [`Handle::report`](crate::Handle::report). Its `Display` is a table.
+/// [`Handle::report`](crate::Handle::report). Its `Display` is a table,
+/// with a line under it for each component that
+/// [restarted](ComponentRecord::restarts) (its latest failure).
 ///
 /// # Examples
 ///
@@ -351,9 +359,18 @@ impl fmt::Display for Report {
                 _ => String::new(),
             }
         )?;
+        // `restarting` is longer than the other states: only a report taken
+        // during a restart needs the wider column.
+        let state_width = self
+            .components
+            .iter()
+            .map(|c| c.state.as_str().len())
+            .chain(Some(8))
+            .max()
+            .unwrap_or(8);
         writeln!(
             f,
-            "{:<width$}  {:<8}  {:>9} {:>8}  {:>9} {:>4}  {:>9} {:>8}  {:>9} {:>8}",
+            "{:<width$}  {:<state_width$}  {:>9} {:>8}  {:>9} {:>4}  {:>9} {:>8}  {:>9} {:>8}",
             "component",
             "state",
             "start ms",
@@ -368,9 +385,9 @@ impl fmt::Display for Report {
         for c in &self.components {
             writeln!(
                 f,
-                "{:<width$}  {:<8}  {:>9} {:>8}  {:>9} {:>4}  {:>9} {:>8}  {:>9} {:>8}",
+                "{:<width$}  {:<state_width$}  {:>9} {:>8}  {:>9} {:>4}  {:>9} {:>8}  {:>9} {:>8}",
                 c.name,
-                c.state.to_string(),
+                c.state.as_str(),
                 Ms(c.start_at),
                 Ms(c.start_took),
                 Ms(c.ready_at),
@@ -380,6 +397,22 @@ impl fmt::Display for Report {
                 Ms(c.close_at),
                 Ms(c.close_took),
             )?;
+        }
+        // A line under the table for each component that restarted: as a
+        // column it would widen a table already past 80 columns, for what
+        // most rows lack.
+        for c in &self.components {
+            if let Some(latest) = c.failures().last() {
+                let n = c.restarts();
+                writeln!(
+                    f,
+                    "{} restarted {n} time{}; latest failure at {:.1} ms: {}",
+                    c.name,
+                    if n == 1 { "" } else { "s" },
+                    latest.at.as_secs_f64() * 1000.0,
+                    latest.error
+                )?;
+            }
         }
         Ok(())
     }
@@ -400,6 +433,56 @@ mod tests {
         assert_eq!(r.dependencies(), [Arc::from("b"), Arc::from("a")]);
     }
 
+    fn report_of(records: Vec<ComponentRecord>) -> Report {
+        Report::new(Instant::now(), Phase::Running, &Moments::default(), records)
+    }
+
+    #[test]
+    fn a_restarting_row_keeps_the_columns_aligned() {
+        let mut records: Vec<ComponentRecord> = ["db", "queue"]
+            .map(|n| ComponentRecord::new(n.into()))
+            .into();
+        records[1].state = ComponentState::Restarting;
+        let table = report_of(records).to_string();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(lines[3].contains(" restarting "), "{table}");
+        assert!(
+            lines[2..].iter().all(|l| l.len() == lines[1].len()),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn each_restarted_component_has_a_line_under_the_table() {
+        let failure = |ms, error: &str| RunFailure {
+            at: Duration::from_millis(ms),
+            error: error.into(),
+        };
+        let mut records: Vec<ComponentRecord> = ["db", "queue", "cache"]
+            .map(|n| ComponentRecord::new(n.into()))
+            .into();
+        let mut queue = Failures::default();
+        queue.push(failure(10, "`queue` failed in run: first"));
+        queue.push(failure(25, "`queue` failed in run: second"));
+        records[1].failures = Some(Arc::new(queue));
+        let mut cache = Failures::default();
+        cache.push(failure(40, "`cache` panicked in run: gone"));
+        records[2].failures = Some(Arc::new(cache));
+        let table = report_of(records).to_string();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[5..],
+            [
+                "queue restarted 2 times; latest failure at 25.0 ms: `queue` failed in run: second",
+                "cache restarted 1 time; latest failure at 40.0 ms: `cache` panicked in run: gone",
+            ],
+            "{table}"
+        );
+        let without = report_of(vec![ComponentRecord::new("db".into())]).to_string();
+        assert_eq!(without.lines().count(), 3, "{without}");
+    }
+
     #[test]
     fn a_large_report_finds_every_component_by_name_and_no_other() {
         let names: Vec<String> = (0..1000).map(|i| format!("c{i}")).collect();
@@ -407,7 +490,7 @@ mod tests {
             .iter()
             .map(|n| ComponentRecord::new(n.as_str().into()))
             .collect();
-        let report = Report::new(Instant::now(), Phase::Running, &Moments::default(), records);
+        let report = report_of(records);
         for r in [&report, &report.clone()] {
             for (i, name) in names.iter().enumerate() {
                 let found = r.component(name).expect("registered");

@@ -2,14 +2,10 @@
 //! `ComponentOptions::depends_on` gives, on every runtime and with the
 //! spawner, and where dependencies show (report, `/debug/lifecycle`). The
 //! errors are in `graph_errors.rs`.
-#![allow(non_snake_case)] // test names read `<runtime>__<scenario>`
 
 mod common;
 
-use std::future::Future;
-
 use common::*;
-use futures::future::Either;
 use lameduck::{ComponentOptions, ComponentState, Handle, Lifecycle, ProbeRequest, Report};
 
 fn deps<const N: usize>(names: [&str; N]) -> ComponentOptions {
@@ -35,15 +31,6 @@ fn assert_order_respected(log: &Log, report: &Report) {
             log.assert_before(&format!("run-end {}", c.name), &format!("stop {d}"));
             log.assert_before(&format!("stop-end {}", c.name), &format!("stop {d}"));
         }
-    }
-}
-
-/// Panics if `fut` takes longer than [`LIMIT`].
-async fn bounded<T>(fut: impl Future<Output = T>) -> T {
-    let limit = std::pin::pin!(sleep(LIMIT));
-    match futures::future::select(std::pin::pin!(fut), limit).await {
-        Either::Left((out, _)) => out,
-        Either::Right(((), _)) => panic!("not done within {LIMIT:?}"),
     }
 }
 
@@ -255,32 +242,7 @@ mod scenarios {
 
 // ---------------------------------------------------------------- runtimes
 
-use common::runtimes::*;
-
-macro_rules! on_every_runtime {
-    ($($scenario:ident),* $(,)?) => {
-        $(
-            mod $scenario {
-                #[test]
-                fn block_on() {
-                    super::block_on(super::scenarios::$scenario);
-                }
-                #[test]
-                fn tokio_current_thread() {
-                    super::tokio_current_thread(super::scenarios::$scenario);
-                }
-                #[test]
-                fn tokio_multi_thread() {
-                    super::tokio_multi_thread(super::scenarios::$scenario);
-                }
-                #[test]
-                fn smol() {
-                    super::smol(super::scenarios::$scenario);
-                }
-            }
-        )*
-    };
-}
+use common::runtimes::{on_every_runtime, tokio_multi_thread};
 
 on_every_runtime!(
     diamond_and_forward_references,
@@ -293,12 +255,7 @@ on_every_runtime!(
 /// With a spawner each `run` is on its own task; the order holds the same.
 #[test]
 fn the_order_holds_with_the_spawner() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    tokio_multi_thread(|| async {
         let log = Log::new();
         let lc = Lifecycle::builder()
             .spawner(|task| drop(tokio::spawn(task)))

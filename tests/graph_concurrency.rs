@@ -3,17 +3,14 @@
 //! depends on stop at once, and the order still holds — on every runtime
 //! and with the spawner. Overlap is asserted with counters of calls in
 //! flight, not with time.
-#![allow(non_snake_case)] // test names read `<runtime>__<scenario>`
 
 mod common;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
-use futures::future::Either;
 use lameduck::{
     BoxError, Component, ComponentOptions, ComponentState, Context, Lifecycle, LifecycleBuilder,
     Report,
@@ -155,15 +152,6 @@ fn assert_order_respected(log: &Log, report: &Report) {
             log.assert_before(&format!("run-end {}", c.name), &format!("stop {d}"));
             log.assert_before(&format!("stop-end {}", c.name), &format!("stop {d}"));
         }
-    }
-}
-
-/// Panics if `fut` takes longer than [`LIMIT`].
-async fn bounded<T>(fut: impl Future<Output = T>) -> T {
-    let limit = std::pin::pin!(sleep(LIMIT));
-    match futures::future::select(std::pin::pin!(fut), limit).await {
-        Either::Left((out, _)) => out,
-        Either::Right(((), _)) => panic!("not done within {LIMIT:?}"),
     }
 }
 
@@ -344,32 +332,7 @@ mod scenarios {
 
 // ---------------------------------------------------------------- runtimes
 
-use common::runtimes::*;
-
-macro_rules! on_every_runtime {
-    ($($scenario:ident),* $(,)?) => {
-        $(
-            mod $scenario {
-                #[test]
-                fn block_on() {
-                    super::block_on(super::scenarios::$scenario);
-                }
-                #[test]
-                fn tokio_current_thread() {
-                    super::tokio_current_thread(super::scenarios::$scenario);
-                }
-                #[test]
-                fn tokio_multi_thread() {
-                    super::tokio_multi_thread(super::scenarios::$scenario);
-                }
-                #[test]
-                fn smol() {
-                    super::smol(super::scenarios::$scenario);
-                }
-            }
-        )*
-    };
-}
+use common::runtimes::{on_every_runtime, tokio_multi_thread};
 
 on_every_runtime!(
     independent_components_overlap,
@@ -382,12 +345,7 @@ on_every_runtime!(
 /// stop together, in order.
 #[test]
 fn layers_overlap_with_the_spawner() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    tokio_multi_thread(|| async {
         let shared = Shared::new();
         let builder = Lifecycle::builder().spawner(|task| drop(tokio::spawn(task)));
         let builder = layered(&shared, builder, 3, 4, Wait::Meet(4), Wait::Meet(4));

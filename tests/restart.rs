@@ -2,21 +2,20 @@
 //! after it was ready is stopped, started and readied again while the rest
 //! keeps running, within its budget; on every runtime and with the
 //! spawner. The budget's own rules are unit-tested with the policy.
-#![allow(non_snake_case)] // test names read `<runtime>__<scenario>`
 
 mod common;
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use futures::future::Either;
 use lameduck::{
-    Backoff, BoxError, Component, ComponentOptions, ComponentState, Context, Handle, Lifecycle,
-    ProbeRequest, Restart, Step,
+    Backoff, BoxError, Component, ComponentOptions, ComponentState, Context, Error, Handle,
+    Lifecycle, ProbeRequest, Report, Restart, Step,
 };
+
+// ------------------------------------------------------------ test parts
 
 /// A component whose `run` fails (or panics) its first `fails` times, a
 /// few milliseconds after it begins; from the start number `hang_ready_from`
@@ -41,6 +40,20 @@ fn flaky(log: &Log, name: &str, fails: u32) -> Flaky {
         hang_ready_from: u32::MAX,
         starts: AtomicU32::new(0),
         runs: AtomicU32::new(0),
+    }
+}
+
+impl Flaky {
+    /// Panics where it would return its error.
+    fn panicking(mut self) -> Self {
+        self.panics = true;
+        self
+    }
+
+    /// From its `start`-th start on, its readiness check never answers.
+    fn hanging_ready_from(mut self, start: u32) -> Self {
+        self.hang_ready_from = start;
+        self
     }
 }
 
@@ -83,459 +96,6 @@ impl Component for Flaky {
     async fn close(&self, _: &Context) -> Result<(), BoxError> {
         self.log.push(format!("close {}", self.name));
         Ok(())
-    }
-}
-
-fn fast_restarts(max: u32) -> ComponentOptions {
-    ComponentOptions::new().restart(
-        Restart::on_failure()
-            .limit(max, Duration::from_secs(60))
-            .backoff(Backoff::constant(ms(10))),
-    )
-}
-
-/// Panics if `fut` takes longer than [`LIMIT`].
-async fn bounded<T>(fut: impl Future<Output = T>) -> T {
-    let limit = std::pin::pin!(sleep(LIMIT));
-    match futures::future::select(std::pin::pin!(fut), limit).await {
-        Either::Left((out, _)) => out,
-        Either::Right(((), _)) => panic!("not done within {LIMIT:?}"),
-    }
-}
-
-/// Waits, within [`LIMIT`], until `f` holds of `handle`.
-async fn until(handle: &Handle, f: impl Fn(&Handle) -> bool) {
-    bounded(async {
-        while !f(handle) {
-            sleep(ms(2)).await;
-        }
-    })
-    .await;
-}
-
-fn restarts(handle: &Handle, name: &str) -> u32 {
-    handle.report().component(name).map_or(0, |c| c.restarts())
-}
-
-fn state(handle: &Handle, name: &str) -> Option<ComponentState> {
-    handle.report().component(name).map(|c| c.state)
-}
-
-// ------------------------------------------------------------ scenarios
-
-mod scenarios {
-    use super::*;
-
-    /// Fails twice, restarts twice and recovers: the lifecycle keeps
-    /// running, its dependent is not restarted, the report counts the
-    /// restarts and keeps both failures, and the run ends cleanly.
-    pub async fn a_failed_run_restarts_and_recovers() {
-        let log = Log::new();
-        let lc = Lifecycle::builder()
-            .component("db", probe(&log, "db"))
-            .component_with("flaky", flaky(&log, "flaky", 2), fast_restarts(5))
-            .component("api", probe(&log, "api"))
-            .build()
-            .unwrap();
-        let handle = lc.handle();
-        let watcher = {
-            let handle = handle.clone();
-            async move {
-                assert!(handle.ready().await);
-                until(&handle, |h| {
-                    restarts(h, "flaky") == 2 && state(h, "flaky") == Some(ComponentState::Ready)
-                })
-                .await;
-                until(&handle, Handle::is_ready).await;
-                handle.request_shutdown(None);
-            }
-        };
-        let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
-        let report = out.expect("a clean run: recovered failures are no errors");
-        let flaky = report.component("flaky").unwrap();
-        assert_eq!(flaky.restarts(), 2);
-        assert_eq!(flaky.failures().len(), 2);
-        assert!(
-            flaky.failures()[0].error.contains("flaky broke"),
-            "{:?}",
-            flaky.failures()
-        );
-        assert_eq!(flaky.state, ComponentState::Stopped);
-        let events = log.events();
-        assert_eq!(log.count("start flaky"), 3, "{events:?}");
-        // Stopped after each failure, and once at the end.
-        assert_eq!(log.count("stop flaky"), 3, "{events:?}");
-        assert_eq!(log.count("start api"), 1, "{events:?}");
-        assert_eq!(log.count("stop api"), 1, "{events:?}");
-        assert_eq!(log.count("start db"), 1, "{events:?}");
-        assert!(!events.iter().any(|e| e.starts_with("close")), "{events:?}");
-        // Each restart: the failure, then the stop, then the new start; the
-        // final stop only once its dependent has stopped.
-        let own: Vec<String> = log
-            .only(&["start", "run-failed", "stop"])
-            .into_iter()
-            .filter(|e| e.ends_with(" flaky"))
-            .collect();
-        assert_eq!(
-            own,
-            [
-                "start flaky",
-                "run-failed flaky",
-                "stop flaky",
-                "start flaky",
-                "run-failed flaky",
-                "stop flaky",
-                "start flaky",
-                "stop flaky",
-            ]
-        );
-        assert!(
-            log.last_pos("stop flaky") > log.pos("stop-end api"),
-            "{events:?}"
-        );
-        assert_eq!(report.component("api").unwrap().restarts(), 0);
-    }
-
-    /// While it restarts, the lifecycle is not ready (the `launch` check
-    /// fails); once it is ready again, it is.
-    pub async fn readiness_fails_while_restarting() {
-        let log = Log::new();
-        let restart = Restart::on_failure()
-            .limit(1, Duration::from_secs(60))
-            .backoff(Backoff::constant(ms(200)));
-        let lc = Lifecycle::builder()
-            .component_with(
-                "flaky",
-                flaky(&log, "flaky", 1),
-                ComponentOptions::new().restart(restart),
-            )
-            .build()
-            .unwrap();
-        let handle = lc.handle();
-        let watcher = {
-            let handle = handle.clone();
-            async move {
-                assert!(handle.ready().await);
-                until(&handle, |h| {
-                    state(h, "flaky") == Some(ComponentState::Restarting)
-                })
-                .await;
-                assert!(!handle.is_ready());
-                until(&handle, Handle::is_ready).await;
-                assert_eq!(state(&handle, "flaky"), Some(ComponentState::Ready));
-                handle.request_shutdown(None);
-            }
-        };
-        let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
-        assert_eq!(out.unwrap().component("flaky").unwrap().restarts(), 1);
-    }
-
-    /// The failure after the budget is spent shuts the lifecycle down, with
-    /// an error that names the component and says so; a panic keeps its
-    /// message, without the budget's note.
-    pub async fn an_exhausted_budget_shuts_down() {
-        let log = Log::new();
-        let mut broken = flaky(&log, "broken", u32::MAX);
-        broken.panics = true;
-        let lc = Lifecycle::builder()
-            .component("db", probe(&log, "db"))
-            .component_with("broken", broken, fast_restarts(2))
-            .build()
-            .unwrap();
-        let err = bounded(lc.run()).await.unwrap_err();
-        assert_eq!(err.component(), Some("broken"), "{err}");
-        assert_eq!(err.step(), Some(Step::Run));
-        assert!(err.is_panic(), "{err}");
-        // The panic's own message: the budget's note is the error's.
-        assert_eq!(err.panic_message(), Some("broken broke"), "{err}");
-        assert!(
-            err.to_string()
-                .contains("restart budget exhausted: 2 restarts within 60s"),
-            "{err}"
-        );
-        assert_eq!(log.count("start broken"), 3);
-        assert_eq!(log.count("stop db"), 1);
-        let record = err.report().unwrap().component("broken").unwrap().clone();
-        assert_eq!(record.restarts(), 2);
-        assert_eq!(record.failures().len(), 2);
-    }
-
-    /// `Restart::never()` (the default) and a limit of zero: the first
-    /// failure shuts down, as without a policy.
-    pub async fn never_and_zero_restarts_shut_down_at_once() {
-        for restart in [Restart::never(), Restart::on_failure().limit(0, ms(100))] {
-            let log = Log::new();
-            let lc = Lifecycle::builder()
-                .component_with(
-                    "broken",
-                    flaky(&log, "broken", 1),
-                    ComponentOptions::new().restart(restart),
-                )
-                .build()
-                .unwrap();
-            let err = bounded(lc.run()).await.unwrap_err();
-            assert_eq!(err.component(), Some("broken"));
-            assert!(!err.to_string().contains("restart budget"), "{err}");
-            assert_eq!(log.count("start broken"), 1);
-            assert_eq!(
-                err.report()
-                    .unwrap()
-                    .component("broken")
-                    .unwrap()
-                    .restarts(),
-                0
-            );
-        }
-    }
-
-    /// A shutdown during a restart's backoff: the component, already
-    /// stopped, is not started again nor stopped twice; the rest stops as
-    /// usual.
-    pub async fn shutdown_during_the_backoff() {
-        let log = Log::new();
-        let restart = Restart::on_failure().backoff(Backoff::constant(Duration::from_secs(30)));
-        let lc = Lifecycle::builder()
-            .component("db", probe(&log, "db"))
-            .component_with(
-                "flaky",
-                flaky(&log, "flaky", 1),
-                ComponentOptions::new().restart(restart),
-            )
-            .component("api", probe(&log, "api"))
-            .build()
-            .unwrap();
-        let handle = lc.handle();
-        let watcher = {
-            let (handle, log) = (handle.clone(), log.clone());
-            async move {
-                assert!(handle.ready().await);
-                bounded(async {
-                    while !log.has("stop flaky") {
-                        sleep(ms(2)).await;
-                    }
-                })
-                .await;
-                handle.request_shutdown(None);
-            }
-        };
-        let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
-        out.expect("a clean run");
-        let events = log.events();
-        assert_eq!(log.count("start flaky"), 1, "{events:?}");
-        assert_eq!(log.count("stop flaky"), 1, "{events:?}");
-        assert_eq!(log.count("stop api"), 1, "{events:?}");
-        assert_eq!(log.count("stop db"), 1, "{events:?}");
-        log.assert_before("stop-end api", "stop db");
-    }
-
-    /// A shutdown while the restarted component waits to be ready: its
-    /// readiness wait is cancelled and it is stopped once more, as any
-    /// started component.
-    pub async fn shutdown_during_the_readiness_of_a_restart() {
-        let log = Log::new();
-        let mut f = flaky(&log, "flaky", 1);
-        f.hang_ready_from = 2;
-        let lc = Lifecycle::builder()
-            .component_with("flaky", f, fast_restarts(3))
-            .build()
-            .unwrap();
-        let handle = lc.handle();
-        let watcher = {
-            let (handle, log) = (handle.clone(), log.clone());
-            async move {
-                assert!(handle.ready().await);
-                bounded(async {
-                    while log.count("ready flaky") < 2 {
-                        sleep(ms(2)).await;
-                    }
-                })
-                .await;
-                handle.request_shutdown(None);
-            }
-        };
-        let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
-        out.expect("a clean run");
-        let events = log.events();
-        assert_eq!(log.count("start flaky"), 2, "{events:?}");
-        assert_eq!(log.count("stop flaky"), 2, "{events:?}");
-        assert_eq!(log.count("run-end flaky"), 1, "{events:?}");
-    }
-
-    /// `a` (restart on failure) and `b` (no policy) fail in the same poll
-    /// of the runner, `a` first: `a` is granted a restart whose stop is
-    /// not issued yet when `b`'s failure begins the shutdown. The shutdown
-    /// still stops `a`: every started component is stopped (or closed)
-    /// once per start.
-    pub async fn restart_cancelled_before_its_stop_still_stops() {
-        for round in 0..20 {
-            let log = Log::new();
-            let none = || ComponentOptions::new().depends_on(Vec::<&str>::new());
-            let restart = Restart::on_failure().backoff(Backoff::constant(ms(50)));
-            let a = FailsWhenLaunched {
-                name: "a",
-                log: log.clone(),
-            };
-            let b = FailsWhenLaunched {
-                name: "b",
-                log: log.clone(),
-            };
-            let lc = Lifecycle::builder()
-                .component_with("a", a, none().restart(restart))
-                .component_with("b", b, none())
-                .build()
-                .unwrap();
-            let err = bounded(lc.run()).await.unwrap_err();
-            assert_eq!(err.component(), Some("b"), "round {round}: {err}");
-            let events = log.events();
-            assert_eq!(log.count("stop b"), 1, "round {round}: {events:?}");
-            assert_eq!(
-                log.count("stop a") + log.count("close a"),
-                log.count("start a"),
-                "round {round}: {events:?}"
-            );
-        }
-    }
-
-    /// `b` depends on `a`; both restart on failure. `a`'s `run` fails
-    /// first and waits a long backoff; `b`'s fails meanwhile with no
-    /// backoff. `b` starts again only once `a` is ready again: a component
-    /// never starts before its dependencies are ready, a relaunch included.
-    pub async fn restart_waits_for_dependencies() {
-        let t0 = Instant::now();
-        let a = Timed::new(t0, ms(20));
-        let b = Timed::new(t0, ms(40));
-        let lc = Lifecycle::builder()
-            .component_with(
-                "a",
-                Shared(a.clone()),
-                ComponentOptions::new()
-                    .restart(Restart::on_failure().backoff(Backoff::constant(ms(150)))),
-            )
-            .component_with(
-                "b",
-                Shared(b.clone()),
-                ComponentOptions::new()
-                    .depends_on(["a"])
-                    .restart(Restart::on_failure().backoff(Backoff::constant(Duration::ZERO))),
-            )
-            .build()
-            .unwrap();
-        let handle = lc.handle();
-        let watcher = {
-            let handle = handle.clone();
-            async move {
-                assert!(handle.ready().await);
-                until(&handle, |h| {
-                    restarts(h, "a") == 1 && restarts(h, "b") == 1 && h.is_ready()
-                })
-                .await;
-                handle.request_shutdown(None);
-            }
-        };
-        let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
-        out.expect("a clean run");
-        let a_ready = a.readies.lock().unwrap()[1];
-        let b_start = b.starts.lock().unwrap()[1];
-        assert!(
-            b_start >= a_ready,
-            "`b` started again at {b_start:?}, before its dependency `a` was ready again at {a_ready:?}"
-        );
-    }
-
-    /// A shutdown while a restarted component waits for its dependency to
-    /// be ready again: it is not started again nor stopped twice, and
-    /// reads stopped (it was, after its failure), not pending.
-    pub async fn shutdown_while_a_relaunch_waits_for_a_dependency() {
-        let t0 = Instant::now();
-        let a = Timed::new(t0, ms(20));
-        let b = Timed::new(t0, ms(40));
-        let lc = Lifecycle::builder()
-            .component_with(
-                "a",
-                Shared(a.clone()),
-                ComponentOptions::new().restart(
-                    Restart::on_failure().backoff(Backoff::constant(Duration::from_secs(30))),
-                ),
-            )
-            .component_with(
-                "b",
-                Shared(b.clone()),
-                ComponentOptions::new()
-                    .depends_on(["a"])
-                    .restart(Restart::on_failure().backoff(Backoff::constant(Duration::ZERO))),
-            )
-            .build()
-            .unwrap();
-        let handle = lc.handle();
-        let watcher = {
-            let (handle, b) = (handle.clone(), b.clone());
-            async move {
-                assert!(handle.ready().await);
-                until(&handle, |h| {
-                    restarts(h, "b") == 1 && b.stops.load(Ordering::SeqCst) == 1
-                })
-                .await;
-                // Time for a wrongly relaunched `b` to start.
-                sleep(ms(20)).await;
-                handle.request_shutdown(None);
-            }
-        };
-        let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
-        let report = out.expect("a clean run");
-        for (name, timed) in [("a", &a), ("b", &b)] {
-            let row = report.component(name).unwrap();
-            assert_eq!(row.state, ComponentState::Stopped, "{row:?}");
-            assert_eq!(row.restarts(), 1, "{row:?}");
-            assert_eq!(timed.starts.lock().unwrap().len(), 1, "{name}");
-            assert_eq!(timed.stops.load(Ordering::SeqCst), 1, "{name}");
-        }
-    }
-
-    /// A restarted component's report row carries its latest life's
-    /// stamps: started again and not ready yet, it shows no `ready_at`,
-    /// run end, stop or close of the life before; its failure and restart
-    /// count stay.
-    pub async fn report_stamps_are_the_latest_lifes() {
-        let log = Log::new();
-        let mut f = flaky(&log, "flaky", 1);
-        f.hang_ready_from = 2;
-        let lc = Lifecycle::builder()
-            .component_with("flaky", f, fast_restarts(3))
-            .build()
-            .unwrap();
-        let handle = lc.handle();
-        let watcher = {
-            let (handle, log) = (handle.clone(), log.clone());
-            async move {
-                assert!(handle.ready().await);
-                bounded(async {
-                    while log.count("ready flaky") < 2 {
-                        sleep(ms(2)).await;
-                    }
-                })
-                .await;
-                let report = handle.report();
-                let row = report.component("flaky").unwrap();
-                assert_eq!(row.restarts(), 1);
-                assert_eq!(row.failures().len(), 1);
-                assert_eq!(row.state, ComponentState::Started);
-                let start = row.start_at.expect("started again");
-                assert!(start >= row.failures()[0].at, "{row:?}");
-                assert!(row.start_took.is_some(), "{row:?}");
-                assert_eq!(row.attempts, 1, "{row:?}");
-                assert_eq!(row.ready_at, None, "an earlier life's: {row:?}");
-                assert_eq!(row.run_ended_at, None, "an earlier life's: {row:?}");
-                assert_eq!(row.stop_at, None, "an earlier life's: {row:?}");
-                assert_eq!(row.stop_took, None, "an earlier life's: {row:?}");
-                assert_eq!(row.close_at, None, "an earlier life's: {row:?}");
-                handle.request_shutdown(None);
-            }
-        };
-        let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
-        let report = out.expect("a clean run");
-        let row = report.component("flaky").unwrap();
-        assert_eq!(row.ready_at, None, "{row:?}");
-        assert!(row.stop_at >= row.start_at, "{row:?}");
     }
 }
 
@@ -598,6 +158,13 @@ struct FailsWhenLaunched {
     log: Log,
 }
 
+fn fails_when_launched(log: &Log, name: &'static str) -> FailsWhenLaunched {
+    FailsWhenLaunched {
+        name,
+        log: log.clone(),
+    }
+}
+
 impl Component for FailsWhenLaunched {
     async fn start(&self, _: &Context) -> Result<(), BoxError> {
         self.log.push(format!("start {}", self.name));
@@ -618,142 +185,6 @@ impl Component for FailsWhenLaunched {
         self.log.push(format!("close {}", self.name));
         Ok(())
     }
-}
-
-// ---------------------------------------------------------------- runtimes
-
-use common::runtimes::*;
-
-macro_rules! on_every_runtime {
-    ($($scenario:ident),* $(,)?) => {
-        $(
-            mod $scenario {
-                #[test]
-                fn block_on() {
-                    super::block_on(super::scenarios::$scenario);
-                }
-                #[test]
-                fn tokio_current_thread() {
-                    super::tokio_current_thread(super::scenarios::$scenario);
-                }
-                #[test]
-                fn tokio_multi_thread() {
-                    super::tokio_multi_thread(super::scenarios::$scenario);
-                }
-                #[test]
-                fn smol() {
-                    super::smol(super::scenarios::$scenario);
-                }
-            }
-        )*
-    };
-}
-
-on_every_runtime!(
-    a_failed_run_restarts_and_recovers,
-    readiness_fails_while_restarting,
-    an_exhausted_budget_shuts_down,
-    never_and_zero_restarts_shut_down_at_once,
-    shutdown_during_the_backoff,
-    shutdown_during_the_readiness_of_a_restart,
-    restart_cancelled_before_its_stop_still_stops,
-    restart_waits_for_dependencies,
-    shutdown_while_a_relaunch_waits_for_a_dependency,
-    report_stamps_are_the_latest_lifes,
-);
-
-/// With a spawner `run` is on its own task: it is spawned again on each
-/// restart.
-#[test]
-fn restarts_with_the_spawner() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let log = Log::new();
-        let lc = Lifecycle::builder()
-            .spawner(|task| drop(tokio::spawn(task)))
-            .component_with("flaky", flaky(&log, "flaky", 2), fast_restarts(5))
-            .build()
-            .unwrap();
-        let handle = lc.handle();
-        let watcher = {
-            let handle = handle.clone();
-            async move {
-                until(&handle, |h| restarts(h, "flaky") == 2).await;
-                until(&handle, Handle::is_ready).await;
-                handle.request_shutdown(None);
-            }
-        };
-        let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
-        assert_eq!(out.unwrap().component("flaky").unwrap().restarts(), 2);
-        assert_eq!(log.count("run flaky"), 3);
-    });
-}
-
-// ------------------------------------------------- options at their edges
-
-#[test]
-fn a_zero_window_or_a_bad_jitter_is_a_config_error() {
-    let log = Log::new();
-    for restart in [
-        Restart::on_failure().limit(3, Duration::ZERO),
-        Restart::on_failure().backoff(Backoff::constant(ms(1)).jitter(1.5)),
-        Restart::on_failure().backoff(Backoff::constant(ms(1)).jitter(f64::NAN)),
-    ] {
-        let err = Lifecycle::builder()
-            .component_with(
-                "c",
-                probe(&log, "c"),
-                ComponentOptions::new().restart(restart),
-            )
-            .build()
-            .unwrap_err();
-        assert!(err.is_config(), "{err}");
-        assert_eq!(err.component(), Some("c"));
-        let handle = Lifecycle::builder().build().unwrap().handle();
-        let err = handle
-            .add_component_with(
-                "c",
-                probe(&log, "c"),
-                ComponentOptions::new().restart(restart),
-            )
-            .unwrap_err();
-        assert!(err.is_config(), "{err}");
-    }
-}
-
-/// The largest budget and a backoff of zero (restart at once) are valid,
-/// as is a full jitter.
-#[test]
-fn the_largest_budget_and_a_zero_backoff_restart_at_once() {
-    futures::executor::block_on(async {
-        let log = Log::new();
-        let restart = Restart::on_failure()
-            .limit(u32::MAX, Duration::MAX)
-            .backoff(Backoff::constant(Duration::ZERO).jitter(1.0));
-        let lc = Lifecycle::builder()
-            .component_with(
-                "flaky",
-                flaky(&log, "flaky", 3),
-                ComponentOptions::new().restart(restart),
-            )
-            .build()
-            .unwrap();
-        let handle = lc.handle();
-        let watcher = {
-            let handle = handle.clone();
-            async move {
-                until(&handle, |h| restarts(h, "flaky") == 3).await;
-                until(&handle, Handle::is_ready).await;
-                handle.request_shutdown(None);
-            }
-        };
-        let (out, ()) = bounded(futures::future::join(lc.run(), watcher)).await;
-        assert_eq!(out.unwrap().component("flaky").unwrap().restarts(), 3);
-    });
 }
 
 /// Fails its first `fails` runs, each with its own number, as soon as it
@@ -779,36 +210,482 @@ impl Component for Numbered {
     }
 }
 
-/// Runs a component failing `fails` times under `restart` until it is
-/// ready again (or the lifecycle ends), then shuts down.
-fn numbered(fails: u32, restart: Restart) -> Result<lameduck::Report, lameduck::Error> {
-    futures::executor::block_on(async {
+// ---------------------------------------------------------------- setups
+
+/// Restarts on failure as `restart` says.
+fn restarting(restart: Restart) -> ComponentOptions {
+    ComponentOptions::new().restart(restart)
+}
+
+/// Restarts on failure after `backoff`, within the default budget.
+fn restarts_after(backoff: Duration) -> Restart {
+    Restart::on_failure().backoff(Backoff::constant(backoff))
+}
+
+/// Up to `max` restarts a minute, 10 ms apart.
+fn fast_restarts(max: u32) -> ComponentOptions {
+    restarting(restarts_after(ms(10)).limit(max, Duration::from_secs(60)))
+}
+
+/// `component` alone, under its own name.
+fn alone(component: Flaky, options: ComponentOptions) -> Lifecycle {
+    Lifecycle::builder()
+        .component_with(component.name.clone(), component, options)
+        .build()
+        .unwrap()
+}
+
+/// `component` between `db` (its dependency) and `api` (its dependent),
+/// in the default chain.
+fn between_db_and_api(log: &Log, component: Flaky, options: ComponentOptions) -> Lifecycle {
+    Lifecycle::builder()
+        .component("db", probe(log, "db"))
+        .component_with(component.name.clone(), component, options)
+        .component("api", probe(log, "api"))
+        .build()
+        .unwrap()
+}
+
+/// `flaky` alone: its first run fails, and once restarted its readiness
+/// check never answers.
+fn hangs_once_restarted(log: &Log) -> Lifecycle {
+    alone(
+        flaky(log, "flaky", 1).hanging_ready_from(2),
+        fast_restarts(3),
+    )
+}
+
+/// `a`, restarting after `a_backoff`, and `b`, depending on `a` and
+/// restarting at once; the first run of `a` fails after 20 ms, that of `b`
+/// after 40 ms.
+fn a_and_its_dependent_b(a_backoff: Duration) -> (Lifecycle, Arc<Timed>, Arc<Timed>) {
+    let t0 = Instant::now();
+    let a = Timed::new(t0, ms(20));
+    let b = Timed::new(t0, ms(40));
+    let lc = Lifecycle::builder()
+        .component_with(
+            "a",
+            Shared(a.clone()),
+            restarting(restarts_after(a_backoff)),
+        )
+        .component_with(
+            "b",
+            Shared(b.clone()),
+            restarting(restarts_after(Duration::ZERO)).depends_on(["a"]),
+        )
+        .build()
+        .unwrap();
+    (lc, a, b)
+}
+
+// ------------------------------------------------------------------ runs
+
+/// Runs `lifecycle` beside `watch`, which gets its handle once it is
+/// ready; once `watch` returns, requests a clean shutdown. Both within
+/// [`LIMIT`]: the run's result and what `watch` returned.
+async fn run_watched<T>(
+    lifecycle: Lifecycle,
+    watch: impl AsyncFnOnce(&Handle) -> T,
+) -> (Result<Report, Error>, T) {
+    let handle = lifecycle.handle();
+    let watcher = async move {
+        assert!(handle.ready().await, "never ready");
+        let out = watch(&handle).await;
+        handle.request_shutdown(None);
+        out
+    };
+    bounded(futures::future::join(lifecycle.run(), watcher)).await
+}
+
+/// Runs `lifecycle` until, once it was ready, `done` holds of its handle;
+/// then shuts it down cleanly.
+async fn run_until(lifecycle: Lifecycle, done: impl Fn(&Handle) -> bool) -> Result<Report, Error> {
+    run_watched(lifecycle, async |h| until(h, done).await)
+        .await
+        .0
+}
+
+/// Runs `lifecycle`, which must fail by itself, to its end: its error.
+async fn run_to_failure(lifecycle: Lifecycle) -> Error {
+    bounded(lifecycle.run()).await.unwrap_err()
+}
+
+/// Waits, within [`LIMIT`], until `f` holds of `handle`.
+async fn until(handle: &Handle, f: impl Fn(&Handle) -> bool) {
+    bounded(async {
+        while !f(handle) {
+            sleep(ms(2)).await;
+        }
+    })
+    .await;
+}
+
+fn restarts(handle: &Handle, name: &str) -> u32 {
+    handle.report().component(name).map_or(0, |c| c.restarts())
+}
+
+fn state(handle: &Handle, name: &str) -> Option<ComponentState> {
+    handle.report().component(name).map(|c| c.state)
+}
+
+/// Whether `name` has restarted `n` times and is ready again, and so is
+/// the lifecycle.
+fn recovered(handle: &Handle, name: &str, n: u32) -> bool {
+    restarts(handle, name) == n
+        && state(handle, name) == Some(ComponentState::Ready)
+        && handle.is_ready()
+}
+
+// ------------------------------------------------------------ scenarios
+
+mod scenarios {
+    use super::*;
+
+    /// Fails twice, restarts twice and recovers: the lifecycle keeps
+    /// running, its dependent is not restarted, the report counts the
+    /// restarts and keeps both failures, and the run ends cleanly.
+    pub async fn a_failed_run_restarts_and_recovers() {
+        let log = Log::new();
+        let lc = between_db_and_api(&log, flaky(&log, "flaky", 2), fast_restarts(5));
+        let report = run_until(lc, |h| recovered(h, "flaky", 2))
+            .await
+            .expect("a clean run: recovered failures are no errors");
+        let flaky = report.component("flaky").unwrap();
+        assert_eq!(flaky.restarts(), 2);
+        assert_eq!(flaky.failures().len(), 2);
+        assert!(
+            flaky.failures()[0].error.contains("flaky broke"),
+            "{:?}",
+            flaky.failures()
+        );
+        assert_eq!(flaky.state, ComponentState::Stopped);
+        let events = log.events();
+        assert_eq!(log.count("start flaky"), 3, "{events:?}");
+        // Stopped after each failure, and once at the end.
+        assert_eq!(log.count("stop flaky"), 3, "{events:?}");
+        assert_eq!(log.count("start api"), 1, "{events:?}");
+        assert_eq!(log.count("stop api"), 1, "{events:?}");
+        assert_eq!(log.count("start db"), 1, "{events:?}");
+        assert!(!events.iter().any(|e| e.starts_with("close")), "{events:?}");
+        // Each restart: the failure, then the stop, then the new start; the
+        // final stop only once its dependent has stopped.
+        let own: Vec<String> = log
+            .only(&["start", "run-failed", "stop"])
+            .into_iter()
+            .filter(|e| e.ends_with(" flaky"))
+            .collect();
+        assert_eq!(
+            own,
+            [
+                "start flaky",
+                "run-failed flaky",
+                "stop flaky",
+                "start flaky",
+                "run-failed flaky",
+                "stop flaky",
+                "start flaky",
+                "stop flaky",
+            ]
+        );
+        assert!(
+            log.last_pos("stop flaky") > log.pos("stop-end api"),
+            "{events:?}"
+        );
+        assert_eq!(report.component("api").unwrap().restarts(), 0);
+        // Printed, the report says so under its table.
+        let table = report.to_string();
+        let notes: Vec<&str> = table.lines().filter(|l| l.contains("restarted")).collect();
+        assert_eq!(notes.len(), 1, "{table}");
+        assert!(
+            notes[0].starts_with("flaky restarted 2 times; latest failure at ")
+                && notes[0].ends_with("flaky broke"),
+            "{table}"
+        );
+    }
+
+    /// While it restarts, the lifecycle is not ready (the `launch` check
+    /// fails); once it is ready again, it is.
+    pub async fn readiness_fails_while_restarting() {
+        let log = Log::new();
+        let restart = restarts_after(ms(200)).limit(1, Duration::from_secs(60));
+        let lc = alone(flaky(&log, "flaky", 1), restarting(restart));
+        let (out, ()) = run_watched(lc, async |h| {
+            until(h, |h| state(h, "flaky") == Some(ComponentState::Restarting)).await;
+            assert!(!h.is_ready());
+            until(h, Handle::is_ready).await;
+            assert_eq!(state(h, "flaky"), Some(ComponentState::Ready));
+        })
+        .await;
+        assert_eq!(out.unwrap().component("flaky").unwrap().restarts(), 1);
+    }
+
+    /// The failure after the budget is spent shuts the lifecycle down, with
+    /// an error that names the component and says so; a panic keeps its
+    /// message, without the budget's note.
+    pub async fn an_exhausted_budget_shuts_down() {
+        let log = Log::new();
+        let broken = flaky(&log, "broken", u32::MAX).panicking();
         let lc = Lifecycle::builder()
-            .component_with(
-                "n",
-                Numbered {
-                    fails,
-                    runs: AtomicU32::new(0),
-                },
-                ComponentOptions::new().restart(restart),
-            )
+            .component("db", probe(&log, "db"))
+            .component_with("broken", broken, fast_restarts(2))
             .build()
             .unwrap();
-        let handle = lc.handle();
-        let watcher = {
-            let handle = handle.clone();
-            async move {
-                until(&handle, |h| {
-                    h.is_shutting_down()
-                        || (restarts(h, "n") == fails
-                            && state(h, "n") == Some(ComponentState::Ready))
-                })
-                .await;
-                handle.request_shutdown(None);
-            }
-        };
-        bounded(futures::future::join(lc.run(), watcher)).await.0
-    })
+        let err = run_to_failure(lc).await;
+        assert_eq!(err.component(), Some("broken"), "{err}");
+        assert_eq!(err.step(), Some(Step::Run));
+        assert!(err.is_panic(), "{err}");
+        // The panic's own message: the budget's note is the error's.
+        assert_eq!(err.panic_message(), Some("broken broke"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("restart budget exhausted: 2 restarts within 60s"),
+            "{err}"
+        );
+        assert_eq!(log.count("start broken"), 3);
+        assert_eq!(log.count("stop db"), 1);
+        let record = err.report().unwrap().component("broken").unwrap().clone();
+        assert_eq!(record.restarts(), 2);
+        assert_eq!(record.failures().len(), 2);
+    }
+
+    /// `Restart::never()` (the default) and a limit of zero: the first
+    /// failure shuts down, as without a policy.
+    pub async fn never_and_zero_restarts_shut_down_at_once() {
+        for restart in [Restart::never(), Restart::on_failure().limit(0, ms(100))] {
+            let log = Log::new();
+            let err = run_to_failure(alone(flaky(&log, "broken", 1), restarting(restart))).await;
+            assert_eq!(err.component(), Some("broken"));
+            assert!(!err.to_string().contains("restart budget"), "{err}");
+            assert_eq!(log.count("start broken"), 1);
+            let record = err.report().unwrap().component("broken").unwrap().clone();
+            assert_eq!(record.restarts(), 0);
+        }
+    }
+
+    /// A shutdown during a restart's backoff: the component, already
+    /// stopped, is not started again nor stopped twice; the rest stops as
+    /// usual.
+    pub async fn shutdown_during_the_backoff() {
+        let log = Log::new();
+        let restart = restarts_after(Duration::from_secs(30));
+        let lc = between_db_and_api(&log, flaky(&log, "flaky", 1), restarting(restart));
+        run_until(lc, |_| log.has("stop flaky"))
+            .await
+            .expect("a clean run");
+        let events = log.events();
+        assert_eq!(log.count("start flaky"), 1, "{events:?}");
+        assert_eq!(log.count("stop flaky"), 1, "{events:?}");
+        assert_eq!(log.count("stop api"), 1, "{events:?}");
+        assert_eq!(log.count("stop db"), 1, "{events:?}");
+        log.assert_before("stop-end api", "stop db");
+    }
+
+    /// A shutdown while the restarted component waits to be ready: its
+    /// readiness wait is cancelled and it is stopped once more, as any
+    /// started component.
+    pub async fn shutdown_during_the_readiness_of_a_restart() {
+        let log = Log::new();
+        run_until(hangs_once_restarted(&log), |_| {
+            log.count("ready flaky") >= 2
+        })
+        .await
+        .expect("a clean run");
+        let events = log.events();
+        assert_eq!(log.count("start flaky"), 2, "{events:?}");
+        assert_eq!(log.count("stop flaky"), 2, "{events:?}");
+        assert_eq!(log.count("run-end flaky"), 1, "{events:?}");
+    }
+
+    /// `a` (restart on failure) and `b` (no policy) fail in the same poll
+    /// of the runner, `a` first: `a` is granted a restart whose stop is
+    /// not issued yet when `b`'s failure begins the shutdown. The shutdown
+    /// still stops `a`: every started component is stopped (or closed)
+    /// once per start.
+    pub async fn restart_cancelled_before_its_stop_still_stops() {
+        let independent = || ComponentOptions::new().depends_on(Vec::<&str>::new());
+        for round in 0..20 {
+            let log = Log::new();
+            let lc = Lifecycle::builder()
+                .component_with(
+                    "a",
+                    fails_when_launched(&log, "a"),
+                    independent().restart(restarts_after(ms(50))),
+                )
+                .component_with("b", fails_when_launched(&log, "b"), independent())
+                .build()
+                .unwrap();
+            let err = run_to_failure(lc).await;
+            assert_eq!(err.component(), Some("b"), "round {round}: {err}");
+            let events = log.events();
+            assert_eq!(log.count("stop b"), 1, "round {round}: {events:?}");
+            assert_eq!(
+                log.count("stop a") + log.count("close a"),
+                log.count("start a"),
+                "round {round}: {events:?}"
+            );
+        }
+    }
+
+    /// `b` depends on `a`; both restart on failure. `a`'s `run` fails
+    /// first and waits a long backoff; `b`'s fails meanwhile with no
+    /// backoff. `b` starts again only once `a` is ready again: a component
+    /// never starts before its dependencies are ready, a relaunch included.
+    pub async fn restart_waits_for_dependencies() {
+        let (lc, a, b) = a_and_its_dependent_b(ms(150));
+        run_until(lc, |h| {
+            restarts(h, "a") == 1 && restarts(h, "b") == 1 && h.is_ready()
+        })
+        .await
+        .expect("a clean run");
+        let a_ready = a.readies.lock().unwrap()[1];
+        let b_start = b.starts.lock().unwrap()[1];
+        assert!(
+            b_start >= a_ready,
+            "`b` started again at {b_start:?}, before its dependency `a` was ready again at {a_ready:?}"
+        );
+    }
+
+    /// A shutdown while a restarted component waits for its dependency to
+    /// be ready again: it is not started again nor stopped twice, and
+    /// reads stopped (it was, after its failure), not pending.
+    pub async fn shutdown_while_a_relaunch_waits_for_a_dependency() {
+        let (lc, a, b) = a_and_its_dependent_b(Duration::from_secs(30));
+        let (out, ()) = run_watched(lc, async |h| {
+            until(h, |h| {
+                restarts(h, "b") == 1 && b.stops.load(Ordering::SeqCst) == 1
+            })
+            .await;
+            // Time for a wrongly relaunched `b` to start.
+            sleep(ms(20)).await;
+        })
+        .await;
+        let report = out.expect("a clean run");
+        for (name, timed) in [("a", &a), ("b", &b)] {
+            let row = report.component(name).unwrap();
+            assert_eq!(row.state, ComponentState::Stopped, "{row:?}");
+            assert_eq!(row.restarts(), 1, "{row:?}");
+            assert_eq!(timed.starts.lock().unwrap().len(), 1, "{name}");
+            assert_eq!(timed.stops.load(Ordering::SeqCst), 1, "{name}");
+        }
+    }
+
+    /// A restarted component's report row carries its latest life's
+    /// stamps: started again and not ready yet, it shows no `ready_at`,
+    /// run end, stop or close of the life before; its failure and restart
+    /// count stay.
+    pub async fn report_stamps_are_the_latest_lifes() {
+        let log = Log::new();
+        let (out, ()) = run_watched(hangs_once_restarted(&log), async |h| {
+            until(h, |_| log.count("ready flaky") >= 2).await;
+            let report = h.report();
+            let row = report.component("flaky").unwrap();
+            assert_eq!(row.restarts(), 1);
+            assert_eq!(row.failures().len(), 1);
+            assert_eq!(row.state, ComponentState::Started);
+            let start = row.start_at.expect("started again");
+            assert!(start >= row.failures()[0].at, "{row:?}");
+            assert!(row.start_took.is_some(), "{row:?}");
+            assert_eq!(row.attempts, 1, "{row:?}");
+            assert_eq!(row.ready_at, None, "an earlier life's: {row:?}");
+            assert_eq!(row.run_ended_at, None, "an earlier life's: {row:?}");
+            assert_eq!(row.stop_at, None, "an earlier life's: {row:?}");
+            assert_eq!(row.stop_took, None, "an earlier life's: {row:?}");
+            assert_eq!(row.close_at, None, "an earlier life's: {row:?}");
+        })
+        .await;
+        let report = out.expect("a clean run");
+        let row = report.component("flaky").unwrap();
+        assert_eq!(row.ready_at, None, "{row:?}");
+        assert!(row.stop_at >= row.start_at, "{row:?}");
+    }
+}
+
+// ---------------------------------------------------------------- runtimes
+
+use common::runtimes::{on_every_runtime, tokio_multi_thread};
+
+on_every_runtime!(
+    a_failed_run_restarts_and_recovers,
+    readiness_fails_while_restarting,
+    an_exhausted_budget_shuts_down,
+    never_and_zero_restarts_shut_down_at_once,
+    shutdown_during_the_backoff,
+    shutdown_during_the_readiness_of_a_restart,
+    restart_cancelled_before_its_stop_still_stops,
+    restart_waits_for_dependencies,
+    shutdown_while_a_relaunch_waits_for_a_dependency,
+    report_stamps_are_the_latest_lifes,
+);
+
+/// With a spawner `run` is on its own task: it is spawned again on each
+/// restart.
+#[test]
+fn restarts_with_the_spawner() {
+    tokio_multi_thread(|| async {
+        let log = Log::new();
+        let lc = Lifecycle::builder()
+            .spawner(|task| drop(tokio::spawn(task)))
+            .component_with("flaky", flaky(&log, "flaky", 2), fast_restarts(5))
+            .build()
+            .unwrap();
+        let report = run_until(lc, |h| recovered(h, "flaky", 2)).await.unwrap();
+        assert_eq!(report.component("flaky").unwrap().restarts(), 2);
+        assert_eq!(log.count("run flaky"), 3);
+    });
+}
+
+// ------------------------------------------------- options at their edges
+
+#[test]
+fn a_zero_window_or_a_bad_jitter_is_a_config_error() {
+    let log = Log::new();
+    for restart in [
+        Restart::on_failure().limit(3, Duration::ZERO),
+        Restart::on_failure().backoff(Backoff::constant(ms(1)).jitter(1.5)),
+        Restart::on_failure().backoff(Backoff::constant(ms(1)).jitter(f64::NAN)),
+    ] {
+        let err = Lifecycle::builder()
+            .component_with("c", probe(&log, "c"), restarting(restart))
+            .build()
+            .unwrap_err();
+        assert!(err.is_config(), "{err}");
+        assert_eq!(err.component(), Some("c"));
+        let handle = Lifecycle::builder().build().unwrap().handle();
+        let err = handle
+            .add_component_with("c", probe(&log, "c"), restarting(restart))
+            .unwrap_err();
+        assert!(err.is_config(), "{err}");
+    }
+}
+
+/// The largest budget and a backoff of zero (restart at once) are valid,
+/// as is a full jitter.
+#[test]
+fn the_largest_budget_and_a_zero_backoff_restart_at_once() {
+    let log = Log::new();
+    let restart = Restart::on_failure()
+        .limit(u32::MAX, Duration::MAX)
+        .backoff(Backoff::constant(Duration::ZERO).jitter(1.0));
+    let lc = alone(flaky(&log, "flaky", 3), restarting(restart));
+    let report = futures::executor::block_on(run_until(lc, |h| recovered(h, "flaky", 3)));
+    assert_eq!(report.unwrap().component("flaky").unwrap().restarts(), 3);
+}
+
+/// Runs a component failing `fails` times under `restart` until it is
+/// ready again (or the lifecycle ends), then shuts down.
+fn numbered(fails: u32, restart: Restart) -> Result<Report, Error> {
+    let component = Numbered {
+        fails,
+        runs: AtomicU32::new(0),
+    };
+    let lc = Lifecycle::builder()
+        .component_with("n", component, restarting(restart))
+        .build()
+        .unwrap();
+    futures::executor::block_on(run_until(lc, |h| {
+        h.is_shutting_down()
+            || (restarts(h, "n") == fails && state(h, "n") == Some(ComponentState::Ready))
+    }))
 }
 
 /// A large budget spent over a long life keeps the report small: every
@@ -855,38 +732,25 @@ fn an_exhausted_budget_without_a_window_reads_plainly() {
 
 #[test]
 fn debug_lifecycle_shows_restarts_and_failures() {
-    futures::executor::block_on(async {
-        let log = Log::new();
-        let lc = Lifecycle::builder()
-            .component_with("flaky", flaky(&log, "flaky", 1), fast_restarts(5))
-            .build()
-            .unwrap();
-        let handle = lc.handle();
-        let probes = handle.probes().debug_lifecycle(true);
-        let watcher = {
-            let handle = handle.clone();
-            async move {
-                until(&handle, |h| restarts(h, "flaky") == 1).await;
-                until(&handle, Handle::is_ready).await;
-                let response = probes
-                    .respond(ProbeRequest::new("GET", "/debug/lifecycle"))
-                    .await;
-                handle.request_shutdown(None);
-                response
-            }
-        };
-        let (out, response) = bounded(futures::future::join(lc.run(), watcher)).await;
-        out.unwrap();
-        let json: serde_json::Value = serde_json::from_str(response.body()).unwrap();
-        let flaky = &json["components"][0];
-        assert_eq!(flaky["restarts"], 1);
-        let failures = flaky["failures"].as_array().unwrap();
-        assert_eq!(failures.len(), 1);
-        let error = failures[0]["error"].as_str().unwrap();
-        assert!(
-            error.contains("`flaky` failed in run: flaky broke"),
-            "{error}"
-        );
-        assert!(failures[0]["at_ms"].as_f64().is_some());
-    });
+    let log = Log::new();
+    let lc = alone(flaky(&log, "flaky", 1), fast_restarts(5));
+    let probes = lc.handle().probes().debug_lifecycle(true);
+    let (out, response) = futures::executor::block_on(run_watched(lc, async |h| {
+        until(h, |h| recovered(h, "flaky", 1)).await;
+        probes
+            .respond(ProbeRequest::new("GET", "/debug/lifecycle"))
+            .await
+    }));
+    out.unwrap();
+    let json: serde_json::Value = serde_json::from_str(response.body()).unwrap();
+    let flaky = &json["components"][0];
+    assert_eq!(flaky["restarts"], 1);
+    let failures = flaky["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1);
+    let error = failures[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("`flaky` failed in run: flaky broke"),
+        "{error}"
+    );
+    assert!(failures[0]["at_ms"].as_f64().is_some());
 }

@@ -28,6 +28,16 @@ pub async fn sleep(d: Duration) {
     Delay::new(d).await;
 }
 
+/// Panics if `fut` takes longer than [`LIMIT`]: an async test's bound, on
+/// whatever runtime drives it.
+pub async fn bounded<T>(fut: impl Future<Output = T>) -> T {
+    let limit = std::pin::pin!(sleep(LIMIT));
+    match futures::future::select(std::pin::pin!(fut), limit).await {
+        futures::future::Either::Left((out, _)) => out,
+        futures::future::Either::Right(((), _)) => panic!("not done within {LIMIT:?}"),
+    }
+}
+
 /// An ordered log of events such as `start a`, `ready a`, `stop a`.
 #[derive(Clone, Default)]
 pub struct Log(Arc<Mutex<Vec<String>>>);

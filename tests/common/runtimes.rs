@@ -32,3 +32,36 @@ pub fn smol<F: Future<Output = ()>>(scenario: fn() -> F) {
 pub fn async_std<F: Future<Output = ()>>(scenario: fn() -> F) {
     async_std::task::block_on(scenario());
 }
+
+/// One `#[test]` per runtime for each scenario named: for a scenario
+/// `scenarios::x` of the calling file (a `fn() -> impl Future<Output = ()>`),
+/// a module `x` with the tests `x::block_on`, `x::tokio_current_thread`,
+/// `x::tokio_multi_thread` and `x::smol`.
+#[allow(unused_macros)] // as the rest of `common`: not every test file uses it
+macro_rules! on_every_runtime {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[test]
+                fn block_on() {
+                    $crate::common::runtimes::block_on(super::scenarios::$scenario);
+                }
+                #[test]
+                fn tokio_current_thread() {
+                    $crate::common::runtimes::tokio_current_thread(super::scenarios::$scenario);
+                }
+                #[test]
+                fn tokio_multi_thread() {
+                    $crate::common::runtimes::tokio_multi_thread(super::scenarios::$scenario);
+                }
+                #[test]
+                fn smol() {
+                    $crate::common::runtimes::smol(super::scenarios::$scenario);
+                }
+            }
+        )*
+    };
+}
+
+#[allow(unused_imports)]
+pub(crate) use on_every_runtime;
