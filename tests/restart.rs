@@ -26,6 +26,7 @@ struct Flaky {
     log: Log,
     fails: u32,
     panics: bool,
+    hang_start_from: u32,
     hang_ready_from: u32,
     starts: AtomicU32,
     runs: AtomicU32,
@@ -37,6 +38,7 @@ fn flaky(log: &Log, name: &str, fails: u32) -> Flaky {
         log: log.clone(),
         fails,
         panics: false,
+        hang_start_from: u32::MAX,
         hang_ready_from: u32::MAX,
         starts: AtomicU32::new(0),
         runs: AtomicU32::new(0),
@@ -50,6 +52,12 @@ impl Flaky {
         self
     }
 
+    /// From its `start`-th start on, that start never returns.
+    fn hanging_start_from(mut self, start: u32) -> Self {
+        self.hang_start_from = start;
+        self
+    }
+
     /// From its `start`-th start on, its readiness check never answers.
     fn hanging_ready_from(mut self, start: u32) -> Self {
         self.hang_ready_from = start;
@@ -59,8 +67,11 @@ impl Flaky {
 
 impl Component for Flaky {
     async fn start(&self, _: &Context) -> Result<(), BoxError> {
-        self.starts.fetch_add(1, Ordering::SeqCst);
+        let n = self.starts.fetch_add(1, Ordering::SeqCst) + 1;
         self.log.push(format!("start {}", self.name));
+        if n >= self.hang_start_from {
+            futures::future::pending::<()>().await;
+        }
         Ok(())
     }
 
@@ -496,6 +507,27 @@ mod scenarios {
         assert_eq!(log.count("run-end flaky"), 1, "{events:?}");
     }
 
+    /// A shutdown while the restarted component's `start` runs: that start
+    /// is cancelled, and the component, which ran and was stopped after
+    /// its failure, reads stopped (not pending, as one that never ran);
+    /// it is not stopped again.
+    pub async fn shutdown_during_the_start_of_a_restart() {
+        let log = Log::new();
+        let lc = alone(
+            flaky(&log, "flaky", 1).hanging_start_from(2),
+            fast_restarts(3),
+        );
+        let report = run_until(lc, |_| log.count("start flaky") >= 2)
+            .await
+            .expect("a clean run");
+        let events = log.events();
+        assert_eq!(log.count("start flaky"), 2, "{events:?}");
+        assert_eq!(log.count("stop flaky"), 1, "{events:?}");
+        let flaky = report.component("flaky").unwrap();
+        assert_eq!(flaky.state, ComponentState::Stopped, "{report}");
+        assert_eq!(flaky.restarts(), 1, "{report}");
+    }
+
     /// `a` (restart on failure) and `b` (no policy) fail in the same poll
     /// of the runner, `a` first: `a` is granted a restart whose stop is
     /// not issued yet when `b`'s failure begins the shutdown. The shutdown
@@ -611,6 +643,7 @@ on_every_runtime!(
     never_and_zero_restarts_shut_down_at_once,
     shutdown_during_the_backoff,
     shutdown_during_the_readiness_of_a_restart,
+    shutdown_during_the_start_of_a_restart,
     restart_cancelled_before_its_stop_still_stops,
     restart_waits_for_dependencies,
     shutdown_while_a_relaunch_waits_for_a_dependency,
