@@ -311,7 +311,7 @@ mod tests {
     /// size is most of what a running component costs. The bounds leave
     /// some room for compiler changes. The future is sized for its launch,
     /// which holds `start` or a readiness attempt beside `run` and the
-    /// launch's own state (its context, policy, deadlines): 944 bytes
+    /// launch's own state (its context, policy, deadlines): 880 bytes
     /// when the launch became one command, where the calls made one at a
     /// time took 560.
     #[test]

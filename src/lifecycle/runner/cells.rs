@@ -75,15 +75,14 @@ impl Runner {
     }
 
     /// Tells a component's future what to do, and polls it at once. A
-    /// future that first has the end of its `run` to report (it does not go
-    /// on in the poll that ends `run`) is polled again, still now.
+    /// future that first has the end of its `run` to report (a launch does
+    /// not go on in the poll that ends `run`) is polled again, still now,
+    /// unless its call already ended.
     pub(super) fn command(&mut self, index: usize, cmd: Cmd) {
         self.slots[index].cell.put_cmd(cmd);
         // `run` ends once: a second poll at most.
-        for _ in 0..2 {
-            if !self.poll_cell(index) {
-                break;
-            }
+        if self.poll_cell(index) && !self.slots[index].cell.has_done() {
+            self.poll_cell(index);
         }
     }
 

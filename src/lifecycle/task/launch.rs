@@ -33,13 +33,16 @@ pub(super) struct Plan<'a> {
 
 /// Walks a component's launch. `None` if the runner gave up on it (the
 /// call in flight is dropped without another poll).
+///
 /// An `async` block rather than an `async fn`, which would keep its
-/// arguments twice.
+/// arguments twice; the plan is read in place, not taken apart, and no
+/// instant but `start`'s duration is kept across a wait: this future
+/// sizes the component's.
 #[allow(clippy::manual_async_fn)]
 pub(super) fn launch<'a, C, R>(
     owner: &'a impl Owner<C>,
     cx: &'a mut Context,
-    plan: Plan<'a>,
+    mut plan: Plan<'a>,
     local_run: impl FnOnce(Context) -> R + 'a,
     run: &'a mut RunSlot,
     mut local: Pin<&'a mut Option<R>>,
@@ -50,38 +53,32 @@ where
     R: Future<Output = CallResult<()>> + 'a,
 {
     async move {
-        let c = owner.get();
-        let Plan {
-            t0,
-            readiness,
-            spawn,
-        } = plan;
-        let failed = |start_took, attempts, step, e| {
-            Some(Launched {
-                start_took,
-                attempts,
-                end: Err((step, e)),
-            })
-        };
         let bound = cx.deadline.map(|until| Bound {
             until,
-            t0,
+            t0: plan.t0,
             attempt: None,
         });
         let started = {
-            let fut = pin!(call(&cx.name, "start", || Component::start(c, cx)));
+            let fut = pin!(call(&cx.name, "start", || Component::start(
+                owner.get(),
+                cx
+            )));
             let gate = Some(&cx.handle.shared.shutdown);
             step(fut, gate, true, bound, run, local.as_mut(), cell).await?
         };
+        // Taken apart at once: nothing of it stays in this future.
         if let Err(e) = started {
             return failed(None, 0, Step::Start, e);
         }
-        let took = Instant::now().saturating_duration_since(t0);
-        let name = &cx.name;
-        event!(info, { component = name, step = Step::Start, elapsed_ms = ms(took) }, "started `{name}` in {took:?}");
+        let took = Instant::now().saturating_duration_since(plan.t0);
+        {
+            let name = &cx.name;
+            event!(info, { component = name, step = Step::Start, elapsed_ms = ms(took) }, "started `{name}` in {took:?}");
+        }
         cell.set_started();
         let mut run_cx = cx.clone();
         run_cx.deadline = None;
+        let spawn = plan.spawn.take();
         put_in_flight(owner, run_cx, spawn, local_run, run, local.as_mut(), cell);
         // The report row says `Started` (with its attempts) once the launch
         // waits: a launch that ends in the poll it began in is written once,
@@ -93,17 +90,25 @@ where
                 note_started(cx, cell, took, attempt);
                 noted = true;
             }
-            let from = Instant::now();
-            cx.deadline = readiness
-                .timeout()
-                .and_then(|budget| crate::timer::after(from, budget));
-            let bound = cx.deadline.map(|until| Bound {
-                until,
-                t0: from,
-                attempt: Some(attempt),
-            });
+            let bound = {
+                let from = Instant::now();
+                cx.deadline = plan
+                    .readiness
+                    .timeout()
+                    .and_then(|budget| crate::timer::after(from, budget));
+                cx.deadline.map(|until| Bound {
+                    until,
+                    t0: from,
+                    attempt: Some(attempt),
+                })
+            };
+            // In a block: the attempt is gone before the backoff, which
+            // may then share its room in this future.
             let out = {
-                let fut = pin!(call(&cx.name, "ready", || Component::ready(c, cx)));
+                let fut = pin!(call(&cx.name, "ready", || Component::ready(
+                    owner.get(),
+                    cx
+                )));
                 let gate = Some(&cx.handle.shared.shutdown);
                 let mut fut = pin!(step(fut, gate, true, bound, run, local.as_mut(), cell));
                 poll_fn(|t| {
@@ -124,13 +129,13 @@ where
                         end: Ok(Instant::now()),
                     });
                 }
-                Ok(false) if attempt >= readiness.max_attempts() => {
+                Ok(false) if attempt >= plan.readiness.max_attempts() => {
                     let e = Error::new(ErrorKind::NotReady)
                         .with_detail(format!("not ready after {attempt} attempts"));
                     return failed(Some(took), attempt, Step::Ready, e);
                 }
                 Ok(false) => {
-                    let wait = readiness.backoff_policy().delay(attempt);
+                    let wait = plan.readiness.backoff_policy().delay(attempt);
                     let name = &cx.name;
                     event!(debug, { component = name, step = Step::Ready }, "`{name}` not ready (attempt {attempt}), retrying in {wait:?}");
                     if !noted {
@@ -151,6 +156,15 @@ where
             }
         }
     }
+}
+
+/// How a launch that failed in `step` ended.
+fn failed(start_took: Option<Duration>, attempts: u32, step: Step, e: Error) -> Option<Launched> {
+    Some(Launched {
+        start_took,
+        attempts,
+        end: Err((step, e)),
+    })
 }
 
 /// Writes a started component's report row, while its launch waits.
