@@ -135,6 +135,8 @@ const RUN_END: u8 = 4;
 const LATE: u8 = 8;
 /// The launch in flight got past its `start`.
 const STARTED: u8 = 16;
+/// The launch in flight called `start`.
+const CALLED: u8 = 32;
 
 /// Fills or empties one of [`Io`]'s slots.
 macro_rules! slot {
@@ -225,6 +227,16 @@ impl Cell {
     /// Whether the launch in flight got past its `start`; clears it.
     pub(crate) fn take_started(&self) -> bool {
         self.has.fetch_and(!STARTED, Ordering::AcqRel) & STARTED != 0
+    }
+
+    /// Marks `start` called: the launch was not given up on before.
+    pub(crate) fn set_called(&self) {
+        self.has.fetch_or(CALLED, Ordering::AcqRel);
+    }
+
+    /// Whether the launch in flight called `start`; clears it.
+    pub(crate) fn take_called(&self) -> bool {
+        self.has.fetch_and(!CALLED, Ordering::AcqRel) & CALLED != 0
     }
 
     /// Whether the cell was woken and not polled since.

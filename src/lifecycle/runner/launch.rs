@@ -322,6 +322,7 @@ impl Runner {
                 self.abandon(index);
             }
             let name = self.slots[index].name.clone();
+            let called = self.slots[index].cell.take_called();
             if l.issued && self.slots[index].cell.take_started() {
                 // Started: stopped in the drain as any started component.
                 self.started(index);
@@ -329,13 +330,14 @@ impl Runner {
                 continue;
             }
             event!(info, { component = name, step = Step::Start }, "start of `{name}` cancelled by shutdown");
-            // A relaunch whose start was never called: the component was
-            // stopped after its failure.
+            // A relaunch whose start was never called (the shutdown may
+            // have come after the launch was issued, before its first
+            // poll): the component was stopped after its failure.
             let relaunch = self.slots[index]
                 .restart
                 .as_ref()
                 .is_some_and(|r| r.restarts() > 0);
-            let state = if relaunch && !l.issued {
+            let state = if relaunch && !called {
                 ComponentState::Stopped
             } else {
                 ComponentState::Pending

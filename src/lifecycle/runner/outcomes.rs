@@ -19,7 +19,9 @@ impl Runner {
         let Done::Launch(launched) = done else {
             return Moved::No;
         };
-        if self.slots[index].cell.take_started() {
+        let cell = &self.slots[index].cell;
+        cell.take_called();
+        if cell.take_started() {
             self.started(index);
         }
         let Launched {

@@ -59,10 +59,10 @@ where
             attempt: None,
         });
         let started = {
-            let fut = pin!(call(&cx.name, "start", || Component::start(
-                owner.get(),
-                cx
-            )));
+            let fut = pin!(call(&cx.name, "start", || {
+                cell.set_called();
+                Component::start(owner.get(), cx)
+            }));
             let gate = Some(&cx.handle.shared.shutdown);
             step(fut, gate, true, bound, run, local.as_mut(), cell).await?
         };
