@@ -12,26 +12,25 @@
 //! reporting its end through a channel) runs there; `start`, `ready`,
 //! `stop` and `close` always run on the task that drives the lifecycle.
 
+mod call;
 mod launch;
 mod run;
+mod step;
 
 use std::future::{Future, poll_fn};
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
-use std::time::Instant;
+use std::task::Poll;
 
-use futures::future::{BoxFuture, FutureExt, lazy};
-use futures_timer::Delay;
+use futures::future::BoxFuture;
 
+use self::call::{Inline, Owner, call};
 use self::launch::{Plan, launch};
 use self::run::{RunSlot, local_run, poll_run};
+use self::step::{Bound, step};
 use super::cell::{Cell, Cmd, Done};
-use crate::component::{CallResult, Component, guard};
-use crate::error::{BoxError, Error, ErrorKind};
-use crate::latch::Latch;
+use crate::component::Component;
 use crate::lifecycle::options::Readiness;
-use crate::logging::in_span;
 
 /// A type-erased [`Component`] waiting to be launched.
 pub(crate) trait DynComponent: Send + Sync {
@@ -61,47 +60,6 @@ impl<C: Component> DynComponent for C {
             Box::pin(component_task(Inline(*self), cell, readiness))
         }
     }
-}
-
-/// How a component's future holds the component: in place, or shared with
-/// the task its `run` is spawned on.
-trait Owner<C>: Send + Sync + 'static {
-    fn get(&self) -> &C;
-    /// The component as a spawned `run` can hold it, if it can.
-    fn share(&self) -> Option<Arc<C>>;
-}
-
-struct Inline<C>(C);
-
-impl<C: Component> Owner<C> for Inline<C> {
-    fn get(&self) -> &C {
-        &self.0
-    }
-    fn share(&self) -> Option<Arc<C>> {
-        None
-    }
-}
-
-impl<C: Component> Owner<C> for Arc<C> {
-    fn get(&self) -> &C {
-        self
-    }
-    fn share(&self) -> Option<Arc<C>> {
-        Some(self.clone())
-    }
-}
-
-/// A user call: made on its first poll, inside the panic guard and the
-/// call's span, so nothing of it runs outside either.
-fn call<T, F>(
-    name: &str,
-    step: &'static str,
-    f: impl FnOnce() -> F,
-) -> impl Future<Output = CallResult<T>>
-where
-    F: Future<Output = Result<T, BoxError>>,
-{
-    in_span(guard(lazy(move |_| f()).flatten()), name, step)
 }
 
 /// An `async` block rather than an `async fn`, which would keep its
@@ -179,15 +137,6 @@ fn component_task<C: Component>(
     }
 }
 
-/// A call's deadline, the instant its budget is counted from, and the
-/// readiness attempt it is, if one: what its timeout error says.
-#[derive(Clone, Copy)]
-struct Bound {
-    until: Instant,
-    t0: Instant,
-    attempt: Option<u32>,
-}
-
 /// Returns `Pending` once, waking itself.
 async fn yield_once() {
     let mut yielded = false;
@@ -201,102 +150,6 @@ async fn yield_once() {
         }
     })
     .await;
-}
-
-/// Drives one call while `run` keeps being polled. `None` if the runner
-/// gave up on the call (it is dropped without another poll). A `launching`
-/// call is not polled in the poll that ends `run`. Once `gate`
-/// is set (the shutdown for a launch call, the force for `stop`) the call
-/// is not polled again: the runner gives up on it when it sees the same
-/// flag. With a `bound` (a deadline and the instant its budget is counted
-/// from), the call times out past it; a deadline already past still polls
-/// it once.
-fn step<'a, T, F, R>(
-    fut: Pin<&'a mut F>,
-    gate: Option<&'a Latch>,
-    launching: bool,
-    bound: Option<Bound>,
-    run: &'a mut RunSlot,
-    local: Pin<&'a mut Option<R>>,
-    cell: &'a Cell,
-) -> Step<'a, F, R>
-where
-    F: Future<Output = CallResult<T>>,
-    R: Future<Output = CallResult<()>>,
-{
-    Step {
-        fut,
-        gate,
-        launching,
-        bound,
-        run,
-        local,
-        cell,
-        timer: None,
-    }
-}
-
-/// The future of [`step`]: a plain struct, smaller than an `async fn`
-/// that would keep its arguments and the closure borrowing them.
-struct Step<'a, F, R> {
-    fut: Pin<&'a mut F>,
-    gate: Option<&'a Latch>,
-    launching: bool,
-    bound: Option<Bound>,
-    run: &'a mut RunSlot,
-    local: Pin<&'a mut Option<R>>,
-    cell: &'a Cell,
-    /// Most calls finish on their first poll: a timer only for one that
-    /// does not.
-    timer: Option<Delay>,
-}
-
-impl<T, F, R> Future for Step<'_, F, R>
-where
-    F: Future<Output = CallResult<T>>,
-    R: Future<Output = CallResult<()>>,
-{
-    type Output = Option<CallResult<T>>;
-
-    fn poll(self: Pin<&mut Self>, t: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        // Every field is a reference, a pinned reference or `Unpin`.
-        let this = self.get_mut();
-        if this.cell.take_cmd().is_some() {
-            return Poll::Ready(None);
-        }
-        if poll_run(this.run, this.local.as_mut(), this.cell, t) && this.launching {
-            // Let the runner see that `run` ended (which fails a launch)
-            // before the call goes on.
-            t.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        if this.gate.is_some_and(Latch::is_set) {
-            return Poll::Pending;
-        }
-        if let Poll::Ready(out) = this.fut.as_mut().poll(t) {
-            return Poll::Ready(Some(out));
-        }
-        if let Some(bound) = this.bound {
-            let now = Instant::now();
-            let timer = match bound.until.checked_duration_since(now) {
-                Some(left) if !left.is_zero() => this.timer.get_or_insert_with(|| Delay::new(left)),
-                _ => return Poll::Ready(Some(Err(timed_out(bound)))),
-            };
-            if timer.poll_unpin(t).is_ready() {
-                return Poll::Ready(Some(Err(timed_out(bound))));
-            }
-        }
-        Poll::Pending
-    }
-}
-
-fn timed_out(bound: Bound) -> Error {
-    let e = Error::new(ErrorKind::TimedOut)
-        .with_budget(bound.until.saturating_duration_since(bound.t0));
-    match bound.attempt {
-        Some(attempt) => e.with_detail(format!("attempt {attempt}")),
-        None => e,
-    }
 }
 
 #[cfg(test)]

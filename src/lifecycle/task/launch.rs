@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use super::call::{Owner, call};
 use super::run::{RunSlot, put_in_flight};
-use super::{Bound, Owner, call, step};
+use super::step::{Bound, step};
 use crate::component::{CallResult, Component};
 use crate::context::Context;
 use crate::error::{Error, ErrorKind};

@@ -11,7 +11,7 @@ use std::task::{Context as TaskContext, Poll};
 use futures::channel::oneshot;
 use futures::future::{Aborted, BoxFuture, FutureExt};
 
-use super::{Owner, call};
+use super::call::{Owner, call};
 use crate::component::{CallResult, Component};
 use crate::context::Context;
 use crate::latch::{Abortable, Latch};
