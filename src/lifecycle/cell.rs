@@ -11,14 +11,16 @@ use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Wake;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::{Aborted, BoxFuture};
 use futures::task::AtomicWaker;
 
 use crate::component::CallResult;
 use crate::context::Context;
+use crate::error::Error;
 use crate::latch::{Host, LatchState, lock};
+use crate::phase::Step;
 
 /// Puts a component's `run` on a task of the user's executor.
 #[derive(Clone)]
@@ -32,14 +34,18 @@ impl fmt::Debug for Spawner {
 
 /// What the runner tells a component's future to do.
 pub(crate) enum Cmd {
-    /// Call `start`.
-    Start(Context),
-    /// Call `ready` once (one readiness attempt).
-    Ready(Context),
-    /// Put `run` in flight: polled by the component's future, or on a task
-    /// of its own through the spawner, with the flag that tells whether
-    /// that task is inside a poll of it.
-    Run(Context, Option<(Spawner, Arc<AtomicBool>)>),
+    /// Launch the component: call `start` (within the context's deadline,
+    /// counted from `t0`), put `run` in flight once it returned (polled by
+    /// the component's future, or on a task of its own through the
+    /// spawner, with the flag that tells whether that task is inside a
+    /// poll of it), then ask `ready` as the component's readiness policy
+    /// says, attempt after attempt. Only the end of the whole launch is
+    /// reported.
+    Launch {
+        cx: Context,
+        t0: Instant,
+        spawn: Option<(Spawner, Arc<AtomicBool>)>,
+    },
     /// Call `stop`.
     Stop(Context),
     /// Call `close`, bounded by `until` (a budget counted from `t0`).
@@ -55,7 +61,18 @@ pub(crate) enum Cmd {
 /// How a call ended.
 pub(crate) enum Done {
     Unit(CallResult<()>),
-    Ready(CallResult<bool>),
+    Launch(Launched),
+}
+
+/// How a launch ended.
+pub(crate) struct Launched {
+    /// How long `start` took, if it returned `Ok`.
+    pub(crate) start_took: Option<Duration>,
+    /// The readiness attempts made (the one in flight included).
+    pub(crate) attempts: u32,
+    /// When the component was ready, or the step its launch failed in and
+    /// why.
+    pub(crate) end: Result<Instant, (Step, Error)>,
 }
 
 /// How a component's `run` ended.
@@ -87,6 +104,14 @@ impl ReadyQueue {
         std::mem::swap(&mut *lock(&self.woken), batch);
     }
 
+    /// Puts back cells taken and not polled: they are still marked
+    /// queued, so nothing else puts them back.
+    pub(crate) fn requeue(&self, cells: &[usize]) {
+        if !cells.is_empty() {
+            lock(&self.woken).extend_from_slice(cells);
+        }
+    }
+
     /// Whether a cell was woken since the last [`ReadyQueue::take`].
     pub(crate) fn is_empty(&self) -> bool {
         lock(&self.woken).is_empty()
@@ -108,6 +133,8 @@ const RUN_END: u8 = 4;
 /// `run` ended after a call's end was put, in the same poll: the runner
 /// must read the call's end first.
 const LATE: u8 = 8;
+/// The launch in flight got past its `start`.
+const STARTED: u8 = 16;
 
 /// Fills or empties one of [`Io`]'s slots.
 macro_rules! slot {
@@ -160,6 +187,11 @@ impl Cell {
         }
     }
 
+    /// The component's index: its report row's.
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
     slot!(put_cmd, take_cmd, cmd, CMD, Cmd);
     slot!(put_done, take_done, done, DONE, Done);
 
@@ -185,10 +217,14 @@ impl Cell {
         has & LATE != 0 && has & DONE != 0
     }
 
-    /// Whether the command waiting to be taken is a readiness attempt.
-    pub(crate) fn has_readiness_cmd(&self) -> bool {
-        self.has.load(Ordering::Acquire) & CMD != 0
-            && matches!(lock(&self.io).cmd, Some(Cmd::Ready(_)))
+    /// Marks the component started: its launch's `start` returned `Ok`.
+    pub(crate) fn set_started(&self) {
+        self.has.fetch_or(STARTED, Ordering::AcqRel);
+    }
+
+    /// Whether the launch in flight got past its `start`; clears it.
+    pub(crate) fn take_started(&self) -> bool {
+        self.has.fetch_and(!STARTED, Ordering::AcqRel) & STARTED != 0
     }
 
     /// Whether the cell was woken and not polled since.

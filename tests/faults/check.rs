@@ -168,7 +168,7 @@ pub fn check(sc: &Scenario, out: &Outcome) -> Vec<Violation> {
             .last()
             .is_some_and(|l| restart_granted(out, name, l))
     };
-    check_graph(sc, ev, &t, &deps, &restart_cancelled, &mut fail);
+    check_graph(sc, ev, &t, &deps, restart_cancelled, &mut fail);
     check_restarts(sc, ev, &t, &mut fail);
     check_restart_report(sc, out, &t, &mut fail);
     let starts = &t.starts;

@@ -43,11 +43,17 @@ impl Runner {
         self.flush_deferred();
         let mut batch = std::mem::take(&mut self.batch);
         self.queue.take(cx.waker(), &mut batch);
-        for &index in &batch {
+        for (k, &index) in batch.iter().enumerate() {
             // A cell polled since it was queued (by a command) has nothing
             // new; it may be queued again by now, and is polled then.
             if self.slots[index].cell.is_queued() {
                 let _ = self.poll_cell(index);
+                // A call's end is read before any other cell is polled, so
+                // errors keep the order they happened in: the rest wait.
+                if self.slots[index].cell.has_done() {
+                    self.queue.requeue(&batch[k + 1..]);
+                    break;
+                }
             }
         }
         self.batch = batch;
@@ -69,15 +75,14 @@ impl Runner {
     }
 
     /// Tells a component's future what to do, and polls it at once. A
-    /// future that first has the end of its `run` to report (it does not go
-    /// on in the poll that ends `run`) is polled again, still now.
+    /// future that first has the end of its `run` to report (a launch does
+    /// not go on in the poll that ends `run`) is polled again, still now,
+    /// unless its call already ended.
     pub(super) fn command(&mut self, index: usize, cmd: Cmd) {
         self.slots[index].cell.put_cmd(cmd);
         // `run` ends once: a second poll at most.
-        for _ in 0..2 {
-            if !self.poll_cell(index) {
-                break;
-            }
+        if self.poll_cell(index) && !self.slots[index].cell.has_done() {
+            self.poll_cell(index);
         }
     }
 
@@ -112,14 +117,6 @@ impl Runner {
 pub(super) fn unit(done: Done) -> CallResult<()> {
     match done {
         Done::Unit(out) => out,
-        Done::Ready(out) => out.map(drop),
-    }
-}
-
-/// The result of a readiness attempt.
-pub(super) fn readiness(done: Done) -> CallResult<bool> {
-    match done {
-        Done::Ready(out) => out,
-        Done::Unit(out) => out.map(|()| true),
+        Done::Launch(l) => l.end.map(drop).map_err(|(_, e)| e),
     }
 }

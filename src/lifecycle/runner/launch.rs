@@ -11,6 +11,7 @@
 //! else launches beside it.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,6 @@ use futures_timer::Delay;
 use super::drive::Interrupt;
 use super::shutdown::InFlight;
 use super::{Runner, Slot, deadline_after};
-use crate::error::{Error, ErrorKind};
 use crate::graph::Graph;
 use crate::latch::{Latch, lock};
 use crate::lifecycle::cell::{Cell, Cmd};
@@ -56,11 +56,8 @@ pub(super) struct Restarting {
 
 #[derive(Clone, Copy)]
 pub(super) enum LaunchStep {
-    Start,
-    /// Readiness attempt number `attempt`.
-    Ready(u32),
-    /// Waiting before the attempt after `attempt`.
-    Backoff(u32),
+    /// Its launch: `start`, then readiness, walked by its own future.
+    Launch,
     /// A restart: its `stop` call (its `run` failed).
     Restop,
     /// A restart: its `close`, the stop having overrun.
@@ -124,7 +121,10 @@ impl Runner {
             name: reg.name,
             options: reg.options,
             stop: Latch::hosted(cell.clone()),
-            task: Some(reg.component.launch(cell.clone(), spawned)),
+            task: Some(
+                reg.component
+                    .launch(cell.clone(), spawned, reg.options.readiness),
+            ),
             waker: Waker::from(cell.clone()),
             cell,
             run_aborted: false,
@@ -220,14 +220,14 @@ impl Runner {
     /// is issued.
     fn start_step(&mut self, index: usize) -> Launching {
         let t0 = self.now();
-        Launching::new(index, t0, LaunchStep::Start, None)
+        Launching::new(index, t0, LaunchStep::Launch, None)
     }
 
-    /// Issues a component's `start`: a new life, whose report stamps
+    /// Issues a component's launch: a new life, whose report stamps
     /// replace those of the life before (its failures stay). Not issued,
     /// and handed back to the graph, if a dependency stopped being ready
     /// since the graph let it start.
-    fn issue_start(&mut self, l: &mut Launching) -> bool {
+    fn issue_launch(&mut self, l: &mut Launching) -> bool {
         let index = l.index;
         if self.restarted
             && !lock(&self.handle.shared.state)
@@ -253,7 +253,16 @@ impl Runner {
             r.close_took = None;
         });
         l.t0 = t0;
-        l.deadline = deadline_after(t0, self.slots[index].options.start_timeout);
+        l.issued = true;
+        let slot = &self.slots[index];
+        let deadline = deadline_after(t0, slot.options.start_timeout);
+        let spawn = self.config.spawner.clone().map(|spawner| {
+            let busy = Arc::new(AtomicBool::new(false));
+            self.slots[index].busy = Some(busy.clone());
+            (spawner, busy)
+        });
+        let cx = self.context(index, deadline);
+        self.command(index, Cmd::Launch { cx, t0, spawn });
         true
     }
 
@@ -261,22 +270,16 @@ impl Runner {
     fn advance(&mut self, l: &mut Launching, cx: &mut TaskContext<'_>) -> Moved {
         let index = l.index;
         match l.step {
-            LaunchStep::Start | LaunchStep::Ready(_) if !l.issued => {
+            LaunchStep::Launch if !l.issued => {
                 // The end of a `run` held back behind a call's end comes
                 // before the next call.
                 self.flush_deferred();
                 if self.handle.shared.shutdown.is_set() {
                     return Moved::No;
                 }
-                if matches!(l.step, LaunchStep::Start) && !self.issue_start(l) {
+                if !self.issue_launch(l) {
                     return Moved::Done;
                 }
-                l.issued = true;
-                let cmd = match l.step {
-                    LaunchStep::Start => Cmd::Start(self.context(index, l.deadline)),
-                    _ => Cmd::Ready(self.context(index, l.deadline)),
-                };
-                self.command(index, cmd);
                 match self.advance(l, cx) {
                     Moved::No => Moved::On,
                     moved => moved,
@@ -285,37 +288,10 @@ impl Runner {
             LaunchStep::Restop | LaunchStep::Reclose | LaunchStep::Rewait => {
                 self.advance_restart(l, cx)
             }
-            LaunchStep::Backoff(attempt) => {
-                if !l.expired(cx) {
-                    return Moved::No;
-                }
-                self.next_attempt(l, attempt + 1);
-                Moved::On
-            }
-            LaunchStep::Start | LaunchStep::Ready(_) => {
-                if let Some(done) = self.slots[index].cell.take_done() {
-                    return self.call_ended(l, done);
-                }
-                if !l.expired(cx) {
-                    return Moved::No;
-                }
-                self.abandon(index);
-                let e = Error::new(ErrorKind::TimedOut);
-                match l.step {
-                    LaunchStep::Ready(attempt) => {
-                        let budget = self.slots[index].options.readiness.timeout();
-                        let e = e
-                            .with_budget(budget.unwrap_or_default())
-                            .with_detail(format!("attempt {attempt}"));
-                        self.fail_launch(index, e, Step::Ready);
-                    }
-                    _ => {
-                        let budget = self.slots[index].options.start_timeout;
-                        self.start_failed(index, e.with_budget(budget.unwrap_or_default()));
-                    }
-                }
-                Moved::Done
-            }
+            LaunchStep::Launch => match self.slots[index].cell.take_done() {
+                Some(done) => self.launch_ended(l, done),
+                None => Moved::No,
+            },
         }
     }
 
@@ -337,45 +313,38 @@ impl Runner {
             } else {
                 None
             };
-            let step = match done {
-                // Started: its first readiness attempt is never made.
-                Some(done) => match self.call_ended(&mut l, done) {
-                    Moved::On => l.step,
-                    _ => continue,
-                },
-                None => {
-                    if l.issued {
-                        self.abandon(index);
-                    }
-                    l.step
-                }
-            };
-            let name = self.slots[index].name.clone();
-            match step {
-                LaunchStep::Start => {
-                    event!(info, { component = name, step = Step::Start }, "start of `{name}` cancelled by shutdown");
-                    // A relaunch, its start called or not: the component
-                    // ran, and was stopped after its failure.
-                    let relaunch = self.slots[index]
-                        .restart
-                        .as_ref()
-                        .is_some_and(|r| r.restarts() > 0);
-                    let state = if relaunch {
-                        ComponentState::Stopped
-                    } else {
-                        ComponentState::Pending
-                    };
-                    self.update(index, |r| r.state = state);
-                    self.slots[index].stopping = true;
-                    lock(&self.handle.shared.state)
-                        .graph
-                        .set_stopped(index as u32);
-                }
-                LaunchStep::Ready(_) => {
-                    event!(info, { component = name, step = Step::Ready }, "readiness wait of `{name}` cancelled by shutdown");
-                }
-                _ => {}
+            if let Some(done) = done {
+                // Ended before the runner saw the shutdown: it counts.
+                self.launch_ended(&mut l, done);
+                continue;
             }
+            if l.issued {
+                self.abandon(index);
+            }
+            let name = self.slots[index].name.clone();
+            if l.issued && self.slots[index].cell.take_started() {
+                // Started: stopped in the drain as any started component.
+                self.started(index);
+                event!(info, { component = name, step = Step::Ready }, "readiness wait of `{name}` cancelled by shutdown");
+                continue;
+            }
+            event!(info, { component = name, step = Step::Start }, "start of `{name}` cancelled by shutdown");
+            // A relaunch, its start called or not: the component ran,
+            // and was stopped after its failure.
+            let relaunch = self.slots[index]
+                .restart
+                .as_ref()
+                .is_some_and(|r| r.restarts() > 0);
+            let state = if relaunch {
+                ComponentState::Stopped
+            } else {
+                ComponentState::Pending
+            };
+            self.update(index, |r| r.state = state);
+            self.slots[index].stopping = true;
+            lock(&self.handle.shared.state)
+                .graph
+                .set_stopped(index as u32);
         }
         let never = std::mem::take(&mut self.startable);
         if !never.is_empty() {

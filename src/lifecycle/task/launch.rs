@@ -1,0 +1,180 @@
+//! A component's launch, walked by its own future on one command: `start`
+//! within its timeout, `run` put in flight once it returned, then the
+//! readiness attempts, each within its timeout, with the backoff between
+//! them. Only the end of the whole launch goes back to the runner: ready,
+//! or the step it failed in and why.
+
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use super::call::{Owner, call};
+use super::run::{RunSlot, put_in_flight};
+use super::step::{Bound, step};
+use crate::component::{CallResult, Component};
+use crate::context::Context;
+use crate::error::{Error, ErrorKind};
+use crate::latch::lock;
+use crate::lifecycle::cell::{Cell, Launched, Spawner};
+use crate::lifecycle::options::Readiness;
+use crate::logging::{event, ms};
+use crate::phase::Step;
+use crate::report::ComponentState;
+
+/// What a launch is given besides its context (whose deadline is
+/// `start`'s): the instant `start` was issued, the readiness policy and
+/// where `run` goes.
+pub(super) struct Plan<'a> {
+    pub(super) t0: Instant,
+    pub(super) readiness: &'a Readiness,
+    pub(super) spawn: Option<(Spawner, Arc<AtomicBool>)>,
+}
+
+/// Walks a component's launch. `None` if the runner gave up on it (the
+/// call in flight is dropped without another poll).
+///
+/// An `async` block rather than an `async fn`, which would keep its
+/// arguments twice; the plan is read in place, not taken apart, and no
+/// instant but `start`'s duration is kept across a wait: this future
+/// sizes the component's.
+#[allow(clippy::manual_async_fn)]
+pub(super) fn launch<'a, C, R>(
+    owner: &'a impl Owner<C>,
+    cx: &'a mut Context,
+    mut plan: Plan<'a>,
+    local_run: impl FnOnce(Context) -> R + 'a,
+    run: &'a mut RunSlot,
+    mut local: Pin<&'a mut Option<R>>,
+    cell: &'a Cell,
+) -> impl Future<Output = Option<Launched>> + 'a
+where
+    C: Component,
+    R: Future<Output = CallResult<()>> + 'a,
+{
+    async move {
+        let bound = cx.deadline.map(|until| Bound {
+            until,
+            t0: plan.t0,
+            attempt: None,
+        });
+        let started = {
+            let fut = pin!(call(&cx.name, "start", || Component::start(
+                owner.get(),
+                cx
+            )));
+            let gate = Some(&cx.handle.shared.shutdown);
+            step(fut, gate, true, bound, run, local.as_mut(), cell).await?
+        };
+        // Taken apart at once: nothing of it stays in this future.
+        if let Err(e) = started {
+            return failed(None, 0, Step::Start, e);
+        }
+        let took = Instant::now().saturating_duration_since(plan.t0);
+        {
+            let name = &cx.name;
+            event!(info, { component = name, step = Step::Start, elapsed_ms = ms(took) }, "started `{name}` in {took:?}");
+        }
+        cell.set_started();
+        let mut run_cx = cx.clone();
+        run_cx.deadline = None;
+        let spawn = plan.spawn.take();
+        put_in_flight(owner, run_cx, spawn, local_run, run, local.as_mut(), cell);
+        // The report row says `Started` (with its attempts) once the launch
+        // waits: a launch that ends in the poll it began in is written once,
+        // by the runner.
+        let mut noted = false;
+        let mut attempt = 1;
+        loop {
+            if attempt > 1 {
+                note_started(cx, cell, took, attempt);
+                noted = true;
+            }
+            let bound = {
+                let from = Instant::now();
+                cx.deadline = plan
+                    .readiness
+                    .timeout()
+                    .and_then(|budget| crate::timer::after(from, budget));
+                cx.deadline.map(|until| Bound {
+                    until,
+                    t0: from,
+                    attempt: Some(attempt),
+                })
+            };
+            // In a block: the attempt is gone before the backoff, which
+            // may then share its room in this future.
+            let out = {
+                let fut = pin!(call(&cx.name, "ready", || Component::ready(
+                    owner.get(),
+                    cx
+                )));
+                let gate = Some(&cx.handle.shared.shutdown);
+                let mut fut = pin!(step(fut, gate, true, bound, run, local.as_mut(), cell));
+                poll_fn(|t| {
+                    let p = fut.as_mut().poll(t);
+                    if p.is_pending() && !noted {
+                        noted = true;
+                        note_started(cx, cell, took, attempt);
+                    }
+                    p
+                })
+                .await?
+            };
+            match out {
+                Ok(true) => {
+                    return Some(Launched {
+                        start_took: Some(took),
+                        attempts: attempt,
+                        end: Ok(Instant::now()),
+                    });
+                }
+                Ok(false) if attempt >= plan.readiness.max_attempts() => {
+                    let e = Error::new(ErrorKind::NotReady)
+                        .with_detail(format!("not ready after {attempt} attempts"));
+                    return failed(Some(took), attempt, Step::Ready, e);
+                }
+                Ok(false) => {
+                    let wait = plan.readiness.backoff_policy().delay(attempt);
+                    let name = &cx.name;
+                    event!(debug, { component = name, step = Step::Ready }, "`{name}` not ready (attempt {attempt}), retrying in {wait:?}");
+                    if !noted {
+                        noted = true;
+                        note_started(cx, cell, took, attempt);
+                    }
+                    if !wait.is_zero() {
+                        let fut = pin!(async {
+                            crate::timer::sleep(wait).await;
+                            Ok::<_, Error>(())
+                        });
+                        let gate = Some(&cx.handle.shared.shutdown);
+                        let _slept = step(fut, gate, true, None, run, local.as_mut(), cell).await?;
+                    }
+                    attempt += 1;
+                }
+                Err(e) => return failed(Some(took), attempt, Step::Ready, e),
+            }
+        }
+    }
+}
+
+/// How a launch that failed in `step` ended.
+fn failed(start_took: Option<Duration>, attempts: u32, step: Step, e: Error) -> Option<Launched> {
+    Some(Launched {
+        start_took,
+        attempts,
+        end: Err((step, e)),
+    })
+}
+
+/// Writes a started component's report row, while its launch waits.
+fn note_started(cx: &Context, cell: &Cell, took: Duration, attempts: u32) {
+    if let Some(r) = lock(&cx.handle.shared.state).records.get_mut(cell.index()) {
+        if r.state != ComponentState::Failed {
+            r.state = ComponentState::Started;
+        }
+        r.start_took = Some(took);
+        r.attempts = attempts;
+    }
+}
