@@ -21,13 +21,7 @@ impl fmt::Display for Ms {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let width = self
-            .components
-            .iter()
-            .map(|c| c.name.chars().count())
-            .chain(Some(9))
-            .max()
-            .unwrap_or(9);
+        let width = widest(self.components.iter().map(|c| c.name.chars().count()), 9);
         writeln!(
             f,
             "lifecycle {} after {:.1} ms{}",
@@ -45,13 +39,7 @@ impl fmt::Display for Report {
         )?;
         // `restarting` is longer than the other states: only a report taken
         // during a restart needs the wider column.
-        let state_width = self
-            .components
-            .iter()
-            .map(|c| c.state.as_str().len())
-            .chain(Some(8))
-            .max()
-            .unwrap_or(8);
+        let state_width = widest(self.components.iter().map(|c| c.state.as_str().len()), 8);
         writeln!(
             f,
             "{:<width$}  {:<state_width$}  {:>9} {:>8}  {:>9} {:>4}  {:>9} {:>8}  {:>9} {:>8}",
@@ -100,4 +88,9 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+/// A column's width: its widest cell, and at least `heading`'s.
+fn widest(cells: impl Iterator<Item = usize>, heading: usize) -> usize {
+    cells.fold(heading, usize::max)
 }
