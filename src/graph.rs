@@ -31,8 +31,6 @@
 
 use std::collections::VecDeque;
 
-use crate::error::Error;
-
 /// "No cell": the end of a dependents list.
 const END: u32 = u32::MAX;
 /// A dependency list length meaning "the node registered just before".
@@ -123,247 +121,6 @@ impl Graph {
         self.shapes.len() as u32
     }
 
-    /// Adds a node, to be linked by the next [`link`](Graph::link): with
-    /// `None`, it depends on the node added just before it (none for the
-    /// first); with `Some(names)`, on those (none for an empty list;
-    /// duplicates count once).
-    pub(crate) fn add<S: AsRef<str>>(&mut self, deps: Option<&[S]>) -> u32 {
-        let node = self.len();
-        let len = match deps {
-            None => PREVIOUS,
-            Some(names) => {
-                let start = self.name_ends.len();
-                for name in names {
-                    self.pending_names.push_str(name.as_ref());
-                    self.name_ends.push(self.pending_names.len());
-                }
-                if !names.is_empty() {
-                    let ends = start..self.name_ends.len();
-                    self.pending.push(Pending { node, ends });
-                }
-                0
-            }
-        };
-        self.shapes.push(Shape {
-            at: self.deps.len() as u32,
-            len,
-            dependents: END,
-        });
-        self.live.push(Live {
-            state: State::Waiting,
-            unready_deps: 0,
-            holders: 0,
-        });
-        node
-    }
-
-    /// Links the nodes added since the last call: resolves their
-    /// dependency names with `lookup` (a name's node, which may be in this
-    /// batch), and queues those whose dependencies are all ready (none
-    /// once shutdown began: the engine refuses such registrations anyway).
-    ///
-    /// # Errors
-    ///
-    /// A name `lookup` does not know, or a cycle: a `Config` error naming
-    /// the component (through `name_at`) and the unknown name or the whole
-    /// cycle. The batch's nodes are then removed, as if never added.
-    pub(crate) fn link<'n>(
-        &mut self,
-        lookup: impl Fn(&str) -> Option<u32>,
-        name_at: impl Fn(u32) -> &'n str,
-    ) -> Result<(), Error> {
-        // Only resolving grows `deps`: what it holds now is what stays.
-        let deps_before = self.deps.len();
-        // Without named dependencies the batch only adds to the chain,
-        // which closes no cycle.
-        let named = !self.pending.is_empty();
-        let result = self.resolve(&lookup, &name_at).and_then(|()| {
-            match if named { self.find_cycle() } else { None } {
-                None => Ok(()),
-                Some(cycle) => Err(link::cycle_error(&cycle, &name_at)),
-            }
-        });
-        self.pending.clear();
-        self.pending_names.clear();
-        self.name_ends.clear();
-        if result.is_err() {
-            let first = self.linked as usize;
-            self.deps.truncate(deps_before);
-            self.shapes.truncate(first);
-            self.live.truncate(first);
-            return result;
-        }
-        for node in self.linked..self.len() {
-            let named = self.shapes[node as usize].len != PREVIOUS;
-            let mut unready = 0;
-            for k in 0..self.dep_count(node) {
-                self.step();
-                let dep = self.dep_at(node, k);
-                if named {
-                    let s = &mut self.shapes[dep as usize];
-                    self.links.push(Link {
-                        dependent: node,
-                        next: s.dependents,
-                    });
-                    s.dependents = (self.links.len() - 1) as u32;
-                }
-                unready += u32::from(self.live[dep as usize].state != State::Ready);
-            }
-            self.live[node as usize].unready_deps = unready;
-            if unready == 0 && !self.shutting_down {
-                self.startable.push_back(node);
-            }
-        }
-        self.linked = self.len();
-        Ok(())
-    }
-
-    /// The next node that may start: every dependency is ready. The caller
-    /// must start it and report [`set_ready`](Graph::set_ready) or
-    /// [`set_stopped`](Graph::set_stopped).
-    pub(crate) fn next_startable(&mut self) -> Option<u32> {
-        // An entry goes stale when a dependency stops being ready after it
-        // was queued (a restart); it is queued again once that is ready.
-        let node = loop {
-            let node = self.startable.pop_front()?;
-            let l = self.live[node as usize];
-            if l.state == State::Waiting && l.unready_deps == 0 {
-                break node;
-            }
-        };
-        self.live[node as usize].state = State::Started;
-        for k in 0..self.dep_count(node) {
-            self.step();
-            let dep = self.dep_at(node, k);
-            self.live[dep as usize].holders += 1;
-        }
-        Some(node)
-    }
-
-    /// `node` is ready: its dependents whose dependencies are now all ready
-    /// are queued to start. Ignored unless `node` was started and not
-    /// ready, so that a readiness landing late (queued to stop, stopped)
-    /// changes nothing.
-    pub(crate) fn set_ready(&mut self, node: u32) {
-        if self.live[node as usize].state != State::Started {
-            return;
-        }
-        self.live[node as usize].state = State::Ready;
-        for d in dependents_of(&self.shapes, &self.links, self.linked, node) {
-            self.step();
-            let l = &mut self.live[d as usize];
-            l.unready_deps -= 1;
-            if l.unready_deps == 0 && l.state == State::Waiting && !self.shutting_down {
-                self.startable.push_back(d);
-            }
-        }
-    }
-
-    /// `node` is not ready any more, as while it restarts: its dependents
-    /// keep running, those not yet started wait for it again. Ignored
-    /// unless `node` was ready.
-    pub(crate) fn set_unready(&mut self, node: u32) {
-        if self.live[node as usize].state != State::Ready {
-            return;
-        }
-        self.live[node as usize].state = State::Started;
-        for d in dependents_of(&self.shapes, &self.links, self.linked, node) {
-            self.step();
-            self.live[d as usize].unready_deps += 1;
-        }
-    }
-
-    /// Whether `node`, handed out to start, may still start: every
-    /// dependency is ready. If not (one began a restart since), it goes
-    /// back to waiting, holds its dependencies no more, and is queued again
-    /// once they are all ready.
-    pub(crate) fn still_startable(&mut self, node: u32) -> bool {
-        let l = self.live[node as usize];
-        if l.state != State::Started || l.unready_deps == 0 {
-            return true;
-        }
-        self.unstart(node);
-        false
-    }
-
-    /// `node`, started and stopped for a restart, is to start again: it
-    /// waits for its dependencies like a node never started, and is queued
-    /// at once if they are all ready. Ignored unless `node` was started and
-    /// not ready.
-    pub(crate) fn restart(&mut self, node: u32) {
-        if self.live[node as usize].state != State::Started {
-            return;
-        }
-        self.unstart(node);
-        if self.live[node as usize].unready_deps == 0 && !self.shutting_down {
-            self.startable.push_back(node);
-        }
-    }
-
-    /// A started node goes back to waiting: it holds its dependencies no
-    /// more.
-    fn unstart(&mut self, node: u32) {
-        self.live[node as usize].state = State::Waiting;
-        for k in 0..self.dep_count(node) {
-            self.step();
-            let dep = self.dep_at(node, k);
-            self.live[dep as usize].holders -= 1;
-        }
-    }
-
-    /// Nothing starts any more; started nodes stop in reverse dependency
-    /// order from now on. Queued starts are dropped: never started.
-    pub(crate) fn begin_shutdown(&mut self) {
-        self.shutting_down = true;
-        self.startable.clear();
-        for node in (0..self.linked).rev() {
-            self.step();
-            self.queue_stop_if_free(node);
-        }
-    }
-
-    /// The next started node that may stop: every node that depends on it
-    /// has stopped. The caller must stop it and report
-    /// [`set_stopped`](Graph::set_stopped).
-    pub(crate) fn next_stoppable(&mut self) -> Option<u32> {
-        // Skips a node reported stopped while it was queued.
-        loop {
-            let node = self.stoppable.pop_front()?;
-            if self.live[node as usize].state == State::Stopping {
-                return Some(node);
-            }
-        }
-    }
-
-    /// `node` has stopped, or its start failed: it holds its dependencies
-    /// no more; during shutdown, those now free are queued to stop.
-    /// Ignored unless `node` was started and not stopped, so that a second
-    /// report changes nothing.
-    pub(crate) fn set_stopped(&mut self, node: u32) {
-        if !self.live[node as usize].state.holds() {
-            return;
-        }
-        // Not ready any more: what has not started waits for it.
-        self.set_unready(node);
-        self.live[node as usize].state = State::Stopped;
-        for k in 0..self.dep_count(node) {
-            self.step();
-            let dep = self.dep_at(node, k);
-            self.live[dep as usize].holders -= 1;
-            if self.shutting_down {
-                self.queue_stop_if_free(dep);
-            }
-        }
-    }
-
-    fn queue_stop_if_free(&mut self, node: u32) {
-        let l = &mut self.live[node as usize];
-        if l.holders == 0 && matches!(l.state, State::Started | State::Ready) {
-            l.state = State::Stopping;
-            self.stoppable.push_back(node);
-        }
-    }
-
     /// The nodes `node` depends on, in the order named, for the report.
     pub(crate) fn dependencies(&self, node: u32) -> impl Iterator<Item = u32> + '_ {
         (0..self.dep_count(node)).map(move |k| self.dep_at(node, k))
@@ -425,8 +182,13 @@ fn dependents_of<'g>(
 }
 
 mod link;
+mod start;
+mod stop;
+
 #[cfg(test)]
 mod model_tests;
+#[cfg(test)]
+mod overlap_tests;
 #[cfg(test)]
 mod scaling_tests;
 #[cfg(test)]

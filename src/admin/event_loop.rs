@@ -12,14 +12,16 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::channel::mpsc::UnboundedSender;
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
+mod accept;
 mod answers;
 mod deadlines;
 mod limits;
+mod read;
 
-use super::conn::{self, Conn, Io, Parse, Request, State};
+use super::conn::{Conn, State};
 use super::options::AdminOptions;
 use super::shared::{Job, Shared};
 use crate::health::Probes;
@@ -32,19 +34,6 @@ pub(super) const WAKER: Token = Token(usize::MAX - 1);
 const LINGER: Duration = Duration::from_millis(500);
 /// Once the server stops, how long any connection may still take.
 const STOP_GRACE: Duration = Duration::from_secs(1);
-/// After a failed `accept` (out of descriptors), when to try again.
-const ACCEPT_RETRY: Duration = Duration::from_millis(10);
-/// The shortest time between two warnings about failing `accept`s.
-const ACCEPT_WARN_EVERY: Duration = Duration::from_secs(10);
-
-/// What the buffer gave.
-enum Got {
-    Refuse(u16, &'static str),
-    /// A request, and the bytes it took.
-    Request(Request, usize),
-    /// Headers announcing a body: read it.
-    Body,
-}
 
 /// What a step of a connection's state machine left it at.
 enum Step {
@@ -156,114 +145,6 @@ impl EventLoop {
         event!(target: "lameduck", debug, {}, "admin server: stopped");
     }
 
-    fn accept(&mut self) {
-        loop {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, _)) => self.admit(stream),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted
-                            | io::ErrorKind::ConnectionAborted
-                            | io::ErrorKind::ConnectionReset
-                    ) => {}
-                Err(e) => {
-                    // Out of descriptors: try again shortly rather than spin,
-                    // and say so once in a while rather than each time.
-                    let now = Instant::now();
-                    if self
-                        .accept_warned
-                        .is_none_or(|t| now - t >= ACCEPT_WARN_EVERY)
-                    {
-                        self.accept_warned = Some(now);
-                        event!(target: "lameduck", warn, { error = e }, "admin server: accept failed: {e}");
-                    }
-                    self.accept_retry = Some(now + ACCEPT_RETRY);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn admit(&mut self, stream: TcpStream) {
-        let max = self.options.max_connections;
-        if self.total >= max.saturating_mul(2) {
-            self.shed_lingering();
-        }
-        if self.active >= max {
-            self.take_replies();
-            self.settle_sent();
-        }
-        let counted = if self.active < max {
-            true
-        } else if let Some(victim) = self.victim() {
-            self.close(victim);
-            true
-        } else if self.total - self.active < max {
-            false
-        } else {
-            // Both the connections and the answers to refused ones are
-            // full: nothing more can be afforded.
-            return;
-        };
-        let slot = self.free.pop().unwrap_or_else(|| {
-            self.conns.push(None);
-            self.conns.len() - 1
-        });
-        let id = self.next_id;
-        self.next_id += 1;
-        self.conns[slot] = Some(Conn::new(stream, id, counted));
-        self.total += 1;
-        if counted {
-            self.active += 1;
-            self.enqueue(id, slot);
-            self.set_deadline(slot, self.options.header_timeout);
-        } else {
-            self.refuse(slot, 503, "503 too many connections");
-        }
-        self.shared.open.store(self.total, Ordering::Relaxed);
-        // A request already in the socket (a prober writes it right after
-        // connecting) goes to the checks first; watching the socket and
-        // setting its options happen while they run.
-        self.drive(slot);
-        self.watch(slot, id);
-    }
-
-    /// Registers a new connection with the poll (reading, and writing if a
-    /// write already found it full). Readiness that came before is reported
-    /// at registration: nothing is missed.
-    fn watch(&mut self, slot: usize, id: u64) {
-        let Some(conn) = self
-            .conns
-            .get_mut(slot)
-            .and_then(Option::as_mut)
-            .filter(|c| c.id == id)
-        else {
-            return;
-        };
-        let _ = conn.stream.set_nodelay(true);
-        let interest = if conn.writable {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        match self
-            .poll
-            .registry()
-            .register(&mut conn.stream, Token(slot), interest)
-        {
-            Ok(()) => conn.watched = true,
-            Err(e) => {
-                event!(target: "lameduck", warn, { error = e }, "admin server: cannot watch a connection: {e}");
-                self.close(slot);
-            }
-        }
-    }
-
     fn conn(&mut self, slot: usize) -> Option<&mut Conn> {
         self.conns.get_mut(slot).and_then(Option::as_mut)
     }
@@ -310,72 +191,6 @@ impl EventLoop {
                     self.close(slot);
                     return;
                 }
-            }
-        }
-    }
-
-    fn read_request(&mut self, slot: usize) -> Step {
-        let max = self.options.max_request_bytes;
-        let keep_alive = self.options.keep_alive_enabled();
-        let mut scanned = 0;
-        loop {
-            let Some(conn) = self.conn(slot) else {
-                return Step::Close;
-            };
-            let got = match conn.state {
-                State::Head if conn.buf.len() >= max || conn::may_end(&conn.buf, scanned) => {
-                    match conn::parse(&conn.buf, max, keep_alive) {
-                        Parse::Partial => None,
-                        Parse::Refuse(status, body) => Some(Got::Refuse(status, body)),
-                        Parse::Done(req) if req.body == 0 => {
-                            let len = req.len;
-                            Some(Got::Request(req, len))
-                        }
-                        Parse::Done(req) => {
-                            match req.len.checked_add(req.body).filter(|end| *end <= max) {
-                                None => Some(Got::Refuse(413, "413 content too large")),
-                                Some(end) => {
-                                    conn.state = State::Body { end };
-                                    conn.pending = Some(req);
-                                    Some(Got::Body)
-                                }
-                            }
-                        }
-                    }
-                }
-                State::Body { end } if conn.buf.len() >= end => Some(match conn.pending.take() {
-                    Some(req) => Got::Request(req, end),
-                    None => Got::Refuse(400, "400 bad request"),
-                }),
-                _ => None,
-            };
-            match got {
-                Some(Got::Refuse(status, body)) => {
-                    self.refuse(slot, status, body);
-                    return Step::Again;
-                }
-                Some(Got::Request(req, consumed)) => {
-                    self.dispatch(slot, req, consumed);
-                    return Step::Again;
-                }
-                Some(Got::Body) => {
-                    self.set_deadline(slot, self.options.body_timeout);
-                    continue;
-                }
-                None => {}
-            }
-            let Some(conn) = self.conn(slot) else {
-                return Step::Close;
-            };
-            scanned = conn.buf.len();
-            // The first byte of a keep-alive connection's next request ends
-            // its idle time and starts its header deadline.
-            let next_request = scanned == 0 && conn.served > 0;
-            match conn.fill(max) {
-                Io::Done if next_request => self.set_deadline(slot, self.options.header_timeout),
-                Io::Done => {}
-                Io::Blocked => return Step::Blocked,
-                Io::Closed => return Step::Close,
             }
         }
     }

@@ -1,15 +1,110 @@
-//! Linking a batch: resolving dependency names, refusing cycles; and
-//! undoing the link of the last node.
+//! Growing the graph: adding nodes, linking a batch (resolving dependency
+//! names, refusing cycles); and undoing the link of the last node.
 
 use std::collections::HashSet;
 
-use super::{Graph, PREVIOUS};
+use super::{END, Graph, Link, Live, PREVIOUS, Pending, Shape, State};
 use crate::error::Error;
 
 /// Up to this many names, duplicates are found by comparing each pair.
 const SMALL: usize = 16;
 
 impl Graph {
+    /// Adds a node, to be linked by the next [`link`](Graph::link): with
+    /// `None`, it depends on the node added just before it (none for the
+    /// first); with `Some(names)`, on those (none for an empty list;
+    /// duplicates count once).
+    pub(crate) fn add<S: AsRef<str>>(&mut self, deps: Option<&[S]>) -> u32 {
+        let node = self.len();
+        let len = match deps {
+            None => PREVIOUS,
+            Some(names) => {
+                let start = self.name_ends.len();
+                for name in names {
+                    self.pending_names.push_str(name.as_ref());
+                    self.name_ends.push(self.pending_names.len());
+                }
+                if !names.is_empty() {
+                    let ends = start..self.name_ends.len();
+                    self.pending.push(Pending { node, ends });
+                }
+                0
+            }
+        };
+        self.shapes.push(Shape {
+            at: self.deps.len() as u32,
+            len,
+            dependents: END,
+        });
+        self.live.push(Live {
+            state: State::Waiting,
+            unready_deps: 0,
+            holders: 0,
+        });
+        node
+    }
+
+    /// Links the nodes added since the last call: resolves their
+    /// dependency names with `lookup` (a name's node, which may be in this
+    /// batch), and queues those whose dependencies are all ready (none
+    /// once shutdown began: the engine refuses such registrations anyway).
+    ///
+    /// # Errors
+    ///
+    /// A name `lookup` does not know, or a cycle: a `Config` error naming
+    /// the component (through `name_at`) and the unknown name or the whole
+    /// cycle. The batch's nodes are then removed, as if never added.
+    pub(crate) fn link<'n>(
+        &mut self,
+        lookup: impl Fn(&str) -> Option<u32>,
+        name_at: impl Fn(u32) -> &'n str,
+    ) -> Result<(), Error> {
+        // Only resolving grows `deps`: what it holds now is what stays.
+        let deps_before = self.deps.len();
+        // Without named dependencies the batch only adds to the chain,
+        // which closes no cycle.
+        let named = !self.pending.is_empty();
+        let result = self.resolve(&lookup, &name_at).and_then(|()| {
+            match if named { self.find_cycle() } else { None } {
+                None => Ok(()),
+                Some(cycle) => Err(cycle_error(&cycle, &name_at)),
+            }
+        });
+        self.pending.clear();
+        self.pending_names.clear();
+        self.name_ends.clear();
+        if result.is_err() {
+            let first = self.linked as usize;
+            self.deps.truncate(deps_before);
+            self.shapes.truncate(first);
+            self.live.truncate(first);
+            return result;
+        }
+        for node in self.linked..self.len() {
+            let named = self.shapes[node as usize].len != PREVIOUS;
+            let mut unready = 0;
+            for k in 0..self.dep_count(node) {
+                self.step();
+                let dep = self.dep_at(node, k);
+                if named {
+                    let s = &mut self.shapes[dep as usize];
+                    self.links.push(Link {
+                        dependent: node,
+                        next: s.dependents,
+                    });
+                    s.dependents = (self.links.len() - 1) as u32;
+                }
+                unready += u32::from(self.live[dep as usize].state != State::Ready);
+            }
+            self.live[node as usize].unready_deps = unready;
+            if unready == 0 && !self.shutting_down {
+                self.startable.push_back(node);
+            }
+        }
+        self.linked = self.len();
+        Ok(())
+    }
+
     /// Removes the last node, which the last [`link`](Graph::link) linked
     /// alone and which has not started: an admission undone.
     pub(crate) fn remove_last(&mut self) {
@@ -37,7 +132,7 @@ impl Graph {
     }
 
     /// Resolves the pending names into `deps`, node by node.
-    pub(super) fn resolve<'n>(
+    fn resolve<'n>(
         &mut self,
         lookup: &impl Fn(&str) -> Option<u32>,
         name_at: &impl Fn(u32) -> &'n str,
@@ -81,7 +176,7 @@ impl Graph {
     /// A cycle among the nodes being linked, if any, each node depending
     /// on the next and the last on the first, starting from its earliest
     /// node. Depth first, without recursion: O(nodes + edges) of the batch.
-    pub(super) fn find_cycle(&self) -> Option<Vec<u32>> {
+    fn find_cycle(&self) -> Option<Vec<u32>> {
         const NEW: u8 = 0;
         const OPEN: u8 = 1;
         const DONE: u8 = 2;
@@ -129,7 +224,7 @@ impl Graph {
 }
 
 /// The error for `cycle`: `a -> b -> c -> a`, read "depends on".
-pub(super) fn cycle_error<'n>(cycle: &[u32], name_at: &impl Fn(u32) -> &'n str) -> Error {
+fn cycle_error<'n>(cycle: &[u32], name_at: &impl Fn(u32) -> &'n str) -> Error {
     let names: Vec<&str> = cycle
         .iter()
         .chain(&cycle[..1])

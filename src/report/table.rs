@@ -72,7 +72,8 @@ impl fmt::Display for Report {
         }
         // A line under the table for each component that restarted: as a
         // column it would widen a table already past 80 columns, for what
-        // most rows lack.
+        // most rows lack. One line each, whatever the error's message holds,
+        // so that a reader (or a log) can tell where each one ends.
         for c in &self.components {
             if let Some(latest) = c.failures().last() {
                 let n = c.restarts();
@@ -82,8 +83,31 @@ impl fmt::Display for Report {
                     c.name,
                     if n == 1 { "" } else { "s" },
                     latest.at.as_secs_f64() * 1000.0,
-                    latest.error
+                    OneLine(&latest.error)
                 )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A message on one line: its lines trimmed and joined with `; `, blank
+/// ones left out, any other control character escaped (`\t`).
+struct OneLine<'a>(&'a str);
+
+impl fmt::Display for OneLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines = self.0.lines().map(str::trim).filter(|l| !l.is_empty());
+        for (i, line) in lines.enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            for c in line.chars() {
+                if c.is_control() {
+                    write!(f, "{}", c.escape_default())?;
+                } else {
+                    write!(f, "{c}")?;
+                }
             }
         }
         Ok(())

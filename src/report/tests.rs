@@ -62,6 +62,28 @@ fn each_restarted_component_has_a_line_under_the_table() {
 }
 
 #[test]
+fn a_failure_over_several_lines_reads_on_one_line_under_the_table() {
+    let mut failures = Failures::default();
+    failures.push(RunFailure {
+        at: Duration::from_millis(5),
+        error:
+            "`queue` failed in run: broker gone\r\n  retried 3 times\n\n\tlast: refused\tat\r0\n"
+                .into(),
+    });
+    let mut records = vec![ComponentRecord::new("queue".into())];
+    records[0].failures = Some(Arc::new(failures));
+    let table = report_of(records).to_string();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 4, "{table}");
+    assert_eq!(
+        lines[3],
+        "queue restarted 1 time; latest failure at 5.0 ms: \
+         `queue` failed in run: broker gone; retried 3 times; last: refused\\tat\\r0",
+        "{table}"
+    );
+}
+
+#[test]
 fn a_large_report_finds_every_component_by_name_and_no_other() {
     let names: Vec<String> = (0..1000).map(|i| format!("c{i}")).collect();
     let records = names

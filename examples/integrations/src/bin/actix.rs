@@ -16,6 +16,7 @@
 //! curl localhost:3001/readyz/ping; kill -TERM <pid>
 //! ```
 
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -44,6 +45,8 @@ async fn probes(req: HttpRequest, probes: web::Data<Probes>) -> HttpResponse {
 
 struct Http {
     addr: String,
+    /// What `addr` bound to: the port the system chose for port 0.
+    bound: OnceLock<Vec<SocketAddr>>,
     lifecycle: Handle,
     server: Handoff<Server>,
     stop: OnceLock<ServerHandle>,
@@ -77,15 +80,20 @@ impl Component for Http {
         .disable_signals() // lameduck owns SIGTERM: see the note at the top
         .workers(2)
         .shutdown_timeout(10)
-        .bind(&self.addr)?
-        .run();
+        .bind(&self.addr)?;
+        let _ = self.bound.set(server.addrs());
+        let server = server.run();
         let _ = self.stop.set(server.handle());
         self.server.put(server);
         Ok(())
     }
 
     async fn run(&self, _cx: &Context) -> Result<(), BoxError> {
-        println!("serving on {}", self.addr);
+        let bound = self.bound.get().map(|addrs| {
+            let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+            addrs.join(", ")
+        });
+        println!("serving on {}", bound.as_deref().unwrap_or(&self.addr));
         self.server.take()?.await?;
         Ok(())
     }
@@ -113,6 +121,7 @@ async fn main() -> std::process::ExitCode {
         .expect("valid configuration");
     let http = Http {
         addr,
+        bound: OnceLock::new(),
         lifecycle: lifecycle.handle(),
         server: Handoff::new(),
         stop: OnceLock::new(),

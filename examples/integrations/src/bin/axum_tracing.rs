@@ -21,7 +21,7 @@ use lameduck::{BoxError, Lifecycle, Signals, component, tower::LameDuckLayer};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt().init();
+    tracing_subscriber::fmt().with_writer(|| Stdout).init();
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let lifecycle = Lifecycle::builder()
         .lame_duck(Duration::from_secs(1))
@@ -55,4 +55,25 @@ async fn main() -> std::process::ExitCode {
         tracing::error!("{e:#}");
     }
     lameduck::exit_code(&result)
+}
+
+/// The log's writer: stdout, but once its reader is gone
+/// (`... | head -1`) events are dropped quietly instead of each reporting
+/// a broken pipe on stderr.
+struct Stdout;
+
+impl std::io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match std::io::stdout().write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(buf.len()),
+            written => written,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match std::io::stdout().flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            flushed => flushed,
+        }
+    }
 }

@@ -45,7 +45,7 @@ async fn http(s: &mut SubsystemHandle, addr: String) -> Result<(), std::io::Erro
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt().init();
+    tracing_subscriber::fmt().with_writer(|| Stdout).init();
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     Toplevel::new(async move |s: &mut SubsystemHandle| {
         s.start(SubsystemBuilder::new(
@@ -57,4 +57,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .handle_shutdown_requests(Duration::from_secs(10))
     .await
     .map_err(Into::into)
+}
+
+/// The log's writer: stdout, but once its reader is gone
+/// (`... | head -1`) events are dropped quietly instead of each reporting
+/// a broken pipe on stderr.
+struct Stdout;
+
+impl std::io::Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match std::io::stdout().write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(buf.len()),
+            written => written,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match std::io::stdout().flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            flushed => flushed,
+        }
+    }
 }
