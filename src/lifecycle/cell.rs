@@ -46,7 +46,10 @@ pub(crate) enum Cmd {
         t0: Instant,
         spawn: Option<(Spawner, Arc<AtomicBool>)>,
     },
-    /// Call `stop`.
+    /// Stop the component: call `stop`, then wait for `run` to end. Its
+    /// end reads `Ok` once both are done, or `stop`'s error at once (the
+    /// runner then waits for `run` itself). Its budget is the runner's,
+    /// which gives up on it when it overruns.
     Stop(Context),
     /// Call `close`, bounded by `until` (a budget counted from `t0`).
     Close {
@@ -259,6 +262,13 @@ impl Cell {
     /// Makes `run` due for a poll.
     pub(crate) fn set_due(&self) {
         self.due.store(true, Ordering::SeqCst);
+    }
+
+    /// Called by the runner when it is about to poll the cell anyway: a
+    /// wake until then (one it brings itself, setting the stop latch)
+    /// only makes `run` due, and puts nothing on the queue.
+    pub(crate) fn claim(&self) {
+        self.queued.store(true, Ordering::SeqCst);
     }
 
     /// Called by the runner right before it polls the cell: a wake during
