@@ -104,11 +104,13 @@ impl Runner {
     /// One pass of the drain. Ready once nothing is left to stop.
     fn poll_drain(&mut self, cx: &mut TaskContext<'_>, deadline: Option<Instant>) -> Poll<()> {
         let force = self.handle.shared.force.clone();
+        // What the stops begun in a pass let stop goes here, to be begun
+        // in the next pass. Drained rather than consumed, and the two
+        // buffers swapped: a stop costs no allocation.
+        let mut next = Vec::new();
         loop {
             let mut moved = false;
-            // Drained rather than consumed: the buffer is kept, so a stop
-            // costs no allocation.
-            let mut stoppable = std::mem::take(&mut self.stoppable);
+            let mut stoppable = std::mem::replace(&mut self.stoppable, next);
             for index in stoppable.drain(..) {
                 if force.is_set() {
                     self.stoppable.push(index);
@@ -118,7 +120,7 @@ impl Runner {
                 }
             }
             stoppable.append(&mut self.stoppable);
-            self.stoppable = stoppable;
+            next = std::mem::replace(&mut self.stoppable, stoppable);
             let mut stopping = std::mem::take(&mut self.stopping);
             stopping.retain_mut(|s| {
                 if force.is_set() {
