@@ -285,10 +285,7 @@ impl Cell {
     /// latch (the cell's own, from `run`): cycles the runner breaks when
     /// it drops the component. Dropped after the lock.
     pub(crate) fn clear(&self) {
-        let mut io = lock(&self.io);
-        let left = io.cmd.take();
-        drop(io);
-        drop(left);
+        drop(self.take_cmd());
         self.stop.release_wakers();
     }
 

@@ -179,20 +179,13 @@ impl Runner {
         slot.cell.put_cmd(stop);
         slot.cell.claim();
         slot.stop.set();
-        let s = Stopper {
-            index,
-            t0,
-            bound,
-            step: StopStep::Stop,
-            timer: None,
-        };
         match self.poll_task(index) {
             // Nothing to record of a `run` that ended cleanly when asked
             // to, but its stamp, written with the stop's.
             Some(RunExit::Done(Ok(()))) => match self.slots[index].cell.take_done() {
                 Some(Done::Unit(Ok(()))) => {
                     self.slots[index].run_done = true;
-                    self.stopped(&s, true);
+                    self.stopped(index, t0, true);
                     return;
                 }
                 done => {
@@ -211,6 +204,13 @@ impl Runner {
             r.state = unless_failed(r.state, ComponentState::Stopping);
             r.stop_at = Some(at);
         });
+        let s = Stopper {
+            index,
+            t0,
+            bound,
+            step: StopStep::Stop,
+            timer: None,
+        };
         self.go_on(s, cx, deadline);
     }
 
@@ -258,7 +258,7 @@ impl Runner {
                 // after it.
                 self.flush_deferred();
                 if self.slots[index].run_done {
-                    self.stopped(s, false);
+                    self.stopped(index, s.t0, false);
                     return Moved::Done;
                 }
                 if !s.expired(cx) {
@@ -293,11 +293,10 @@ impl Runner {
     /// A component's `run` ended within its stop budget. `whole`: its stop
     /// ended in the poll that began it, whose report row is written now
     /// only, with the stamp of its `run`'s end.
-    fn stopped(&mut self, s: &Stopper, whole: bool) {
-        let index = s.index;
-        let took = self.now().saturating_duration_since(s.t0);
+    fn stopped(&mut self, index: usize, t0: Instant, whole: bool) {
+        let took = self.now().saturating_duration_since(t0);
         let stop_at = if whole {
-            Some(self.since_epoch(s.t0))
+            Some(self.since_epoch(t0))
         } else {
             None
         };
