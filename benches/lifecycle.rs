@@ -7,6 +7,7 @@
 //! cargo bench --bench lifecycle -- --quick # small N, a few seconds (CI runs this)
 //! cargo bench --bench lifecycle -- --scaling # only the per-item scaling, N = 1k / 10k / 100k
 //! cargo bench --bench lifecycle -- --layers  # only the dependency graph's launch and shutdown
+//! cargo bench --bench lifecycle -- --stop-latency # only the shutdown latency, 20 times over
 //! ```
 //!
 //! Workloads:
