@@ -7,6 +7,7 @@
 //! cargo bench --bench lifecycle -- --quick # small N, a few seconds (CI runs this)
 //! cargo bench --bench lifecycle -- --scaling # only the per-item scaling, N = 1k / 10k / 100k
 //! cargo bench --bench lifecycle -- --layers  # only the dependency graph's launch and shutdown
+//! cargo bench --bench lifecycle -- --stop-latency # only the shutdown latency, 20 times over
 //! ```
 //!
 //! Workloads:
@@ -623,6 +624,22 @@ fn main() {
         for _ in 0..20 {
             futures::executor::block_on(lameduck_cycle(n));
         }
+        return;
+    }
+    // The shutdown latency row alone, measured 20 times over (for
+    // profilers, and to see its spread): `<bench binary> --stop-latency`.
+    if args.iter().any(|a| a == "--stop-latency") {
+        let mut medians: Vec<Duration> = (0..20)
+            .map(|_| stop_latency(Rt::Futures, 1_000, Duration::from_millis(200)))
+            .collect();
+        medians.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        println!(
+            "request_shutdown -> run() returns, 1,000 idle components (futures; median of 20 medians, range): {:.3} ms ({:.3}-{:.3})",
+            ms(medians[10]),
+            ms(medians[0]),
+            ms(medians[19])
+        );
         return;
     }
     if args.iter().any(|a| a == "--layers") {

@@ -153,6 +153,68 @@ fn rule_10_stopping_calls_stop_and_waits_for_run_to_end() {
     assert!(s.stop_took.unwrap() >= ms(40));
 }
 
+/// Reads the report from inside its `stop`, once that has waited.
+struct ReadsReportInStop {
+    seen: Arc<std::sync::Mutex<Option<lameduck::ComponentRecord>>>,
+}
+
+impl Component for ReadsReportInStop {
+    async fn stop(&self, cx: &Context) -> Result<(), BoxError> {
+        sleep(ms(20)).await;
+        let report = cx.handle().report();
+        *self.seen.lock().unwrap() = report.component("slow").cloned();
+        Ok(())
+    }
+}
+
+#[test]
+fn rule_10_a_report_read_during_a_stop_that_waits_says_stopping() {
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let lc = Lifecycle::builder()
+        .component("slow", ReadsReportInStop { seen: seen.clone() })
+        .build()
+        .unwrap();
+    let report = expect_ok(run_until_ready(lc).0);
+
+    let during = seen.lock().unwrap().take().expect("`stop` read the report");
+    assert_eq!(during.state, ComponentState::Stopping);
+    let after = report.component("slow").unwrap();
+    assert_eq!(during.stop_at, after.stop_at);
+    assert!(during.stop_at.is_some());
+    assert_eq!(during.stop_took, None);
+    assert_eq!(after.state, ComponentState::Stopped);
+    assert!(after.stop_took.unwrap() >= ms(20));
+}
+
+#[test]
+fn rule_10_a_stop_that_ends_at_once_is_stamped_whole() {
+    let log = Log::new();
+    let lc = Lifecycle::builder()
+        .component("a", probe(&log, "a"))
+        .component("b", probe(&log, "b"))
+        .build()
+        .unwrap();
+    let report = expect_ok(run_until_ready(lc).0);
+
+    assert_eq!(log.only(&["stop"]), ["stop b", "stop a"]);
+    for name in ["a", "b"] {
+        let r = report.component(name).unwrap();
+        assert_eq!(r.state, ComponentState::Stopped, "{name}");
+        let (at, took, ended) = (
+            r.stop_at.unwrap(),
+            r.stop_took.unwrap(),
+            r.run_ended_at.unwrap(),
+        );
+        assert!(at <= ended && ended <= at + took, "{name}: {r:?}");
+    }
+    let (a, b) = (
+        report.component("a").unwrap(),
+        report.component("b").unwrap(),
+    );
+    // `a` stops only once `b` has.
+    assert!(b.stop_at.unwrap() + b.stop_took.unwrap() <= a.stop_at.unwrap());
+}
+
 #[test]
 fn rule_10_only_components_whose_start_succeeded_are_stopped() {
     let log = Log::new();

@@ -46,7 +46,10 @@ pub(crate) enum Cmd {
         t0: Instant,
         spawn: Option<(Spawner, Arc<AtomicBool>)>,
     },
-    /// Call `stop`.
+    /// Stop the component: call `stop`, then wait for `run` to end. Its
+    /// end reads `Ok` once both are done, or `stop`'s error at once (the
+    /// runner then waits for `run` itself). Its budget is the runner's,
+    /// which gives up on it when it overruns.
     Stop(Context),
     /// Call `close`, bounded by `until` (a budget counted from `t0`).
     Close {
@@ -135,6 +138,11 @@ const RUN_END: u8 = 4;
 const LATE: u8 = 8;
 /// The launch in flight got past its `start`.
 const STARTED: u8 = 16;
+/// The call's end is `Ok(())`, held in the bit alone, not in [`Io`]: the
+/// end of most stops and closes.
+const DONE_OK: u8 = 32;
+/// `run` returned `Ok(())`, held in the bit alone: the end of most runs.
+const RUN_OK: u8 = 64;
 
 /// Fills or empties one of [`Io`]'s slots.
 macro_rules! slot {
@@ -193,18 +201,52 @@ impl Cell {
     }
 
     slot!(put_cmd, take_cmd, cmd, CMD, Cmd);
-    slot!(put_done, take_done, done, DONE, Done);
+    /// Puts a call's end; an `Ok(())` needs no lock.
+    pub(crate) fn put_done(&self, value: Done) {
+        if matches!(value, Done::Unit(Ok(()))) {
+            self.has.fetch_or(DONE | DONE_OK, Ordering::AcqRel);
+            return;
+        }
+        lock(&self.io).done = Some(value);
+        self.has.fetch_or(DONE, Ordering::AcqRel);
+    }
 
+    /// Empty without a lock when nothing was put, or `Ok(())`.
+    pub(crate) fn take_done(&self) -> Option<Done> {
+        let has = self.has.load(Ordering::Acquire);
+        if has & DONE == 0 {
+            return None;
+        }
+        if has & DONE_OK != 0 {
+            self.has.fetch_and(!(DONE | DONE_OK), Ordering::AcqRel);
+            return Some(Done::Unit(Ok(())));
+        }
+        let value = lock(&self.io).done.take();
+        self.has.fetch_and(!DONE, Ordering::AcqRel);
+        value
+    }
+
+    /// Puts how `run` ended; an `Ok(())` needs no lock.
     pub(crate) fn put_run_end(&self, value: RunExit) {
-        lock(&self.io).run_end = Some(value);
         let late = if self.has_done() { LATE } else { 0 };
+        if matches!(value, RunExit::Done(Ok(()))) {
+            self.has.fetch_or(RUN_END | RUN_OK | late, Ordering::AcqRel);
+            return;
+        }
+        lock(&self.io).run_end = Some(value);
         self.has.fetch_or(RUN_END | late, Ordering::AcqRel);
     }
 
-    /// Empty without a lock when nothing was put.
+    /// Empty without a lock when nothing was put, or `Ok(())`.
     pub(crate) fn take_run_end(&self) -> Option<RunExit> {
-        if self.has.load(Ordering::Acquire) & RUN_END == 0 {
+        let has = self.has.load(Ordering::Acquire);
+        if has & RUN_END == 0 {
             return None;
+        }
+        if has & RUN_OK != 0 {
+            self.has
+                .fetch_and(!(RUN_END | RUN_OK | LATE), Ordering::AcqRel);
+            return Some(RunExit::Done(Ok(())));
         }
         let value = lock(&self.io).run_end.take();
         self.has.fetch_and(!(RUN_END | LATE), Ordering::AcqRel);
@@ -243,10 +285,7 @@ impl Cell {
     /// latch (the cell's own, from `run`): cycles the runner breaks when
     /// it drops the component. Dropped after the lock.
     pub(crate) fn clear(&self) {
-        let mut io = lock(&self.io);
-        let left = io.cmd.take();
-        drop(io);
-        drop(left);
+        drop(self.take_cmd());
         self.stop.release_wakers();
     }
 
@@ -259,6 +298,13 @@ impl Cell {
     /// Makes `run` due for a poll.
     pub(crate) fn set_due(&self) {
         self.due.store(true, Ordering::SeqCst);
+    }
+
+    /// Called by the runner when it is about to poll the cell anyway: a
+    /// wake until then (one it brings itself, setting the stop latch)
+    /// only makes `run` due, and puts nothing on the queue.
+    pub(crate) fn claim(&self) {
+        self.queued.store(true, Ordering::SeqCst);
     }
 
     /// Called by the runner right before it polls the cell: a wake during

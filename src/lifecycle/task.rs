@@ -2,8 +2,9 @@
 //! makes every call of the component as its [cell](super::cell) commands.
 //! On one "launch" command it walks `start`, puts `run` in flight, and asks
 //! `ready` attempt after attempt, with their timeouts and backoff (see
-//! `launch`), and reports back only how the launch ended; on "stop" and
-//! "close" it makes that call and reports its end.
+//! `launch`), and reports back only how the launch ended; on one "stop"
+//! command it calls `stop` and waits for `run` to end (see `stop`), and
+//! reports back once; on "close" it makes that call and reports its end.
 //!
 //! Every call is panic-guarded on its own, so a panic is caught in the
 //! poll it happens in and attributed to the call in progress. `run` is
@@ -16,6 +17,7 @@ mod call;
 mod launch;
 mod run;
 mod step;
+mod stop;
 
 use std::future::{Future, poll_fn};
 use std::pin::pin;
@@ -28,6 +30,7 @@ use self::call::{Inline, Owner, call};
 use self::launch::{Plan, launch};
 use self::run::{RunSlot, local_run, poll_run};
 use self::step::{Bound, step};
+use self::stop::stop;
 use super::cell::{Cell, Cmd, Done};
 use crate::component::Component;
 use crate::lifecycle::options::Readiness;
@@ -101,14 +104,7 @@ fn component_task<C: Component>(
                         .await
                         .map(Done::Launch)
                 }
-                Cmd::Stop(cx) => {
-                    let cx = &*cx;
-                    let fut = pin!(call(&cx.name, "stop", || Component::stop(c, cx)));
-                    let gate = Some(&cx.handle.shared.force);
-                    step(fut, gate, false, None, &mut run, local, cell)
-                        .await
-                        .map(Done::Unit)
-                }
+                Cmd::Stop(cx) => stop(c, cx, &mut run, local, cell).await.map(Done::Unit),
                 Cmd::Close { cx, until, t0 } => {
                     let cx = &*cx;
                     let fut = pin!(call(&cx.name, "close", || Component::close(c, cx)));

@@ -5,12 +5,25 @@ use std::task::{Context as TaskContext, Poll};
 
 use super::Runner;
 use crate::component::CallResult;
-use crate::lifecycle::cell::{Cmd, Done};
+use crate::lifecycle::cell::{Cmd, Done, RunExit};
 
 impl Runner {
     /// Polls a component's future with its cell's waker, and records the
     /// end of its `run` if that came (then returns `true`).
     pub(super) fn poll_cell(&mut self, index: usize) -> bool {
+        match self.poll_task(index) {
+            Some(end) => {
+                self.on_run_end(index, end);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Polls a component's future with its cell's waker; returns the end
+    /// of its `run` if that came and is to be recorded now (one that came
+    /// after the end of a call waits for it to be read).
+    pub(super) fn poll_task(&mut self, index: usize) -> Option<RunExit> {
         let slot = &mut self.slots[index];
         slot.cell.dequeue();
         if let Some(task) = slot.task.as_mut() {
@@ -21,19 +34,12 @@ impl Runner {
         // The component's code may have taken any time.
         self.clock_moved();
         let slot = &self.slots[index];
-        let end = if slot.cell.run_end_is_late() {
+        if slot.cell.run_end_is_late() {
             // The call ended first: its end must be read first.
             self.deferred.push(index);
             None
         } else {
             slot.cell.take_run_end()
-        };
-        match end {
-            Some(end) => {
-                self.on_run_end(index, end);
-                true
-            }
-            None => false,
         }
     }
 

@@ -22,7 +22,7 @@ use super::{Runner, budget_of, deadline_after, earliest};
 use crate::error::{Error, ErrorKind};
 use crate::graph::Graph;
 use crate::latch::lock;
-use crate::lifecycle::cell::Cmd;
+use crate::lifecycle::cell::{Cmd, Done, RunExit};
 use crate::logging::{event, ms};
 use crate::phase::Step;
 use crate::report::ComponentState;
@@ -39,9 +39,10 @@ pub(super) struct Stopper {
 }
 
 enum StopStep {
-    /// Its `stop` call, once issued.
-    Stop { issued: bool },
-    /// Waiting for its `run` to end.
+    /// Its stop command, issued: its `stop` call, then the wait for its
+    /// `run` to end, walked by its future.
+    Stop,
+    /// Waiting for its `run` to end, its `stop` having failed.
     Run,
     /// Its `close` call.
     Close(InFlight),
@@ -74,16 +75,14 @@ impl Runner {
         for s in std::mem::take(&mut self.stopping) {
             let index = s.index;
             match s.step {
-                StopStep::Stop { issued } => {
-                    if issued {
-                        match self.slots[index].cell.take_done().map(unit) {
-                            Some(Err(e)) => {
-                                let name = self.slots[index].name.clone();
-                                self.record(&name, e, Step::Stop);
-                            }
-                            Some(Ok(())) => {}
-                            None => self.abandon(index),
+                StopStep::Stop => {
+                    match self.slots[index].cell.take_done().map(unit) {
+                        Some(Err(e)) => {
+                            let name = self.slots[index].name.clone();
+                            self.record(&name, e, Step::Stop);
                         }
+                        Some(Ok(())) => {}
+                        None => self.abandon(index),
                     }
                     forced.push(self.begin_close(index, deadline));
                 }
@@ -105,21 +104,23 @@ impl Runner {
     /// One pass of the drain. Ready once nothing is left to stop.
     fn poll_drain(&mut self, cx: &mut TaskContext<'_>, deadline: Option<Instant>) -> Poll<()> {
         let force = self.handle.shared.force.clone();
+        // What the stops begun in a pass let stop goes here, to be begun
+        // in the next pass. Drained rather than consumed, and the two
+        // buffers swapped: a stop costs no allocation.
+        let mut next = Vec::new();
         loop {
             let mut moved = false;
-            // Drained rather than consumed: the buffer is kept, so a stop
-            // costs no allocation.
-            let mut stoppable = std::mem::take(&mut self.stoppable);
+            let mut stoppable = std::mem::replace(&mut self.stoppable, next);
             for index in stoppable.drain(..) {
                 if force.is_set() {
                     self.stoppable.push(index);
                 } else {
-                    self.begin_stop(index, deadline);
+                    self.begin_stop(index, cx, deadline);
                     moved = true;
                 }
             }
             stoppable.append(&mut self.stoppable);
-            self.stoppable = stoppable;
+            next = std::mem::replace(&mut self.stoppable, stoppable);
             let mut stopping = std::mem::take(&mut self.stopping);
             stopping.retain_mut(|s| {
                 if force.is_set() {
@@ -150,24 +151,76 @@ impl Runner {
         }
     }
 
-    /// Begins a component's stop: its stop latch set, its `stop` call
-    /// next, or its `close` at once with a stop budget of zero.
-    fn begin_stop(&mut self, index: usize, deadline: Option<Instant>) {
-        let t0 = self.mark_stopping(index);
+    /// Begins a component's stop: its stop latch set and its stop command
+    /// issued, or its `close` at once with a stop budget of zero. The
+    /// component's future is polled at once, not on the wake the latch
+    /// brings: a stop that ends in that poll (`stop` returned, `run` ended
+    /// as asked) is over, its report row written once.
+    fn begin_stop(&mut self, index: usize, cx: &mut TaskContext<'_>, deadline: Option<Instant>) {
         let stop_timeout = self.slots[index].options.stop_timeout;
+        if stop_timeout == Some(Duration::ZERO) || self.slots[index].close_only {
+            let t0 = self.mark_stopping(index);
+            let bound = earliest(deadline_after(t0, stop_timeout), deadline);
+            let step = StopStep::Close(self.begin_close(index, deadline));
+            let s = Stopper {
+                index,
+                t0,
+                bound,
+                step,
+                timer: None,
+            };
+            return self.go_on(s, cx, deadline);
+        }
+        let t0 = self.now();
         let bound = earliest(deadline_after(t0, stop_timeout), deadline);
-        let step = if stop_timeout == Some(Duration::ZERO) || self.slots[index].close_only {
-            StopStep::Close(self.begin_close(index, deadline))
-        } else {
-            StopStep::Stop { issued: false }
-        };
-        self.stopping.push(Stopper {
+        self.announce_stop(index);
+        let stop = Cmd::Stop(self.context(index, bound));
+        let slot = &self.slots[index];
+        slot.cell.put_cmd(stop);
+        slot.cell.claim();
+        slot.stop.set();
+        match self.poll_task(index) {
+            // Nothing to record of a `run` that ended cleanly when asked
+            // to, but its stamp, written with the stop's.
+            Some(RunExit::Done(Ok(()))) => match self.slots[index].cell.take_done() {
+                Some(Done::Unit(Ok(()))) => {
+                    self.slots[index].run_done = true;
+                    self.stopped(index, t0, true);
+                    return;
+                }
+                done => {
+                    self.on_run_end(index, RunExit::Done(Ok(())));
+                    if let Some(done) = done {
+                        self.slots[index].cell.put_done(done);
+                    }
+                }
+            },
+            Some(end) => self.on_run_end(index, end),
+            None => {}
+        }
+        // Not over in its first poll: the report says so meanwhile.
+        let at = self.since_epoch(t0);
+        self.update(index, |r| {
+            r.state = unless_failed(r.state, ComponentState::Stopping);
+            r.stop_at = Some(at);
+        });
+        let s = Stopper {
             index,
             t0,
             bound,
-            step,
+            step: StopStep::Stop,
             timer: None,
-        });
+        };
+        self.go_on(s, cx, deadline);
+    }
+
+    /// Takes a stop just begun one step on at once (what its first poll
+    /// brought is read before any other stop is issued), and keeps it if
+    /// it is not over.
+    fn go_on(&mut self, mut s: Stopper, cx: &mut TaskContext<'_>, deadline: Option<Instant>) {
+        if self.advance_stop(&mut s, cx, deadline) != Moved::Done {
+            self.stopping.push(s);
+        }
     }
 
     /// Moves a component in its stop one step on, if it can.
@@ -179,21 +232,14 @@ impl Runner {
     ) -> Moved {
         let index = s.index;
         match s.step {
-            StopStep::Stop { issued: false } => {
-                s.step = StopStep::Stop { issued: true };
-                let cx2 = self.context(index, s.bound);
-                self.command(index, Cmd::Stop(cx2));
-                match self.advance_stop(s, cx, deadline) {
-                    Moved::No => Moved::On,
-                    moved => moved,
-                }
-            }
-            StopStep::Stop { issued: true } => {
+            StopStep::Stop => {
                 if let Some(done) = self.slots[index].cell.take_done() {
                     if let Err(e) = unit(done) {
                         let name = self.slots[index].name.clone();
                         self.record(&name, e, Step::Stop);
                     }
+                    // `Ok`: its `run` ended too, recorded before (or, in
+                    // the same poll, right after) the stop's end.
                     s.step = StopStep::Run;
                     return match self.advance_stop(s, cx, deadline) {
                         Moved::No => Moved::On,
@@ -212,7 +258,7 @@ impl Runner {
                 // after it.
                 self.flush_deferred();
                 if self.slots[index].run_done {
-                    self.stopped(s);
+                    self.stopped(index, s.t0, false);
                     return Moved::Done;
                 }
                 if !s.expired(cx) {
@@ -244,16 +290,27 @@ impl Runner {
         s.step = StopStep::Close(self.begin_close(s.index, deadline));
     }
 
-    /// A component's `run` ended within its stop budget.
-    fn stopped(&mut self, s: &Stopper) {
-        let index = s.index;
-        let name = self.slots[index].name.clone();
-        let took = self.now().saturating_duration_since(s.t0);
+    /// A component's `run` ended within its stop budget. `whole`: its stop
+    /// ended in the poll that began it, whose report row is written now
+    /// only, with the stamp of its `run`'s end.
+    fn stopped(&mut self, index: usize, t0: Instant, whole: bool) {
+        let took = self.now().saturating_duration_since(t0);
+        let stop_at = if whole {
+            Some(self.since_epoch(t0))
+        } else {
+            None
+        };
+        let name = &self.slots[index].name;
         event!(info, { component = name, step = Step::Stop, elapsed_ms = ms(took) }, "stopped `{name}` in {took:?}");
         let mut st = lock(&self.handle.shared.state);
         if let Some(r) = st.records.get_mut(index) {
             r.state = unless_failed(r.state, ComponentState::Stopped);
             r.stop_took = Some(took);
+            if let Some(at) = stop_at {
+                r.stop_at = Some(at);
+                // The same clock read as `took`'s end.
+                r.run_ended_at = Some(at + took);
+            }
         }
         st.graph.set_stopped(index as u32);
         take_stoppable(&mut st.graph, &mut self.stoppable);

@@ -155,11 +155,16 @@ impl Runner {
             r.state = unless_failed(r.state, ComponentState::Stopping);
             r.stop_at = Some(at);
         });
+        self.announce_stop(index);
+        self.slots[index].stop.set();
+        t0
+    }
+
+    /// Logs that a component's stop begins, and marks it stopping.
+    pub(super) fn announce_stop(&mut self, index: usize) {
         let name = &self.slots[index].name;
         event!(debug, { component = name, step = Step::Stop }, "stopping `{name}`");
         self.slots[index].stopping = true;
-        self.slots[index].stop.set();
-        t0
     }
 
     /// Calls a component's `close`, bounded by its close timeout and the

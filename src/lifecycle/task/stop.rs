@@ -1,0 +1,60 @@
+//! A component's stop, walked by its own future on one command: `stop`,
+//! then the wait for `run` to end. Only how the stop ended goes back to
+//! the runner: stopped (`stop` returned and `run` ended), or `stop`'s
+//! error, at once, so that it keeps its place among the run's errors (the
+//! runner then waits for `run` itself). The budget is the runner's: it
+//! gives up on a stop that overruns it, the wait for `run` included.
+
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
+use std::task::Poll;
+
+use super::call::call;
+use super::run::{RunSlot, poll_run};
+use super::step::step;
+use crate::component::{CallResult, Component};
+use crate::context::Context;
+use crate::lifecycle::cell::Cell;
+
+/// Walks a component's stop. `None` if the runner gave up on it (the call
+/// in flight, or the wait, is dropped without another poll; `run` stays).
+///
+/// An `async` block rather than an `async fn`, which would keep its
+/// arguments twice.
+#[allow(clippy::manual_async_fn)]
+pub(super) fn stop<'a, C, R>(
+    c: &'a C,
+    cx: &'a Context,
+    run: &'a mut RunSlot,
+    mut local: Pin<&'a mut Option<R>>,
+    cell: &'a Cell,
+) -> impl Future<Output = Option<CallResult<()>>> + 'a
+where
+    C: Component,
+    R: Future<Output = CallResult<()>> + 'a,
+{
+    async move {
+        // In a block: the call is gone before the wait.
+        let stopped = {
+            let fut = pin!(call(&cx.name, "stop", || Component::stop(c, cx)));
+            // Once forced, the runner closes the component instead.
+            let gate = Some(&cx.handle.shared.force);
+            step(fut, gate, false, None, run, local.as_mut(), cell).await?
+        };
+        if stopped.is_err() {
+            return Some(stopped);
+        }
+        poll_fn(|t| {
+            if cell.take_cmd().is_some() {
+                return Poll::Ready(None);
+            }
+            poll_run(run, local.as_mut(), cell, t);
+            if run.is_running() {
+                Poll::Pending
+            } else {
+                Poll::Ready(Some(Ok(())))
+            }
+        })
+        .await
+    }
+}
