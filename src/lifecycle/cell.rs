@@ -20,6 +20,7 @@ use crate::component::CallResult;
 use crate::context::Context;
 use crate::error::Error;
 use crate::latch::{Host, LatchState, lock};
+use crate::lifecycle::options::Kept;
 use crate::phase::Step;
 
 /// Puts a component's `run` on a task of the user's executor.
@@ -40,11 +41,13 @@ pub(crate) enum Cmd {
     /// spawner, with the flag that tells whether that task is inside a
     /// poll of it), then ask `ready` as the component's readiness policy
     /// says, attempt after attempt. Only the end of the whole launch is
-    /// reported.
+    /// reported. The budgets (the readiness policy) come with the command,
+    /// so the component's future does not keep them for its whole life.
     Launch {
         cx: Context,
         t0: Instant,
         spawn: Option<(Spawner, Arc<AtomicBool>)>,
+        budgets: Kept,
     },
     /// Call `stop`.
     Stop(Context),

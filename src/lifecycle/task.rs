@@ -30,7 +30,6 @@ use self::run::{RunSlot, local_run, poll_run};
 use self::step::{Bound, step};
 use super::cell::{Cell, Cmd, Done};
 use crate::component::Component;
-use crate::lifecycle::options::Readiness;
 
 /// A type-erased [`Component`] waiting to be launched.
 pub(crate) trait DynComponent: Send + Sync {
@@ -38,26 +37,15 @@ pub(crate) trait DynComponent: Send + Sync {
     /// The future never ends: the runner drops it (and the component with
     /// it) when it is done with the component. `spawned`: `run` will be
     /// put on a task of its own, which must share the component.
-    /// `readiness`: how every launch asks `ready`.
-    fn launch(
-        self: Box<Self>,
-        cell: Arc<Cell>,
-        spawned: bool,
-        readiness: Readiness,
-    ) -> BoxFuture<'static, ()>;
+    fn launch(self: Box<Self>, cell: Arc<Cell>, spawned: bool) -> BoxFuture<'static, ()>;
 }
 
 impl<C: Component> DynComponent for C {
-    fn launch(
-        self: Box<Self>,
-        cell: Arc<Cell>,
-        spawned: bool,
-        readiness: Readiness,
-    ) -> BoxFuture<'static, ()> {
+    fn launch(self: Box<Self>, cell: Arc<Cell>, spawned: bool) -> BoxFuture<'static, ()> {
         if spawned {
-            Box::pin(component_task(Arc::new(*self), cell, readiness))
+            Box::pin(component_task(Arc::new(*self), cell))
         } else {
-            Box::pin(component_task(Inline(*self), cell, readiness))
+            Box::pin(component_task(Inline(*self), cell))
         }
     }
 }
@@ -65,11 +53,7 @@ impl<C: Component> DynComponent for C {
 /// An `async` block rather than an `async fn`, which would keep its
 /// arguments twice.
 #[allow(clippy::manual_async_fn)]
-fn component_task<C: Component>(
-    owner: impl Owner<C>,
-    cell: Arc<Cell>,
-    readiness: Readiness,
-) -> impl Future<Output = ()> {
+fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) -> impl Future<Output = ()> {
     async move {
         let c = owner.get();
         let cell = &*cell;
@@ -90,11 +74,16 @@ fn component_task<C: Component>(
             .await;
             let local = local.as_mut();
             let done = match &mut cmd {
-                Cmd::Launch { cx, t0, spawn } => {
+                Cmd::Launch {
+                    cx,
+                    t0,
+                    spawn,
+                    budgets,
+                } => {
                     let plan = Plan {
-                        t0: *t0,
-                        readiness: &readiness,
-                        spawn: spawn.take(),
+                        t0,
+                        readiness: &budgets.readiness,
+                        spawn,
                     };
                     let run_here = |cx| local_run(c, cx);
                     launch(&owner, cx, plan, run_here, &mut run, local, cell)
@@ -170,7 +159,7 @@ mod tests {
     #[test]
     fn a_components_future_and_cell_stay_small() {
         let cell = Arc::new(Cell::new(0, Arc::new(ReadyQueue::default())));
-        let fut = component_task(Inline(Noop), cell, Readiness::default());
+        let fut = component_task(Inline(Noop), cell);
         let size = std::mem::size_of_val(&fut);
         assert!(size <= 1000, "the future of a no-op component is {size} B");
         let size = std::mem::size_of::<Cell>();

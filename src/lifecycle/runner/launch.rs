@@ -121,10 +121,7 @@ impl Runner {
             name: reg.name,
             options: reg.options,
             stop: Latch::hosted(cell.clone()),
-            task: Some(
-                reg.component
-                    .launch(cell.clone(), spawned, reg.options.readiness),
-            ),
+            task: Some(reg.component.launch(cell.clone(), spawned)),
             waker: Waker::from(cell.clone()),
             cell,
             run_aborted: false,
@@ -261,8 +258,17 @@ impl Runner {
             self.slots[index].busy = Some(busy.clone());
             (spawner, busy)
         });
+        let budgets = self.slots[index].options.clone();
         let cx = self.context(index, deadline);
-        self.command(index, Cmd::Launch { cx, t0, spawn });
+        self.command(
+            index,
+            Cmd::Launch {
+                cx,
+                t0,
+                spawn,
+                budgets,
+            },
+        );
         true
     }
 

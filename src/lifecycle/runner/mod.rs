@@ -43,7 +43,7 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::handle::Handle;
 use crate::latch::{Latch, lock};
-use crate::lifecycle::options::Budgets;
+use crate::lifecycle::options::Kept;
 use crate::lifecycle::parts::{Parts, Registration};
 use crate::logging::{event, ms};
 use crate::phase::Phase;
@@ -71,7 +71,7 @@ impl Default for Config {
 
 struct Slot {
     name: Arc<str>,
-    options: Budgets,
+    options: Kept,
     stop: Latch,
     /// The component's one future, until the runner is done with it.
     task: Option<BoxFuture<'static, ()>>,

@@ -26,10 +26,12 @@ use crate::report::ComponentState;
 /// What a launch is given besides its context (whose deadline is
 /// `start`'s): the instant `start` was issued, the readiness policy and
 /// where `run` goes.
+/// Read in place in the command, not copied out of it: this future keeps
+/// a reference to each.
 pub(super) struct Plan<'a> {
-    pub(super) t0: Instant,
+    pub(super) t0: &'a Instant,
     pub(super) readiness: &'a Readiness,
-    pub(super) spawn: Option<(Spawner, Arc<AtomicBool>)>,
+    pub(super) spawn: &'a mut Option<(Spawner, Arc<AtomicBool>)>,
 }
 
 /// Walks a component's launch. `None` if the runner gave up on it (the
@@ -43,7 +45,7 @@ pub(super) struct Plan<'a> {
 pub(super) fn launch<'a, C, R>(
     owner: &'a impl Owner<C>,
     cx: &'a mut Context,
-    mut plan: Plan<'a>,
+    plan: Plan<'a>,
     local_run: impl FnOnce(Context) -> R + 'a,
     run: &'a mut RunSlot,
     mut local: Pin<&'a mut Option<R>>,
@@ -56,7 +58,7 @@ where
     async move {
         let bound = cx.deadline.map(|until| Bound {
             until,
-            t0: plan.t0,
+            t0: *plan.t0,
             attempt: None,
         });
         let started = {
@@ -71,7 +73,7 @@ where
         if let Err(e) = started {
             return failed(None, 0, Step::Start, e);
         }
-        let took = Instant::now().saturating_duration_since(plan.t0);
+        let took = Instant::now().saturating_duration_since(*plan.t0);
         {
             let name = &cx.name;
             event!(info, { component = name, step = Step::Start, elapsed_ms = ms(took) }, "started `{name}` in {took:?}");
