@@ -38,25 +38,22 @@ pub(crate) enum Cmd {
     /// Launch the component: call `start` (within the context's deadline,
     /// counted from `t0`), put `run` in flight once it returned (polled by
     /// the component's future, or on a task of its own through the
-    /// spawner, with the flag that tells whether that task is inside a
-    /// poll of it), then ask `ready` as the component's readiness policy
+    /// spawner the future holds, with `busy`, the flag that tells whether
+    /// that task is inside a poll of it), then ask `ready` as the component's readiness policy
     /// says, attempt after attempt. Only the end of the whole launch is
     /// reported. The budgets (the readiness policy) come with the command,
     /// so the component's future does not keep them for its whole life.
     Launch {
         cx: Context,
         t0: Instant,
-        spawn: Option<(Spawner, Arc<AtomicBool>)>,
+        busy: Option<Arc<AtomicBool>>,
         budgets: Kept,
     },
     /// Call `stop`.
     Stop(Context),
-    /// Call `close`, bounded by `until` (a budget counted from `t0`).
-    Close {
-        cx: Context,
-        until: Option<Instant>,
-        t0: Instant,
-    },
+    /// Call `close`, bounded by the context's deadline (a budget counted
+    /// from `t0`).
+    Close { cx: Context, t0: Instant },
     /// Drop the call in flight (it timed out, or the runner gave up on it).
     Abandon,
 }

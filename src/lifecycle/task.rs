@@ -24,28 +24,38 @@ use std::task::Poll;
 
 use futures::future::BoxFuture;
 
-use self::call::{Inline, Owner, call};
+use self::call::{Inline, Owner, Spawned, call};
 use self::launch::{Plan, launch};
 use self::run::{RunSlot, local_run, poll_run};
 use self::step::{Bound, step};
-use super::cell::{Cell, Cmd, Done};
+use super::cell::{Cell, Cmd, Done, Spawner};
 use crate::component::Component;
 
 /// A type-erased [`Component`] waiting to be launched.
 pub(crate) trait DynComponent: Send + Sync {
     /// Moves the component into its one future, commanded through `cell`.
     /// The future never ends: the runner drops it (and the component with
-    /// it) when it is done with the component. `spawned`: `run` will be
+    /// it) when it is done with the component. With a `spawner`, `run` is
     /// put on a task of its own, which must share the component.
-    fn launch(self: Box<Self>, cell: Arc<Cell>, spawned: bool) -> BoxFuture<'static, ()>;
+    fn launch(self: Box<Self>, cell: Arc<Cell>, spawner: Option<Spawner>)
+    -> BoxFuture<'static, ()>;
 }
 
 impl<C: Component> DynComponent for C {
-    fn launch(self: Box<Self>, cell: Arc<Cell>, spawned: bool) -> BoxFuture<'static, ()> {
-        if spawned {
-            Box::pin(component_task(Arc::new(*self), cell))
-        } else {
-            Box::pin(component_task(Inline(*self), cell))
+    fn launch(
+        self: Box<Self>,
+        cell: Arc<Cell>,
+        spawner: Option<Spawner>,
+    ) -> BoxFuture<'static, ()> {
+        match spawner {
+            Some(spawner) => {
+                let owner = Spawned {
+                    c: Arc::new(*self),
+                    spawner,
+                };
+                Box::pin(component_task(owner, cell))
+            }
+            None => Box::pin(component_task(Inline(*self), cell)),
         }
     }
 }
@@ -77,13 +87,13 @@ fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) -> impl F
                 Cmd::Launch {
                     cx,
                     t0,
-                    spawn,
+                    busy,
                     budgets,
                 } => {
                     let plan = Plan {
                         t0,
                         readiness: &budgets.readiness,
-                        spawn,
+                        busy,
                     };
                     let run_here = |cx| local_run(c, cx);
                     launch(&owner, cx, plan, run_here, &mut run, local, cell)
@@ -98,10 +108,10 @@ fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) -> impl F
                         .await
                         .map(Done::Unit)
                 }
-                Cmd::Close { cx, until, t0 } => {
+                Cmd::Close { cx, t0 } => {
                     let cx = &*cx;
                     let fut = pin!(call(&cx.name, "close", || Component::close(c, cx)));
-                    let bound = until.map(|until| Bound {
+                    let bound = cx.deadline.map(|until| Bound {
                         until,
                         t0: *t0,
                         attempt: None,
@@ -153,16 +163,17 @@ mod tests {
     /// size is most of what a running component costs. The bounds leave
     /// some room for compiler changes. The future is sized for its launch,
     /// which holds `start` or a readiness attempt beside `run` and the
-    /// launch's own state (its context, policy, deadlines): 880 bytes
-    /// when the launch became one command, where the calls made one at a
-    /// time took 560.
+    /// launch command (its context): 776 bytes, 880 when the launch became
+    /// one command (the policy kept for the component's whole life, the
+    /// spawner in every command). The cell, 312 bytes, is mostly its
+    /// command slot (104) and its stop latch (112).
     #[test]
     fn a_components_future_and_cell_stay_small() {
         let cell = Arc::new(Cell::new(0, Arc::new(ReadyQueue::default())));
         let fut = component_task(Inline(Noop), cell);
         let size = std::mem::size_of_val(&fut);
-        assert!(size <= 1000, "the future of a no-op component is {size} B");
+        assert!(size <= 800, "the future of a no-op component is {size} B");
         let size = std::mem::size_of::<Cell>();
-        assert!(size <= 330, "a cell is {size} B");
+        assert!(size <= 320, "a cell is {size} B");
     }
 }

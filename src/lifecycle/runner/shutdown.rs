@@ -183,11 +183,7 @@ impl Runner {
             index: Some(index),
             name,
             t0,
-            call: Call::Cell(Some(Cmd::Close {
-                cx,
-                until: bound,
-                t0,
-            })),
+            call: Call::Cell(Some(Cmd::Close { cx, t0 })),
         }
     }
 

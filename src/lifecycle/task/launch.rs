@@ -17,21 +17,22 @@ use crate::component::{CallResult, Component};
 use crate::context::Context;
 use crate::error::{Error, ErrorKind};
 use crate::latch::lock;
-use crate::lifecycle::cell::{Cell, Launched, Spawner};
+use crate::lifecycle::cell::{Cell, Launched};
 use crate::lifecycle::options::Readiness;
 use crate::logging::{event, ms};
 use crate::phase::Step;
 use crate::report::ComponentState;
 
 /// What a launch is given besides its context (whose deadline is
-/// `start`'s): the instant `start` was issued, the readiness policy and
-/// where `run` goes.
+/// `start`'s): the instant `start` was issued, the readiness policy and,
+/// for a `run` on its own task, the flag that tells whether that task is
+/// inside a poll of it.
 /// Read in place in the command, not copied out of it: this future keeps
 /// a reference to each.
 pub(super) struct Plan<'a> {
     pub(super) t0: &'a Instant,
     pub(super) readiness: &'a Readiness,
-    pub(super) spawn: &'a mut Option<(Spawner, Arc<AtomicBool>)>,
+    pub(super) busy: &'a mut Option<Arc<AtomicBool>>,
 }
 
 /// Walks a component's launch. `None` if the runner gave up on it (the
@@ -61,16 +62,15 @@ where
             t0: *plan.t0,
             attempt: None,
         });
-        let started = {
+        // Taken apart at once: nothing of it stays in this future.
+        if let Err(e) = {
             let fut = pin!(call(&cx.name, "start", || Component::start(
                 owner.get(),
                 cx
             )));
             let gate = Some(&cx.handle.shared.shutdown);
             step(fut, gate, true, bound, run, local.as_mut(), cell).await?
-        };
-        // Taken apart at once: nothing of it stays in this future.
-        if let Err(e) = started {
+        } {
             return failed(None, 0, Step::Start, e);
         }
         let took = Instant::now().saturating_duration_since(*plan.t0);
@@ -81,8 +81,8 @@ where
         cell.set_started();
         let mut run_cx = cx.clone();
         run_cx.deadline = None;
-        let spawn = plan.spawn.take();
-        put_in_flight(owner, run_cx, spawn, local_run, run, local.as_mut(), cell);
+        let busy = plan.busy.take();
+        put_in_flight(owner, run_cx, busy, local_run, run, local.as_mut(), cell);
         // The report row says `Started` (with its attempts) once the launch
         // waits: a launch that ends in the poll it began in is written once,
         // by the runner.
