@@ -10,11 +10,10 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Wake;
 use std::time::{Duration, Instant};
 
 use futures::future::{Aborted, BoxFuture};
-use futures::task::AtomicWaker;
+use futures::task::{ArcWake, AtomicWaker};
 
 use crate::component::CallResult;
 use crate::context::Context;
@@ -280,13 +279,11 @@ impl Cell {
     }
 }
 
-impl Wake for Cell {
-    fn wake(self: Arc<Self>) {
-        Cell::wake(&self);
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        Cell::wake(self);
+/// `futures`' rather than `std`'s `Wake`: the runner polls a cell with a
+/// waker borrowed from its `Arc`, and keeps no waker per component.
+impl ArcWake for Cell {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        Cell::wake(arc_self);
     }
 }
 
@@ -301,14 +298,14 @@ mod tests {
     use super::*;
     use std::future::Future;
     use std::pin::Pin;
-    use std::task::{Context as TaskContext, Waker};
+    use std::task::Context as TaskContext;
 
     use crate::latch::Latch;
 
     #[test]
     fn clearing_a_cell_frees_the_wakers_that_hold_it() {
         let cell = Arc::new(Cell::new(0, Arc::new(ReadyQueue::default())));
-        let waker = Waker::from(cell.clone());
+        let waker = futures::task::waker(cell.clone());
         let mut stop = Latch::hosted(cell.clone());
         // As a component's `run` does: waits on its stop latch, and
         // watches for its abort, with its cell's waker.

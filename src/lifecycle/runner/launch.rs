@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::task::{Context as TaskContext, Poll, Waker};
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use futures::stream::StreamExt as _;
@@ -124,7 +124,6 @@ impl Runner {
                 reg.component
                     .launch(cell.clone(), self.config.spawner.clone()),
             ),
-            waker: Waker::from(cell.clone()),
             cell,
             run_aborted: false,
             busy: None,
