@@ -93,17 +93,26 @@ where
                 note_started(cx, cell, took, attempt);
                 noted = true;
             }
-            let bound = {
-                let from = Instant::now();
-                cx.deadline = plan
-                    .readiness
-                    .timeout()
-                    .and_then(|budget| crate::timer::after(from, budget));
-                cx.deadline.map(|until| Bound {
-                    until,
-                    t0: from,
-                    attempt: Some(attempt),
-                })
+            // The first attempt's budget counts from the end of `start`,
+            // an instant known without reading the clock again; without a
+            // budget, no instant is needed.
+            let bound = match plan.readiness.timeout() {
+                Some(budget) => {
+                    let from = match attempt {
+                        1 => plan.t0.checked_add(took).unwrap_or_else(Instant::now),
+                        _ => Instant::now(),
+                    };
+                    cx.deadline = crate::timer::after(from, budget);
+                    cx.deadline.map(|until| Bound {
+                        until,
+                        t0: from,
+                        attempt: Some(attempt),
+                    })
+                }
+                None => {
+                    cx.deadline = None;
+                    None
+                }
             };
             // In a block: the attempt is gone before the backoff, which
             // may then share its room in this future.
