@@ -10,16 +10,16 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Wake;
 use std::time::{Duration, Instant};
 
 use futures::future::{Aborted, BoxFuture};
-use futures::task::AtomicWaker;
+use futures::task::{ArcWake, AtomicWaker};
 
 use crate::component::CallResult;
 use crate::context::Context;
 use crate::error::Error;
 use crate::latch::{Host, LatchState, lock};
+use crate::lifecycle::options::Kept;
 use crate::phase::Step;
 
 /// Puts a component's `run` on a task of the user's executor.
@@ -37,26 +37,25 @@ pub(crate) enum Cmd {
     /// Launch the component: call `start` (within the context's deadline,
     /// counted from `t0`), put `run` in flight once it returned (polled by
     /// the component's future, or on a task of its own through the
-    /// spawner, with the flag that tells whether that task is inside a
-    /// poll of it), then ask `ready` as the component's readiness policy
+    /// spawner the future holds, with `busy`, the flag that tells whether
+    /// that task is inside a poll of it), then ask `ready` as the component's readiness policy
     /// says, attempt after attempt. Only the end of the whole launch is
-    /// reported.
+    /// reported. The budgets (the readiness policy) come with the command,
+    /// so the component's future does not keep them for its whole life.
     Launch {
         cx: Context,
         t0: Instant,
-        spawn: Option<(Spawner, Arc<AtomicBool>)>,
+        busy: Option<Arc<AtomicBool>>,
+        budgets: Kept,
     },
     /// Stop the component: call `stop`, then wait for `run` to end. Its
     /// end reads `Ok` once both are done, or `stop`'s error at once (the
     /// runner then waits for `run` itself). Its budget is the runner's,
     /// which gives up on it when it overruns.
     Stop(Context),
-    /// Call `close`, bounded by `until` (a budget counted from `t0`).
-    Close {
-        cx: Context,
-        until: Option<Instant>,
-        t0: Instant,
-    },
+    /// Call `close`, bounded by the context's deadline (a budget counted
+    /// from `t0`).
+    Close { cx: Context, t0: Instant },
     /// Drop the call in flight (it timed out, or the runner gave up on it).
     Abandon,
 }
@@ -326,13 +325,11 @@ impl Cell {
     }
 }
 
-impl Wake for Cell {
-    fn wake(self: Arc<Self>) {
-        Cell::wake(&self);
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        Cell::wake(self);
+/// `futures`' rather than `std`'s `Wake`: the runner polls a cell with a
+/// waker borrowed from its `Arc`, and keeps no waker per component.
+impl ArcWake for Cell {
+    fn wake_by_ref(arc_self: &Arc<Self>) {
+        Cell::wake(arc_self);
     }
 }
 
@@ -347,14 +344,14 @@ mod tests {
     use super::*;
     use std::future::Future;
     use std::pin::Pin;
-    use std::task::{Context as TaskContext, Waker};
+    use std::task::Context as TaskContext;
 
     use crate::latch::Latch;
 
     #[test]
     fn clearing_a_cell_frees_the_wakers_that_hold_it() {
         let cell = Arc::new(Cell::new(0, Arc::new(ReadyQueue::default())));
-        let waker = Waker::from(cell.clone());
+        let waker = futures::task::waker(cell.clone());
         let mut stop = Latch::hosted(cell.clone());
         // As a component's `run` does: waits on its stop latch, and
         // watches for its abort, with its cell's waker.

@@ -3,6 +3,7 @@
 mod backoff;
 pub(crate) mod component;
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use backoff::Backoff;
@@ -113,6 +114,35 @@ impl Default for Budgets {
             stop_timeout: None,
             close_timeout: Duration::from_secs(5),
             readiness: Readiness::default(),
+        }
+    }
+}
+
+/// A component's [`Budgets`] as the engine keeps them, in its registration,
+/// its runner slot and its launch command: nothing for the defaults, which
+/// most components keep, and a shared pointer otherwise, so that a running
+/// component holds one word for them, not a copy of every budget.
+#[derive(Clone, Default)]
+pub(crate) struct Kept(Option<Arc<Budgets>>);
+
+impl Kept {
+    pub(crate) fn new(budgets: Budgets) -> Self {
+        if budgets == Budgets::default() {
+            Kept(None)
+        } else {
+            Kept(Some(Arc::new(budgets)))
+        }
+    }
+}
+
+impl std::ops::Deref for Kept {
+    type Target = Budgets;
+
+    fn deref(&self) -> &Budgets {
+        static DEFAULT: OnceLock<Budgets> = OnceLock::new();
+        match &self.0 {
+            Some(budgets) => budgets,
+            None => DEFAULT.get_or_init(Budgets::default),
         }
     }
 }

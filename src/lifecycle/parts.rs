@@ -15,7 +15,7 @@ use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use crate::drain::{Drainers, DynDrainer};
 use crate::handle::Shared;
 use crate::latch::lock;
-use crate::lifecycle::options::Budgets;
+use crate::lifecycle::options::Kept;
 use crate::lifecycle::task::DynComponent;
 use crate::names::Named;
 
@@ -23,7 +23,7 @@ use crate::names::Named;
 pub(crate) struct Registration {
     pub(crate) name: Arc<str>,
     pub(crate) component: Box<dyn DynComponent>,
-    pub(crate) options: Budgets,
+    pub(crate) options: Kept,
     /// Its restart budget, if its policy ever restarts it.
     pub(crate) restart: Option<Box<Budget>>,
 }

@@ -26,41 +26,39 @@ use std::task::Poll;
 
 use futures::future::BoxFuture;
 
-use self::call::{Inline, Owner, call};
+use self::call::{Inline, Owner, Spawned, call};
 use self::launch::{Plan, launch};
 use self::run::{RunSlot, local_run, poll_run};
 use self::step::{Bound, step};
 use self::stop::stop;
-use super::cell::{Cell, Cmd, Done};
+use super::cell::{Cell, Cmd, Done, Spawner};
 use crate::component::Component;
-use crate::lifecycle::options::Readiness;
 
 /// A type-erased [`Component`] waiting to be launched.
 pub(crate) trait DynComponent: Send + Sync {
     /// Moves the component into its one future, commanded through `cell`.
     /// The future never ends: the runner drops it (and the component with
-    /// it) when it is done with the component. `spawned`: `run` will be
+    /// it) when it is done with the component. With a `spawner`, `run` is
     /// put on a task of its own, which must share the component.
-    /// `readiness`: how every launch asks `ready`.
-    fn launch(
-        self: Box<Self>,
-        cell: Arc<Cell>,
-        spawned: bool,
-        readiness: Readiness,
-    ) -> BoxFuture<'static, ()>;
+    fn launch(self: Box<Self>, cell: Arc<Cell>, spawner: Option<Spawner>)
+    -> BoxFuture<'static, ()>;
 }
 
 impl<C: Component> DynComponent for C {
     fn launch(
         self: Box<Self>,
         cell: Arc<Cell>,
-        spawned: bool,
-        readiness: Readiness,
+        spawner: Option<Spawner>,
     ) -> BoxFuture<'static, ()> {
-        if spawned {
-            Box::pin(component_task(Arc::new(*self), cell, readiness))
-        } else {
-            Box::pin(component_task(Inline(*self), cell, readiness))
+        match spawner {
+            Some(spawner) => {
+                let owner = Spawned {
+                    c: Arc::new(*self),
+                    spawner,
+                };
+                Box::pin(component_task(owner, cell))
+            }
+            None => Box::pin(component_task(Inline(*self), cell)),
         }
     }
 }
@@ -68,11 +66,7 @@ impl<C: Component> DynComponent for C {
 /// An `async` block rather than an `async fn`, which would keep its
 /// arguments twice.
 #[allow(clippy::manual_async_fn)]
-fn component_task<C: Component>(
-    owner: impl Owner<C>,
-    cell: Arc<Cell>,
-    readiness: Readiness,
-) -> impl Future<Output = ()> {
+fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) -> impl Future<Output = ()> {
     async move {
         let c = owner.get();
         let cell = &*cell;
@@ -81,53 +75,68 @@ fn component_task<C: Component>(
         let mut local = pin!(None);
         let mut run = RunSlot::Idle;
         loop {
-            // Borrowed by the call it makes, not taken apart: one command in
-            // this future, whatever the call.
-            let mut cmd = poll_fn(|t| {
-                poll_run(&mut run, local.as_mut(), cell, t);
-                match cell.take_cmd() {
-                    Some(cmd) => Poll::Ready(cmd),
-                    None => Poll::Pending,
+            // The command and its call's end in a block of their own: gone
+            // before the yield below, so they take no room beside it in
+            // this future.
+            let given_up = {
+                // Borrowed by the call it makes, not taken apart: one
+                // command in this future, whatever the call.
+                let mut cmd = poll_fn(|t| {
+                    poll_run(&mut run, local.as_mut(), cell, t);
+                    match cell.take_cmd() {
+                        Some(cmd) => Poll::Ready(cmd),
+                        None => Poll::Pending,
+                    }
+                })
+                .await;
+                let local = local.as_mut();
+                let done = match &mut cmd {
+                    Cmd::Launch {
+                        cx,
+                        t0,
+                        busy,
+                        budgets,
+                    } => {
+                        let plan = Plan {
+                            t0,
+                            readiness: &budgets.readiness,
+                            busy,
+                        };
+                        let run_here = |cx| local_run(c, cx);
+                        launch(&owner, cx, plan, run_here, &mut run, local, cell)
+                            .await
+                            .map(Done::Launch)
+                    }
+                    Cmd::Stop(cx) => stop(c, cx, &mut run, local, cell).await.map(Done::Unit),
+                    Cmd::Close { cx, t0 } => {
+                        let cx = &*cx;
+                        let fut = pin!(call(&cx.name, "close", || Component::close(c, cx)));
+                        let bound = cx.deadline.map(|until| Bound {
+                            until,
+                            t0: *t0,
+                            attempt: None,
+                        });
+                        step(fut, None, false, bound, &mut run, local, cell)
+                            .await
+                            .map(Done::Unit)
+                    }
+                    // `Abandon` with no call in flight: as for a call given up on.
+                    Cmd::Abandon => None,
+                };
+                drop(cmd);
+                match done {
+                    Some(done) => {
+                        cell.put_done(done);
+                        false
+                    }
+                    None => true,
                 }
-            })
-            .await;
-            let local = local.as_mut();
-            let done = match &mut cmd {
-                Cmd::Launch { cx, t0, spawn } => {
-                    let plan = Plan {
-                        t0: *t0,
-                        readiness: &readiness,
-                        spawn: spawn.take(),
-                    };
-                    let run_here = |cx| local_run(c, cx);
-                    launch(&owner, cx, plan, run_here, &mut run, local, cell)
-                        .await
-                        .map(Done::Launch)
-                }
-                Cmd::Stop(cx) => stop(c, cx, &mut run, local, cell).await.map(Done::Unit),
-                Cmd::Close { cx, until, t0 } => {
-                    let cx = &*cx;
-                    let fut = pin!(call(&cx.name, "close", || Component::close(c, cx)));
-                    let bound = until.map(|until| Bound {
-                        until,
-                        t0: *t0,
-                        attempt: None,
-                    });
-                    step(fut, None, false, bound, &mut run, local, cell)
-                        .await
-                        .map(Done::Unit)
-                }
-                // `Abandon` with no call in flight: as for a call given up on.
-                Cmd::Abandon => None,
             };
-            drop(cmd);
-            match done {
-                Some(done) => cell.put_done(done),
-                // A call given up on: `run` is polled again only on the
-                // runner's next pass over woken cells, as if the call had
-                // never been in this poll.
-                None if run.is_running() => yield_once().await,
-                None => {}
+            // A call given up on: `run` is polled again only on the
+            // runner's next pass over woken cells, as if the call had
+            // never been in this poll.
+            if given_up && run.is_running() {
+                yield_once().await;
             }
         }
     }
@@ -160,16 +169,19 @@ mod tests {
     /// size is most of what a running component costs. The bounds leave
     /// some room for compiler changes. The future is sized for its launch,
     /// which holds `start` or a readiness attempt beside `run` and the
-    /// launch's own state (its context, policy, deadlines): 880 bytes
-    /// when the launch became one command, where the calls made one at a
-    /// time took 560.
+    /// launch command (its context): 728 bytes, 880 when the launch became
+    /// one command (the policy kept for the component's whole life, the
+    /// spawner in every command, a call's end kept beside the yield after
+    /// a call given up on). Waiting for a command, it uses 415 of them.
+    /// The cell, 312 bytes, is mostly its command slot (104) and its stop
+    /// latch (112).
     #[test]
     fn a_components_future_and_cell_stay_small() {
         let cell = Arc::new(Cell::new(0, Arc::new(ReadyQueue::default())));
-        let fut = component_task(Inline(Noop), cell, Readiness::default());
+        let fut = component_task(Inline(Noop), cell);
         let size = std::mem::size_of_val(&fut);
-        assert!(size <= 1000, "the future of a no-op component is {size} B");
+        assert!(size <= 740, "the future of a no-op component is {size} B");
         let size = std::mem::size_of::<Cell>();
-        assert!(size <= 330, "a cell is {size} B");
+        assert!(size <= 320, "a cell is {size} B");
     }
 }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Budgets, Readiness};
+use super::{Budgets, Kept, Readiness};
 use crate::error::Error;
 use crate::names::validate_name;
 use crate::restart::{Budget, Restart};
@@ -158,9 +158,9 @@ impl ComponentOptions {
         self
     }
 
-    /// What the engine reads on each call.
-    pub(crate) fn budgets(&self) -> Budgets {
-        self.budgets
+    /// What the engine reads on each call, as it keeps them.
+    pub(crate) fn budgets(&self) -> Kept {
+        Kept::new(self.budgets)
     }
 
     /// The names given to [`depends_on`](ComponentOptions::depends_on),

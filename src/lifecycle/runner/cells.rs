@@ -27,9 +27,8 @@ impl Runner {
         let slot = &mut self.slots[index];
         slot.cell.dequeue();
         if let Some(task) = slot.task.as_mut() {
-            let _ = task
-                .as_mut()
-                .poll(&mut TaskContext::from_waker(&slot.waker));
+            let waker = futures::task::waker_ref(&slot.cell);
+            let _ = task.as_mut().poll(&mut TaskContext::from_waker(&waker));
         }
         // The component's code may have taken any time.
         self.clock_moved();

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::task::{Context as TaskContext, Poll, Waker};
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use futures::stream::StreamExt as _;
@@ -116,16 +116,14 @@ impl Runner {
     fn add_slot(&mut self, reg: Registration) {
         let index = self.slots.len();
         let cell = Arc::new(Cell::new(index, self.queue.clone()));
-        let spawned = self.config.spawner.is_some();
         self.slots.push(Slot {
             name: reg.name,
             options: reg.options,
             stop: Latch::hosted(cell.clone()),
             task: Some(
                 reg.component
-                    .launch(cell.clone(), spawned, reg.options.readiness),
+                    .launch(cell.clone(), self.config.spawner.clone()),
             ),
-            waker: Waker::from(cell.clone()),
             cell,
             run_aborted: false,
             busy: None,
@@ -256,13 +254,22 @@ impl Runner {
         l.issued = true;
         let slot = &self.slots[index];
         let deadline = deadline_after(t0, slot.options.start_timeout);
-        let spawn = self.config.spawner.clone().map(|spawner| {
+        let busy = self.config.spawner.is_some().then(|| {
             let busy = Arc::new(AtomicBool::new(false));
             self.slots[index].busy = Some(busy.clone());
-            (spawner, busy)
+            busy
         });
+        let budgets = self.slots[index].options.clone();
         let cx = self.context(index, deadline);
-        self.command(index, Cmd::Launch { cx, t0, spawn });
+        self.command(
+            index,
+            Cmd::Launch {
+                cx,
+                t0,
+                busy,
+                budgets,
+            },
+        );
         true
     }
 

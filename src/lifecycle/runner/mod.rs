@@ -29,7 +29,7 @@ mod shutdown;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::task::{Context as TaskContext, Poll, Waker};
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use futures::channel::mpsc::UnboundedReceiver;
@@ -43,7 +43,7 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::handle::Handle;
 use crate::latch::{Latch, lock};
-use crate::lifecycle::options::Budgets;
+use crate::lifecycle::options::Kept;
 use crate::lifecycle::parts::{Parts, Registration};
 use crate::logging::{event, ms};
 use crate::phase::Phase;
@@ -71,13 +71,11 @@ impl Default for Config {
 
 struct Slot {
     name: Arc<str>,
-    options: Budgets,
+    options: Kept,
     stop: Latch,
     /// The component's one future, until the runner is done with it.
     task: Option<BoxFuture<'static, ()>>,
     cell: Arc<Cell>,
-    /// The cell's waker: queues the cell for the runner.
-    waker: Waker,
     /// Whether the lifecycle aborted its `run` (through `stop`).
     run_aborted: bool,
     /// For a `run` on its own task: whether that task is in a poll of it.

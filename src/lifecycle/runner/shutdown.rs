@@ -171,7 +171,7 @@ impl Runner {
     /// shutdown deadline, and records when.
     pub(super) fn begin_close(&mut self, index: usize, deadline: Option<Instant>) -> InFlight {
         let name = self.slots[index].name.clone();
-        let options = self.slots[index].options;
+        let close_timeout = self.slots[index].options.close_timeout;
         // Once forced, the force budget bounds it too.
         let deadline = if self.handle.shared.force.is_set() {
             self.force_bound(deadline)
@@ -182,17 +182,13 @@ impl Runner {
         let at = self.since_epoch(t0);
         self.update(index, |r| r.close_at = Some(at));
         event!(warn, { component = name, step = Step::Close }, "closing `{name}`");
-        let bound = earliest(deadline_after(t0, Some(options.close_timeout)), deadline);
+        let bound = earliest(deadline_after(t0, Some(close_timeout)), deadline);
         let cx = self.context(index, bound);
         InFlight {
             index: Some(index),
             name,
             t0,
-            call: Call::Cell(Some(Cmd::Close {
-                cx,
-                until: bound,
-                t0,
-            })),
+            call: Call::Cell(Some(Cmd::Close { cx, t0 })),
         }
     }
 

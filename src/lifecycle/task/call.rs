@@ -9,14 +9,16 @@ use futures::future::{FutureExt, lazy};
 
 use crate::component::{CallResult, Component, guard};
 use crate::error::BoxError;
+use crate::lifecycle::cell::Spawner;
 use crate::logging::in_span;
 
 /// How a component's future holds the component: in place, or shared with
 /// the task its `run` is spawned on.
 pub(super) trait Owner<C>: Send + Sync + 'static {
     fn get(&self) -> &C;
-    /// The component as a spawned `run` can hold it, if it can.
-    fn share(&self) -> Option<Arc<C>>;
+    /// The component as a spawned `run` can hold it, and the spawner that
+    /// puts it on its task, if `run` is spawned.
+    fn share(&self) -> Option<(Arc<C>, &Spawner)>;
 }
 
 pub(super) struct Inline<C>(pub(super) C);
@@ -25,17 +27,24 @@ impl<C: Component> Owner<C> for Inline<C> {
     fn get(&self) -> &C {
         &self.0
     }
-    fn share(&self) -> Option<Arc<C>> {
+    fn share(&self) -> Option<(Arc<C>, &Spawner)> {
         None
     }
 }
 
-impl<C: Component> Owner<C> for Arc<C> {
+/// A component whose `run` is spawned: shared with that task, and the
+/// spawner kept here rather than sent with every launch.
+pub(super) struct Spawned<C> {
+    pub(super) c: Arc<C>,
+    pub(super) spawner: Spawner,
+}
+
+impl<C: Component> Owner<C> for Spawned<C> {
     fn get(&self) -> &C {
-        self
+        &self.c
     }
-    fn share(&self) -> Option<Arc<C>> {
-        Some(self.clone())
+    fn share(&self) -> Option<(Arc<C>, &Spawner)> {
+        Some((self.c.clone(), &self.spawner))
     }
 }
 

@@ -17,19 +17,22 @@ use crate::component::{CallResult, Component};
 use crate::context::Context;
 use crate::error::{Error, ErrorKind};
 use crate::latch::lock;
-use crate::lifecycle::cell::{Cell, Launched, Spawner};
+use crate::lifecycle::cell::{Cell, Launched};
 use crate::lifecycle::options::Readiness;
 use crate::logging::{event, ms};
 use crate::phase::Step;
 use crate::report::ComponentState;
 
 /// What a launch is given besides its context (whose deadline is
-/// `start`'s): the instant `start` was issued, the readiness policy and
-/// where `run` goes.
+/// `start`'s): the instant `start` was issued, the readiness policy and,
+/// for a `run` on its own task, the flag that tells whether that task is
+/// inside a poll of it.
+/// Read in place in the command, not copied out of it: this future keeps
+/// a reference to each.
 pub(super) struct Plan<'a> {
-    pub(super) t0: Instant,
+    pub(super) t0: &'a Instant,
     pub(super) readiness: &'a Readiness,
-    pub(super) spawn: Option<(Spawner, Arc<AtomicBool>)>,
+    pub(super) busy: &'a mut Option<Arc<AtomicBool>>,
 }
 
 /// Walks a component's launch. `None` if the runner gave up on it (the
@@ -43,7 +46,7 @@ pub(super) struct Plan<'a> {
 pub(super) fn launch<'a, C, R>(
     owner: &'a impl Owner<C>,
     cx: &'a mut Context,
-    mut plan: Plan<'a>,
+    plan: Plan<'a>,
     local_run: impl FnOnce(Context) -> R + 'a,
     run: &'a mut RunSlot,
     mut local: Pin<&'a mut Option<R>>,
@@ -56,22 +59,21 @@ where
     async move {
         let bound = cx.deadline.map(|until| Bound {
             until,
-            t0: plan.t0,
+            t0: *plan.t0,
             attempt: None,
         });
-        let started = {
+        // Taken apart at once: nothing of it stays in this future.
+        if let Err(e) = {
             let fut = pin!(call(&cx.name, "start", || Component::start(
                 owner.get(),
                 cx
             )));
             let gate = Some(&cx.handle.shared.shutdown);
             step(fut, gate, true, bound, run, local.as_mut(), cell).await?
-        };
-        // Taken apart at once: nothing of it stays in this future.
-        if let Err(e) = started {
+        } {
             return failed(None, 0, Step::Start, e);
         }
-        let took = Instant::now().saturating_duration_since(plan.t0);
+        let took = Instant::now().saturating_duration_since(*plan.t0);
         {
             let name = &cx.name;
             event!(info, { component = name, step = Step::Start, elapsed_ms = ms(took) }, "started `{name}` in {took:?}");
@@ -79,8 +81,8 @@ where
         cell.set_started();
         let mut run_cx = cx.clone();
         run_cx.deadline = None;
-        let spawn = plan.spawn.take();
-        put_in_flight(owner, run_cx, spawn, local_run, run, local.as_mut(), cell);
+        let busy = plan.busy.take();
+        put_in_flight(owner, run_cx, busy, local_run, run, local.as_mut(), cell);
         // The report row says `Started` (with its attempts) once the launch
         // waits: a launch that ends in the poll it began in is written once,
         // by the runner.
@@ -91,17 +93,26 @@ where
                 note_started(cx, cell, took, attempt);
                 noted = true;
             }
-            let bound = {
-                let from = Instant::now();
-                cx.deadline = plan
-                    .readiness
-                    .timeout()
-                    .and_then(|budget| crate::timer::after(from, budget));
-                cx.deadline.map(|until| Bound {
-                    until,
-                    t0: from,
-                    attempt: Some(attempt),
-                })
+            // The first attempt's budget counts from the end of `start`,
+            // an instant known without reading the clock again; without a
+            // budget, no instant is needed.
+            let bound = match plan.readiness.timeout() {
+                Some(budget) => {
+                    let from = match attempt {
+                        1 => plan.t0.checked_add(took).unwrap_or_else(Instant::now),
+                        _ => Instant::now(),
+                    };
+                    cx.deadline = crate::timer::after(from, budget);
+                    cx.deadline.map(|until| Bound {
+                        until,
+                        t0: from,
+                        attempt: Some(attempt),
+                    })
+                }
+                None => {
+                    cx.deadline = None;
+                    None
+                }
             };
             // In a block: the attempt is gone before the backoff, which
             // may then share its room in this future.

@@ -15,7 +15,7 @@ use super::call::{Owner, call};
 use crate::component::{CallResult, Component};
 use crate::context::Context;
 use crate::latch::{Abortable, Latch};
-use crate::lifecycle::cell::{Cell, RunExit, SpawnedOutput, Spawner};
+use crate::lifecycle::cell::{Cell, RunExit, SpawnedOutput};
 
 /// Where a component's `run` is.
 pub(super) enum RunSlot {
@@ -46,19 +46,19 @@ pub(super) fn local_run<C: Component>(
     async move { call(&cx.name, "run", || Component::run(c, &cx)).await }
 }
 
-/// Puts `run` in flight: on its own task through the spawner (sharing the
-/// component), or here, made by `local_run`.
+/// Puts `run` in flight: on its own task through the owner's spawner
+/// (sharing the component), or here, made by `local_run`.
 pub(super) fn put_in_flight<C: Component, R>(
     owner: &impl Owner<C>,
     cx: Context,
-    spawn: Option<(Spawner, Arc<AtomicBool>)>,
+    busy: Option<Arc<AtomicBool>>,
     local_run: impl FnOnce(Context) -> R,
     run: &mut RunSlot,
     mut local: Pin<&mut Option<R>>,
     cell: &Cell,
 ) {
-    match (spawn, owner.share()) {
-        (Some((spawner, busy)), Some(shared)) => {
+    match (busy, owner.share()) {
+        (Some(busy), Some((shared, spawner))) => {
             let stop = cx.stop.clone();
             let fut: BoxFuture<'static, CallResult<()>> = Box::pin(async move {
                 let c = &*shared;
