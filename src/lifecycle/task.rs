@@ -177,7 +177,8 @@ mod tests {
     /// size is most of what a running component costs. The bounds leave
     /// some room for compiler changes. The future is sized for its launch,
     /// which holds `start` or a readiness attempt beside `run` and the
-    /// launch command (its context): 728 bytes, 880 when the launch became
+    /// launch command (its context): 720 bytes (728 before each call became
+    /// one future), 880 when the launch became
     /// one command (the policy kept for the component's whole life, the
     /// spawner in every command, a call's end kept beside the yield after
     /// a call given up on). Waiting for a command, it uses 415 of them.
