@@ -207,9 +207,14 @@ pub(crate) type CallResult<T> = Result<T, Error>;
 pub(crate) fn guard<T>(
     fut: impl Future<Output = Result<T, BoxError>>,
 ) -> impl Future<Output = CallResult<T>> {
-    AssertUnwindSafe(fut).catch_unwind().map(|out| match out {
+    AssertUnwindSafe(fut).catch_unwind().map(settle)
+}
+
+/// A user call's end, returned or panicked, as its [`CallResult`].
+pub(crate) fn settle<T>(out: std::thread::Result<Result<T, BoxError>>) -> CallResult<T> {
+    match out {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(Error::new(ErrorKind::Failed).with_source(e)),
         Err(payload) => Err(Error::new(ErrorKind::Panicked).with_detail(panic_message(&*payload))),
-    })
+    }
 }

@@ -109,6 +109,31 @@ pub(crate) fn in_span<F: Future>(fut: F, _name: &str, _step: &'static str) -> F 
     fut
 }
 
+/// A user call made inside its span, and kept there: as [`in_span`], with
+/// the call's making in the span too.
+#[cfg(feature = "tracing")]
+pub(crate) fn made_in_span<F: Future>(
+    name: &str,
+    step: &'static str,
+    make: impl FnOnce() -> F,
+) -> tracing::instrument::Instrumented<F> {
+    use tracing::Instrument;
+    let span = tracing::info_span!(target: "lameduck", "lameduck", component = name, step);
+    let fut = span.in_scope(make);
+    fut.instrument(span)
+}
+
+/// A user call made inside its span, and kept there: as [`in_span`], with
+/// the call's making in the span too.
+#[cfg(not(feature = "tracing"))]
+pub(crate) fn made_in_span<F: Future>(
+    _name: &str,
+    _step: &'static str,
+    make: impl FnOnce() -> F,
+) -> F {
+    make()
+}
+
 /// Milliseconds, the unit of every `elapsed_ms` field.
 pub(crate) fn ms(d: std::time::Duration) -> u128 {
     d.as_millis()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use super::call::{Owner, call};
+use super::call::{Owner, call, to_make};
 use super::run::{RunSlot, put_in_flight};
 use super::step::{Bound, step};
 use crate::component::{CallResult, Component};
@@ -64,12 +64,18 @@ where
         });
         // Taken apart at once: nothing of it stays in this future.
         if let Err(e) = {
-            let fut = pin!(call(&cx.name, "start", || Component::start(
-                owner.get(),
-                cx
-            )));
+            let slot = pin!(to_make(|| Component::start(owner.get(), cx)));
             let gate = Some(&cx.handle.shared.shutdown);
-            step(fut, gate, true, bound, run, local.as_mut(), cell).await?
+            step(
+                call(&cx.name, "start", slot),
+                gate,
+                true,
+                bound,
+                run,
+                local.as_mut(),
+                cell,
+            )
+            .await?
         } {
             return failed(None, 0, Step::Start, e);
         }
@@ -117,12 +123,17 @@ where
             // In a block: the attempt is gone before the backoff, which
             // may then share its room in this future.
             let out = {
-                let fut = pin!(call(&cx.name, "ready", || Component::ready(
-                    owner.get(),
-                    cx
-                )));
+                let slot = pin!(to_make(|| Component::ready(owner.get(), cx)));
                 let gate = Some(&cx.handle.shared.shutdown);
-                let mut fut = pin!(step(fut, gate, true, bound, run, local.as_mut(), cell));
+                let mut fut = pin!(step(
+                    call(&cx.name, "ready", slot),
+                    gate,
+                    true,
+                    bound,
+                    run,
+                    local.as_mut(),
+                    cell
+                ));
                 poll_fn(|t| {
                     let p = fut.as_mut().poll(t);
                     if p.is_pending() && !noted {

@@ -11,7 +11,7 @@ use std::task::{Context as TaskContext, Poll};
 use futures::channel::oneshot;
 use futures::future::{Aborted, BoxFuture, FutureExt};
 
-use super::call::{Owner, call};
+use super::call::{Owner, made, settled};
 use crate::component::{CallResult, Component};
 use crate::context::Context;
 use crate::latch::{Abortable, Latch};
@@ -43,7 +43,7 @@ pub(super) fn local_run<C: Component>(
     c: &C,
     cx: Context,
 ) -> impl Future<Output = CallResult<()>> + '_ {
-    async move { call(&cx.name, "run", || Component::run(c, &cx)).await }
+    async move { settled!(made(&cx.name, "run", || Component::run(c, &cx))) }
 }
 
 /// Puts `run` in flight: on its own task through the owner's spawner
@@ -62,7 +62,7 @@ pub(super) fn put_in_flight<C: Component, R>(
             let stop = cx.stop.clone();
             let fut: BoxFuture<'static, CallResult<()>> = Box::pin(async move {
                 let c = &*shared;
-                call(&cx.name, "run", || Component::run(c, &cx)).await
+                settled!(made(&cx.name, "run", || Component::run(c, &cx)))
             });
             let (tx, rx) = oneshot::channel();
             (spawner.0)(Box::pin(spawned_run(stop.abortable(fut), busy, tx)));

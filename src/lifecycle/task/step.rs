@@ -33,7 +33,7 @@ pub(super) struct Bound {
 /// from), the call times out past it; a deadline already past still polls
 /// it once.
 pub(super) fn step<'a, T, F, R>(
-    fut: Pin<&'a mut F>,
+    fut: F,
     gate: Option<&'a Latch>,
     launching: bool,
     bound: Option<Bound>,
@@ -42,7 +42,7 @@ pub(super) fn step<'a, T, F, R>(
     cell: &'a Cell,
 ) -> Step<'a, F, R>
 where
-    F: Future<Output = CallResult<T>>,
+    F: Future<Output = CallResult<T>> + Unpin,
     R: Future<Output = CallResult<()>>,
 {
     Step {
@@ -60,7 +60,9 @@ where
 /// The future of [`step`]: a plain struct, smaller than an `async fn`
 /// that would keep its arguments and the closure borrowing them.
 pub(super) struct Step<'a, F, R> {
-    fut: Pin<&'a mut F>,
+    /// `Unpin`: a call, which keeps its future in a slot pinned by the
+    /// caller, or a pinned reference.
+    fut: F,
     gate: Option<&'a Latch>,
     launching: bool,
     bound: Option<Bound>,
@@ -74,7 +76,7 @@ pub(super) struct Step<'a, F, R> {
 
 impl<T, F, R> Future for Step<'_, F, R>
 where
-    F: Future<Output = CallResult<T>>,
+    F: Future<Output = CallResult<T>> + Unpin,
     R: Future<Output = CallResult<()>>,
 {
     type Output = Option<CallResult<T>>;
@@ -94,7 +96,7 @@ where
         if this.gate.is_some_and(Latch::is_set) {
             return Poll::Pending;
         }
-        if let Poll::Ready(out) = this.fut.as_mut().poll(t) {
+        if let Poll::Ready(out) = this.fut.poll_unpin(t) {
             return Poll::Ready(Some(out));
         }
         if let Some(bound) = this.bound {

@@ -9,7 +9,7 @@ use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::task::Poll;
 
-use super::call::call;
+use super::call::{call, to_make};
 use super::run::{RunSlot, poll_run};
 use super::step::step;
 use crate::component::{CallResult, Component};
@@ -36,10 +36,19 @@ where
     async move {
         // In a block: the call is gone before the wait.
         let stopped = {
-            let fut = pin!(call(&cx.name, "stop", || Component::stop(c, cx)));
+            let slot = pin!(to_make(|| Component::stop(c, cx)));
             // Once forced, the runner closes the component instead.
             let gate = Some(&cx.handle.shared.force);
-            step(fut, gate, false, None, run, local.as_mut(), cell).await?
+            step(
+                call(&cx.name, "stop", slot),
+                gate,
+                false,
+                None,
+                run,
+                local.as_mut(),
+                cell,
+            )
+            .await?
         };
         if stopped.is_err() {
             return Some(stopped);
