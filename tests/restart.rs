@@ -27,6 +27,7 @@ struct Flaky {
     fails: u32,
     panics: bool,
     hang_start_from: u32,
+    fail_start_from: u32,
     hang_ready_from: u32,
     starts: AtomicU32,
     runs: AtomicU32,
@@ -39,6 +40,7 @@ fn flaky(log: &Log, name: &str, fails: u32) -> Flaky {
         fails,
         panics: false,
         hang_start_from: u32::MAX,
+        fail_start_from: u32::MAX,
         hang_ready_from: u32::MAX,
         starts: AtomicU32::new(0),
         runs: AtomicU32::new(0),
@@ -58,6 +60,12 @@ impl Flaky {
         self
     }
 
+    /// From its `start`-th start on, that start fails.
+    fn failing_start_from(mut self, start: u32) -> Self {
+        self.fail_start_from = start;
+        self
+    }
+
     /// From its `start`-th start on, its readiness check never answers.
     fn hanging_ready_from(mut self, start: u32) -> Self {
         self.hang_ready_from = start;
@@ -71,6 +79,9 @@ impl Component for Flaky {
         self.log.push(format!("start {}", self.name));
         if n >= self.hang_start_from {
             futures::future::pending::<()>().await;
+        }
+        if n >= self.fail_start_from {
+            return Err(format!("{} cannot start again", self.name).into());
         }
         Ok(())
     }
@@ -528,6 +539,47 @@ mod scenarios {
         assert_eq!(flaky.restarts(), 1, "{report}");
     }
 
+    /// `flaky` restarts, and the `start` of its new life fails, which
+    /// begins the shutdown; `hold`'s stop never returns, so the drain is
+    /// still going when the shutdown is forced. The force closes `hold`
+    /// but not `flaky`: its new life never started, and its last one was
+    /// stopped by its restart.
+    pub async fn a_force_does_not_close_a_relaunch_that_never_started() {
+        let log = Log::new();
+        let independent = || ComponentOptions::new().depends_on(Vec::<&str>::new());
+        let lc = Lifecycle::builder()
+            .component_with("hold", probe(&log, "hold").stop(Act::Hang), independent())
+            .component_with(
+                "flaky",
+                flaky(&log, "flaky", 1).failing_start_from(2),
+                ComponentOptions::new()
+                    .depends_on(Vec::<&str>::new())
+                    .restart(restarts_after(ms(10)).limit(3, Duration::from_secs(60))),
+            )
+            .build()
+            .unwrap();
+        let handle = lc.handle();
+        let force = async {
+            while !log.has("stop hold") {
+                sleep(ms(2)).await;
+            }
+            handle.force_shutdown();
+        };
+        let (out, ()) = bounded(futures::future::join(lc.run(), force)).await;
+        let err = out.expect_err("the failed start");
+        let events = log.events();
+        assert_eq!(err.component(), Some("flaky"), "{err}");
+        assert_eq!(err.step(), Some(Step::Start), "{err}");
+        assert_eq!(log.count("start flaky"), 2, "{events:?}");
+        assert_eq!(log.count("stop flaky"), 1, "its restart's: {events:?}");
+        assert_eq!(log.count("close flaky"), 0, "{events:?}");
+        assert_eq!(log.count("close hold"), 1, "{events:?}");
+        let report = err.report().expect("a report");
+        let flaky = report.component("flaky").unwrap();
+        assert_eq!(flaky.state, ComponentState::Failed, "{report}");
+        assert_eq!(flaky.close_at, None, "{report}");
+    }
+
     /// `a` (restart on failure) and `b` (no policy) fail in the same poll
     /// of the runner, `a` first: `a` is granted a restart whose stop is
     /// not issued yet when `b`'s failure begins the shutdown. The shutdown
@@ -644,6 +696,7 @@ on_every_runtime!(
     shutdown_during_the_backoff,
     shutdown_during_the_readiness_of_a_restart,
     shutdown_during_the_start_of_a_restart,
+    a_force_does_not_close_a_relaunch_that_never_started,
     restart_cancelled_before_its_stop_still_stops,
     restart_waits_for_dependencies,
     shutdown_while_a_relaunch_waits_for_a_dependency,

@@ -43,8 +43,11 @@ impl Runner {
     }
 
     /// A component's `start` failed: it never started, and holds its
-    /// dependencies no more.
+    /// dependencies no more. Nothing of it is left to stop: a relaunch's
+    /// earlier life was stopped by its restart, and a force, which closes
+    /// every component launched and not yet stopping, must not close it.
     pub(super) fn start_failed(&mut self, index: usize, e: Error) {
+        self.slots[index].stopping = true;
         self.fail_launch(index, e, Step::Start);
         lock(&self.handle.shared.state)
             .graph
