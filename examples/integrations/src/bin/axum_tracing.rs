@@ -19,6 +19,10 @@ use std::time::Duration;
 use axum::{Router, routing::get};
 use lameduck::{BoxError, Lifecycle, Signals, component, tower::LameDuckLayer};
 
+#[path = "../quiet_stdout.rs"]
+mod quiet_stdout;
+use quiet_stdout::Stdout;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt().with_writer(|| Stdout).init();
@@ -55,25 +59,4 @@ async fn main() -> std::process::ExitCode {
         tracing::error!("{e:#}");
     }
     lameduck::exit_code(&result)
-}
-
-/// The log's writer: stdout, but once its reader is gone
-/// (`... | head -1`) events are dropped quietly instead of each reporting
-/// a broken pipe on stderr.
-struct Stdout;
-
-impl std::io::Write for Stdout {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match std::io::stdout().write(buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(buf.len()),
-            written => written,
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match std::io::stdout().flush() {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-            flushed => flushed,
-        }
-    }
 }

@@ -16,6 +16,10 @@ use std::time::Duration;
 use axum::{Router, http::StatusCode, routing::get};
 use tokio_graceful_shutdown::{SubsystemBuilder, SubsystemHandle, Toplevel};
 
+#[path = "../quiet_stdout.rs"]
+mod quiet_stdout;
+use quiet_stdout::Stdout;
+
 async fn http(s: &mut SubsystemHandle, addr: String) -> Result<(), std::io::Error> {
     let stopping = Arc::new(AtomicBool::new(false));
     let readiness = stopping.clone();
@@ -57,25 +61,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .handle_shutdown_requests(Duration::from_secs(10))
     .await
     .map_err(Into::into)
-}
-
-/// The log's writer: stdout, but once its reader is gone
-/// (`... | head -1`) events are dropped quietly instead of each reporting
-/// a broken pipe on stderr.
-struct Stdout;
-
-impl std::io::Write for Stdout {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match std::io::stdout().write(buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(buf.len()),
-            written => written,
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match std::io::stdout().flush() {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-            flushed => flushed,
-        }
-    }
 }
