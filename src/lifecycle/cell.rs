@@ -225,6 +225,16 @@ impl Cell {
         value
     }
 
+    /// Takes a call's end if it is `Ok(())`; leaves any other in place.
+    pub(crate) fn take_done_ok(&self) -> bool {
+        const BOTH: u8 = DONE | DONE_OK;
+        if self.has.load(Ordering::Acquire) & BOTH != BOTH {
+            return false;
+        }
+        self.has.fetch_and(!BOTH, Ordering::AcqRel);
+        true
+    }
+
     /// Puts how `run` ended; an `Ok(())` needs no lock.
     pub(crate) fn put_run_end(&self, value: RunExit) {
         let late = if self.has_done() { LATE } else { 0 };

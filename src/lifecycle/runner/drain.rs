@@ -22,7 +22,7 @@ use super::{Runner, budget_of, deadline_after, earliest};
 use crate::error::{Error, ErrorKind};
 use crate::graph::Graph;
 use crate::latch::lock;
-use crate::lifecycle::cell::{Cmd, Done, RunExit};
+use crate::lifecycle::cell::{Cmd, RunExit};
 use crate::logging::{event, ms};
 use crate::phase::Step;
 use crate::report::ComponentState;
@@ -182,19 +182,11 @@ impl Runner {
         match self.poll_task(index) {
             // Nothing to record of a `run` that ended cleanly when asked
             // to, but its stamp, written with the stop's.
-            Some(RunExit::Done(Ok(()))) => match self.slots[index].cell.take_done() {
-                Some(Done::Unit(Ok(()))) => {
-                    self.slots[index].run_done = true;
-                    self.stopped(index, t0, true);
-                    return;
-                }
-                done => {
-                    self.on_run_end(index, RunExit::Done(Ok(())));
-                    if let Some(done) = done {
-                        self.slots[index].cell.put_done(done);
-                    }
-                }
-            },
+            Some(RunExit::Done(Ok(()))) if self.slots[index].cell.take_done_ok() => {
+                self.slots[index].run_done = true;
+                self.stopped(index, t0, true);
+                return;
+            }
             Some(end) => self.on_run_end(index, end),
             None => {}
         }
