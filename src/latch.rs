@@ -164,9 +164,13 @@ impl Waiters {
 impl LatchState {
     /// Drops every waker registered on it, without setting it: its host
     /// may be what those wakers wake (a component's cell), a cycle.
+    /// A flag that was set kept no waker: setting it took them all, and
+    /// a set flag registers none.
     pub(crate) fn release_wakers(&self) {
-        let waiters = std::mem::take(&mut *lock(&self.waiters.0));
-        drop(waiters);
+        if !self.set.load(Ordering::Acquire) {
+            let waiters = std::mem::take(&mut *lock(&self.waiters.0));
+            drop(waiters);
+        }
         drop(self.abort_waker.take());
     }
 }
@@ -342,6 +346,11 @@ impl Future for Latch {
 impl Drop for Latch {
     fn drop(&mut self) {
         if let Some(key) = self.key {
+            // A flag once set stays set: no lock to take (a gate may close
+            // again, and is checked under the lock).
+            if matches!(self.source, Source::Flag(_)) && self.is_set() {
+                return;
+            }
             let mut waiters = lock(&self.waiters().0);
             // Once set, the waiters were taken (or are about to be): there
             // is no slot to free.
