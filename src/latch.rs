@@ -95,13 +95,15 @@ pub(crate) struct WaitList(Mutex<Waiters>);
 impl WaitList {
     /// Wakes every waiter registered so far.
     pub(crate) fn wake(&self) {
-        let waiters = std::mem::take(&mut *lock(&self.0));
+        let Waiters { first, rest, .. } = std::mem::take(&mut *lock(&self.0));
         // Wake outside the lock: a waker may run code that polls the latch.
-        waiters
-            .first
-            .into_iter()
-            .chain(waiters.rest.into_iter().flatten())
-            .for_each(Waker::wake);
+        if let Some(w) = first {
+            w.wake();
+        }
+        // Most flags have one waiter at most: nothing more to walk.
+        if !rest.is_empty() {
+            rest.into_iter().flatten().for_each(Waker::wake);
+        }
     }
 }
 
