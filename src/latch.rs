@@ -95,13 +95,15 @@ pub(crate) struct WaitList(Mutex<Waiters>);
 impl WaitList {
     /// Wakes every waiter registered so far.
     pub(crate) fn wake(&self) {
-        let waiters = std::mem::take(&mut *lock(&self.0));
+        let Waiters { first, rest, .. } = std::mem::take(&mut *lock(&self.0));
         // Wake outside the lock: a waker may run code that polls the latch.
-        waiters
-            .first
-            .into_iter()
-            .chain(waiters.rest.into_iter().flatten())
-            .for_each(Waker::wake);
+        if let Some(w) = first {
+            w.wake();
+        }
+        // Most flags have one waiter at most: nothing more to walk.
+        if !rest.is_empty() {
+            rest.into_iter().flatten().for_each(Waker::wake);
+        }
     }
 }
 
@@ -164,9 +166,13 @@ impl Waiters {
 impl LatchState {
     /// Drops every waker registered on it, without setting it: its host
     /// may be what those wakers wake (a component's cell), a cycle.
+    /// A flag that was set kept no waker: setting it took them all, and
+    /// a set flag registers none.
     pub(crate) fn release_wakers(&self) {
-        let waiters = std::mem::take(&mut *lock(&self.waiters.0));
-        drop(waiters);
+        if !self.set.load(Ordering::Acquire) {
+            let waiters = std::mem::take(&mut *lock(&self.waiters.0));
+            drop(waiters);
+        }
         drop(self.abort_waker.take());
     }
 }
@@ -342,6 +348,11 @@ impl Future for Latch {
 impl Drop for Latch {
     fn drop(&mut self) {
         if let Some(key) = self.key {
+            // A flag once set stays set: no lock to take (a gate may close
+            // again, and is checked under the lock).
+            if matches!(self.source, Source::Flag(_)) && self.is_set() {
+                return;
+            }
             let mut waiters = lock(&self.waiters().0);
             // Once set, the waiters were taken (or are about to be): there
             // is no slot to free.

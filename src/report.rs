@@ -210,8 +210,43 @@ pub struct Report {
     elapsed: Duration,
     shutdown_at: Option<Duration>,
     cause: Option<ShutdownCause>,
-    components: Vec<ComponentRecord>,
+    components: Records,
     by_name: NameIndex,
+}
+
+/// The report rows, shared between the lifecycle and the reports taken of
+/// it: taking a report copies no row, and the lifecycle copies the rows
+/// only when it writes to them while an earlier report still holds them.
+/// The final report of a run shares the rows the lifecycle keeps, which
+/// `Handle::report` gives out from then on.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(crate) struct Records(Arc<Vec<ComponentRecord>>);
+
+impl std::ops::Deref for Records {
+    type Target = Vec<ComponentRecord>;
+
+    fn deref(&self) -> &Vec<ComponentRecord> {
+        &self.0
+    }
+}
+
+/// A write copies the rows first if a report still holds them.
+impl std::ops::DerefMut for Records {
+    fn deref_mut(&mut self) -> &mut Vec<ComponentRecord> {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl From<Vec<ComponentRecord>> for Records {
+    fn from(rows: Vec<ComponentRecord>) -> Self {
+        Records(Arc::new(rows))
+    }
+}
+
+impl fmt::Debug for Records {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// Each component's position by name, built on the first look-up of a
@@ -272,7 +307,7 @@ impl Report {
         epoch: Instant,
         phase: Phase,
         moments: &Moments,
-        components: Vec<ComponentRecord>,
+        components: impl Into<Records>,
     ) -> Self {
         Report {
             phase,
@@ -281,7 +316,7 @@ impl Report {
                 .shutdown_at()
                 .map(|t| t.saturating_duration_since(epoch)),
             cause: moments.cause().cloned(),
-            components,
+            components: components.into(),
             by_name: NameIndex::default(),
         }
     }

@@ -15,7 +15,7 @@ use crate::lifecycle::watchdog::Watchdog;
 use crate::logging::{event, opt};
 use crate::machine::{Change, Gate, PhaseMachine, Transition};
 use crate::phase::Phase;
-use crate::report::ComponentRecord;
+use crate::report::Records;
 
 pub(crate) use crate::names::{NameIndex, validate_name};
 
@@ -52,7 +52,7 @@ pub(crate) struct State {
     pub(crate) component_index: NameIndex,
     pub(crate) graph: Graph,
     pub(crate) hook_names: HashSet<Arc<str>>,
-    pub(crate) records: Vec<ComponentRecord>,
+    pub(crate) records: Records,
 }
 
 impl Shared {

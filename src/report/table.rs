@@ -54,7 +54,7 @@ impl fmt::Display for Report {
             "close ms",
             "took"
         )?;
-        for c in &self.components {
+        for c in self.components.iter() {
             writeln!(
                 f,
                 "{:<width$}  {:<state_width$}  {:>9} {:>8}  {:>9} {:>4}  {:>9} {:>8}  {:>9} {:>8}",
@@ -74,7 +74,7 @@ impl fmt::Display for Report {
         // column it would widen a table already past 80 columns, for what
         // most rows lack. One line each, whatever the error's message holds,
         // so that a reader (or a log) can tell where each one ends.
-        for c in &self.components {
+        for c in self.components.iter() {
             if let Some(latest) = c.failures().last() {
                 let n = c.restarts();
                 writeln!(

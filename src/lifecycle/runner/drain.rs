@@ -323,5 +323,8 @@ fn take_stoppable(graph: &mut Graph, into: &mut Vec<usize>) {
     while let Some(node) = graph.next_stoppable() {
         into.push(node as usize);
     }
-    into[from..].sort_unstable_by(|a, b| b.cmp(a));
+    // One at a time with the default chain: nothing to order.
+    if into.len() - from > 1 {
+        into[from..].sort_unstable_by(|a, b| b.cmp(a));
+    }
 }
