@@ -151,14 +151,15 @@ macro_rules! slot {
             self.has.fetch_or($bit, Ordering::AcqRel);
         }
 
-        /// Empty without a lock when nothing was put.
+        /// Empty without a lock when nothing was put: that check is
+        /// inlined where it is asked, on every poll, and only a filled
+        /// slot costs a call.
+        #[inline]
         pub(crate) fn $take(&self) -> Option<$ty> {
             if self.has.load(Ordering::Acquire) & $bit == 0 {
                 return None;
             }
-            let value = lock(&self.io).$field.take();
-            self.has.fetch_and(!$bit, Ordering::AcqRel);
-            value
+            self.take_filled(|io| io.$field.take(), $bit)
         }
     };
 }
@@ -200,6 +201,15 @@ impl Cell {
     }
 
     slot!(put_cmd, take_cmd, cmd, CMD, Cmd);
+
+    /// Takes what a filled slot of [`Io`] holds, and clears its bit.
+    #[inline(never)]
+    fn take_filled<T>(&self, take: impl FnOnce(&mut Io) -> Option<T>, bit: u8) -> Option<T> {
+        let value = take(&mut lock(&self.io));
+        self.has.fetch_and(!bit, Ordering::AcqRel);
+        value
+    }
+
     /// Puts a call's end; an `Ok(())` needs no lock.
     pub(crate) fn put_done(&self, value: Done) {
         if matches!(value, Done::Unit(Ok(()))) {
@@ -300,8 +310,13 @@ impl Cell {
 
     /// Whether the cell was woken since `run` was last polled (or `run`
     /// was just put in flight); clears it.
+    ///
+    /// Read first, and swapped only if set: a swap that reads `false`
+    /// writes the `false` already there, so the load alone is the same
+    /// answer, without the write most polls would otherwise make.
+    #[inline]
     pub(crate) fn take_due(&self) -> bool {
-        self.due.swap(false, Ordering::SeqCst)
+        self.due.load(Ordering::SeqCst) && self.due.swap(false, Ordering::SeqCst)
     }
 
     /// Makes `run` due for a poll.

@@ -79,15 +79,27 @@ pub(super) fn put_in_flight<C: Component, R>(
 
 /// Polls `run` if it is in flight and was woken (or never polled), and
 /// records how it ended. Returns whether it ended in this poll.
+///
+/// Asked on every poll of a component's future and of each step in it:
+/// the checks that find nothing to do are inlined there.
+#[inline]
 pub(super) fn poll_run<R: Future<Output = CallResult<()>>>(
+    run: &mut RunSlot,
+    local: Pin<&mut Option<R>>,
+    cell: &Cell,
+    t: &mut TaskContext<'_>,
+) -> bool {
+    run.is_running() && cell.take_due() && poll_due_run(run, local, cell, t)
+}
+
+/// [`poll_run`] once `run` is in flight and due.
+#[inline(never)]
+fn poll_due_run<R: Future<Output = CallResult<()>>>(
     run: &mut RunSlot,
     mut local: Pin<&mut Option<R>>,
     cell: &Cell,
     t: &mut TaskContext<'_>,
 ) -> bool {
-    if !run.is_running() || !cell.take_due() {
-        return false;
-    }
     let exit = match run {
         RunSlot::Idle | RunSlot::Ended => return false,
         // As `futures`' `Abortable`: the abort is checked before the poll,
