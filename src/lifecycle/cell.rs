@@ -42,12 +42,7 @@ pub(crate) enum Cmd {
     /// says, attempt after attempt. Only the end of the whole launch is
     /// reported. The budgets (the readiness policy) come with the command,
     /// so the component's future does not keep them for its whole life.
-    Launch {
-        cx: Context,
-        t0: Instant,
-        busy: Option<Arc<AtomicBool>>,
-        budgets: Kept,
-    },
+    Launch(Launch),
     /// Stop the component: call `stop`, then wait for `run` to end. Its
     /// end reads `Ok` once both are done, or `stop`'s error at once (the
     /// runner then waits for `run` itself). Its budget is the runner's,
@@ -58,6 +53,17 @@ pub(crate) enum Cmd {
     Close { cx: Context, t0: Instant },
     /// Drop the call in flight (it timed out, or the runner gave up on it).
     Abandon,
+}
+
+/// What a launch is given: its context (whose deadline is `start`'s),
+/// the instant `start` was issued, the flag of a spawned `run` and the
+/// budgets. One struct, so that the launch's future keeps one reference
+/// to it, not one per field.
+pub(crate) struct Launch {
+    pub(crate) cx: Context,
+    pub(crate) t0: Instant,
+    pub(crate) busy: Option<Arc<AtomicBool>>,
+    pub(crate) budgets: Kept,
 }
 
 /// How a call ended.

@@ -27,7 +27,7 @@ use std::task::Poll;
 use futures::future::BoxFuture;
 
 use self::call::{Inline, Owner, Spawned, call, to_make};
-use self::launch::{Plan, launch};
+use self::launch::launch;
 use self::run::{RunSlot, local_run, poll_run};
 use self::step::{Bound, step};
 use self::stop::stop;
@@ -91,19 +91,9 @@ fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) -> impl F
                 .await;
                 let local = local.as_mut();
                 let done = match &mut cmd {
-                    Cmd::Launch {
-                        cx,
-                        t0,
-                        busy,
-                        budgets,
-                    } => {
-                        let plan = Plan {
-                            t0,
-                            readiness: &budgets.readiness,
-                            busy,
-                        };
+                    Cmd::Launch(plan) => {
                         let run_here = |cx| local_run(c, cx);
-                        launch(&owner, cx, plan, run_here, &mut run, local, cell)
+                        launch(&owner, plan, run_here, &mut run, local, cell)
                             .await
                             .map(Done::Launch)
                     }

@@ -23,7 +23,7 @@ use super::shutdown::InFlight;
 use super::{Runner, Slot, deadline_after};
 use crate::graph::Graph;
 use crate::latch::{Latch, lock};
-use crate::lifecycle::cell::{Cell, Cmd};
+use crate::lifecycle::cell::{Cell, Cmd, Launch};
 use crate::lifecycle::parts::Registration;
 use crate::logging::event;
 use crate::phase::Step;
@@ -263,12 +263,12 @@ impl Runner {
         let cx = self.context(index, deadline);
         self.command(
             index,
-            Cmd::Launch {
+            Cmd::Launch(Launch {
                 cx,
                 t0,
                 busy,
                 budgets,
-            },
+            }),
         );
         true
     }
