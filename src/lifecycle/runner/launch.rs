@@ -32,8 +32,10 @@ use crate::report::ComponentState;
 /// A component in launch: where it stands, and the deadline of that step.
 pub(super) struct Launching {
     pub(super) index: usize,
-    /// When its `start` began.
-    pub(super) t0: Instant,
+    /// When its `start` was issued, as its report stamps it (since the
+    /// lifecycle's epoch): how long its launch took is counted from it
+    /// without another difference of clock readings.
+    pub(super) start_at: Duration,
     pub(super) step: LaunchStep,
     /// Whether the call of this step was issued.
     pub(super) issued: bool,
@@ -75,15 +77,10 @@ pub(super) enum Moved {
 }
 
 impl Launching {
-    pub(super) fn new(
-        index: usize,
-        t0: Instant,
-        step: LaunchStep,
-        deadline: Option<Instant>,
-    ) -> Self {
+    pub(super) fn new(index: usize, step: LaunchStep, deadline: Option<Instant>) -> Self {
         Launching {
             index,
-            t0,
+            start_at: Duration::ZERO,
             step,
             issued: false,
             deadline,
@@ -143,9 +140,18 @@ impl Runner {
     /// can no longer come, or shutdown began as every component was ready.
     fn poll_launch(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
         let shared = self.handle.shared.clone();
+        let mut first = true;
         loop {
             loop {
-                match self.register_rx.poll_next_unpin(cx) {
+                // The first look registers the runner's waker, which stays
+                // until a registration wakes it: the passes after it in
+                // this poll only look, without registering it again.
+                let next = if std::mem::take(&mut first) {
+                    self.register_rx.poll_next_unpin(cx)
+                } else {
+                    self.look_for_registration()
+                };
+                match next {
                     Poll::Ready(Some(reg)) => self.add_slot(reg),
                     Poll::Ready(None) => return Poll::Ready(()),
                     Poll::Pending => break,
@@ -210,15 +216,9 @@ impl Runner {
                 None => return,
             }
         }
-        let l = self.start_step(index);
+        // Stamped when its start is issued.
+        let l = Launching::new(index, LaunchStep::Launch, None);
         self.launching.push(l);
-    }
-
-    /// A component's launch from its `start` on; stamped when the start
-    /// is issued.
-    fn start_step(&mut self, index: usize) -> Launching {
-        let t0 = self.now();
-        Launching::new(index, t0, LaunchStep::Launch, None)
     }
 
     /// Issues a component's launch: a new life, whose report stamps
@@ -250,7 +250,7 @@ impl Runner {
             r.close_at = None;
             r.close_took = None;
         });
-        l.t0 = t0;
+        l.start_at = at;
         l.issued = true;
         let slot = &self.slots[index];
         let deadline = deadline_after(t0, slot.options.start_timeout);
