@@ -9,8 +9,8 @@ use std::pin::{Pin, pin};
 use std::time::{Duration, Instant};
 
 use super::call::{Owner, call, to_make};
-use super::run::{RunSlot, put_in_flight};
-use super::step::{Bound, step};
+use super::run::{Running, put_in_flight};
+use super::step::{Bound, step_in};
 use crate::component::{CallResult, Component};
 use crate::context::Context;
 use crate::error::{Error, ErrorKind};
@@ -29,17 +29,16 @@ use crate::report::ComponentState;
 /// instant but `start`'s duration is kept across a wait: this future
 /// sizes the component's.
 #[allow(clippy::manual_async_fn)]
-pub(super) fn launch<'a, C, R>(
+pub(super) fn launch<'a, 'b, C, R>(
     owner: &'a impl Owner<C>,
     plan: &'a mut Launch,
     local_run: impl FnOnce(Context) -> R + 'a,
-    run: &'a mut RunSlot,
-    mut local: Pin<&'a mut Option<R>>,
-    cell: &'a Cell,
+    running: &'a mut Running<'b, R>,
 ) -> impl Future<Output = Option<Launched>> + 'a
 where
     C: Component,
     R: Future<Output = CallResult<()>> + 'a,
+    'b: 'a,
 {
     async move {
         // Its fields are reached through `plan` as they are needed: one
@@ -51,7 +50,7 @@ where
             let gate = Some(&cx.handle.shared.shutdown);
             // Made in the call, not bound to a name: a value with a name
             // would be kept across every wait of this future.
-            step(
+            step_in(
                 call(&cx.name, "start", slot),
                 gate,
                 true,
@@ -60,9 +59,7 @@ where
                     t0: plan.t0,
                     attempt: None,
                 }),
-                run,
-                local.as_mut(),
-                cell,
+                running,
             )
             .await?
         } {
@@ -73,11 +70,11 @@ where
             let name = &cx.name;
             event!(info, { component = name, step = Step::Start, elapsed_ms = ms(took) }, "started `{name}` in {took:?}");
         }
-        cell.set_started();
+        running.cell.set_started();
         let mut run_cx = cx.clone();
         run_cx.deadline = None;
         let busy = plan.busy.take();
-        put_in_flight(owner, run_cx, busy, local_run, run, local.as_mut(), cell);
+        put_in_flight(owner, run_cx, busy, local_run, running);
         // The report row says `Started` (with its attempts) once the launch
         // waits: a launch that ends in the poll it began in is written once,
         // by the runner.
@@ -85,7 +82,7 @@ where
         let mut attempt = 1;
         loop {
             if attempt > 1 {
-                note_started(cx, cell, took, attempt);
+                note_started(cx, running.cell, took, attempt);
                 noted = true;
             }
             // The first attempt's budget counts from the end of `start`,
@@ -97,15 +94,8 @@ where
                 let bound = attempt_bound(cx, &plan.budgets.readiness, plan.t0, took, attempt);
                 let slot = pin!(to_make(|| Component::ready(owner.get(), cx)));
                 let gate = Some(&cx.handle.shared.shutdown);
-                let mut fut = step(
-                    call(&cx.name, "ready", slot),
-                    gate,
-                    true,
-                    bound,
-                    run,
-                    local.as_mut(),
-                    cell,
-                );
+                let cell = running.cell;
+                let mut fut = step_in(call(&cx.name, "ready", slot), gate, true, bound, running);
                 // The step moved into the closure that polls it (it is
                 // `Unpin`), not pinned beside it and reached through a
                 // pointer; the rest borrowed.
@@ -139,7 +129,7 @@ where
                     event!(debug, { component = name, step = Step::Ready }, "`{name}` not ready (attempt {attempt}), retrying in {wait:?}");
                     if !noted {
                         noted = true;
-                        note_started(cx, cell, took, attempt);
+                        note_started(cx, running.cell, took, attempt);
                     }
                     if !wait.is_zero() {
                         let fut = pin!(async {
@@ -147,7 +137,7 @@ where
                             Ok::<_, Error>(())
                         });
                         let gate = Some(&cx.handle.shared.shutdown);
-                        let _slept = step(fut, gate, true, None, run, local.as_mut(), cell).await?;
+                        let _slept = step_in(fut, gate, true, None, running).await?;
                     }
                     attempt += 1;
                 }
