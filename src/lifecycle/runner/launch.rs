@@ -140,16 +140,20 @@ impl Runner {
     /// can no longer come, or shutdown began as every component was ready.
     fn poll_launch(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
         let shared = self.handle.shared.clone();
-        let mut first = true;
+        // Whether the runner's waker is registered on the channel in this
+        // poll: a poll of it that found nothing did so, and the waker stays
+        // until a registration wakes it, so the passes after it only look,
+        // without registering it again. (A poll that found a registration
+        // registered nothing.)
+        let mut registered = false;
         loop {
             loop {
-                // The first look registers the runner's waker, which stays
-                // until a registration wakes it: the passes after it in
-                // this poll only look, without registering it again.
-                let next = if std::mem::take(&mut first) {
-                    self.register_rx.poll_next_unpin(cx)
-                } else {
+                let next = if registered {
                     self.look_for_registration()
+                } else {
+                    let next = self.register_rx.poll_next_unpin(cx);
+                    registered = next.is_pending();
+                    next
                 };
                 match next {
                     Poll::Ready(Some(reg)) => self.add_slot(reg),
