@@ -20,15 +20,17 @@ macro_rules! event {
     };
     (target: $target:literal, $level:ident, { $($key:ident = $value:expr),* $(,)? }, $($arg:tt)+) => {{
         #[cfg(feature = "tracing")]
-        if $crate::logging::to_tracing() {
-            ::tracing::event!(
-                target: $target,
-                $crate::logging::tracing_level!($level),
-                { $($key = %$value),* },
-                $($arg)+
-            );
-        } else {
-            $crate::logging::event!(@log $target, $level, { $($key = $value),* }, $($arg)+);
+        if !$crate::logging::dropped_by_both($crate::logging::tracing_level!($level), $crate::logging::log_level!($level)) {
+            if $crate::logging::to_tracing() {
+                ::tracing::event!(
+                    target: $target,
+                    $crate::logging::tracing_level!($level),
+                    { $($key = %$value),* },
+                    $($arg)+
+                );
+            } else {
+                $crate::logging::event!(@log $target, $level, { $($key = $value),* }, $($arg)+);
+            }
         }
         #[cfg(not(feature = "tracing"))]
         $crate::logging::event!(@log $target, $level, { $($key = $value),* }, $($arg)+);
@@ -81,6 +83,20 @@ pub(crate) use {event, log_level};
 
 #[cfg(feature = "tracing")]
 pub(crate) use tracing_level;
+
+/// Whether an event at this level would be dropped wherever it went: no
+/// tracing subscriber enables the level (tracing's own first check, one
+/// load) and `log`'s maximum level is below it (`log!`'s own first check).
+/// Then the event is skipped before [`to_tracing`] looks the subscriber up
+/// (most of an event's cost when neither is set); otherwise it goes where
+/// it went before, so what a subscriber or a logger sees is unchanged.
+#[cfg(feature = "tracing")]
+#[inline]
+pub(crate) fn dropped_by_both(tracing: tracing::Level, log: log::Level) -> bool {
+    use tracing::level_filters::{LevelFilter, STATIC_MAX_LEVEL};
+    (tracing > STATIC_MAX_LEVEL || tracing > LevelFilter::current())
+        && (log > log::STATIC_MAX_LEVEL || log > log::max_level())
+}
 
 /// Whether this thread's events go to a tracing subscriber.
 #[cfg(feature = "tracing")]

@@ -42,12 +42,7 @@ pub(crate) enum Cmd {
     /// says, attempt after attempt. Only the end of the whole launch is
     /// reported. The budgets (the readiness policy) come with the command,
     /// so the component's future does not keep them for its whole life.
-    Launch {
-        cx: Context,
-        t0: Instant,
-        busy: Option<Arc<AtomicBool>>,
-        budgets: Kept,
-    },
+    Launch(Launch),
     /// Stop the component: call `stop`, then wait for `run` to end. Its
     /// end reads `Ok` once both are done, or `stop`'s error at once (the
     /// runner then waits for `run` itself). Its budget is the runner's,
@@ -58,6 +53,17 @@ pub(crate) enum Cmd {
     Close { cx: Context, t0: Instant },
     /// Drop the call in flight (it timed out, or the runner gave up on it).
     Abandon,
+}
+
+/// What a launch is given: its context (whose deadline is `start`'s),
+/// the instant `start` was issued, the flag of a spawned `run` and the
+/// budgets. One struct, so that the launch's future keeps one reference
+/// to it, not one per field.
+pub(crate) struct Launch {
+    pub(crate) cx: Context,
+    pub(crate) t0: Instant,
+    pub(crate) busy: Option<Arc<AtomicBool>>,
+    pub(crate) budgets: Kept,
 }
 
 /// How a call ended.
@@ -151,14 +157,15 @@ macro_rules! slot {
             self.has.fetch_or($bit, Ordering::AcqRel);
         }
 
-        /// Empty without a lock when nothing was put.
+        /// Empty without a lock when nothing was put: that check is
+        /// inlined where it is asked, on every poll, and only a filled
+        /// slot costs a call.
+        #[inline]
         pub(crate) fn $take(&self) -> Option<$ty> {
             if self.has.load(Ordering::Acquire) & $bit == 0 {
                 return None;
             }
-            let value = lock(&self.io).$field.take();
-            self.has.fetch_and(!$bit, Ordering::AcqRel);
-            value
+            self.take_filled(|io| io.$field.take(), $bit)
         }
     };
 }
@@ -200,6 +207,15 @@ impl Cell {
     }
 
     slot!(put_cmd, take_cmd, cmd, CMD, Cmd);
+
+    /// Takes what a filled slot of [`Io`] holds, and clears its bit.
+    #[inline(never)]
+    fn take_filled<T>(&self, take: impl FnOnce(&mut Io) -> Option<T>, bit: u8) -> Option<T> {
+        let value = take(&mut lock(&self.io));
+        self.has.fetch_and(!bit, Ordering::AcqRel);
+        value
+    }
+
     /// Puts a call's end; an `Ok(())` needs no lock.
     pub(crate) fn put_done(&self, value: Done) {
         if matches!(value, Done::Unit(Ok(()))) {
@@ -300,8 +316,13 @@ impl Cell {
 
     /// Whether the cell was woken since `run` was last polled (or `run`
     /// was just put in flight); clears it.
+    ///
+    /// Read first, and swapped only if set: a swap that reads `false`
+    /// writes the `false` already there, so the load alone is the same
+    /// answer, without the write most polls would otherwise make.
+    #[inline]
     pub(crate) fn take_due(&self) -> bool {
-        self.due.swap(false, Ordering::SeqCst)
+        self.due.load(Ordering::SeqCst) && self.due.swap(false, Ordering::SeqCst)
     }
 
     /// Makes `run` due for a poll.

@@ -27,9 +27,9 @@ use std::task::Poll;
 use futures::future::BoxFuture;
 
 use self::call::{Inline, Owner, Spawned, call, to_make};
-use self::launch::{Plan, launch};
-use self::run::{RunSlot, local_run, poll_run};
-use self::step::{Bound, step};
+use self::launch::launch;
+use self::run::{RunSlot, Running, local_run};
+use self::step::{Bound, step_in};
 use self::stop::stop;
 use super::cell::{Cell, Cmd, Done, Spawner};
 use crate::component::Component;
@@ -72,8 +72,11 @@ fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) -> impl F
         let cell = &*cell;
         // `run` when it is polled here, with its context: in this future rather
         // than in the cell; put in flight again on a restart.
-        let mut local = pin!(None);
-        let mut run = RunSlot::Idle;
+        let mut running = Running {
+            slot: RunSlot::Idle,
+            local: pin!(None),
+            cell,
+        };
         loop {
             // The command and its call's end in a block of their own: gone
             // before the yield below, so they take no room beside it in
@@ -82,32 +85,26 @@ fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) -> impl F
                 // Borrowed by the call it makes, not taken apart: one
                 // command in this future, whatever the call.
                 let mut cmd = poll_fn(|t| {
-                    poll_run(&mut run, local.as_mut(), cell, t);
+                    running.poll(t);
                     match cell.take_cmd() {
                         Some(cmd) => Poll::Ready(cmd),
                         None => Poll::Pending,
                     }
                 })
                 .await;
-                let local = local.as_mut();
                 let done = match &mut cmd {
-                    Cmd::Launch {
-                        cx,
-                        t0,
-                        busy,
-                        budgets,
-                    } => {
-                        let plan = Plan {
-                            t0,
-                            readiness: &budgets.readiness,
-                            busy,
-                        };
+                    Cmd::Launch(plan) => {
                         let run_here = |cx| local_run(c, cx);
-                        launch(&owner, cx, plan, run_here, &mut run, local, cell)
+                        launch(&owner, plan, run_here, &mut running)
                             .await
                             .map(Done::Launch)
                     }
-                    Cmd::Stop(cx) => stop(c, cx, &mut run, local, cell).await.map(Done::Unit),
+                    Cmd::Stop(cx) => {
+                        let Running { slot, local, cell } = &mut running;
+                        stop(c, cx, slot, local.as_mut(), cell)
+                            .await
+                            .map(Done::Unit)
+                    }
                     Cmd::Close { cx, t0 } => {
                         let cx = &*cx;
                         let slot = pin!(to_make(|| Component::close(c, cx)));
@@ -116,14 +113,12 @@ fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) -> impl F
                             t0: *t0,
                             attempt: None,
                         });
-                        step(
+                        step_in(
                             call(&cx.name, "close", slot),
                             None,
                             false,
                             bound,
-                            &mut run,
-                            local,
-                            cell,
+                            &mut running,
                         )
                         .await
                         .map(Done::Unit)
@@ -143,7 +138,7 @@ fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) -> impl F
             // A call given up on: `run` is polled again only on the
             // runner's next pass over woken cells, as if the call had
             // never been in this poll.
-            if given_up && run.is_running() {
+            if given_up && running.slot.is_running() {
                 yield_once().await;
             }
         }
@@ -177,11 +172,13 @@ mod tests {
     /// size is most of what a running component costs. The bounds leave
     /// some room for compiler changes. The future is sized for its launch,
     /// which holds `start` or a readiness attempt beside `run` and the
-    /// launch command (its context): 720 bytes (728 before each call became
-    /// one future), 880 when the launch became
+    /// launch command (its context): 664 bytes (720 before the launch kept
+    /// one reference to its command and one to `run`'s parts, and polled
+    /// its attempt in place; 728 before each call became one future), 880
+    /// when the launch became
     /// one command (the policy kept for the component's whole life, the
     /// spawner in every command, a call's end kept beside the yield after
-    /// a call given up on). Waiting for a command, it uses 415 of them.
+    /// a call given up on). Waiting for a command, it uses 407 of them.
     /// The cell, 312 bytes, is mostly its command slot (104) and its stop
     /// latch (112).
     #[test]
@@ -189,7 +186,7 @@ mod tests {
         let cell = Arc::new(Cell::new(0, Arc::new(ReadyQueue::default())));
         let fut = component_task(Inline(Noop), cell);
         let size = std::mem::size_of_val(&fut);
-        assert!(size <= 740, "the future of a no-op component is {size} B");
+        assert!(size <= 680, "the future of a no-op component is {size} B");
         let size = std::mem::size_of::<Cell>();
         assert!(size <= 320, "a cell is {size} B");
     }

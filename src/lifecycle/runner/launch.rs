@@ -23,7 +23,7 @@ use super::shutdown::InFlight;
 use super::{Runner, Slot, deadline_after};
 use crate::graph::Graph;
 use crate::latch::{Latch, lock};
-use crate::lifecycle::cell::{Cell, Cmd};
+use crate::lifecycle::cell::{Cell, Cmd, Launch};
 use crate::lifecycle::parts::Registration;
 use crate::logging::event;
 use crate::phase::Step;
@@ -32,8 +32,10 @@ use crate::report::ComponentState;
 /// A component in launch: where it stands, and the deadline of that step.
 pub(super) struct Launching {
     pub(super) index: usize,
-    /// When its `start` began.
-    pub(super) t0: Instant,
+    /// When its `start` was issued, as its report stamps it (since the
+    /// lifecycle's epoch): how long its launch took is counted from it
+    /// without another difference of clock readings.
+    pub(super) start_at: Duration,
     pub(super) step: LaunchStep,
     /// Whether the call of this step was issued.
     pub(super) issued: bool,
@@ -75,15 +77,10 @@ pub(super) enum Moved {
 }
 
 impl Launching {
-    pub(super) fn new(
-        index: usize,
-        t0: Instant,
-        step: LaunchStep,
-        deadline: Option<Instant>,
-    ) -> Self {
+    pub(super) fn new(index: usize, step: LaunchStep, deadline: Option<Instant>) -> Self {
         Launching {
             index,
-            t0,
+            start_at: Duration::ZERO,
             step,
             issued: false,
             deadline,
@@ -143,9 +140,22 @@ impl Runner {
     /// can no longer come, or shutdown began as every component was ready.
     fn poll_launch(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
         let shared = self.handle.shared.clone();
+        // Whether the runner's waker is registered on the channel in this
+        // poll: a poll of it that found nothing did so, and the waker stays
+        // until a registration wakes it, so the passes after it only look,
+        // without registering it again. (A poll that found a registration
+        // registered nothing.)
+        let mut registered = false;
         loop {
             loop {
-                match self.register_rx.poll_next_unpin(cx) {
+                let next = if registered {
+                    self.look_for_registration()
+                } else {
+                    let next = self.register_rx.poll_next_unpin(cx);
+                    registered = next.is_pending();
+                    next
+                };
+                match next {
                     Poll::Ready(Some(reg)) => self.add_slot(reg),
                     Poll::Ready(None) => return Poll::Ready(()),
                     Poll::Pending => break,
@@ -210,15 +220,9 @@ impl Runner {
                 None => return,
             }
         }
-        let l = self.start_step(index);
+        // Stamped when its start is issued.
+        let l = Launching::new(index, LaunchStep::Launch, None);
         self.launching.push(l);
-    }
-
-    /// A component's launch from its `start` on; stamped when the start
-    /// is issued.
-    fn start_step(&mut self, index: usize) -> Launching {
-        let t0 = self.now();
-        Launching::new(index, t0, LaunchStep::Launch, None)
     }
 
     /// Issues a component's launch: a new life, whose report stamps
@@ -250,7 +254,7 @@ impl Runner {
             r.close_at = None;
             r.close_took = None;
         });
-        l.t0 = t0;
+        l.start_at = at;
         l.issued = true;
         let slot = &self.slots[index];
         let deadline = deadline_after(t0, slot.options.start_timeout);
@@ -263,12 +267,12 @@ impl Runner {
         let cx = self.context(index, deadline);
         self.command(
             index,
-            Cmd::Launch {
+            Cmd::Launch(Launch {
                 cx,
                 t0,
                 busy,
                 budgets,
-            },
+            }),
         );
         true
     }

@@ -34,7 +34,6 @@ use std::time::{Duration, Instant};
 
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::future::BoxFuture;
-use futures::stream::StreamExt as _;
 
 pub(crate) use super::cell::Spawner;
 use super::cell::{Cell, ReadyQueue};
@@ -166,10 +165,23 @@ impl Drop for Runner {
 impl Runner {
     /// A registration already sent, if any, without waiting.
     fn take_registration(&mut self) -> Option<Registration> {
-        let mut cx = TaskContext::from_waker(futures::task::noop_waker_ref());
-        match self.register_rx.poll_next_unpin(&mut cx) {
+        match self.look_for_registration() {
             Poll::Ready(reg) => reg,
             Poll::Pending => None,
+        }
+    }
+
+    /// As a poll of the registrations, but only looks: the runner's waker
+    /// registered on the channel stays (a poll with another waker would
+    /// replace it, and one with the same waker costs its registration
+    /// again).
+    // `try_next` is `try_recv` in the newest futures, not in every
+    // futures 0.3 this crate accepts.
+    #[allow(deprecated)]
+    pub(super) fn look_for_registration(&mut self) -> Poll<Option<Registration>> {
+        match self.register_rx.try_next() {
+            Ok(next) => Poll::Ready(next),
+            Err(_) => Poll::Pending,
         }
     }
 }

@@ -28,7 +28,7 @@ impl Runner {
             end,
         } = launched;
         match end {
-            Ok(at) => self.became_ready(index, l.t0, at, start_took, attempts),
+            Ok(at) => self.became_ready(index, l.start_at, at, start_took, attempts),
             Err((Step::Start, e)) => self.start_failed(index, e),
             Err((step, e)) => {
                 self.update(index, |r| {
@@ -64,13 +64,14 @@ impl Runner {
         }
     }
 
-    /// A component is ready (at `at`, its launch having begun at `t0`):
-    /// those that depend on it may start once their other dependencies
-    /// are ready too. Its report row is written once, for the whole launch.
+    /// A component is ready (at `at`, its launch having been issued at
+    /// `start_at`, its report stamp): those that depend on it may start
+    /// once their other dependencies are ready too. Its report row is
+    /// written once, for the whole launch.
     pub(super) fn became_ready(
         &mut self,
         index: usize,
-        t0: Instant,
+        start_at: std::time::Duration,
         at: Instant,
         start_took: Option<std::time::Duration>,
         attempts: u32,
@@ -79,8 +80,10 @@ impl Runner {
         self.unready -= 1;
         self.handle.shared.machine.settle();
         let name = self.slots[index].name.clone();
-        let took = at.saturating_duration_since(t0);
+        // Both stamps count from the same epoch, in whole nanoseconds: the
+        // difference of the two is the launch's duration, exactly.
         let since = self.since_epoch(at);
+        let took = since.saturating_sub(start_at);
         event!(
             info,
             { component = name, step = Step::Ready, elapsed_ms = ms(took) },

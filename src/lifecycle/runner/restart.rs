@@ -64,7 +64,7 @@ impl Runner {
             }
             st.graph.set_unready(index as u32);
         }
-        let mut l = Launching::new(index, now, LaunchStep::Restop, None);
+        let mut l = Launching::new(index, LaunchStep::Restop, None);
         l.restart = Some(Box::new(Restarting {
             wait,
             close: None,

@@ -6,34 +6,20 @@
 
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use super::call::{Owner, call, to_make};
-use super::run::{RunSlot, put_in_flight};
-use super::step::{Bound, step};
+use super::run::{Running, put_in_flight};
+use super::step::{Bound, step_in};
 use crate::component::{CallResult, Component};
 use crate::context::Context;
 use crate::error::{Error, ErrorKind};
 use crate::latch::lock;
-use crate::lifecycle::cell::{Cell, Launched};
+use crate::lifecycle::cell::{Cell, Launch, Launched};
 use crate::lifecycle::options::Readiness;
 use crate::logging::{event, ms};
 use crate::phase::Step;
 use crate::report::ComponentState;
-
-/// What a launch is given besides its context (whose deadline is
-/// `start`'s): the instant `start` was issued, the readiness policy and,
-/// for a `run` on its own task, the flag that tells whether that task is
-/// inside a poll of it.
-/// Read in place in the command, not copied out of it: this future keeps
-/// a reference to each.
-pub(super) struct Plan<'a> {
-    pub(super) t0: &'a Instant,
-    pub(super) readiness: &'a Readiness,
-    pub(super) busy: &'a mut Option<Arc<AtomicBool>>,
-}
 
 /// Walks a component's launch. `None` if the runner gave up on it (the
 /// call in flight is dropped without another poll).
@@ -43,52 +29,52 @@ pub(super) struct Plan<'a> {
 /// instant but `start`'s duration is kept across a wait: this future
 /// sizes the component's.
 #[allow(clippy::manual_async_fn)]
-pub(super) fn launch<'a, C, R>(
+pub(super) fn launch<'a, 'b, C, R>(
     owner: &'a impl Owner<C>,
-    cx: &'a mut Context,
-    plan: Plan<'a>,
+    plan: &'a mut Launch,
     local_run: impl FnOnce(Context) -> R + 'a,
-    run: &'a mut RunSlot,
-    mut local: Pin<&'a mut Option<R>>,
-    cell: &'a Cell,
+    running: &'a mut Running<'b, R>,
 ) -> impl Future<Output = Option<Launched>> + 'a
 where
     C: Component,
     R: Future<Output = CallResult<()>> + 'a,
+    'b: 'a,
 {
     async move {
-        let bound = cx.deadline.map(|until| Bound {
-            until,
-            t0: *plan.t0,
-            attempt: None,
-        });
+        // Its fields are reached through `plan` as they are needed: one
+        // reference kept in this future rather than one per field.
+        let cx = &mut plan.cx;
         // Taken apart at once: nothing of it stays in this future.
         if let Err(e) = {
             let slot = pin!(to_make(|| Component::start(owner.get(), cx)));
             let gate = Some(&cx.handle.shared.shutdown);
-            step(
+            // Made in the call, not bound to a name: a value with a name
+            // would be kept across every wait of this future.
+            step_in(
                 call(&cx.name, "start", slot),
                 gate,
                 true,
-                bound,
-                run,
-                local.as_mut(),
-                cell,
+                cx.deadline.map(|until| Bound {
+                    until,
+                    t0: plan.t0,
+                    attempt: None,
+                }),
+                running,
             )
             .await?
         } {
             return failed(None, 0, Step::Start, e);
         }
-        let took = Instant::now().saturating_duration_since(*plan.t0);
+        let took = Instant::now().saturating_duration_since(plan.t0);
         {
             let name = &cx.name;
             event!(info, { component = name, step = Step::Start, elapsed_ms = ms(took) }, "started `{name}` in {took:?}");
         }
-        cell.set_started();
+        running.cell.set_started();
         let mut run_cx = cx.clone();
         run_cx.deadline = None;
         let busy = plan.busy.take();
-        put_in_flight(owner, run_cx, busy, local_run, run, local.as_mut(), cell);
+        put_in_flight(owner, run_cx, busy, local_run, running);
         // The report row says `Started` (with its attempts) once the launch
         // waits: a launch that ends in the poll it began in is written once,
         // by the runner.
@@ -96,49 +82,29 @@ where
         let mut attempt = 1;
         loop {
             if attempt > 1 {
-                note_started(cx, cell, took, attempt);
+                note_started(cx, running.cell, took, attempt);
                 noted = true;
             }
             // The first attempt's budget counts from the end of `start`,
             // an instant known without reading the clock again; without a
             // budget, no instant is needed.
-            let bound = match plan.readiness.timeout() {
-                Some(budget) => {
-                    let from = match attempt {
-                        1 => plan.t0.checked_add(took).unwrap_or_else(Instant::now),
-                        _ => Instant::now(),
-                    };
-                    cx.deadline = crate::timer::after(from, budget);
-                    cx.deadline.map(|until| Bound {
-                        until,
-                        t0: from,
-                        attempt: Some(attempt),
-                    })
-                }
-                None => {
-                    cx.deadline = None;
-                    None
-                }
-            };
             // In a block: the attempt is gone before the backoff, which
             // may then share its room in this future.
             let out = {
+                let bound = attempt_bound(cx, &plan.budgets.readiness, plan.t0, took, attempt);
                 let slot = pin!(to_make(|| Component::ready(owner.get(), cx)));
                 let gate = Some(&cx.handle.shared.shutdown);
-                let mut fut = pin!(step(
-                    call(&cx.name, "ready", slot),
-                    gate,
-                    true,
-                    bound,
-                    run,
-                    local.as_mut(),
-                    cell
-                ));
-                poll_fn(|t| {
-                    let p = fut.as_mut().poll(t);
-                    if p.is_pending() && !noted {
-                        noted = true;
-                        note_started(cx, cell, took, attempt);
+                let cell = running.cell;
+                let mut fut = step_in(call(&cx.name, "ready", slot), gate, true, bound, running);
+                // The step moved into the closure that polls it (it is
+                // `Unpin`), not pinned beside it and reached through a
+                // pointer; the rest borrowed.
+                let (noted, cx, took, attempt) = (&mut noted, &*cx, &took, &attempt);
+                poll_fn(move |t| {
+                    let p = Pin::new(&mut fut).poll(t);
+                    if p.is_pending() && !*noted {
+                        *noted = true;
+                        note_started(cx, cell, *took, *attempt);
                     }
                     p
                 })
@@ -152,18 +118,18 @@ where
                         end: Ok(Instant::now()),
                     });
                 }
-                Ok(false) if attempt >= plan.readiness.max_attempts() => {
+                Ok(false) if attempt >= plan.budgets.readiness.max_attempts() => {
                     let e = Error::new(ErrorKind::NotReady)
                         .with_detail(format!("not ready after {attempt} attempts"));
                     return failed(Some(took), attempt, Step::Ready, e);
                 }
                 Ok(false) => {
-                    let wait = plan.readiness.backoff_policy().delay(attempt);
+                    let wait = plan.budgets.readiness.backoff_policy().delay(attempt);
                     let name = &cx.name;
                     event!(debug, { component = name, step = Step::Ready }, "`{name}` not ready (attempt {attempt}), retrying in {wait:?}");
                     if !noted {
                         noted = true;
-                        note_started(cx, cell, took, attempt);
+                        note_started(cx, running.cell, took, attempt);
                     }
                     if !wait.is_zero() {
                         let fut = pin!(async {
@@ -171,7 +137,7 @@ where
                             Ok::<_, Error>(())
                         });
                         let gate = Some(&cx.handle.shared.shutdown);
-                        let _slept = step(fut, gate, true, None, run, local.as_mut(), cell).await?;
+                        let _slept = step_in(fut, gate, true, None, running).await?;
                     }
                     attempt += 1;
                 }
@@ -179,6 +145,30 @@ where
             }
         }
     }
+}
+
+/// A readiness attempt's deadline, set in its context, and its bound.
+fn attempt_bound(
+    cx: &mut Context,
+    readiness: &Readiness,
+    t0: Instant,
+    took: Duration,
+    attempt: u32,
+) -> Option<Bound> {
+    let Some(budget) = readiness.timeout() else {
+        cx.deadline = None;
+        return None;
+    };
+    let from = match attempt {
+        1 => t0.checked_add(took).unwrap_or_else(Instant::now),
+        _ => Instant::now(),
+    };
+    cx.deadline = crate::timer::after(from, budget);
+    cx.deadline.map(|until| Bound {
+        until,
+        t0: from,
+        attempt: Some(attempt),
+    })
 }
 
 /// How a launch that failed in `step` ended.

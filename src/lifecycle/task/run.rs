@@ -36,6 +36,24 @@ impl RunSlot {
     }
 }
 
+/// `run` as a component's future keeps it: its slot, its future when it
+/// is polled here (pinned by the component's future), and the cell its
+/// end is recorded in. A launch and each of its steps reach the three
+/// through one reference.
+pub(super) struct Running<'a, R> {
+    pub(super) slot: RunSlot,
+    pub(super) local: Pin<&'a mut Option<R>>,
+    pub(super) cell: &'a Cell,
+}
+
+impl<R: Future<Output = CallResult<()>>> Running<'_, R> {
+    /// [`poll_run`] on these parts.
+    #[inline]
+    pub(super) fn poll(&mut self, t: &mut TaskContext<'_>) -> bool {
+        poll_run(&mut self.slot, self.local.as_mut(), self.cell, t)
+    }
+}
+
 /// `run`, polled in the component's own future. An `async` block rather
 /// than an `async fn`, which would keep the context twice.
 #[allow(clippy::manual_async_fn)]
@@ -53,10 +71,13 @@ pub(super) fn put_in_flight<C: Component, R>(
     cx: Context,
     busy: Option<Arc<AtomicBool>>,
     local_run: impl FnOnce(Context) -> R,
-    run: &mut RunSlot,
-    mut local: Pin<&mut Option<R>>,
-    cell: &Cell,
+    running: &mut Running<'_, R>,
 ) {
+    let Running {
+        slot: run,
+        local,
+        cell,
+    } = running;
     match (busy, owner.share()) {
         (Some(busy), Some((shared, spawner))) => {
             let stop = cx.stop.clone();
@@ -79,15 +100,27 @@ pub(super) fn put_in_flight<C: Component, R>(
 
 /// Polls `run` if it is in flight and was woken (or never polled), and
 /// records how it ended. Returns whether it ended in this poll.
+///
+/// Asked on every poll of a component's future and of each step in it:
+/// the checks that find nothing to do are inlined there.
+#[inline]
 pub(super) fn poll_run<R: Future<Output = CallResult<()>>>(
+    run: &mut RunSlot,
+    local: Pin<&mut Option<R>>,
+    cell: &Cell,
+    t: &mut TaskContext<'_>,
+) -> bool {
+    run.is_running() && cell.take_due() && poll_due_run(run, local, cell, t)
+}
+
+/// [`poll_run`] once `run` is in flight and due.
+#[inline(never)]
+fn poll_due_run<R: Future<Output = CallResult<()>>>(
     run: &mut RunSlot,
     mut local: Pin<&mut Option<R>>,
     cell: &Cell,
     t: &mut TaskContext<'_>,
 ) -> bool {
-    if !run.is_running() || !cell.take_due() {
-        return false;
-    }
     let exit = match run {
         RunSlot::Idle | RunSlot::Ended => return false,
         // As `futures`' `Abortable`: the abort is checked before the poll,
