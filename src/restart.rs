@@ -30,6 +30,18 @@ use crate::lifecycle::options::Backoff;
 /// returns `Ok` is not a failure: it still shuts the lifecycle down, and
 /// so does a `run` that fails before the component is ready.
 ///
+/// # Failures of a restart's stop
+///
+/// The `stop` a restart calls (or the `close` after a stop that
+/// overran) may fail too. While the restart goes on, that failure is
+/// logged as a warning, not an error of the run: the component starts
+/// again. If the shutdown begins before the lifecycle has read how that
+/// call ended, the component is not started again, so the call was its
+/// last: its failure is returned in the run's errors, naming the
+/// component and the step (`stop` or `close`), as a failure in the drain
+/// is. A call still running when the lifecycle sees the shutdown is
+/// dropped, and the component counts as stopped.
+///
 /// # Examples
 ///
 /// ```

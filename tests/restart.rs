@@ -232,6 +232,83 @@ impl Component for Numbered {
     }
 }
 
+/// When the shutdown begins around the restart of [`FailsInRestart`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shutdown {
+    /// Never during the restart: requested once it recovered.
+    After,
+    /// Requested by the test while the failing call waits for a gate,
+    /// which the test opens right after (in the same poll): the call
+    /// fails once shutdown has begun, and the runner reads its failure
+    /// only then.
+    WhileItWaits,
+    /// Requested by the failing call itself, just before it fails.
+    FromTheCall,
+}
+
+/// `flaky`: its first `run` fails once it is ready, and the call of the
+/// restart named `call` fails as `shutdown` says: its `stop` panics, or,
+/// with `call == "close"`, its stop hangs past a 10 ms budget and its
+/// `close` returns an error. Later stops and closes succeed.
+struct FailsInRestart {
+    log: Log,
+    call: &'static str,
+    shutdown: Shutdown,
+    gate: futures::future::Shared<futures::channel::oneshot::Receiver<()>>,
+    runs: AtomicU32,
+    stops: AtomicU32,
+    closes: AtomicU32,
+}
+
+impl FailsInRestart {
+    /// The restart's failing call, once it is this call.
+    async fn fail(&self, cx: &Context) {
+        match self.shutdown {
+            Shutdown::After => {}
+            Shutdown::WhileItWaits => {
+                let _ = self.gate.clone().await;
+            }
+            Shutdown::FromTheCall => {
+                cx.request_shutdown(None);
+            }
+        }
+    }
+}
+
+impl Component for FailsInRestart {
+    async fn run(&self, cx: &Context) -> Result<(), BoxError> {
+        if self.runs.fetch_add(1, Ordering::SeqCst) == 0 {
+            while !cx.handle().is_ready() {
+                sleep(ms(1)).await;
+            }
+            return Err("flaky broke".into());
+        }
+        cx.stop_signal().await;
+        Ok(())
+    }
+
+    async fn stop(&self, cx: &Context) -> Result<(), BoxError> {
+        self.log.push("stop flaky");
+        if self.stops.fetch_add(1, Ordering::SeqCst) > 0 {
+            return Ok(());
+        }
+        if self.call == "close" {
+            futures::future::pending::<()>().await;
+        }
+        self.fail(cx).await;
+        panic!("flaky stop broke");
+    }
+
+    async fn close(&self, cx: &Context) -> Result<(), BoxError> {
+        self.log.push("close flaky");
+        if self.closes.fetch_add(1, Ordering::SeqCst) > 0 {
+            return Ok(());
+        }
+        self.fail(cx).await;
+        Err("flaky close broke".into())
+    }
+}
+
 // ---------------------------------------------------------------- setups
 
 /// Restarts on failure as `restart` says.
@@ -356,6 +433,72 @@ fn recovered(handle: &Handle, name: &str, n: u32) -> bool {
     restarts(handle, name) == n
         && state(handle, name) == Some(ComponentState::Ready)
         && handle.is_ready()
+}
+
+/// Runs `flaky` ([`FailsInRestart`]) alone, its restart's `call` failing
+/// as `shutdown` says; the run's result and the log.
+async fn run_failing_in_restart(
+    call: &'static str,
+    shutdown: Shutdown,
+) -> (Result<Report, Error>, Log) {
+    let log = Log::new();
+    let (open, gate) = futures::channel::oneshot::channel();
+    let component = FailsInRestart {
+        log: log.clone(),
+        call,
+        shutdown,
+        gate: futures::FutureExt::shared(gate),
+        runs: AtomicU32::new(0),
+        stops: AtomicU32::new(0),
+        closes: AtomicU32::new(0),
+    };
+    let mut options = fast_restarts(3);
+    if call == "close" {
+        options = options.stop_timeout(ms(10));
+    }
+    let lc = Lifecycle::builder()
+        .component_with("flaky", component, options)
+        .build()
+        .unwrap();
+    let handle = lc.handle();
+    let watch = async {
+        match shutdown {
+            Shutdown::After => {
+                until(&handle, |h| recovered(h, "flaky", 1)).await;
+                handle.request_shutdown(None);
+            }
+            Shutdown::WhileItWaits => {
+                until(&handle, |_| log.has(&format!("{call} flaky"))).await;
+                // No await in between: the runner sees both at once.
+                handle.request_shutdown(None);
+                let _ = open.send(());
+            }
+            Shutdown::FromTheCall => {}
+        }
+    };
+    let (out, ()) = bounded(futures::future::join(lc.run(), watch)).await;
+    (out, log)
+}
+
+/// The restart's `call` failed once shutdown had begun: that failure is
+/// the run's one error, named `step`, and nothing is stopped or closed
+/// again.
+fn assert_failure_returned(out: Result<Report, Error>, log: &Log, call: &str, step: Step) {
+    let err = expect_err(out);
+    let all = all_errors(&err);
+    assert_eq!(all.len(), 1, "{all:#?}");
+    assert_eq!(err.component(), Some("flaky"), "{err:#}");
+    assert_eq!(err.step(), Some(step), "{err:#}");
+    if step == Step::Stop {
+        assert_eq!(err.panic_message(), Some("flaky stop broke"), "{err:#}");
+    } else {
+        assert!(chain(&err).contains("flaky close broke"), "{err:#}");
+    }
+    let events = log.events();
+    assert_eq!(log.count(&format!("{call} flaky")), 1, "{events:?}");
+    assert_eq!(log.count("stop flaky"), 1, "{events:?}");
+    let report = err.report().expect("a report");
+    assert_eq!(report.component("flaky").unwrap().restarts(), 1, "{report}");
 }
 
 // ------------------------------------------------------------ scenarios
@@ -653,6 +796,42 @@ mod scenarios {
         }
     }
 
+    /// A restart's stop that fails while the restart goes on is logged,
+    /// not an error: the component starts again and the run ends cleanly.
+    /// So is a close after the restart's stop overran.
+    pub async fn a_restarts_failed_stop_or_close_before_shutdown_is_logged() {
+        for call in ["stop", "close"] {
+            let (out, log) = run_failing_in_restart(call, Shutdown::After).await;
+            let report = expect_ok(out);
+            assert_eq!(report.component("flaky").unwrap().restarts(), 1);
+            assert_eq!(log.count("stop flaky"), 2, "{:?}", log.events());
+        }
+    }
+
+    /// The shutdown begins while a restart's stop waits; the stop then
+    /// panics. The component is not started again, so that stop was its
+    /// last: its panic is returned, as a drain's stop's would be.
+    pub async fn a_restarts_stop_failing_once_shutdown_began_is_returned() {
+        let (out, log) = run_failing_in_restart("stop", Shutdown::WhileItWaits).await;
+        assert_failure_returned(out, &log, "stop", Step::Stop);
+    }
+
+    /// As above, the stop beginning the shutdown itself: its failure is
+    /// read as the call ends, the shutdown already begun.
+    pub async fn a_restarts_stop_failing_after_requesting_shutdown_is_returned() {
+        let (out, log) = run_failing_in_restart("stop", Shutdown::FromTheCall).await;
+        assert_failure_returned(out, &log, "stop", Step::Stop);
+    }
+
+    /// The close of a restart whose stop overran, failing once the
+    /// shutdown began (while it waited, or begun by itself): returned.
+    pub async fn a_restarts_close_failing_once_shutdown_began_is_returned() {
+        for shutdown in [Shutdown::WhileItWaits, Shutdown::FromTheCall] {
+            let (out, log) = run_failing_in_restart("close", shutdown).await;
+            assert_failure_returned(out, &log, "close", Step::Close);
+        }
+    }
+
     /// A restarted component's report row carries its latest life's
     /// stamps: started again and not ready yet, it shows no `ready_at`,
     /// run end, stop or close of the life before; its failure and restart
@@ -701,6 +880,10 @@ on_every_runtime!(
     restart_waits_for_dependencies,
     shutdown_while_a_relaunch_waits_for_a_dependency,
     report_stamps_are_the_latest_lifes,
+    a_restarts_failed_stop_or_close_before_shutdown_is_logged,
+    a_restarts_stop_failing_once_shutdown_began_is_returned,
+    a_restarts_stop_failing_after_requesting_shutdown_is_returned,
+    a_restarts_close_failing_once_shutdown_began_is_returned,
 );
 
 /// With a spawner `run` is on its own task: it is spawned again on each

@@ -58,7 +58,10 @@ impl Lifecycle {
     ///
     /// The first error recorded, with every later one attached (see
     /// [`Error::others`]). A `run` that returns `Ok` is a cause of shutdown,
-    /// not an error.
+    /// not an error. A failure a component was
+    /// [restarted](crate::Restart) after is kept in its record, not
+    /// returned; so is a failure of that restart's `stop` or `close`,
+    /// unless the shutdown began before it was read.
     ///
     /// # Cancel safety
     ///

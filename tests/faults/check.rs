@@ -637,6 +637,19 @@ fn check_errors(
     let mut positions = Vec::new();
     // Whether the latest call of each kind began once shutdown had.
     let mut for_shutdown: HashMap<(&str, S), bool> = HashMap::new();
+    let mut restart_stops = Vec::new();
+    // Whether `err` is the injected failure of `who`'s call `s`.
+    let injected = |err: &Error, who: &str, s: S, msg: &str, panic: bool| {
+        err.component() == Some(who)
+            && err.step() == Some(s.step())
+            && if panic {
+                // The panic's own message, whatever the engine notes
+                // beside it (a spent restart budget).
+                err.panic_message() == Some(msg)
+            } else {
+                err.kind() == ErrorKind::Failed && own_text(err).contains(msg)
+            }
+    };
     for e in ev {
         if let What::Begin(s, sd) = e.what {
             for_shutdown.insert((e.who.as_str(), s), sd);
@@ -655,25 +668,24 @@ fn check_errors(
         if s == S::Run && kept {
             continue;
         }
-        // The stop or close of a restart is logged, not an error.
+        // The stop or close of a restart that began before any shutdown:
+        // logged while the restart goes on, returned if the shutdown began
+        // before its end was read (the component is not started again).
+        // Which one is a race the user cannot see; if returned, it is
+        // recorded when read, which may be after later failures. Matched
+        // last, so that it takes no error of a later call of the same
+        // kind (whose message is the same).
         let restart_stop = matches!(s, S::Stop | S::Close)
             && for_shutdown.get(&(e.who.as_str(), s)) == Some(&false)
             && sc.spec(&e.who).is_some_and(|c| c.restart.is_some());
         if restart_stop {
+            restart_stops.push((e.who.as_str(), s, msg, panic));
             continue;
         }
-        let found = errs.iter().enumerate().position(|(j, err)| {
-            !used[j]
-                && err.component() == Some(e.who.as_str())
-                && err.step() == Some(s.step())
-                && if panic {
-                    // The panic's own message, whatever the engine notes
-                    // beside it (a spent restart budget).
-                    err.panic_message() == Some(msg.as_str())
-                } else {
-                    err.kind() == ErrorKind::Failed && own_text(err).contains(msg.as_str())
-                }
-        });
+        let found = errs
+            .iter()
+            .enumerate()
+            .position(|(j, err)| !used[j] && injected(err, &e.who, s, msg, panic));
         match found {
             Some(j) => {
                 used[j] = true;
@@ -694,6 +706,15 @@ fn check_errors(
                     if panic { "panicked" } else { "failed" }
                 ),
             ),
+        }
+    }
+    for (who, s, msg, panic) in restart_stops {
+        let found = errs
+            .iter()
+            .enumerate()
+            .position(|(j, err)| !used[j] && injected(err, who, s, msg, panic));
+        if let Some(j) = found {
+            used[j] = true;
         }
     }
     // A spawned `run` ends on another thread, and the runner learns of it

@@ -86,7 +86,10 @@ impl ComponentOptions {
     /// [`Restart::on_failure`] the component is stopped, started and
     /// readied again, within the policy's budget, while the rest keeps
     /// running. Its [record](crate::ComponentRecord) counts the restarts
-    /// and keeps each failure.
+    /// and keeps each failure. A failure of the restart's own `stop` or
+    /// `close` is logged, or returned as an error of the run if the
+    /// shutdown began before it was read (see
+    /// [`Restart`](crate::Restart#failures-of-a-restarts-stop)).
     ///
     /// # Errors
     ///

@@ -113,9 +113,7 @@ impl Runner {
             LaunchStep::Restop => {
                 if let Some(done) = self.slots[index].cell.take_done() {
                     if let Err(e) = unit(done) {
-                        let name = self.slots[index].name.clone();
-                        let e = e.with_component(&name).with_step(Step::Stop);
-                        event!(warn, { component = name, step = Step::Stop }, "{e:#} (restarting)");
+                        self.restart_call_failed(index, e, Step::Stop);
                     }
                     self.rewait(l);
                     return Moved::On;
@@ -134,15 +132,12 @@ impl Runner {
                 let Poll::Ready(result) = self.poll_call(call, cx) else {
                     return Moved::No;
                 };
-                let name = self.slots[index].name.clone();
                 match result {
                     Ok(()) => {
+                        let name = &self.slots[index].name;
                         event!(info, { component = name, step = Step::Close }, "closed `{name}` (restarting)")
                     }
-                    Err(e) => {
-                        let e = e.with_component(&name).with_step(Step::Close);
-                        event!(warn, { component = name, step = Step::Close }, "{e:#} (restarting)");
-                    }
+                    Err(e) => self.restart_call_failed(index, e, Step::Close),
                 }
                 self.rewait(l);
                 Moved::On
@@ -156,6 +151,21 @@ impl Runner {
             }
             _ => Moved::No,
         }
+    }
+
+    /// The stop or close of a restart failed. While the restart goes on,
+    /// that is logged: the component starts again. Once shutdown has begun
+    /// it never does, so that call was the component's last, and its
+    /// failure is returned as a drain's would be. The shutdown flag is read
+    /// after the call ended: a call that saw the shutdown begun always has
+    /// its failure returned.
+    fn restart_call_failed(&self, index: usize, e: Error, step: Step) {
+        let name = &self.slots[index].name;
+        if self.handle.shared.shutdown.is_set() {
+            return self.record(name, e, step);
+        }
+        let e = e.with_component(name).with_step(step);
+        event!(warn, { component = name, step = step }, "{e:#} (restarting)");
     }
 
     /// The stop of a restart overran (or had no budget): close it.
@@ -197,8 +207,9 @@ impl Runner {
 
     /// Shutdown began during a restart's stop or wait: the component has
     /// stopped (what was left of its stop or close is dropped) and is not
-    /// started again. One whose stop (or close) was not issued yet is left
-    /// to the drain, which stops it.
+    /// started again; a stop or close that ended unread counts, its failure
+    /// returned. One whose stop (or close) was not issued yet is left to
+    /// the drain, which stops it.
     pub(super) fn cancel_restart(&mut self, l: Launching) {
         let index = l.index;
         let close_issued = l
@@ -225,12 +236,18 @@ impl Runner {
         }
         // A call in flight: its stop, or its close once issued.
         let in_flight = match (l.step, l.restart.and_then(|r| r.close)) {
-            (LaunchStep::Restop, _) => l.issued,
-            (LaunchStep::Reclose, Some(call)) => matches!(call.call, Call::Cell(None)),
-            _ => false,
+            (LaunchStep::Restop, _) => l.issued.then_some(Step::Stop),
+            (LaunchStep::Reclose, Some(call)) => {
+                matches!(call.call, Call::Cell(None)).then_some(Step::Close)
+            }
+            _ => None,
         };
-        if in_flight && self.slots[index].cell.take_done().is_none() {
-            self.abandon(index);
+        if let Some(step) = in_flight {
+            match self.slots[index].cell.take_done().map(unit) {
+                Some(Err(e)) => self.restart_call_failed(index, e, step),
+                Some(Ok(())) => {}
+                None => self.abandon(index),
+            }
         }
         let name = self.slots[index].name.clone();
         event!(info, { component = name, step = Step::Start }, "restart of `{name}` cancelled by shutdown");
