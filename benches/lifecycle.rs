@@ -355,8 +355,11 @@ fn stop_latency(rt: Rt, n: usize, budget: Duration) -> Duration {
                 t0
             })
             .await;
+            // Read before the report `run` returned is dropped: freeing
+            // its rows is the caller's, after `run` returned.
+            let took = t0.elapsed();
             out.expect("clean run");
-            t0.elapsed()
+            took
         });
         samples.push(took);
     });
