@@ -105,8 +105,9 @@ impl Runner {
     fn poll_drain(&mut self, cx: &mut TaskContext<'_>, deadline: Option<Instant>) -> Poll<()> {
         let force = self.handle.shared.force.clone();
         // What the stops begun in a pass let stop goes here, to be begun
-        // in the next pass. Drained rather than consumed, and the two
-        // buffers swapped: a stop costs no allocation.
+        // in the next pass (with what a force held back). Drained rather
+        // than consumed, and the two buffers swapped: a stop costs no
+        // allocation.
         let mut next = Vec::new();
         loop {
             let mut moved = false;
@@ -119,27 +120,31 @@ impl Runner {
                     moved = true;
                 }
             }
-            stoppable.append(&mut self.stoppable);
-            next = std::mem::replace(&mut self.stoppable, stoppable);
-            let mut stopping = std::mem::take(&mut self.stopping);
-            stopping.retain_mut(|s| {
-                if force.is_set() {
-                    return true;
-                }
-                match self.advance_stop(s, cx, deadline) {
-                    Moved::No => true,
-                    Moved::On => {
-                        moved = true;
-                        true
+            // Drained: the buffer for the next pass.
+            next = stoppable;
+            // Stops that do not end in their first poll only (a pass that
+            // finds none has nothing to take apart).
+            if !self.stopping.is_empty() {
+                let mut stopping = std::mem::take(&mut self.stopping);
+                stopping.retain_mut(|s| {
+                    if force.is_set() {
+                        return true;
                     }
-                    Moved::Done => {
-                        moved = true;
-                        false
+                    match self.advance_stop(s, cx, deadline) {
+                        Moved::No => true,
+                        Moved::On => {
+                            moved = true;
+                            true
+                        }
+                        Moved::Done => {
+                            moved = true;
+                            false
+                        }
                     }
-                }
-            });
-            stopping.append(&mut self.stopping);
-            self.stopping = stopping;
+                });
+                stopping.append(&mut self.stopping);
+                self.stopping = stopping;
+            }
             if !moved || force.is_set() {
                 break;
             }

@@ -50,7 +50,11 @@ where
             )
             .await?
         };
-        if stopped.is_err() {
+        // A `run` that ended by now (most end in the poll that follows
+        // their stop latch, before `stop` is called) leaves nothing to
+        // wait for. No command to look for either: the step looked in
+        // this very poll, and the runner puts one only between polls.
+        if stopped.is_err() || !run.is_running() {
             return Some(stopped);
         }
         poll_fn(|t| {
