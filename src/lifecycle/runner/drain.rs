@@ -130,17 +130,7 @@ impl Runner {
                     if force.is_set() {
                         return true;
                     }
-                    match self.advance_stop(s, cx, deadline) {
-                        Moved::No => true,
-                        Moved::On => {
-                            moved = true;
-                            true
-                        }
-                        Moved::Done => {
-                            moved = true;
-                            false
-                        }
-                    }
+                    self.advance_stop(s, cx, deadline).keep(&mut moved)
                 });
                 stopping.append(&mut self.stopping);
                 self.stopping = stopping;

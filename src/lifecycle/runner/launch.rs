@@ -76,6 +76,15 @@ pub(super) enum Moved {
     Done,
 }
 
+impl Moved {
+    /// For a `retain_mut` over the entries in progress: whether to keep
+    /// this one, noting in `moved` whether it moved.
+    pub(super) fn keep(self, moved: &mut bool) -> bool {
+        *moved |= !matches!(self, Moved::No);
+        !matches!(self, Moved::Done)
+    }
+}
+
 impl Launching {
     pub(super) fn new(index: usize, step: LaunchStep, deadline: Option<Instant>) -> Self {
         Launching {
@@ -184,17 +193,7 @@ impl Runner {
                 if shared.shutdown.is_set() {
                     return true;
                 }
-                match self.advance(l, cx) {
-                    Moved::No => true,
-                    Moved::On => {
-                        moved = true;
-                        true
-                    }
-                    Moved::Done => {
-                        moved = true;
-                        false
-                    }
-                }
+                self.advance(l, cx).keep(&mut moved)
             });
             launching.append(&mut self.launching);
             self.launching = launching;
