@@ -29,7 +29,7 @@ use futures::future::BoxFuture;
 use self::call::{Inline, Owner, Spawned, call, to_make};
 use self::launch::launch;
 use self::run::{RunSlot, Running, local_run};
-use self::step::{Bound, step_in};
+use self::step::{Bound, step};
 use self::stop::stop;
 use super::cell::{Cell, Cmd, Done, Spawner};
 use crate::component::Component;
@@ -99,12 +99,7 @@ fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) -> impl F
                             .await
                             .map(Done::Launch)
                     }
-                    Cmd::Stop(cx) => {
-                        let Running { slot, local, cell } = &mut running;
-                        stop(c, cx, slot, local.as_mut(), cell)
-                            .await
-                            .map(Done::Unit)
-                    }
+                    Cmd::Stop(cx) => stop(c, cx, &mut running).await.map(Done::Unit),
                     Cmd::Close { cx, t0 } => {
                         let cx = &*cx;
                         let slot = pin!(to_make(|| Component::close(c, cx)));
@@ -113,7 +108,7 @@ fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) -> impl F
                             t0: *t0,
                             attempt: None,
                         });
-                        step_in(
+                        step(
                             call(&cx.name, "close", slot),
                             None,
                             false,

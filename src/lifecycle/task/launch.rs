@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::call::{Owner, call, to_make};
 use super::run::{Running, put_in_flight};
-use super::step::{Bound, step_in};
+use super::step::{Bound, step};
 use crate::component::{CallResult, Component};
 use crate::context::Context;
 use crate::error::{Error, ErrorKind};
@@ -50,7 +50,7 @@ where
             let gate = Some(&cx.handle.shared.shutdown);
             // Made in the call, not bound to a name: a value with a name
             // would be kept across every wait of this future.
-            step_in(
+            step(
                 call(&cx.name, "start", slot),
                 gate,
                 true,
@@ -95,7 +95,7 @@ where
                 let slot = pin!(to_make(|| Component::ready(owner.get(), cx)));
                 let gate = Some(&cx.handle.shared.shutdown);
                 let cell = running.cell;
-                let mut fut = step_in(call(&cx.name, "ready", slot), gate, true, bound, running);
+                let mut fut = step(call(&cx.name, "ready", slot), gate, true, bound, running);
                 // The step moved into the closure that polls it (it is
                 // `Unpin`), not pinned beside it and reached through a
                 // pointer; the rest borrowed.
@@ -137,7 +137,7 @@ where
                             Ok::<_, Error>(())
                         });
                         let gate = Some(&cx.handle.shared.shutdown);
-                        let _slept = step_in(fut, gate, true, None, running).await?;
+                        let _slept = step(fut, gate, true, None, running).await?;
                     }
                     attempt += 1;
                 }

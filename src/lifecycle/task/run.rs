@@ -104,7 +104,7 @@ pub(super) fn put_in_flight<C: Component, R>(
 /// Asked on every poll of a component's future and of each step in it:
 /// the checks that find nothing to do are inlined there.
 #[inline]
-pub(super) fn poll_run<R: Future<Output = CallResult<()>>>(
+fn poll_run<R: Future<Output = CallResult<()>>>(
     run: &mut RunSlot,
     local: Pin<&mut Option<R>>,
     cell: &Cell,

@@ -9,11 +9,10 @@ use std::time::Instant;
 use futures::future::FutureExt;
 use futures_timer::Delay;
 
-use super::run::{RunSlot, Running, poll_run};
+use super::run::Running;
 use crate::component::CallResult;
 use crate::error::{Error, ErrorKind};
 use crate::latch::Latch;
-use crate::lifecycle::cell::Cell;
 
 /// A call's deadline, the instant its budget is counted from, and the
 /// readiness attempt it is, if one: what its timeout error says.
@@ -32,15 +31,13 @@ pub(super) struct Bound {
 /// flag. With a `bound` (a deadline and the instant its budget is counted
 /// from), the call times out past it; a deadline already past still polls
 /// it once.
-pub(super) fn step<'a, T, F, R>(
+pub(super) fn step<'a, 'b, T, F, R>(
     fut: F,
     gate: Option<&'a Latch>,
     launching: bool,
     bound: Option<Bound>,
-    run: &'a mut RunSlot,
-    local: Pin<&'a mut Option<R>>,
-    cell: &'a Cell,
-) -> Step<'a, F, Parts<'a, R>>
+    run: &'a mut Running<'b, R>,
+) -> Step<'a, 'b, F, R>
 where
     F: Future<Output = CallResult<T>> + Unpin,
     R: Future<Output = CallResult<()>>,
@@ -50,94 +47,42 @@ where
         gate,
         launching,
         bound,
-        run: Parts(run, local, cell),
+        run,
         timer: None,
-    }
-}
-
-/// As [`step`], reaching `run` through one reference to its parts rather
-/// than one to each: 16 B less in every step of a launch.
-pub(super) fn step_in<'a, 'b, T, F, R>(
-    fut: F,
-    gate: Option<&'a Latch>,
-    launching: bool,
-    bound: Option<Bound>,
-    running: &'a mut Running<'b, R>,
-) -> Step<'a, F, &'a mut Running<'b, R>>
-where
-    F: Future<Output = CallResult<T>> + Unpin,
-    R: Future<Output = CallResult<()>>,
-{
-    Step {
-        fut,
-        gate,
-        launching,
-        bound,
-        run: running,
-        timer: None,
-    }
-}
-
-/// How a step reaches `run`: each part on its own, or one reference to
-/// them all.
-pub(super) trait RunParts {
-    /// Polls `run` if it is due; whether it ended in this poll.
-    fn poll_run(&mut self, t: &mut TaskContext<'_>) -> bool;
-    fn cell(&self) -> &Cell;
-}
-
-/// `run`'s parts, each on its own.
-pub(super) struct Parts<'a, R>(&'a mut RunSlot, Pin<&'a mut Option<R>>, &'a Cell);
-
-impl<R: Future<Output = CallResult<()>>> RunParts for Parts<'_, R> {
-    #[inline]
-    fn poll_run(&mut self, t: &mut TaskContext<'_>) -> bool {
-        poll_run(self.0, self.1.as_mut(), self.2, t)
-    }
-    fn cell(&self) -> &Cell {
-        self.2
-    }
-}
-
-impl<R: Future<Output = CallResult<()>>> RunParts for &mut Running<'_, R> {
-    #[inline]
-    fn poll_run(&mut self, t: &mut TaskContext<'_>) -> bool {
-        self.poll(t)
-    }
-    fn cell(&self) -> &Cell {
-        self.cell
     }
 }
 
 /// The future of [`step`]: a plain struct, smaller than an `async fn`
 /// that would keep its arguments and the closure borrowing them.
-pub(super) struct Step<'a, F, P> {
+pub(super) struct Step<'a, 'b, F, R> {
     /// `Unpin`: a call, which keeps its future in a slot pinned by the
     /// caller, or a pinned reference.
     fut: F,
     gate: Option<&'a Latch>,
     launching: bool,
     bound: Option<Bound>,
-    run: P,
+    /// `run`'s parts, reached through one reference: 16 B less in every
+    /// step of a launch than one reference to each.
+    run: &'a mut Running<'b, R>,
     /// Most calls finish on their first poll: a timer only for one that
     /// does not.
     timer: Option<Delay>,
 }
 
-impl<T, F, P> Future for Step<'_, F, P>
+impl<T, F, R> Future for Step<'_, '_, F, R>
 where
     F: Future<Output = CallResult<T>> + Unpin,
-    P: RunParts + Unpin,
+    R: Future<Output = CallResult<()>>,
 {
     type Output = Option<CallResult<T>>;
 
     fn poll(self: Pin<&mut Self>, t: &mut TaskContext<'_>) -> Poll<Self::Output> {
         // Every field is a reference, a pinned reference or `Unpin`.
         let this = self.get_mut();
-        if this.run.cell().take_cmd().is_some() {
+        if this.run.cell.take_cmd().is_some() {
             return Poll::Ready(None);
         }
-        if this.run.poll_run(t) && this.launching {
+        if this.run.poll(t) && this.launching {
             // Let the runner see that `run` ended (which fails a launch)
             // before the call goes on.
             t.waker().wake_by_ref();

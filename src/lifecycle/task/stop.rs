@@ -6,15 +6,14 @@
 //! gives up on a stop that overruns it, the wait for `run` included.
 
 use std::future::{Future, poll_fn};
-use std::pin::{Pin, pin};
+use std::pin::pin;
 use std::task::Poll;
 
 use super::call::{call, to_make};
-use super::run::{RunSlot, poll_run};
+use super::run::Running;
 use super::step::step;
 use crate::component::{CallResult, Component};
 use crate::context::Context;
-use crate::lifecycle::cell::Cell;
 
 /// Walks a component's stop. `None` if the runner gave up on it (the call
 /// in flight, or the wait, is dropped without another poll; `run` stays).
@@ -22,16 +21,15 @@ use crate::lifecycle::cell::Cell;
 /// An `async` block rather than an `async fn`, which would keep its
 /// arguments twice.
 #[allow(clippy::manual_async_fn)]
-pub(super) fn stop<'a, C, R>(
+pub(super) fn stop<'a, 'b, C, R>(
     c: &'a C,
     cx: &'a Context,
-    run: &'a mut RunSlot,
-    mut local: Pin<&'a mut Option<R>>,
-    cell: &'a Cell,
+    running: &'a mut Running<'b, R>,
 ) -> impl Future<Output = Option<CallResult<()>>> + 'a
 where
     C: Component,
     R: Future<Output = CallResult<()>> + 'a,
+    'b: 'a,
 {
     async move {
         // In a block: the call is gone before the wait.
@@ -39,30 +37,21 @@ where
             let slot = pin!(to_make(|| Component::stop(c, cx)));
             // Once forced, the runner closes the component instead.
             let gate = Some(&cx.handle.shared.force);
-            step(
-                call(&cx.name, "stop", slot),
-                gate,
-                false,
-                None,
-                run,
-                local.as_mut(),
-                cell,
-            )
-            .await?
+            step(call(&cx.name, "stop", slot), gate, false, None, running).await?
         };
         // A `run` that ended by now (most end in the poll that follows
         // their stop latch, before `stop` is called) leaves nothing to
         // wait for. No command to look for either: the step looked in
         // this very poll, and the runner puts one only between polls.
-        if stopped.is_err() || !run.is_running() {
+        if stopped.is_err() || !running.slot.is_running() {
             return Some(stopped);
         }
         poll_fn(|t| {
-            if cell.take_cmd().is_some() {
+            if running.cell.take_cmd().is_some() {
                 return Poll::Ready(None);
             }
-            poll_run(run, local.as_mut(), cell, t);
-            if run.is_running() {
+            running.poll(t);
+            if running.slot.is_running() {
                 Poll::Pending
             } else {
                 Poll::Ready(Some(Ok(())))
