@@ -10,6 +10,12 @@
 //! cargo bench --bench lifecycle -- --stop-latency # only the shutdown latency, 20 times over
 //! ```
 //!
+//! For perf or callgrind, the bench binary (its path printed by `cargo bench
+//! --bench lifecycle --no-run`) runs 20 launches and shutdowns of N
+//! components (10,000 if N is left out) on `futures::executor` and nothing
+//! else: `--profile N` of lameduck, `--profile-floor N` of the named floor,
+//! `--profile-safe-floor N` of the safe floor.
+//!
 //! Workloads:
 //! * launch + shutdown of N no-op components (build, start, ready, run,
 //!   stop), under `futures::executor`, smol, and tokio current-thread and
@@ -19,8 +25,29 @@
 //!   awaits the same steps a component goes through (start, ready, run
 //!   alongside until the stop broadcast, stop), without lameduck; compared
 //!   in CPU time;
+//! * the safe floor: the named floor's futures and steps, scheduled without
+//!   `unsafe` anywhere in its scheduling. `FuturesUnordered` keeps each
+//!   future inline in its task node and makes its wakers by hand, both with
+//!   `unsafe`; an engine that keeps `unsafe` to OS calls must instead box
+//!   each future (a `!Unpin` future is pinned in place only with `unsafe`)
+//!   and give each one an `Arc` of its own to make its waker from
+//!   (`std::task::Wake`). The safe floor does exactly that and nothing more
+//!   (`SafeSet`): each waker target holds its future's index and a
+//!   "queued" flag, and a wake that finds the flag clear sets it and pushes
+//!   the index onto one shared queue (a `Mutex<Vec<usize>>`), waking the
+//!   polling task only when it finds the queue empty; the polling task
+//!   takes the whole queue at once (swapping it with a spare `Vec`) and
+//!   polls only those futures, clearing each one's flag before its poll.
+//!   No wake is lost: a wake during or after a poll finds the flag clear
+//!   and queues the future again; the polling task registers its waker
+//!   before it takes the queue, and a queue found non-empty has not been
+//!   taken since the push that filled it, which woke the task. Each waker
+//!   is made once, with its future, not at every poll. It is the cheapest
+//!   such scheduling this bench's author could write,
+//!   not a proven minimum. Compared in CPU time, against the named floor
+//!   and lameduck; it checks at every start that it loses no wake;
 //! * allocations per component (a counting global allocator in this
-//!   binary), lameduck against the named floor;
+//!   binary), lameduck against the named floor and the safe floor;
 //! * tokio-graceful-shutdown (N subsystems) and tokio-util
 //!   (`CancellationToken` + `TaskTracker`, N tasks);
 //! * time from `request_shutdown` to `run` returning, 1,000 idle components;
@@ -40,16 +67,18 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
 use std::hint::black_box;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
-use futures::future::{FutureExt, join};
+use futures::future::{FutureExt, Shared, join};
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::task::AtomicWaker;
 use lameduck::{
-    BoxError, CheckOptions, Component, ComponentOptions, Context, Health, HealthChecker, Lifecycle,
-    Probe,
+    BoxError, CheckOptions, Component, ComponentOptions, Health, HealthChecker, Lifecycle, Probe,
 };
 
 /// The system allocator, counting allocations (and reallocations, which
@@ -176,6 +205,209 @@ async fn named_floor_cycle(n: usize) {
     while let Some(i) = set.next().await {
         black_box(i);
     }
+}
+
+/// A future of the safe floor: boxed on its own, as an engine that keeps
+/// `unsafe` out must box each component's future (a `!Unpin` future can be
+/// pinned in place only with `unsafe`).
+type SafeFuture = Pin<Box<dyn Future<Output = usize> + Send>>;
+
+/// What the safe floor's wakers share: the indices of the futures woken
+/// since the set last looked, and the waker of the task polling the set.
+struct SafeQueue {
+    ready: Mutex<Vec<usize>>,
+    outer: AtomicWaker,
+}
+
+/// The waker target of one future of the safe floor: an `Arc` of its own,
+/// as safe Rust makes a waker only from one (`std::task::Wake`).
+struct SafeWake {
+    index: usize,
+    queued: AtomicBool,
+    queue: Arc<SafeQueue>,
+}
+
+impl Wake for SafeWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        // Queued already: the set will poll it, a second entry adds nothing.
+        if self.queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut ready = self.queue.ready.lock().expect("queue lock");
+        let first = ready.is_empty();
+        ready.push(self.index);
+        drop(ready);
+        // Only the push that finds the queue empty wakes the set: a
+        // non-empty queue has not been taken since the push that filled
+        // it, which woke the set after the set's last registration.
+        if first {
+            self.queue.outer.wake();
+        }
+    }
+}
+
+/// A future of the safe floor and its waker, made once.
+struct SafeTask {
+    future: SafeFuture,
+    wake: Arc<SafeWake>,
+    waker: Waker,
+}
+
+/// The safe floor's scheduler: the cheapest scheduling without `unsafe`
+/// this bench's author could write. Each future boxed, each with its own
+/// `Arc` waker target that queues its index once; the set polls only the
+/// futures queued since it last looked.
+struct SafeSet {
+    tasks: Vec<Option<SafeTask>>,
+    queue: Arc<SafeQueue>,
+    /// The indices taken from the queue, kept to swap with it next time.
+    batch: Vec<usize>,
+    left: usize,
+    done: usize,
+}
+
+impl SafeSet {
+    fn with_capacity(n: usize) -> Self {
+        let queue = Arc::new(SafeQueue {
+            ready: Mutex::new(Vec::with_capacity(n)),
+            outer: AtomicWaker::new(),
+        });
+        SafeSet {
+            tasks: Vec::with_capacity(n),
+            queue,
+            batch: Vec::with_capacity(n),
+            left: 0,
+            done: 0,
+        }
+    }
+
+    /// Adds a future, queued for its first poll.
+    fn push(&mut self, future: impl Future<Output = usize> + Send + 'static) {
+        let index = self.tasks.len();
+        let wake = Arc::new(SafeWake {
+            index,
+            queued: AtomicBool::new(true),
+            queue: Arc::clone(&self.queue),
+        });
+        let waker = Waker::from(Arc::clone(&wake));
+        self.tasks.push(Some(SafeTask {
+            future: Box::pin(future),
+            wake,
+            waker,
+        }));
+        self.queue.ready.lock().expect("queue lock").push(index);
+        self.left += 1;
+    }
+
+    /// Polls every future queued since the last call, once each; ready
+    /// with the number of futures that completed once none is left.
+    fn poll_queued(&mut self, cx: &mut Context<'_>) -> Poll<usize> {
+        // Registered before the queue is taken: a wake after the take
+        // reaches this task.
+        self.queue.outer.register(cx.waker());
+        std::mem::swap(
+            &mut *self.queue.ready.lock().expect("queue lock"),
+            &mut self.batch,
+        );
+        for i in self.batch.drain(..) {
+            // A wake after completion (a waker kept elsewhere) is stale.
+            let Some(task) = &mut self.tasks[i] else {
+                continue;
+            };
+            // Cleared before the poll: a wake during or after it queues
+            // the future again.
+            task.wake.queued.store(false, Ordering::Release);
+            let poll = task
+                .future
+                .as_mut()
+                .poll(&mut Context::from_waker(&task.waker));
+            if let Poll::Ready(out) = poll {
+                black_box(out);
+                self.tasks[i] = None;
+                self.left -= 1;
+                self.done += 1;
+            }
+        }
+        if self.left == 0 {
+            Poll::Ready(self.done)
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// The safe floor's set: the named floor's futures, each owning its
+/// `format!` name and going through start, ready, run (until `stop`) and
+/// stop.
+fn safe_floor_set(n: usize, stop: &Shared<oneshot::Receiver<()>>) -> SafeSet {
+    let mut set = SafeSet::with_capacity(n);
+    for i in 0..n {
+        let name = format!("c{i}");
+        let stop = stop.clone();
+        set.push(async move {
+            floor_step(&name).await.expect("start");
+            floor_step(&name).await.expect("ready");
+            let _ = stop.await;
+            floor_step(&name).await.expect("stop");
+            name.len()
+        });
+    }
+    set
+}
+
+/// The safe floor: the named floor's futures and steps, scheduled by
+/// [`SafeSet`] instead of `FuturesUnordered`; asserts that every future
+/// completed.
+async fn safe_floor_cycle(n: usize) {
+    let (tx, rx) = oneshot::channel::<()>();
+    let mut set = safe_floor_set(n, &rx.shared());
+    futures::future::poll_fn(|cx| {
+        let _ = set.poll_queued(cx);
+        Poll::Ready(())
+    })
+    .await;
+    drop(tx);
+    let done = futures::future::poll_fn(|cx| set.poll_queued(cx)).await;
+    assert_eq!(done, n, "every future of the safe floor completes");
+}
+
+/// The safe floor loses no wake: polled by hand with a waker that counts
+/// its wakes, its `n` futures all wait after the first poll, the stop
+/// broadcast wakes the set once, and the next poll completes every
+/// future. Panics otherwise.
+fn check_safe_floor(n: usize) {
+    struct Count(AtomicU64);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let wakes = Arc::new(Count(AtomicU64::new(0)));
+    let waker = Waker::from(Arc::clone(&wakes));
+    let mut cx = Context::from_waker(&waker);
+    let (tx, rx) = oneshot::channel::<()>();
+    let mut set = safe_floor_set(n, &rx.shared());
+    assert!(
+        set.poll_queued(&mut cx).is_pending(),
+        "all wait for the stop"
+    );
+    assert_eq!(set.left, n, "none completed before the stop");
+    assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "nothing woke yet");
+    drop(tx);
+    assert_eq!(
+        wakes.0.load(Ordering::SeqCst),
+        1,
+        "the stop wakes the set once"
+    );
+    assert_eq!(
+        set.poll_queued(&mut cx),
+        Poll::Ready(n),
+        "every future completes"
+    );
 }
 
 /// Allocations per component of `cycle(n)`, on the current thread.
@@ -333,11 +565,13 @@ fn cycle_row(rt: Rt, n: usize, budget: Duration) -> (f64, f64) {
     (per(ours, n), per(floor, n))
 }
 
-/// CPU time per component: lameduck and the named floor, same run.
-fn cpu_row(rt: Rt, n: usize, budget: Duration) -> (f64, f64) {
+/// CPU time per component: lameduck, the named floor and the safe floor,
+/// same run.
+fn cpu_row(rt: Rt, n: usize, budget: Duration) -> (f64, f64, f64) {
     let ours = measure_cpu(budget, || rt.block_on(lameduck_cycle(n)));
     let floor = measure_cpu(budget, || rt.block_on(named_floor_cycle(n)));
-    (per(ours, n), per(floor, n))
+    let safe = measure_cpu(budget, || rt.block_on(safe_floor_cycle(n)));
+    (per(ours, n), per(floor, n), per(safe, n))
 }
 
 fn stop_latency(rt: Rt, n: usize, budget: Duration) -> Duration {
@@ -543,12 +777,12 @@ struct Slow {
 }
 
 impl Component for Slow {
-    async fn ready(&self, _: &Context) -> Result<bool, BoxError> {
+    async fn ready(&self, _: &lameduck::Context) -> Result<bool, BoxError> {
         futures_timer::Delay::new(self.ready).await;
         Ok(true)
     }
 
-    async fn stop(&self, _: &Context) -> Result<(), BoxError> {
+    async fn stop(&self, _: &lameduck::Context) -> Result<(), BoxError> {
         futures_timer::Delay::new(self.stop).await;
         Ok(())
     }
@@ -618,16 +852,26 @@ fn main() {
         rss_child(n);
         return;
     }
-    // Profiling mode: only the lameduck cycle, for perf or callgrind.
-    if let Some(i) = args.iter().position(|a| a == "--profile") {
-        let n = args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10_000);
-        for _ in 0..20 {
-            futures::executor::block_on(lameduck_cycle(n));
+    // Profiling modes, for perf or callgrind: 20 cycles of N (10,000 unless
+    // given) on `futures::executor`, of lameduck (`--profile N`), the named
+    // floor (`--profile-floor N`) or the safe floor (`--profile-safe-floor N`).
+    type Cycle = fn(usize) -> Pin<Box<dyn Future<Output = ()>>>;
+    let profiles: [(&str, Cycle); 3] = [
+        ("--profile", |n| Box::pin(lameduck_cycle(n))),
+        ("--profile-floor", |n| Box::pin(named_floor_cycle(n))),
+        ("--profile-safe-floor", |n| Box::pin(safe_floor_cycle(n))),
+    ];
+    for (flag, cycle) in profiles {
+        if let Some(i) = args.iter().position(|a| a == flag) {
+            let n = args
+                .get(i + 1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10_000);
+            for _ in 0..20 {
+                futures::executor::block_on(cycle(n));
+            }
+            return;
         }
-        return;
     }
     // The shutdown latency row alone, measured 20 times over (for
     // profilers, and to see its spread): `<bench binary> --stop-latency`.
@@ -668,6 +912,7 @@ fn main() {
         Duration::from_millis(1500)
     };
     let runtimes = [Rt::Futures, Rt::Smol, Rt::TokioCt, Rt::TokioMt];
+    check_safe_floor(1_000);
 
     println!(
         "lameduck benchmarks ({} mode, {} build)",
@@ -725,28 +970,39 @@ fn main() {
     }
     println!();
     println!(
-        "CPU time per component (median, every thread), lameduck against the named floor (target <= 2.0):"
+        "CPU time per component (median, every thread), lameduck against the named floor (target <= 2.0)"
     );
+    println!("and against the safe floor (the named floor scheduled without `unsafe`):");
     println!(
-        "{:<9} {:>8} {:>10} {:>12} {:>8}",
-        "runtime", "N", "lameduck", "named floor", "x named"
+        "{:<9} {:>8} {:>10} {:>12} {:>8} {:>11} {:>13} {:>8}",
+        "runtime",
+        "N",
+        "lameduck",
+        "named floor",
+        "x named",
+        "safe floor",
+        "safe x named",
+        "x safe"
     );
     let mut cpu_scaling: Vec<f64> = Vec::new();
     for &rt in &runtimes {
         let mut first = None;
         for &n in sizes {
-            let (ours, floor) = cpu_row(rt, n, budget);
+            let (ours, floor, safe) = cpu_row(rt, n, budget);
             let first = *first.get_or_insert(ours);
             if n == *sizes.last().expect("sizes") {
                 cpu_scaling.push(ours / first);
             }
             println!(
-                "{:<9} {:>8} {:>10.0} {:>12.0} {:>8.2}",
+                "{:<9} {:>8} {:>10.0} {:>12.0} {:>8.2} {:>11.0} {:>13.2} {:>8.2}",
                 rt.name(),
                 n,
                 ours,
                 floor,
-                ours / floor
+                ours / floor,
+                safe,
+                safe / floor,
+                ours / safe
             );
         }
     }
@@ -757,10 +1013,12 @@ fn main() {
     // are not per component.
     allocations_per(n, lameduck_cycle);
     allocations_per(n, named_floor_cycle);
+    allocations_per(n, safe_floor_cycle);
     let ours = allocations_per(n, lameduck_cycle);
     let floor = allocations_per(n, named_floor_cycle);
+    let safe = allocations_per(n, safe_floor_cycle);
     println!(
-        "allocations per component (N = {n}, futures executor; target <= 2): lameduck {ours:.2}, named floor {floor:.2}"
+        "allocations per component (N = {n}, futures executor; target <= 2): lameduck {ours:.2}, named floor {floor:.2}, safe floor {safe:.2}"
     );
 
     println!();
