@@ -14,7 +14,11 @@
 //! --bench lifecycle --no-run`) runs 20 launches and shutdowns of N
 //! components (10,000 if N is left out) on `futures::executor` and nothing
 //! else: `--profile N` of lameduck, `--profile-floor N` of the named floor,
-//! `--profile-safe-floor N` of the safe floor.
+//! `--profile-safe-floor N` of the safe floor. The peak RSS rows run the
+//! same binary as a child: `--rss N` of lameduck, `--rss-floor N` of the
+//! named floor, `--rss-safe-floor N` of the safe floor (10,000 if N is left
+//! out), each printing bytes per component once built (pushed) and once
+//! running; a floor's child also prints the size of one of its futures.
 //!
 //! Workloads:
 //! * launch + shutdown of N no-op components (build, start, ready, run,
@@ -57,7 +61,11 @@
 //!   up N components in a report, per item at each N, with the ratio of the
 //!   largest N to the smallest (linear code stays near 1.0), beside a
 //!   floor for the look-ups: a std `HashMap` built from the same report;
-//! * peak RSS per component, in a child process;
+//! * peak RSS per component, in a child process, of lameduck (built, then
+//!   launched and running) beside the named floor and the safe floor (their
+//!   futures pushed, then each polled once: every one pending in its run
+//!   step, awaiting the stop broadcast, as a running component waits for
+//!   its stop), at the same N;
 //! * CPU used by 1,000 idle components over a second;
 //! * a dependency graph: 100 components in 10 layers of 10 (each depending
 //!   on every component of the layer below) whose readiness takes 50 ms and
@@ -178,24 +186,43 @@ async fn floor_step(name: &str) -> Result<(), std::io::Error> {
     Ok(())
 }
 
+/// One component of the named and the safe floor: a future that owns its
+/// `format!` name and goes through start, ready, run (until `stop`) and
+/// stop. One function, so that both floors and the RSS child measure the
+/// same future.
+fn floor_component(
+    i: usize,
+    stop: Shared<oneshot::Receiver<()>>,
+) -> impl Future<Output = usize> + Send + 'static {
+    let name = format!("c{i}");
+    async move {
+        floor_step(&name).await.expect("start");
+        floor_step(&name).await.expect("ready");
+        let _ = stop.await;
+        floor_step(&name).await.expect("stop");
+        name.len()
+    }
+}
+
+/// The named floor's set: [`floor_component`] `n` times, in a
+/// `FuturesUnordered`.
+fn named_floor_set(
+    n: usize,
+    stop: &Shared<oneshot::Receiver<()>>,
+) -> FuturesUnordered<impl Future<Output = usize> + Send + 'static> {
+    let set = FuturesUnordered::new();
+    for i in 0..n {
+        set.push(floor_component(i, stop.clone()));
+    }
+    set
+}
+
 /// The named floor: N futures, each owning its `format!` name, each going
 /// through start, ready, run (until one stop broadcast) and stop, polled
 /// together; no lameduck. What a hand-written lifecycle with names costs.
 async fn named_floor_cycle(n: usize) {
     let (tx, rx) = oneshot::channel::<()>();
-    let stop = rx.shared();
-    let mut set = FuturesUnordered::new();
-    for i in 0..n {
-        let name = format!("c{i}");
-        let stop = stop.clone();
-        set.push(async move {
-            floor_step(&name).await.expect("start");
-            floor_step(&name).await.expect("ready");
-            let _ = stop.await;
-            floor_step(&name).await.expect("stop");
-            name.len()
-        });
-    }
+    let mut set = named_floor_set(n, &rx.shared());
     futures::future::poll_fn(|cx| {
         let _ = set.poll_next_unpin(cx);
         std::task::Poll::Ready(())
@@ -340,21 +367,13 @@ impl SafeSet {
     }
 }
 
-/// The safe floor's set: the named floor's futures, each owning its
-/// `format!` name and going through start, ready, run (until `stop`) and
-/// stop.
+/// The safe floor's set: the named floor's futures ([`floor_component`]),
+/// each owning its `format!` name and going through start, ready, run
+/// (until `stop`) and stop.
 fn safe_floor_set(n: usize, stop: &Shared<oneshot::Receiver<()>>) -> SafeSet {
     let mut set = SafeSet::with_capacity(n);
     for i in 0..n {
-        let name = format!("c{i}");
-        let stop = stop.clone();
-        set.push(async move {
-            floor_step(&name).await.expect("start");
-            floor_step(&name).await.expect("ready");
-            let _ = stop.await;
-            floor_step(&name).await.expect("stop");
-            name.len()
-        });
+        set.push(floor_component(i, stop.clone()));
     }
     set
 }
@@ -636,15 +655,67 @@ fn rss_child(n: usize) {
     println!("{:.0} {:.0}", per(registered), per(running));
 }
 
-fn rss_per_component(n: usize) -> Option<(f64, f64)> {
+/// Child mode, as [`rss_child`] for a floor (`safe`: the safe floor, else
+/// the named floor): push `n` of its futures, then poll each once, so that
+/// every one is running (pending in its run step, awaiting the stop
+/// broadcast); print the peak RSS growth per component in bytes, pushed
+/// and running, and the size of one future. Then stop them all and check
+/// that each completes.
+fn rss_floor_child(n: usize, safe: bool) {
+    let (tx, rx) = oneshot::channel::<()>();
+    let stop = rx.shared();
+    let size = std::mem::size_of_val(&floor_component(0, stop.clone()));
+    // Polled with a waker that does nothing: the sets wake their futures
+    // through wakers of their own, and this poll is not repeated.
+    let mut cx = Context::from_waker(Waker::noop());
+    let base = peak_rss_kib().unwrap_or(0);
+    let per = |kib: u64| (kib.saturating_sub(base) * 1024) as f64 / n as f64;
+    let (pushed, running) = if safe {
+        let mut set = safe_floor_set(n, &stop);
+        let pushed = peak_rss_kib().unwrap_or(0);
+        assert!(
+            set.poll_queued(&mut cx).is_pending(),
+            "all wait for the stop"
+        );
+        assert_eq!(set.left, n, "none completed before the stop");
+        let running = peak_rss_kib().unwrap_or(0);
+        drop(tx);
+        let done = futures::executor::block_on(futures::future::poll_fn(|cx| set.poll_queued(cx)));
+        assert_eq!(done, n, "every future of the safe floor completes");
+        (pushed, running)
+    } else {
+        let mut set = named_floor_set(n, &stop);
+        let pushed = peak_rss_kib().unwrap_or(0);
+        // One poll of a `FuturesUnordered` polls each future queued once,
+        // up to its length, unless two of them wake themselves; these do not.
+        assert!(
+            set.poll_next_unpin(&mut cx).is_pending(),
+            "all wait for the stop"
+        );
+        assert_eq!(set.len(), n, "none completed before the stop");
+        let running = peak_rss_kib().unwrap_or(0);
+        drop(tx);
+        let done = futures::executor::block_on(set.count());
+        assert_eq!(done, n, "every future of the named floor completes");
+        (pushed, running)
+    };
+    println!("{:.0} {:.0} {size}", per(pushed), per(running));
+}
+
+/// Runs this binary in `mode` (`--rss`, `--rss-floor`, `--rss-safe-floor`)
+/// for `n` components, in a child process so that its peak RSS is its own;
+/// the numbers it prints.
+fn rss_per_component(mode: &str, n: usize) -> Option<Vec<f64>> {
     let exe = std::env::current_exe().ok()?;
     let out = std::process::Command::new(exe)
-        .args(["--rss", &n.to_string()])
+        .args([mode, &n.to_string()])
         .output()
         .ok()?;
+    if !out.status.success() {
+        return None;
+    }
     let text = String::from_utf8(out.stdout).ok()?;
-    let mut it = text.split_whitespace().map(|v| v.parse::<f64>().ok());
-    Some((it.next()??, it.next()??))
+    text.split_whitespace().map(|v| v.parse().ok()).collect()
 }
 
 /// Registering N health checks, prepending N drainers, and looking up every
@@ -844,13 +915,23 @@ fn layers_row() {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--rss") {
-        let n = args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10_000);
-        rss_child(n);
-        return;
+    // The RSS children: `--rss N` of lameduck, `--rss-floor N` of the named
+    // floor, `--rss-safe-floor N` of the safe floor (10,000 unless given).
+    type RssChild = fn(usize);
+    let children: [(&str, RssChild); 3] = [
+        ("--rss", rss_child),
+        ("--rss-floor", |n| rss_floor_child(n, false)),
+        ("--rss-safe-floor", |n| rss_floor_child(n, true)),
+    ];
+    for (flag, child) in children {
+        if let Some(i) = args.iter().position(|a| a == flag) {
+            let n = args
+                .get(i + 1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(10_000);
+            child(n);
+            return;
+        }
     }
     // Profiling modes, for perf or callgrind: 20 cycles of N (10,000 unless
     // given) on `futures::executor`, of lameduck (`--profile N`), the named
@@ -1079,11 +1160,21 @@ fn main() {
 
     println!();
     let n = if quick { 10_000 } else { 100_000 };
-    match rss_per_component(n) {
-        Some((reg, run)) => println!(
-            "peak RSS per component (N = {n}): {reg:.0} B registered, {run:.0} B launched and running"
+    match rss_per_component("--rss", n).as_deref() {
+        Some(&[reg, run]) => println!(
+            "peak RSS per component (N = {n}; target <= 600 B running): lameduck {reg:.0} B registered, {run:.0} B launched and running"
         ),
-        None => println!("peak RSS per component: not measurable here (no /proc)"),
+        _ => println!("peak RSS per component: not measurable here (no /proc)"),
+    }
+    for (name, mode) in [
+        ("named floor", "--rss-floor"),
+        ("safe floor", "--rss-safe-floor"),
+    ] {
+        if let Some(&[pushed, run, size]) = rss_per_component(mode, n).as_deref() {
+            println!(
+                "  {name:<11} {pushed:>5.0} B pushed, {run:>5.0} B running (pending in its run step; its future {size:.0} B)"
+            );
+        }
     }
     let window = if quick {
         Duration::from_millis(300)
