@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
+use super::options::Kept;
 use super::order::LaunchOrder;
-use super::parts::Parts;
+use super::parts::{Parts, Registration};
 use super::runner::{Config, Runner, Spawner};
 use super::task::DynComponent;
 use super::watchdog::Watchdog;
@@ -20,10 +21,13 @@ use crate::error::{BoxError, Error};
 use crate::handle::{Handle, Shared};
 use crate::health::{CheckOptions, Checks, Entry, HealthChecker};
 use crate::latch::lock;
+use crate::names::validate_name;
 
 enum Part {
-    Component(String, Box<dyn DynComponent>, ComponentOptions),
-    Hook(String, Arc<dyn DynDrainer>),
+    /// Validated as it is added, and kept in the form the runner takes:
+    /// `build` only claims its name and links it.
+    Component(Registration, Option<Arc<[Box<str>]>>),
+    Hook(Arc<str>, Arc<dyn DynDrainer>),
 }
 
 /// Builds a [`Lifecycle`]. Made by [`Lifecycle::builder`].
@@ -62,12 +66,8 @@ enum Part {
 /// ```
 #[must_use = "a builder does nothing until built"]
 pub struct LifecycleBuilder {
-    config: Config,
-    watchdog: Option<(Duration, i32)>,
-    // Boxed: the builder moves on every call.
+    // Boxed whole: the builder moves on every call, as one pointer.
     staged: Box<Staged>,
-    #[cfg(feature = "signals")]
-    signals: Option<crate::signals::Signals>,
 }
 
 /// What the builder calls add. Drainers and checks are validated and stored
@@ -75,10 +75,14 @@ pub struct LifecycleBuilder {
 /// by `build`: a large builder then costs the same per part as a small one.
 #[derive(Default)]
 struct Staged {
+    config: Config,
+    watchdog: Option<(Duration, i32)>,
+    #[cfg(feature = "signals")]
+    signals: Option<crate::signals::Signals>,
     parts: Vec<Part>,
     drainers: Drainers,
     checks: Checks,
-    /// The first drainer or check refused, and how many parts came before
+    /// The first component, drainer or check refused, and how many parts came before
     /// it: `build` reports the first error in the order of the calls.
     refused: Option<(usize, Error)>,
 }
@@ -86,11 +90,7 @@ struct Staged {
 impl LifecycleBuilder {
     pub(crate) fn new() -> Self {
         LifecycleBuilder {
-            config: Config::default(),
-            watchdog: None,
             staged: Box::default(),
-            #[cfg(feature = "signals")]
-            signals: None,
         }
     }
 
@@ -105,7 +105,7 @@ impl LifecycleBuilder {
     /// bound: only the per-component budgets and a forced shutdown end the
     /// waits.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.config.shutdown_timeout = timeout;
+        self.staged.config.shutdown_timeout = timeout;
         self
     }
 
@@ -132,7 +132,7 @@ impl LifecycleBuilder {
     /// # drop(lifecycle);
     /// ```
     pub fn force_timeout(mut self, budget: Duration) -> Self {
-        self.config.force_timeout = budget;
+        self.staged.config.force_timeout = budget;
         self
     }
 
@@ -145,13 +145,17 @@ impl LifecycleBuilder {
     /// was stopped): no load balancer routes to it. A forced shutdown cuts it
     /// short.
     pub fn lame_duck(mut self, period: Duration) -> Self {
-        self.config.lame_duck = period;
+        self.staged.config.lame_duck = period;
         self
     }
 
     /// Adds a component with default [`ComponentOptions`].
-    pub fn component<C: Component>(self, name: impl Into<String>, component: C) -> Self {
-        self.component_with(name, component, ComponentOptions::default())
+    pub fn component<C: Component>(mut self, name: impl Into<String>, component: C) -> Self {
+        // Made an `Arc<str>` at once: the `String` is freed while its memory
+        // is fresh for the allocator, before the next name is made.
+        let name: Arc<str> = name.into().into();
+        self.add_component(name, Box::new(component), None);
+        self
     }
 
     /// Adds a component with options.
@@ -161,10 +165,47 @@ impl LifecycleBuilder {
         component: C,
         options: ComponentOptions,
     ) -> Self {
+        // Made an `Arc<str>` at once: the `String` is freed while its memory
+        // is fresh for the allocator, before the next name is made.
+        let name: Arc<str> = name.into().into();
+        self.add_component(name, Box::new(component), Some(options));
+        self
+    }
+
+    /// Stages a component, its options `None` for the defaults (valid, and
+    /// kept as nothing).
+    fn add_component(
+        &mut self,
+        name: Arc<str>,
+        component: Box<dyn DynComponent>,
+        options: Option<ComponentOptions>,
+    ) {
+        if self.staged.refused.is_some() {
+            return;
+        }
+        // What admission checks first, checked here: `build` then reports
+        // this error after those of the parts added before it.
+        let valid = validate_name(&name, "component")
+            .and_then(|()| options.as_ref().map_or(Ok(()), |o| o.validate(&name)));
+        if let Err(e) = valid {
+            self.staged.refused = Some((self.staged.parts.len(), e));
+            return;
+        }
+        let mut registration = Registration {
+            name,
+            component,
+            options: Kept::default(),
+            restart: None,
+        };
+        let mut dependencies = None;
+        if let Some(options) = options {
+            registration.options = options.budgets();
+            registration.restart = options.restart_budget();
+            dependencies = options.into_dependencies();
+        }
         self.staged
             .parts
-            .push(Part::Component(name.into(), Box::new(component), options));
-        self
+            .push(Part::Component(registration, dependencies));
     }
 
     /// Appends a drainer: drainers run in the flush phase, in order.
@@ -226,7 +267,7 @@ impl LifecycleBuilder {
     {
         self.staged
             .parts
-            .push(Part::Hook(name.into(), Arc::new(drainer_fn(hook))));
+            .push(Part::Hook(name.into().into(), Arc::new(drainer_fn(hook))));
         self
     }
 
@@ -240,7 +281,7 @@ impl LifecycleBuilder {
     /// timeout too long for the clock, such as [`Duration::MAX`], never
     /// fires.
     pub fn watchdog(mut self, timeout: Duration, code: i32) -> Self {
-        self.watchdog = Some((timeout, code));
+        self.staged.watchdog = Some((timeout, code));
         self
     }
 
@@ -273,7 +314,7 @@ impl LifecycleBuilder {
     #[cfg(feature = "signals")]
     #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
     pub fn signals(mut self, signals: crate::signals::Signals) -> Self {
-        self.signals = Some(signals);
+        self.staged.signals = Some(signals);
         self
     }
 
@@ -312,7 +353,7 @@ impl LifecycleBuilder {
     where
         S: Fn(BoxFuture<'static, ()>) + Send + Sync + 'static,
     {
-        self.config.spawner = Some(Spawner(Arc::new(spawn)));
+        self.staged.config.spawner = Some(Spawner(Arc::new(spawn)));
         self
     }
 
@@ -343,14 +384,14 @@ impl LifecycleBuilder {
             .count();
         handle.reserve(components, parts.len() - components);
         let named = parts.iter().any(|p| match p {
-            Part::Component(_, _, options) => options.dependencies().is_some(),
+            Part::Component(_, dependencies) => dependencies.is_some(),
             Part::Hook(..) => false,
         });
         let mut order = LaunchOrder::new(&handle, components, named);
         for part in parts {
             match part {
-                Part::Component(name, c, opts) => order.push(name.into(), c, opts)?,
-                Part::Hook(name, h) => handle.insert_hook(name.into(), h)?,
+                Part::Component(reg, dependencies) => order.push(reg, dependencies)?,
+                Part::Hook(name, h) => handle.insert_hook(name, h)?,
             }
         }
         if let Some((_, e)) = staged.refused {
@@ -360,18 +401,21 @@ impl LifecycleBuilder {
         // Nobody else holds the handle yet: no shutdown can have begun.
         Parts::of(&handle.shared).lists().drainers = staged.drainers;
         handle.shared.health.install(staged.checks);
-        if self.watchdog.is_some_and(|(timeout, _)| timeout.is_zero()) {
+        if staged
+            .watchdog
+            .is_some_and(|(timeout, _)| timeout.is_zero())
+        {
             return Err(Error::config("watchdog timeout must not be zero"));
         }
         // Last fallible step, so a failed build leaves no listener behind.
         #[cfg(feature = "signals")]
-        if let Some(signals) = &self.signals {
+        if let Some(signals) = &staged.signals {
             signals.listen(&handle)?.detach();
         }
-        if let Some((timeout, code)) = self.watchdog {
+        if let Some((timeout, code)) = staged.watchdog {
             *lock(&handle.shared.watchdog) = Watchdog::spawn(timeout, code);
         }
-        let runner = Runner::new(handle.clone(), self.config, rx, initial);
+        let runner = Runner::new(handle.clone(), staged.config, rx, initial);
         Ok(Lifecycle { handle, runner })
     }
 }
@@ -379,9 +423,9 @@ impl LifecycleBuilder {
 impl fmt::Debug for LifecycleBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LifecycleBuilder")
-            .field("shutdown_timeout", &self.config.shutdown_timeout)
-            .field("force_timeout", &self.config.force_timeout)
-            .field("lame_duck", &self.config.lame_duck)
+            .field("shutdown_timeout", &self.staged.config.shutdown_timeout)
+            .field("force_timeout", &self.staged.config.force_timeout)
+            .field("lame_duck", &self.staged.config.lame_duck)
             .field(
                 "parts",
                 &(self.staged.parts.len() + self.staged.drainers.len() + self.staged.checks.len()),
