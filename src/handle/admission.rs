@@ -3,7 +3,7 @@
 //! validated and claimed, report rows added, and what a running lifecycle
 //! must launch sent to its runner.
 
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use super::Handle;
 use super::shared::{self, Shared, claim, validate_name};
@@ -104,16 +104,13 @@ impl Handle {
         Parts::of(&self.shared).lists().hooks.reserve(hooks);
     }
 
-    /// Admits a component registered on the builder, which validated its
-    /// name and options as it was added: its name claimed and its report
-    /// row added like any other, but handed straight to the runner rather
-    /// than sent through the registration channel.
-    #[inline]
-    pub(crate) fn admit_component(&self, reg: Registration) -> Result<Registration, Error> {
-        let mut st = lock(&self.shared.state);
-        let admitted = record(&self.shared, &mut st, &reg.name);
-        drop(st);
-        admitted.map(|()| reg)
+    /// The builder's parts admitted in the order of its calls, under one
+    /// lock of the state rather than one a part.
+    pub(crate) fn admission(&self) -> Admission<'_> {
+        Admission {
+            shared: &self.shared,
+            st: lock(&self.shared.state),
+        }
     }
 
     /// Links the components admitted from the builder, all at once:
@@ -268,12 +265,47 @@ impl Handle {
         name: Arc<str>,
         hook: Arc<dyn DynDrainer>,
     ) -> Result<(), Error> {
+        // A refused hook is dropped after the lock is released (arguments
+        // outlive locals): its `Drop` may call back into a handle.
         let mut st = lock(&self.shared.state);
-        self.shared.refuse_if_shutting_down(&st)?;
-        claim(&mut st.hook_names, &name, "stop hook")?;
+        claim_hook(&self.shared, &mut st, &name)?;
         Parts::of(&self.shared).lists().hooks.push((name, hook));
         Ok(())
     }
+}
+
+/// The state locked for admissions from the builder: see
+/// [`Handle::admission`]. Nobody else holds the handle yet, and no part
+/// can hold it, so what is refused may be dropped under the lock.
+pub(crate) struct Admission<'h> {
+    shared: &'h Shared,
+    st: MutexGuard<'h, shared::State>,
+}
+
+impl Admission<'_> {
+    /// Admits a component registered on the builder, which validated its
+    /// name and options as it was added: its name claimed and its report
+    /// row added like any other, but handed straight to the runner rather
+    /// than sent through the registration channel.
+    #[inline]
+    pub(crate) fn component(&mut self, reg: Registration) -> Result<Registration, Error> {
+        record(self.shared, &mut self.st, &reg.name).map(|()| reg)
+    }
+
+    /// Adds a stop hook, as [`Handle::add_stop_hook`]. One refused is
+    /// dropped under the lock: no hook of the builder's can hold this
+    /// lifecycle's handle, made by the same `build`.
+    pub(crate) fn hook(&mut self, name: Arc<str>, hook: Arc<dyn DynDrainer>) -> Result<(), Error> {
+        claim_hook(self.shared, &mut self.st, &name)?;
+        Parts::of(self.shared).lists().hooks.push((name, hook));
+        Ok(())
+    }
+}
+
+/// Claims a stop hook's name, unless shutdown has begun.
+fn claim_hook(shared: &Shared, st: &mut shared::State, name: &Arc<str>) -> Result<(), Error> {
+    shared.refuse_if_shutting_down(st)?;
+    claim(&mut st.hook_names, name, "stop hook")
 }
 
 /// Validates a component, claims its name and adds its report row: what

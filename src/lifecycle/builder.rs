@@ -388,12 +388,16 @@ impl LifecycleBuilder {
             Part::Hook(..) => false,
         });
         let mut order = LaunchOrder::new(&handle, components, named);
+        let mut admission = handle.admission();
         for part in parts {
             match part {
-                Part::Component(reg, dependencies) => order.push(reg, dependencies)?,
-                Part::Hook(name, h) => handle.insert_hook(name, h)?,
+                Part::Component(reg, dependencies) => {
+                    order.push(&mut admission, reg, dependencies)?;
+                }
+                Part::Hook(name, h) => admission.hook(name, h)?,
             }
         }
+        drop(admission);
         if let Some((_, e)) = staged.refused {
             return Err(e);
         }

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use super::parts::Registration;
 use crate::error::Error;
 use crate::graph::Graph;
-use crate::handle::Handle;
+use crate::handle::{Admission, Handle};
 use crate::names::NameIndex;
 
 /// The builder's components on their way to the runner.
@@ -73,11 +73,12 @@ impl<'h> LaunchOrder<'h> {
     #[inline]
     pub(super) fn push(
         &mut self,
+        admission: &mut Admission<'_>,
         registration: Registration,
         dependencies: Dependencies,
     ) -> Result<(), Error> {
         let Some(staged) = &mut self.staged else {
-            let registration = self.handle.admit_component(registration)?;
+            let registration = admission.component(registration)?;
             self.admitted.push(registration);
             return Ok(());
         };
@@ -138,11 +139,13 @@ impl<'h> LaunchOrder<'h> {
         }
         let mut components: Vec<_> = components.into_iter().map(Some).collect();
         admitted.reserve(order.len());
+        let mut admission = handle.admission();
         for node in order {
             if let Some((registration, _)) = components[node as usize].take() {
-                admitted.push(handle.admit_component(registration)?);
+                admitted.push(admission.component(registration)?);
             }
         }
+        drop(admission);
         handle.link_admitted(deps.iter().map(Option::as_deref))?;
         Ok(admitted)
     }
