@@ -70,9 +70,10 @@ pub struct LifecycleBuilder {
     staged: Box<Staged>,
 }
 
-/// What the builder calls add. Drainers and checks are validated and stored
-/// as they are added, while each is fresh in cache, and handed over whole
-/// by `build`: a large builder then costs the same per part as a small one.
+/// The builder's settings and what its calls add. Components, drainers
+/// and checks are validated and stored as they are added, while each is
+/// fresh in cache, and handed over whole by `build`: a large builder then
+/// costs the same per part as a small one.
 #[derive(Default)]
 struct Staged {
     config: Config,
@@ -82,8 +83,9 @@ struct Staged {
     parts: Vec<Part>,
     drainers: Drainers,
     checks: Checks,
-    /// The first component, drainer or check refused, and how many parts came before
-    /// it: `build` reports the first error in the order of the calls.
+    /// The first component, drainer or check refused, and how many parts
+    /// came before it: `build` reports the first error in the order of the
+    /// calls.
     refused: Option<(usize, Error)>,
 }
 
