@@ -7,28 +7,22 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use super::options::Kept;
 use super::order::LaunchOrder;
-use super::parts::{Parts, Registration};
-use super::runner::{Config, Runner, Spawner};
-use super::task::DynComponent;
+use super::parts::Parts;
+use super::runner::{Runner, Spawner};
 use super::watchdog::Watchdog;
 use super::{ComponentOptions, Lifecycle};
 use crate::component::Component;
 use crate::context::Context;
-use crate::drain::{Drainer, Drainers, DynDrainer, drainer_fn};
+use crate::drain::{Drainer, drainer_fn};
 use crate::error::{BoxError, Error};
 use crate::handle::{Handle, Shared};
-use crate::health::{CheckOptions, Checks, Entry, HealthChecker};
+use crate::health::{CheckOptions, HealthChecker};
 use crate::latch::lock;
-use crate::names::validate_name;
 
-enum Part {
-    /// Validated as it is added, and kept in the form the runner takes:
-    /// `build` only claims its name and links it.
-    Component(Registration, Option<Arc<[Box<str>]>>),
-    Hook(Arc<str>, Arc<dyn DynDrainer>),
-}
+mod staged;
+
+use self::staged::{Part, Staged};
 
 /// Builds a [`Lifecycle`]. Made by [`Lifecycle::builder`].
 ///
@@ -68,25 +62,6 @@ enum Part {
 pub struct LifecycleBuilder {
     // Boxed whole: the builder moves on every call, as one pointer.
     staged: Box<Staged>,
-}
-
-/// The builder's settings and what its calls add. Components, drainers
-/// and checks are validated and stored as they are added, while each is
-/// fresh in cache, and handed over whole by `build`: a large builder then
-/// costs the same per part as a small one.
-#[derive(Default)]
-struct Staged {
-    config: Config,
-    watchdog: Option<(Duration, i32)>,
-    #[cfg(feature = "signals")]
-    signals: Option<crate::signals::Signals>,
-    parts: Vec<Part>,
-    drainers: Drainers,
-    checks: Checks,
-    /// The first component, drainer or check refused, and how many parts
-    /// came before it: `build` reports the first error in the order of the
-    /// calls.
-    refused: Option<(usize, Error)>,
 }
 
 impl LifecycleBuilder {
@@ -156,7 +131,7 @@ impl LifecycleBuilder {
         // Made an `Arc<str>` at once: the `String` is freed while its memory
         // is fresh for the allocator, before the next name is made.
         let name: Arc<str> = name.into().into();
-        self.add_component(name, Box::new(component), None);
+        self.staged.add_component(name, Box::new(component), None);
         self
     }
 
@@ -170,65 +145,23 @@ impl LifecycleBuilder {
         // Made an `Arc<str>` at once: the `String` is freed while its memory
         // is fresh for the allocator, before the next name is made.
         let name: Arc<str> = name.into().into();
-        self.add_component(name, Box::new(component), Some(options));
-        self
-    }
-
-    /// Stages a component, its options `None` for the defaults (valid, and
-    /// kept as nothing).
-    fn add_component(
-        &mut self,
-        name: Arc<str>,
-        component: Box<dyn DynComponent>,
-        options: Option<ComponentOptions>,
-    ) {
-        if self.staged.refused.is_some() {
-            return;
-        }
-        // What admission checks first, checked here: `build` then reports
-        // this error after those of the parts added before it.
-        let valid = validate_name(&name, "component")
-            .and_then(|()| options.as_ref().map_or(Ok(()), |o| o.validate(&name)));
-        if let Err(e) = valid {
-            self.staged.refused = Some((self.staged.parts.len(), e));
-            return;
-        }
-        let mut registration = Registration {
-            name,
-            component,
-            options: Kept::default(),
-            restart: None,
-        };
-        let mut dependencies = None;
-        if let Some(options) = options {
-            registration.options = options.budgets();
-            registration.restart = options.restart_budget();
-            dependencies = options.into_dependencies();
-        }
         self.staged
-            .parts
-            .push(Part::Component(registration, dependencies));
+            .add_component(name, Box::new(component), Some(options));
+        self
     }
 
     /// Appends a drainer: drainers run in the flush phase, in order.
     pub fn drainer<D: Drainer>(mut self, name: impl Into<String>, drainer: D) -> Self {
-        self.add_drainer(name.into(), Arc::new(drainer), false);
+        self.staged
+            .add_drainer(name.into(), Arc::new(drainer), false);
         self
     }
 
     /// Prepends a drainer: it runs before every drainer added so far.
     pub fn prepend_drainer<D: Drainer>(mut self, name: impl Into<String>, drainer: D) -> Self {
-        self.add_drainer(name.into(), Arc::new(drainer), true);
+        self.staged
+            .add_drainer(name.into(), Arc::new(drainer), true);
         self
-    }
-
-    fn add_drainer(&mut self, name: String, drainer: Arc<dyn DynDrainer>, front: bool) {
-        if self.staged.refused.is_some() {
-            return;
-        }
-        if let Err((e, _drainer)) = self.staged.drainers.push((name.into(), drainer), front) {
-            self.staged.refused = Some((self.staged.parts.len(), e));
-        }
     }
 
     /// Adds a health check, aggregated by
@@ -246,17 +179,8 @@ impl LifecycleBuilder {
         check: H,
         options: CheckOptions,
     ) -> Self {
-        if self.staged.refused.is_none() {
-            let added =
-                Entry::checked(name.into().into(), Arc::new(check), options).and_then(|entry| {
-                    self.staged.checks.try_push(entry).map_err(|refused| {
-                        Error::config("duplicate health check name").with_component(&refused.name)
-                    })
-                });
-            if let Err(e) = added {
-                self.staged.refused = Some((self.staged.parts.len(), e));
-            }
-        }
+        self.staged
+            .add_check(name.into().into(), Arc::new(check), options);
         self
     }
 
