@@ -1,10 +1,10 @@
 //! Names of parts: which are valid, and [`NameIndex`], where each named
 //! part sits in its list.
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use hashbrown::{HashTable, hash_table};
+use hashbrown::{DefaultHashBuilder, HashTable, hash_table};
 
 use crate::error::Error;
 
@@ -15,7 +15,7 @@ pub(crate) type Named<T> = (Arc<str>, Arc<T>);
 /// appear in errors, logs, reports and probe lines and paths, where such a
 /// name could forge a line or a path.
 pub(crate) fn validate_name(name: &str, what: &str) -> Result<(), Error> {
-    if name.is_empty() || name.chars().any(|c| c.is_control() || c == '/') {
+    if name.is_empty() || has_control_or_slash(name.as_bytes()) {
         // Not set as the error's component: it is what must not be printed
         // as is.
         Err(Error::config(format!(
@@ -24,6 +24,22 @@ pub(crate) fn validate_name(name: &str, what: &str) -> Result<(), Error> {
     } else {
         Ok(())
     }
+}
+
+/// Whether UTF-8 `bytes` hold a control character (Unicode's `Cc`, as
+/// [`char::is_control`]: U+0000-U+001F, U+007F-U+009F) or `/`, byte by
+/// byte: U+0080-U+009F are the only two-byte ones, `0xC2` then
+/// `0x80`-`0x9F`, and no other character's encoding holds a byte below
+/// `0x80`.
+fn has_control_or_slash(bytes: &[u8]) -> bool {
+    let mut after_c2 = false;
+    for &b in bytes {
+        if b < 0x20 || b == 0x7F || b == b'/' || (after_c2 && b <= 0x9F) {
+            return true;
+        }
+        after_c2 = b == 0xC2;
+    }
+    false
 }
 
 /// Positions of named parts, by name, for a list the caller keeps: the
@@ -36,7 +52,11 @@ pub(crate) fn validate_name(name: &str, what: &str) -> Result<(), Error> {
 #[derive(Default)]
 pub(crate) struct NameIndex {
     table: HashTable<Slot>,
-    hasher: RandomState,
+    /// foldhash, seeded per index: names are the program's own, and the
+    /// index only finds them again (duplicates, look-ups), so a fast hash
+    /// of good quality does; SipHash's resistance to chosen keys buys
+    /// nothing here and cost most of an insertion.
+    hasher: DefaultHashBuilder,
 }
 
 #[derive(Clone, Copy)]
@@ -117,6 +137,20 @@ fn spread(hash: u32) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte loop refuses exactly the characters `char::is_control` and
+    /// `/` name, every character tried alone and between others.
+    #[test]
+    fn a_name_is_refused_for_each_control_character_and_slash_only() {
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            let refused = c.is_control() || c == '/';
+            for name in [c.to_string(), format!("a{c}b"), format!("\u{e9}{c}\u{a0}")] {
+                assert_eq!(validate_name(&name, "part").is_err(), refused, "{name:?}");
+            }
+        }
+        assert!(validate_name("", "part").is_err());
+        assert!(validate_name("caf\u{e9}-\u{a0}x\u{7e}", "part").is_ok());
+    }
 
     #[test]
     fn refuses_a_name_it_holds_and_nothing_else() {

@@ -2,11 +2,11 @@
 //! stopped or was closed.
 
 use std::fmt;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use hashbrown::HashTable;
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::cause::ShutdownCause;
 use crate::machine::Moments;
@@ -255,9 +255,10 @@ impl fmt::Debug for Records {
 /// The table holds positions only, four bytes a component, and compares
 /// names through the records: at 100,000 components it stays in cache,
 /// where a map keyed by names would not. Built at its final size, it never
-/// hashes a name twice.
+/// hashes a name twice. Hashed with foldhash, as the engine's own name
+/// indexes (`crate::names`).
 #[derive(Clone, Default)]
-struct NameIndex(OnceLock<(HashTable<u32>, RandomState)>);
+struct NameIndex(OnceLock<(HashTable<u32>, DefaultHashBuilder)>);
 
 /// Below this many components a scan is as fast as a map.
 const INDEX_FROM: usize = 32;
@@ -269,7 +270,7 @@ impl NameIndex {
         }
         let name_at = |at: &u32| &*components[*at as usize].name;
         let (table, hasher) = self.0.get_or_init(|| {
-            let hasher = RandomState::new();
+            let hasher = DefaultHashBuilder::default();
             let mut table = HashTable::with_capacity(components.len());
             for (at, c) in (0..).zip(components) {
                 // Names in a report are unique: each was claimed once.

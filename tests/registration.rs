@@ -652,3 +652,46 @@ fn regression_handle_ready_hung_when_the_lifecycle_stopped_during_launch() {
             .expect("Handle::ready did not resolve")
     );
 }
+
+/// The builder validates a component as it is added, but `build` still
+/// reports the first error in the order of the calls, whichever the kind:
+/// a duplicate, an invalid name, an invalid option, a duplicate drainer.
+#[test]
+fn builder_errors_come_in_the_order_of_the_calls() {
+    struct Noop;
+    impl Component for Noop {}
+    let zero_attempts = || ComponentOptions::new().readiness(Readiness::new().attempts(0));
+    let drainer = || lameduck::drainer_fn(|_cx| async { Ok::<_, BoxError>(()) });
+    let message = |b: lameduck::LifecycleBuilder| b.build().unwrap_err().to_string();
+
+    let dup_first = Lifecycle::builder()
+        .component("a", Noop)
+        .component("a", Noop)
+        .component("x/y", Noop);
+    assert!(message(dup_first).contains("duplicate component name"));
+
+    let invalid_first = Lifecycle::builder()
+        .component("a", Noop)
+        .component("x/y", Noop)
+        .component("a", Noop);
+    assert!(message(invalid_first).contains("invalid component name \"x/y\""));
+
+    let option_first = Lifecycle::builder()
+        .drainer("d", drainer())
+        .component_with("a", Noop, zero_attempts())
+        .drainer("d", drainer());
+    assert!(message(option_first).contains("readiness attempts must be at least 1"));
+
+    let drainer_first = Lifecycle::builder()
+        .drainer("d", drainer())
+        .drainer("d", drainer())
+        .component_with("a", Noop, zero_attempts())
+        .component("", Noop);
+    assert!(message(drainer_first).contains("duplicate drainer name"));
+
+    let hook_first = Lifecycle::builder()
+        .stop_hook("h", |_cx| async { Ok::<_, BoxError>(()) })
+        .stop_hook("h", |_cx| async { Ok::<_, BoxError>(()) })
+        .component("", Noop);
+    assert!(message(hook_first).contains("duplicate stop hook name"));
+}

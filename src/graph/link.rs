@@ -10,6 +10,12 @@ use crate::error::Error;
 const SMALL: usize = 16;
 
 impl Graph {
+    /// Makes room for `additional` more nodes.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.shapes.reserve(additional);
+        self.live.reserve(additional);
+    }
+
     /// Adds a node, to be linked by the next [`link`](Graph::link): with
     /// `None`, it depends on the node added just before it (none for the
     /// first); with `Some(names)`, on those (none for an empty list;

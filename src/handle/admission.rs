@@ -3,13 +3,14 @@
 //! validated and claimed, report rows added, and what a running lifecycle
 //! must launch sent to its runner.
 
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use super::Handle;
 use super::shared::{self, Shared, claim, validate_name};
 use crate::component::Component;
 use crate::drain::{Drainer, DynDrainer, drainer_fn};
 use crate::error::{BoxError, Error};
+use crate::graph::Graph;
 use crate::health::{CheckOptions, DynHealthChecker, Entry, HealthChecker, Probes};
 use crate::latch::lock;
 use crate::lifecycle::ComponentOptions;
@@ -103,25 +104,13 @@ impl Handle {
         Parts::of(&self.shared).lists().hooks.reserve(hooks);
     }
 
-    /// Admits a component registered on the builder: validated and recorded
-    /// like any other, but handed straight to the runner rather than sent
-    /// through the registration channel.
-    #[inline]
-    pub(crate) fn admit_component(
-        &self,
-        name: Arc<str>,
-        component: Box<dyn DynComponent>,
-        options: &ComponentOptions,
-    ) -> Result<Registration, Error> {
-        let mut st = lock(&self.shared.state);
-        let admitted = admit(&self.shared, &mut st, &name, options);
-        drop(st);
-        admitted.map(|()| Registration {
-            name,
-            component,
-            options: options.budgets(),
-            restart: options.restart_budget(),
-        })
+    /// The builder's parts admitted in the order of its calls, under one
+    /// lock of the state rather than one a part.
+    pub(crate) fn admission(&self) -> Admission<'_> {
+        Admission {
+            shared: &self.shared,
+            st: lock(&self.shared.state),
+        }
     }
 
     /// Links the components admitted from the builder, all at once:
@@ -139,14 +128,17 @@ impl Handle {
         let mut guard = lock(&self.shared.state);
         let st = &mut *guard;
         let first = st.graph.len();
+        st.graph.reserve(deps.size_hint().0);
         for d in deps {
             st.graph.add(d);
         }
         let (index, records) = (&st.component_index, &st.records);
         let name_at = |i: u32| &*records[i as usize].name;
         st.graph.link(|n| index.get(n, name_at), name_at)?;
+        // The rows borrowed for writing once, not once a row.
+        let records = &mut *st.records;
         for node in first..st.graph.len() {
-            record_dependencies(st, node);
+            record_dependencies(&st.graph, records, node);
         }
         Ok(())
     }
@@ -273,12 +265,47 @@ impl Handle {
         name: Arc<str>,
         hook: Arc<dyn DynDrainer>,
     ) -> Result<(), Error> {
+        // A refused hook is dropped after the lock is released (arguments
+        // outlive locals): its `Drop` may call back into a handle.
         let mut st = lock(&self.shared.state);
-        self.shared.refuse_if_shutting_down(&st)?;
-        claim(&mut st.hook_names, &name, "stop hook")?;
+        claim_hook(&self.shared, &mut st, &name)?;
         Parts::of(&self.shared).lists().hooks.push((name, hook));
         Ok(())
     }
+}
+
+/// The state locked for admissions from the builder: see
+/// [`Handle::admission`]. Nobody else holds the handle yet, and no part
+/// can hold it, so what is refused may be dropped under the lock.
+pub(crate) struct Admission<'h> {
+    shared: &'h Shared,
+    st: MutexGuard<'h, shared::State>,
+}
+
+impl Admission<'_> {
+    /// Admits a component registered on the builder, which validated its
+    /// name and options as it was added: its name claimed and its report
+    /// row added like any other, but handed straight to the runner rather
+    /// than sent through the registration channel.
+    #[inline]
+    pub(crate) fn component(&mut self, reg: Registration) -> Result<Registration, Error> {
+        record(self.shared, &mut self.st, &reg.name).map(|()| reg)
+    }
+
+    /// Adds a stop hook, as [`Handle::add_stop_hook`]. One refused is
+    /// dropped under the lock: no hook of the builder's can hold this
+    /// lifecycle's handle, made by the same `build`.
+    pub(crate) fn hook(&mut self, name: Arc<str>, hook: Arc<dyn DynDrainer>) -> Result<(), Error> {
+        claim_hook(self.shared, &mut self.st, &name)?;
+        Parts::of(self.shared).lists().hooks.push((name, hook));
+        Ok(())
+    }
+}
+
+/// Claims a stop hook's name, unless shutdown has begun.
+fn claim_hook(shared: &Shared, st: &mut shared::State, name: &Arc<str>) -> Result<(), Error> {
+    shared.refuse_if_shutting_down(st)?;
+    claim(&mut st.hook_names, name, "stop hook")
 }
 
 /// Validates a component, claims its name and adds its report row: what
@@ -293,6 +320,11 @@ fn admit(
     validate_name(name, "component")?;
     options.validate(name)?;
     shared.refuse_if_shutting_down(st)?;
+    record(shared, st, name)
+}
+
+/// Claims a valid component's name and adds its report row.
+fn record(shared: &Shared, st: &mut shared::State, name: &Arc<str>) -> Result<(), Error> {
     let records = &st.records;
     let at = records.len() as u32;
     if st
@@ -315,7 +347,7 @@ fn link_last(st: &mut shared::State, deps: Option<&[Box<str>]>) -> Result<(), Er
     let (index, records) = (&st.component_index, &st.records);
     let name_at = |i: u32| &*records[i as usize].name;
     st.graph.link(|n| index.get(n, name_at), name_at)?;
-    record_dependencies(st, node);
+    record_dependencies(&st.graph, &mut st.records, node);
     Ok(())
 }
 
@@ -331,9 +363,9 @@ fn forget_last(st: &mut shared::State) {
 
 /// Copies a linked component's dependencies into its report row, by name.
 /// One name, the default chain's, costs no allocation.
-fn record_dependencies(st: &mut shared::State, node: u32) {
-    let name = |dep: u32| st.records[dep as usize].name.clone();
-    let mut deps = st.graph.dependencies(node);
+fn record_dependencies(graph: &Graph, records: &mut [ComponentRecord], node: u32) {
+    let name = |dep: u32| records[dep as usize].name.clone();
+    let mut deps = graph.dependencies(node);
     let dependencies = match (deps.next(), deps.next()) {
         (None, _) => Dependencies::List(None),
         (Some(only), None) => Dependencies::One(name(only)),
@@ -342,5 +374,5 @@ fn record_dependencies(st: &mut shared::State, node: u32) {
             Dependencies::List(Some(Arc::new(all)))
         }
     };
-    st.records[node as usize].dependencies = dependencies;
+    records[node as usize].dependencies = dependencies;
 }

@@ -21,6 +21,7 @@ use crate::phase::Phase;
 use crate::phase::Step;
 use crate::report::Report;
 
+pub(crate) use admission::Admission;
 pub(crate) use shared::Shared;
 
 /// A cheap, cloneable handle on a [`Lifecycle`](crate::Lifecycle), usable

@@ -9,22 +9,20 @@ use futures::future::BoxFuture;
 
 use super::order::LaunchOrder;
 use super::parts::Parts;
-use super::runner::{Config, Runner, Spawner};
-use super::task::DynComponent;
+use super::runner::{Runner, Spawner};
 use super::watchdog::Watchdog;
 use super::{ComponentOptions, Lifecycle};
 use crate::component::Component;
 use crate::context::Context;
-use crate::drain::{Drainer, Drainers, DynDrainer, drainer_fn};
+use crate::drain::{Drainer, drainer_fn};
 use crate::error::{BoxError, Error};
 use crate::handle::{Handle, Shared};
-use crate::health::{CheckOptions, Checks, Entry, HealthChecker};
+use crate::health::{CheckOptions, HealthChecker};
 use crate::latch::lock;
 
-enum Part {
-    Component(String, Box<dyn DynComponent>, ComponentOptions),
-    Hook(String, Arc<dyn DynDrainer>),
-}
+mod staged;
+
+use self::staged::{Part, Staged};
 
 /// Builds a [`Lifecycle`]. Made by [`Lifecycle::builder`].
 ///
@@ -62,35 +60,14 @@ enum Part {
 /// ```
 #[must_use = "a builder does nothing until built"]
 pub struct LifecycleBuilder {
-    config: Config,
-    watchdog: Option<(Duration, i32)>,
-    // Boxed: the builder moves on every call.
+    // Boxed whole: the builder moves on every call, as one pointer.
     staged: Box<Staged>,
-    #[cfg(feature = "signals")]
-    signals: Option<crate::signals::Signals>,
-}
-
-/// What the builder calls add. Drainers and checks are validated and stored
-/// as they are added, while each is fresh in cache, and handed over whole
-/// by `build`: a large builder then costs the same per part as a small one.
-#[derive(Default)]
-struct Staged {
-    parts: Vec<Part>,
-    drainers: Drainers,
-    checks: Checks,
-    /// The first drainer or check refused, and how many parts came before
-    /// it: `build` reports the first error in the order of the calls.
-    refused: Option<(usize, Error)>,
 }
 
 impl LifecycleBuilder {
     pub(crate) fn new() -> Self {
         LifecycleBuilder {
-            config: Config::default(),
-            watchdog: None,
             staged: Box::default(),
-            #[cfg(feature = "signals")]
-            signals: None,
         }
     }
 
@@ -105,7 +82,7 @@ impl LifecycleBuilder {
     /// bound: only the per-component budgets and a forced shutdown end the
     /// waits.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.config.shutdown_timeout = timeout;
+        self.staged.config.shutdown_timeout = timeout;
         self
     }
 
@@ -132,7 +109,7 @@ impl LifecycleBuilder {
     /// # drop(lifecycle);
     /// ```
     pub fn force_timeout(mut self, budget: Duration) -> Self {
-        self.config.force_timeout = budget;
+        self.staged.config.force_timeout = budget;
         self
     }
 
@@ -145,13 +122,17 @@ impl LifecycleBuilder {
     /// was stopped): no load balancer routes to it. A forced shutdown cuts it
     /// short.
     pub fn lame_duck(mut self, period: Duration) -> Self {
-        self.config.lame_duck = period;
+        self.staged.config.lame_duck = period;
         self
     }
 
     /// Adds a component with default [`ComponentOptions`].
-    pub fn component<C: Component>(self, name: impl Into<String>, component: C) -> Self {
-        self.component_with(name, component, ComponentOptions::default())
+    pub fn component<C: Component>(mut self, name: impl Into<String>, component: C) -> Self {
+        // Made an `Arc<str>` at once: the `String` is freed while its memory
+        // is fresh for the allocator, before the next name is made.
+        let name: Arc<str> = name.into().into();
+        self.staged.add_component(name, Box::new(component), None);
+        self
     }
 
     /// Adds a component with options.
@@ -161,31 +142,26 @@ impl LifecycleBuilder {
         component: C,
         options: ComponentOptions,
     ) -> Self {
+        // Made an `Arc<str>` at once: the `String` is freed while its memory
+        // is fresh for the allocator, before the next name is made.
+        let name: Arc<str> = name.into().into();
         self.staged
-            .parts
-            .push(Part::Component(name.into(), Box::new(component), options));
+            .add_component(name, Box::new(component), Some(options));
         self
     }
 
     /// Appends a drainer: drainers run in the flush phase, in order.
     pub fn drainer<D: Drainer>(mut self, name: impl Into<String>, drainer: D) -> Self {
-        self.add_drainer(name.into(), Arc::new(drainer), false);
+        self.staged
+            .add_drainer(name.into(), Arc::new(drainer), false);
         self
     }
 
     /// Prepends a drainer: it runs before every drainer added so far.
     pub fn prepend_drainer<D: Drainer>(mut self, name: impl Into<String>, drainer: D) -> Self {
-        self.add_drainer(name.into(), Arc::new(drainer), true);
+        self.staged
+            .add_drainer(name.into(), Arc::new(drainer), true);
         self
-    }
-
-    fn add_drainer(&mut self, name: String, drainer: Arc<dyn DynDrainer>, front: bool) {
-        if self.staged.refused.is_some() {
-            return;
-        }
-        if let Err((e, _drainer)) = self.staged.drainers.push((name.into(), drainer), front) {
-            self.staged.refused = Some((self.staged.parts.len(), e));
-        }
     }
 
     /// Adds a health check, aggregated by
@@ -203,17 +179,8 @@ impl LifecycleBuilder {
         check: H,
         options: CheckOptions,
     ) -> Self {
-        if self.staged.refused.is_none() {
-            let added =
-                Entry::checked(name.into().into(), Arc::new(check), options).and_then(|entry| {
-                    self.staged.checks.try_push(entry).map_err(|refused| {
-                        Error::config("duplicate health check name").with_component(&refused.name)
-                    })
-                });
-            if let Err(e) = added {
-                self.staged.refused = Some((self.staged.parts.len(), e));
-            }
-        }
+        self.staged
+            .add_check(name.into().into(), Arc::new(check), options);
         self
     }
 
@@ -226,7 +193,7 @@ impl LifecycleBuilder {
     {
         self.staged
             .parts
-            .push(Part::Hook(name.into(), Arc::new(drainer_fn(hook))));
+            .push(Part::Hook(name.into().into(), Arc::new(drainer_fn(hook))));
         self
     }
 
@@ -240,7 +207,7 @@ impl LifecycleBuilder {
     /// timeout too long for the clock, such as [`Duration::MAX`], never
     /// fires.
     pub fn watchdog(mut self, timeout: Duration, code: i32) -> Self {
-        self.watchdog = Some((timeout, code));
+        self.staged.watchdog = Some((timeout, code));
         self
     }
 
@@ -273,7 +240,7 @@ impl LifecycleBuilder {
     #[cfg(feature = "signals")]
     #[cfg_attr(docsrs, doc(cfg(feature = "signals")))]
     pub fn signals(mut self, signals: crate::signals::Signals) -> Self {
-        self.signals = Some(signals);
+        self.staged.signals = Some(signals);
         self
     }
 
@@ -312,7 +279,7 @@ impl LifecycleBuilder {
     where
         S: Fn(BoxFuture<'static, ()>) + Send + Sync + 'static,
     {
-        self.config.spawner = Some(Spawner(Arc::new(spawn)));
+        self.staged.config.spawner = Some(Spawner(Arc::new(spawn)));
         self
     }
 
@@ -343,16 +310,20 @@ impl LifecycleBuilder {
             .count();
         handle.reserve(components, parts.len() - components);
         let named = parts.iter().any(|p| match p {
-            Part::Component(_, _, options) => options.dependencies().is_some(),
+            Part::Component(_, dependencies) => dependencies.is_some(),
             Part::Hook(..) => false,
         });
         let mut order = LaunchOrder::new(&handle, components, named);
+        let mut admission = handle.admission();
         for part in parts {
             match part {
-                Part::Component(name, c, opts) => order.push(name.into(), c, opts)?,
-                Part::Hook(name, h) => handle.insert_hook(name.into(), h)?,
+                Part::Component(reg, dependencies) => {
+                    order.push(&mut admission, reg, dependencies)?;
+                }
+                Part::Hook(name, h) => admission.hook(name, h)?,
             }
         }
+        drop(admission);
         if let Some((_, e)) = staged.refused {
             return Err(e);
         }
@@ -360,18 +331,21 @@ impl LifecycleBuilder {
         // Nobody else holds the handle yet: no shutdown can have begun.
         Parts::of(&handle.shared).lists().drainers = staged.drainers;
         handle.shared.health.install(staged.checks);
-        if self.watchdog.is_some_and(|(timeout, _)| timeout.is_zero()) {
+        if staged
+            .watchdog
+            .is_some_and(|(timeout, _)| timeout.is_zero())
+        {
             return Err(Error::config("watchdog timeout must not be zero"));
         }
         // Last fallible step, so a failed build leaves no listener behind.
         #[cfg(feature = "signals")]
-        if let Some(signals) = &self.signals {
+        if let Some(signals) = &staged.signals {
             signals.listen(&handle)?.detach();
         }
-        if let Some((timeout, code)) = self.watchdog {
+        if let Some((timeout, code)) = staged.watchdog {
             *lock(&handle.shared.watchdog) = Watchdog::spawn(timeout, code);
         }
-        let runner = Runner::new(handle.clone(), self.config, rx, initial);
+        let runner = Runner::new(handle.clone(), staged.config, rx, initial);
         Ok(Lifecycle { handle, runner })
     }
 }
@@ -379,9 +353,9 @@ impl LifecycleBuilder {
 impl fmt::Debug for LifecycleBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LifecycleBuilder")
-            .field("shutdown_timeout", &self.config.shutdown_timeout)
-            .field("force_timeout", &self.config.force_timeout)
-            .field("lame_duck", &self.config.lame_duck)
+            .field("shutdown_timeout", &self.staged.config.shutdown_timeout)
+            .field("force_timeout", &self.staged.config.force_timeout)
+            .field("lame_duck", &self.staged.config.lame_duck)
             .field(
                 "parts",
                 &(self.staged.parts.len() + self.staged.drainers.len() + self.staged.checks.len()),

@@ -18,13 +18,11 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 
-use super::ComponentOptions;
 use super::parts::Registration;
-use super::task::DynComponent;
 use crate::error::Error;
 use crate::graph::Graph;
-use crate::handle::Handle;
-use crate::names::{NameIndex, validate_name};
+use crate::handle::{Admission, Handle};
+use crate::names::NameIndex;
 
 /// The builder's components on their way to the runner.
 pub(super) struct LaunchOrder<'h> {
@@ -37,10 +35,13 @@ pub(super) struct LaunchOrder<'h> {
     staged: Option<Staged>,
 }
 
+/// The names a component depends on, `None` for the one added before it.
+type Dependencies = Option<Arc<[Box<str>]>>;
+
 /// Components validated in the order they were added, and their
 /// dependency graph by registration index.
 struct Staged {
-    components: Vec<(Arc<str>, Box<dyn DynComponent>, ComponentOptions)>,
+    components: Vec<(Registration, Dependencies)>,
     index: NameIndex,
     graph: Graph,
 }
@@ -65,35 +66,34 @@ impl<'h> LaunchOrder<'h> {
         }
     }
 
-    /// Adds a component, refusing an invalid name or option and a
-    /// duplicate name, as registration does: errors come in the order of
+    /// Adds a component, its name and options validated already, refusing
+    /// a duplicate name, as registration does: errors come in the order of
     /// the builder's calls. Dependency names are resolved by
     /// [`admit`](LaunchOrder::admit), once every component is known.
     #[inline]
     pub(super) fn push(
         &mut self,
-        name: Arc<str>,
-        component: Box<dyn DynComponent>,
-        options: ComponentOptions,
+        admission: &mut Admission<'_>,
+        registration: Registration,
+        dependencies: Dependencies,
     ) -> Result<(), Error> {
         let Some(staged) = &mut self.staged else {
-            let registration = self.handle.admit_component(name, component, &options)?;
+            let registration = admission.component(registration)?;
             self.admitted.push(registration);
             return Ok(());
         };
-        validate_name(&name, "component")?;
-        options.validate(&name)?;
         let components = &staged.components;
         let at = components.len() as u32;
+        let name = &registration.name;
         if staged
             .index
-            .insert(&name, at, |i| &components[i as usize].0)
+            .insert(name, at, |i| &components[i as usize].0.name)
             .is_err()
         {
-            return Err(Error::config("duplicate component name").with_component(&name));
+            return Err(Error::config("duplicate component name").with_component(name));
         }
-        staged.graph.add(options.dependencies());
-        staged.components.push((name, component, options));
+        staged.graph.add(dependencies.as_deref());
+        staged.components.push((registration, dependencies));
         Ok(())
     }
 
@@ -119,7 +119,7 @@ impl<'h> LaunchOrder<'h> {
             handle.link_admitted(admitted.iter().map(|_| None))?;
             return Ok(admitted);
         };
-        let name_at = |i: u32| &*components[i as usize].0;
+        let name_at = |i: u32| &*components[i as usize].0.name;
         graph.link(|n| index.get(n, name_at), name_at)?;
         let order = launch_order(&mut graph);
         // Each component's dependencies as admitted: `None` where "the one
@@ -128,24 +128,24 @@ impl<'h> LaunchOrder<'h> {
         for (at, &node) in order.iter().enumerate() {
             let before = at.checked_sub(1).map(|b| order[b]);
             let same_previous = before == node.checked_sub(1);
-            deps.push(
-                if components[node as usize].2.dependencies().is_none() && same_previous {
-                    None
-                } else {
-                    let names = graph
-                        .dependencies(node)
-                        .map(|d| components[d as usize].0.clone());
-                    Some(names.collect())
-                },
-            );
+            deps.push(if components[node as usize].1.is_none() && same_previous {
+                None
+            } else {
+                let names = graph
+                    .dependencies(node)
+                    .map(|d| components[d as usize].0.name.clone());
+                Some(names.collect())
+            });
         }
         let mut components: Vec<_> = components.into_iter().map(Some).collect();
         admitted.reserve(order.len());
+        let mut admission = handle.admission();
         for node in order {
-            if let Some((name, component, options)) = components[node as usize].take() {
-                admitted.push(handle.admit_component(name, component, &options)?);
+            if let Some((registration, _)) = components[node as usize].take() {
+                admitted.push(admission.component(registration)?);
             }
         }
+        drop(admission);
         handle.link_admitted(deps.iter().map(Option::as_deref))?;
         Ok(admitted)
     }

@@ -172,6 +172,12 @@ impl ComponentOptions {
         self.dependencies.as_deref()
     }
 
+    /// The names given to [`depends_on`](ComponentOptions::depends_on),
+    /// kept by the builder until it links its components.
+    pub(crate) fn into_dependencies(self) -> Option<Arc<[Box<str>]>> {
+        self.dependencies
+    }
+
     /// The restart budget the engine keeps for the component, if its
     /// policy ever restarts it.
     pub(crate) fn restart_budget(&self) -> Option<Box<Budget>> {
