@@ -105,6 +105,32 @@ impl WaitList {
             rest.into_iter().flatten().for_each(Waker::wake);
         }
     }
+
+    /// [`WaitList::wake`], but a waker of the same data as `own` (a clone
+    /// of it) is dropped instead: tells whether there was one.
+    ///
+    /// Compared by data only: `Waker::will_wake` also compares the
+    /// vtables, and a clone's vtable may be another copy of the same one
+    /// (`futures`' wakers made in different codegen units), which would
+    /// wake the task after all. Only the owner's wakers point to its data.
+    fn wake_all_but(&self, own: &Waker) -> bool {
+        let Waiters { first, rest, .. } = std::mem::take(&mut *lock(&self.0));
+        let mut skipped = false;
+        let mut wake = |w: Waker| {
+            if w.data() == own.data() {
+                skipped = true;
+            } else {
+                w.wake();
+            }
+        };
+        if let Some(w) = first {
+            wake(w);
+        }
+        if !rest.is_empty() {
+            rest.into_iter().flatten().for_each(wake);
+        }
+        skipped
+    }
 }
 
 /// The state behind a [`Latch`] and all its clones.
@@ -228,6 +254,14 @@ impl Latch {
             self.wake();
         }
         raised
+    }
+
+    /// [`Latch::set`] for a caller about to poll `own`, the task that
+    /// waits for it: wakes every other waiter, and tells whether that task
+    /// waited (its waker is dropped unwoken, the caller's poll being the
+    /// wake). `false` as well if the flag was set already.
+    pub(crate) fn set_polled_by(&self, own: &Waker) -> bool {
+        self.raise() && self.waiters().wake_all_but(own)
     }
 
     /// Sets the flag without waking anyone yet: lets a caller make the flag

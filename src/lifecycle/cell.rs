@@ -18,7 +18,7 @@ use futures::task::{ArcWake, AtomicWaker};
 use crate::component::CallResult;
 use crate::context::Context;
 use crate::error::Error;
-use crate::latch::{Host, LatchState, lock};
+use crate::latch::{Host, Latch, LatchState, lock};
 use crate::lifecycle::options::Kept;
 use crate::phase::Step;
 
@@ -330,17 +330,26 @@ impl Cell {
         self.due.store(true, Ordering::SeqCst);
     }
 
-    /// Called by the runner when it is about to poll the cell anyway: a
-    /// wake until then (one it brings itself, setting the stop latch)
-    /// only makes `run` due, and puts nothing on the queue.
-    pub(crate) fn claim(&self) {
-        self.queued.store(true, Ordering::SeqCst);
+    /// Sets the component's stop latch, for the runner about to poll the
+    /// cell: a waiter that would wake this cell (its `run`, idle on the
+    /// latch) is not woken, which would only queue the cell for a poll
+    /// that comes anyway; `run` is made due instead. Other waiters are
+    /// woken.
+    pub(crate) fn set_stop(self: &Arc<Self>, stop: &Latch) {
+        let own = futures::task::waker_ref(self);
+        if stop.set_polled_by(&own) {
+            self.set_due();
+        }
     }
 
     /// Called by the runner right before it polls the cell: a wake during
-    /// that poll queues the cell again.
+    /// that poll queues the cell again. A cell found not queued is not
+    /// written to: a wake from now on queues it, and it is polled again.
+    #[inline]
     pub(crate) fn dequeue(&self) {
-        self.queued.store(false, Ordering::SeqCst);
+        if self.queued.load(Ordering::SeqCst) {
+            self.queued.store(false, Ordering::SeqCst);
+        }
     }
 }
 
@@ -376,8 +385,6 @@ mod tests {
     use std::future::Future;
     use std::pin::Pin;
     use std::task::Context as TaskContext;
-
-    use crate::latch::Latch;
 
     #[test]
     fn clearing_a_cell_frees_the_wakers_that_hold_it() {
