@@ -41,18 +41,34 @@ pub(crate) enum Cmd {
     /// that task is inside a poll of it), then ask `ready` as the component's readiness policy
     /// says, attempt after attempt. Only the end of the whole launch is
     /// reported. The budgets (the readiness policy) come with the command,
-    /// so the component's future does not keep them for its whole life.
+    /// a pointer shared with the runner's slot (none for the defaults),
+    /// rather than as a field of the component's future. The future keeps
+    /// the command once the launch ended, for its context (see `Stop`).
     Launch(Launch),
     /// Stop the component: call `stop`, then wait for `run` to end. Its
     /// end reads `Ok` once both are done, or `stop`'s error at once (the
     /// runner then waits for `run` itself). Its budget is the runner's,
-    /// which gives up on it when it overruns.
-    Stop(Context),
+    /// which gives up on it when it overruns; its deadline (the context's
+    /// that `stop` is given) comes with it. The rest of that context is
+    /// the one of the component's last launch (or close), which its
+    /// future keeps: the same name, stop latch and handle.
+    Stop(Option<Instant>),
     /// Call `close`, bounded by the context's deadline (a budget counted
     /// from `t0`).
     Close { cx: Context, t0: Instant },
     /// Drop the call in flight (it timed out, or the runner gave up on it).
     Abandon,
+}
+
+impl Cmd {
+    /// The context the command's call is given, if it has one.
+    pub(crate) fn context(&mut self) -> Option<&mut Context> {
+        match self {
+            Cmd::Launch(plan) => Some(&mut plan.cx),
+            Cmd::Close { cx, .. } => Some(cx),
+            Cmd::Stop(_) | Cmd::Abandon => None,
+        }
+    }
 }
 
 /// What a launch is given: its context (whose deadline is `start`'s),

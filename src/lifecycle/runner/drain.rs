@@ -175,7 +175,7 @@ impl Runner {
         let (t0, at) = self.stamp();
         let bound = earliest(deadline_after(t0, stop_timeout), deadline);
         self.announce_stop(index);
-        let stop = Cmd::Stop(self.context(index, bound));
+        let stop = Cmd::Stop(bound);
         let slot = &self.slots[index];
         slot.cell.put_cmd(stop);
         slot.cell.set_stop(&slot.stop);
