@@ -257,16 +257,6 @@ impl Cell {
         value
     }
 
-    /// Takes a call's end if it is `Ok(())`; leaves any other in place.
-    pub(crate) fn take_done_ok(&self) -> bool {
-        const BOTH: u8 = DONE | DONE_OK;
-        if self.has.load(Ordering::Acquire) & BOTH != BOTH {
-            return false;
-        }
-        self.has.fetch_and(!BOTH, Ordering::AcqRel);
-        true
-    }
-
     /// Puts how `run` ended; an `Ok(())` needs no lock.
     pub(crate) fn put_run_end(&self, value: RunExit) {
         let late = if self.has_done() { LATE } else { 0 };
@@ -292,6 +282,18 @@ impl Cell {
         let value = lock(&self.io).run_end.take();
         self.has.fetch_and(!(RUN_END | LATE), Ordering::AcqRel);
         value
+    }
+
+    /// Takes a stop that ended whole in one poll: `run` returned `Ok(())`
+    /// and then the call `Ok(())`, in that order; leaves anything else in
+    /// place. One write for the two ends.
+    pub(crate) fn take_stopped_ok(&self) -> bool {
+        const WHOLE: u8 = RUN_END | RUN_OK | DONE | DONE_OK;
+        if self.has.load(Ordering::Acquire) & (WHOLE | LATE) != WHOLE {
+            return false;
+        }
+        self.has.fetch_and(!WHOLE, Ordering::AcqRel);
+        true
     }
 
     /// Whether `run` ended after the call's end that waits to be read.

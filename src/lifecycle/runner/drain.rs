@@ -22,7 +22,7 @@ use super::{Runner, budget_of, deadline_after, earliest};
 use crate::error::{Error, ErrorKind};
 use crate::graph::Graph;
 use crate::latch::lock;
-use crate::lifecycle::cell::{Cmd, RunExit};
+use crate::lifecycle::cell::Cmd;
 use crate::logging::{event, ms};
 use crate::phase::Step;
 use crate::report::ComponentState;
@@ -179,16 +179,18 @@ impl Runner {
         let slot = &self.slots[index];
         slot.cell.put_cmd(stop);
         slot.cell.set_stop(&slot.stop);
-        match self.poll_task(index) {
-            // Nothing to record of a `run` that ended cleanly when asked
-            // to, but its stamp, written with the stop's.
-            Some(RunExit::Done(Ok(()))) if self.slots[index].cell.take_done_ok() => {
-                self.slots[index].run_done = true;
-                self.stopped(index, at, true);
-                return;
-            }
-            Some(end) => self.on_run_end(index, end),
-            None => {}
+        self.poll_only(index);
+        // Nothing to record of a `run` that ended cleanly when asked to
+        // (before `stop` was called), but its stamp, written with the
+        // stop's: both ends taken at once.
+        if self.slots[index].cell.take_stopped_ok() {
+            self.slots[index].run_done = true;
+            self.stopped(index, at, true);
+            return;
+        }
+        // Otherwise an end of `run` is recorded as any is.
+        if let Some(end) = self.run_end_now(index) {
+            self.on_run_end(index, end);
         }
         // Not over in its first poll: the report says so meanwhile.
         self.update(index, |r| {
