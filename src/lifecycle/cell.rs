@@ -8,7 +8,7 @@
 //! is the runner's choice. Any number of cells can be in any step at once.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,8 +51,10 @@ pub(crate) enum Cmd {
     /// which gives up on it when it overruns; its deadline (the context's
     /// that `stop` is given) comes with it. The rest of that context is
     /// the one of the component's last launch (or close), which its
-    /// future keeps: the same name, stop latch and handle.
-    Stop(Option<Instant>),
+    /// future keeps: the same name, stop latch and handle. The deadline
+    /// is given as its offset from the lifecycle's epoch, which most stops
+    /// pass without the cell's lock.
+    Stop(Option<Duration>),
     /// Call `close`, bounded by the context's deadline (a budget counted
     /// from `t0`).
     Close { cx: Context, t0: Instant },
@@ -164,34 +166,20 @@ const STARTED: u8 = 16;
 const DONE_OK: u8 = 32;
 /// `run` returned `Ok(())`, held in the bit alone: the end of most runs.
 const RUN_OK: u8 = 64;
-
-/// Fills or empties one of [`Io`]'s slots.
-macro_rules! slot {
-    ($put:ident, $take:ident, $field:ident, $bit:expr, $ty:ty) => {
-        pub(crate) fn $put(&self, value: $ty) {
-            lock(&self.io).$field = Some(value);
-            self.has.fetch_or($bit, Ordering::AcqRel);
-        }
-
-        /// Empty without a lock when nothing was put: that check is
-        /// inlined where it is asked, on every poll, and only a filled
-        /// slot costs a call.
-        #[inline]
-        pub(crate) fn $take(&self) -> Option<$ty> {
-            if self.has.load(Ordering::Acquire) & $bit == 0 {
-                return None;
-            }
-            self.take_filled(|io| io.$field.take(), $bit)
-        }
-    };
-}
+/// The command is a stop, whose deadline is in [`Cell::stop_deadline`],
+/// not in [`Io`] (with [`CMD`]).
+const STOP: u8 = 128;
+/// No deadline, in [`Cell::stop_deadline`].
+const NO_DEADLINE: u64 = u64::MAX;
 
 /// One component's cell: what the runner and the component's future share.
 /// Its waker queues it for the runner. It holds the component's stop latch
 /// too, in the same allocation. It never holds the component: a component
 /// that keeps its stop latch must not keep itself alive.
 pub(crate) struct Cell {
-    index: usize,
+    /// Four bytes, beside the flags: room for `stop_deadline` without a
+    /// larger cell.
+    index: u32,
     queued: AtomicBool,
     /// Set by every wake: `run` is polled again only after one, not on
     /// every poll a command brings.
@@ -201,28 +189,84 @@ pub(crate) struct Cell {
     /// need no lock.
     has: AtomicU8,
     io: Mutex<Io>,
+    /// A stop command's deadline, in nanoseconds from the epoch
+    /// ([`NO_DEADLINE`]: none), put and taken without the lock.
+    stop_deadline: AtomicU64,
     pub(crate) stop: LatchState,
 }
 
 impl Cell {
     pub(crate) fn new(index: usize, queue: Arc<ReadyQueue>) -> Self {
         Cell {
-            index,
+            // Each component takes over a kilobyte: 2^32 of them would not
+            // fit in memory.
+            index: u32::try_from(index).expect("fewer than 2^32 components"),
             queued: AtomicBool::new(false),
             due: AtomicBool::new(false),
             queue,
             has: AtomicU8::new(0),
             io: Mutex::new(Io::default()),
+            stop_deadline: AtomicU64::new(NO_DEADLINE),
             stop: LatchState::default(),
         }
     }
 
     /// The component's index: its report row's.
     pub(crate) fn index(&self) -> usize {
-        self.index
+        self.index as usize
     }
 
-    slot!(put_cmd, take_cmd, cmd, CMD, Cmd);
+    /// Puts a command, in place of any not taken yet.
+    pub(crate) fn put_cmd(&self, value: Cmd) {
+        lock(&self.io).cmd = Some(value);
+        if self.has.fetch_or(CMD, Ordering::AcqRel) & STOP != 0 {
+            self.has.fetch_and(!STOP, Ordering::AcqRel);
+        }
+    }
+
+    /// Puts a stop command (its deadline's offset from the epoch) without
+    /// the lock, unless another command waits to be taken (it is dropped
+    /// in its place, under the lock) or the deadline does not fit.
+    pub(crate) fn put_stop(&self, deadline: Option<Duration>) {
+        let nanos = match deadline {
+            None => Some(NO_DEADLINE),
+            Some(d) => u64::try_from(d.as_nanos())
+                .ok()
+                .filter(|&n| n != NO_DEADLINE),
+        };
+        match nanos {
+            Some(n) if self.has.load(Ordering::Acquire) & CMD == 0 => {
+                self.stop_deadline.store(n, Ordering::Relaxed);
+                // Its release makes the deadline visible with the bit.
+                self.has.fetch_or(CMD | STOP, Ordering::AcqRel);
+            }
+            _ => self.put_cmd(Cmd::Stop(deadline)),
+        }
+    }
+
+    /// Empty without a lock when nothing was put: that check is inlined
+    /// where it is asked, on every poll, and only a filled slot costs a
+    /// call.
+    #[inline]
+    pub(crate) fn take_cmd(&self) -> Option<Cmd> {
+        if self.has.load(Ordering::Acquire) & CMD == 0 {
+            return None;
+        }
+        self.take_filled_cmd()
+    }
+
+    /// Takes the command put: a stop put without the lock is read from its
+    /// bit and its deadline.
+    #[inline(never)]
+    fn take_filled_cmd(&self) -> Option<Cmd> {
+        if self.has.load(Ordering::Acquire) & STOP != 0 {
+            let nanos = self.stop_deadline.load(Ordering::Relaxed);
+            self.has.fetch_and(!(CMD | STOP), Ordering::AcqRel);
+            let deadline = (nanos != NO_DEADLINE).then(|| Duration::from_nanos(nanos));
+            return Some(Cmd::Stop(deadline));
+        }
+        self.take_filled(|io| io.cmd.take(), CMD)
+    }
 
     /// Takes what a filled slot of [`Io`] holds, and clears its bit.
     #[inline(never)]
@@ -377,7 +421,7 @@ impl Cell {
     pub(crate) fn wake(&self) {
         self.due.store(true, Ordering::SeqCst);
         if !self.queued.swap(true, Ordering::SeqCst) {
-            lock(&self.queue.woken).push(self.index);
+            lock(&self.queue.woken).push(self.index as usize);
             self.queue.runner.wake();
         }
     }

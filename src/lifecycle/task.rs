@@ -112,7 +112,10 @@ fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) -> impl F
                     }
                     Err(deadline) => match held.as_mut().and_then(Cmd::context) {
                         Some(cx) => {
-                            cx.deadline = deadline;
+                            let epoch = cx.handle.shared.epoch;
+                            // The exact instant: the offset is the runner's
+                            // difference of the two.
+                            cx.deadline = deadline.map(|d| epoch + d);
                             stop(c, cx, &mut running).await.map(Done::Unit)
                         }
                         // Never: a stop follows the launch of the same

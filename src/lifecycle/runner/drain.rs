@@ -22,7 +22,6 @@ use super::{Runner, budget_of, deadline_after, earliest};
 use crate::error::{Error, ErrorKind};
 use crate::graph::Graph;
 use crate::latch::lock;
-use crate::lifecycle::cell::Cmd;
 use crate::logging::{event, ms};
 use crate::phase::Step;
 use crate::report::ComponentState;
@@ -175,9 +174,9 @@ impl Runner {
         let (t0, at) = self.stamp();
         let bound = earliest(deadline_after(t0, stop_timeout), deadline);
         self.announce_stop(index);
-        let stop = Cmd::Stop(bound);
+        let stop = self.stop_deadline(bound);
         let slot = &self.slots[index];
-        slot.cell.put_cmd(stop);
+        slot.cell.put_stop(stop);
         slot.cell.set_stop(&slot.stop);
         self.poll_only(index);
         // Nothing to record of a `run` that ended cleanly when asked to

@@ -151,6 +151,9 @@ pub(crate) struct Runner {
     /// asked: consecutive stops share it, one's end being the next's
     /// beginning.
     stamp: Option<Duration>,
+    /// The last stop deadline given, and its offset from the epoch: the
+    /// stops of a drain mostly share one.
+    stop_bound: Option<(Instant, Duration)>,
     /// Held from construction, so that a lifecycle dropped without ever
     /// being run still resolves `Handle::stopped` and disarms the watchdog.
     guard: Option<StoppedGuard>,
@@ -272,6 +275,7 @@ impl Runner {
             force_deadline: None,
             now: None,
             stamp: None,
+            stop_bound: None,
         }
     }
 
@@ -345,6 +349,19 @@ impl Runner {
             .stamp
             .get_or_insert_with(|| now.saturating_duration_since(epoch));
         (now, at)
+    }
+
+    /// A stop command's deadline, as its offset from the epoch.
+    fn stop_deadline(&mut self, bound: Option<Instant>) -> Option<Duration> {
+        let bound = bound?;
+        Some(match self.stop_bound {
+            Some((at, offset)) if at == bound => offset,
+            _ => {
+                let offset = self.since_epoch(bound);
+                self.stop_bound = Some((bound, offset));
+                offset
+            }
+        })
     }
 
     fn since_epoch(&self, t: Instant) -> Duration {
