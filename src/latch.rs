@@ -95,37 +95,28 @@ pub(crate) struct WaitList(Mutex<Waiters>);
 impl WaitList {
     /// Wakes every waiter registered so far.
     pub(crate) fn wake(&self) {
-        let Waiters { first, rest, .. } = std::mem::take(&mut *lock(&self.0));
-        // Wake outside the lock: a waker may run code that polls the latch.
-        if let Some(w) = first {
-            w.wake();
-        }
-        // Most flags have one waiter at most: nothing more to walk.
-        if !rest.is_empty() {
-            rest.into_iter().flatten().for_each(Waker::wake);
-        }
+        self.wake_all_but(None);
     }
 
-    /// [`WaitList::wake`], but a waker of the same data as `own` (a clone
-    /// of it) is dropped instead: tells whether there was one.
+    /// Wakes every waiter registered so far, but drops unwoken one of the
+    /// same data as `own` (a clone of it): tells whether there was one.
     ///
     /// Compared by data only: `Waker::will_wake` also compares the
     /// vtables, and a clone's vtable may be another copy of the same one
     /// (`futures`' wakers made in different codegen units), which would
     /// wake the task after all. Only the owner's wakers point to its data.
-    fn wake_all_but(&self, own: &Waker) -> bool {
+    fn wake_all_but(&self, own: Option<&Waker>) -> bool {
         let Waiters { first, rest, .. } = std::mem::take(&mut *lock(&self.0));
         let mut skipped = false;
-        let mut wake = |w: Waker| {
-            if w.data() == own.data() {
-                skipped = true;
-            } else {
-                w.wake();
-            }
+        // Outside the lock: a waker may run code that polls the latch.
+        let mut wake = |w: Waker| match own {
+            Some(own) if w.data() == own.data() => skipped = true,
+            _ => w.wake(),
         };
         if let Some(w) = first {
             wake(w);
         }
+        // Most flags have one waiter at most: nothing more to walk.
         if !rest.is_empty() {
             rest.into_iter().flatten().for_each(wake);
         }
@@ -261,7 +252,7 @@ impl Latch {
     /// waited (its waker is dropped unwoken, the caller's poll being the
     /// wake). `false` as well if the flag was set already.
     pub(crate) fn set_polled_by(&self, own: &Waker) -> bool {
-        self.raise() && self.waiters().wake_all_but(own)
+        self.raise() && self.waiters().wake_all_but(Some(own))
     }
 
     /// Sets the flag without waking anyone yet: lets a caller make the flag

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::{Aborted, BoxFuture};
-use futures::task::{ArcWake, AtomicWaker};
+use futures::task::ArcWake;
 
 use crate::component::CallResult;
 use crate::context::Context;
@@ -21,6 +21,10 @@ use crate::error::Error;
 use crate::latch::{Host, Latch, LatchState, lock};
 use crate::lifecycle::options::Kept;
 use crate::phase::Step;
+
+mod queue;
+
+pub(crate) use self::queue::ReadyQueue;
 
 /// Puts a component's `run` on a task of the user's executor.
 #[derive(Clone)]
@@ -113,36 +117,6 @@ pub(crate) enum RunExit {
 
 /// What a `run` on its own task sends back.
 pub(crate) type SpawnedOutput = Result<CallResult<()>, Aborted>;
-
-/// The cells woken since the runner last looked, and the runner's waker.
-#[derive(Default)]
-pub(crate) struct ReadyQueue {
-    woken: Mutex<Vec<usize>>,
-    runner: AtomicWaker,
-}
-
-impl ReadyQueue {
-    /// Registers the runner's waker, then moves the cells woken so far
-    /// into `batch` (emptied first), leaving the queue its old buffer.
-    pub(crate) fn take(&self, runner: &std::task::Waker, batch: &mut Vec<usize>) {
-        self.runner.register(runner);
-        batch.clear();
-        std::mem::swap(&mut *lock(&self.woken), batch);
-    }
-
-    /// Puts back cells taken and not polled: they are still marked
-    /// queued, so nothing else puts them back.
-    pub(crate) fn requeue(&self, cells: &[usize]) {
-        if !cells.is_empty() {
-            lock(&self.woken).extend_from_slice(cells);
-        }
-    }
-
-    /// Whether a cell was woken since the last [`ReadyQueue::take`].
-    pub(crate) fn is_empty(&self) -> bool {
-        lock(&self.woken).is_empty()
-    }
-}
 
 /// The commands in, the results out.
 #[derive(Default)]
@@ -421,8 +395,7 @@ impl Cell {
     pub(crate) fn wake(&self) {
         self.due.store(true, Ordering::SeqCst);
         if !self.queued.swap(true, Ordering::SeqCst) {
-            lock(&self.queue.woken).push(self.index as usize);
-            self.queue.runner.wake();
+            self.queue.push(self.index as usize);
         }
     }
 }
@@ -442,62 +415,4 @@ impl Host for Cell {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::task::Context as TaskContext;
-
-    fn stop_deadline(cmd: Option<Cmd>) -> Option<Duration> {
-        match cmd {
-            Some(Cmd::Stop(deadline)) => deadline,
-            Some(_) => panic!("another command than a stop"),
-            None => panic!("no command"),
-        }
-    }
-
-    /// A stop passes its deadline exactly, with or without the lock, and
-    /// the latest command put is the one taken.
-    #[test]
-    fn a_stop_command_keeps_its_deadline_and_its_place() {
-        let cell = Cell::new(0, Arc::new(ReadyQueue::default()));
-        let d = Duration::new(12, 345_678_901);
-        for deadline in [Some(d), None, Some(Duration::ZERO), Some(Duration::MAX)] {
-            cell.put_stop(deadline);
-            assert_eq!(stop_deadline(cell.take_cmd()), deadline);
-            assert!(cell.take_cmd().is_none());
-        }
-        // A command put after a stop replaces it, and the reverse.
-        cell.put_stop(Some(d));
-        cell.put_cmd(Cmd::Abandon);
-        assert!(matches!(cell.take_cmd(), Some(Cmd::Abandon)));
-        assert!(cell.take_cmd().is_none());
-        cell.put_cmd(Cmd::Abandon);
-        cell.put_stop(Some(d));
-        assert_eq!(stop_deadline(cell.take_cmd()), Some(d));
-        assert!(cell.take_cmd().is_none());
-    }
-
-    #[test]
-    fn clearing_a_cell_frees_the_wakers_that_hold_it() {
-        let cell = Arc::new(Cell::new(0, Arc::new(ReadyQueue::default())));
-        let waker = futures::task::waker(cell.clone());
-        let mut stop = Latch::hosted(cell.clone());
-        // As a component's `run` does: waits on its stop latch, and
-        // watches for its abort, with its cell's waker.
-        let mut cx = TaskContext::from_waker(&waker);
-        assert!(Pin::new(&mut stop).poll(&mut cx).is_pending());
-        stop.on_abort(&waker);
-        drop((waker, stop));
-        assert!(
-            Arc::strong_count(&cell) > 1,
-            "the latch's wakers hold the cell"
-        );
-        cell.clear();
-        assert_eq!(
-            Arc::strong_count(&cell),
-            1,
-            "a cycle through the stop latch"
-        );
-    }
-}
+mod tests;

@@ -310,6 +310,19 @@ impl Runner {
         take_stoppable(&mut st.graph, &mut self.stoppable);
     }
 
+    /// A stop command's deadline, as its offset from the epoch.
+    pub(super) fn stop_deadline(&mut self, bound: Option<Instant>) -> Option<Duration> {
+        let bound = bound?;
+        Some(match self.stop_bound {
+            Some((at, offset)) if at == bound => offset,
+            _ => {
+                let offset = self.since_epoch(bound);
+                self.stop_bound = Some((bound, offset));
+                offset
+            }
+        })
+    }
+
     /// A component is stopped or closed: those it depends on may stop once
     /// nothing else holds them.
     fn released(&mut self, index: usize) {

@@ -351,19 +351,6 @@ impl Runner {
         (now, at)
     }
 
-    /// A stop command's deadline, as its offset from the epoch.
-    fn stop_deadline(&mut self, bound: Option<Instant>) -> Option<Duration> {
-        let bound = bound?;
-        Some(match self.stop_bound {
-            Some((at, offset)) if at == bound => offset,
-            _ => {
-                let offset = self.since_epoch(bound);
-                self.stop_bound = Some((bound, offset));
-                offset
-            }
-        })
-    }
-
     fn since_epoch(&self, t: Instant) -> Duration {
         t.saturating_duration_since(self.handle.shared.epoch)
     }
