@@ -95,15 +95,32 @@ pub(crate) struct WaitList(Mutex<Waiters>);
 impl WaitList {
     /// Wakes every waiter registered so far.
     pub(crate) fn wake(&self) {
+        self.wake_all_but(None);
+    }
+
+    /// Wakes every waiter registered so far, but drops unwoken one of the
+    /// same data as `own` (a clone of it): tells whether there was one.
+    ///
+    /// Compared by data only: `Waker::will_wake` also compares the
+    /// vtables, and a clone's vtable may be another copy of the same one
+    /// (`futures`' wakers made in different codegen units), which would
+    /// wake the task after all. Only the owner's wakers point to its data.
+    fn wake_all_but(&self, own: Option<&Waker>) -> bool {
         let Waiters { first, rest, .. } = std::mem::take(&mut *lock(&self.0));
-        // Wake outside the lock: a waker may run code that polls the latch.
+        let mut skipped = false;
+        // Outside the lock: a waker may run code that polls the latch.
+        let mut wake = |w: Waker| match own {
+            Some(own) if w.data() == own.data() => skipped = true,
+            _ => w.wake(),
+        };
         if let Some(w) = first {
-            w.wake();
+            wake(w);
         }
         // Most flags have one waiter at most: nothing more to walk.
         if !rest.is_empty() {
-            rest.into_iter().flatten().for_each(Waker::wake);
+            rest.into_iter().flatten().for_each(wake);
         }
+        skipped
     }
 }
 
@@ -228,6 +245,14 @@ impl Latch {
             self.wake();
         }
         raised
+    }
+
+    /// [`Latch::set`] for a caller about to poll `own`, the task that
+    /// waits for it: wakes every other waiter, and tells whether that task
+    /// waited (its waker is dropped unwoken, the caller's poll being the
+    /// wake). `false` as well if the flag was set already.
+    pub(crate) fn set_polled_by(&self, own: &Waker) -> bool {
+        self.raise() && self.waiters().wake_all_but(Some(own))
     }
 
     /// Sets the flag without waking anyone yet: lets a caller make the flag

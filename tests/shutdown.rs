@@ -743,3 +743,82 @@ fn regression_forced_error_lost_when_shutdown_finished_before_it_was_recorded() 
     assert!(took < ms(2000), "{took:?}");
     assert!(expect_err(out).is_forced());
 }
+
+/// What a `stop` was given: its context's deadline, name and whether its
+/// stop signal was set, and when it was called.
+type Seen = (Option<Instant>, String, bool, Instant);
+
+/// Records what its `stop` is given.
+struct StopSeen {
+    seen: Arc<std::sync::Mutex<Option<Seen>>>,
+}
+
+impl Component for StopSeen {
+    async fn stop(&self, cx: &Context) -> Result<(), BoxError> {
+        let seen = (
+            cx.deadline(),
+            cx.name().to_owned(),
+            cx.stop_signal().is_set(),
+            Instant::now(),
+        );
+        *self.seen.lock().unwrap() = Some(seen);
+        Ok(())
+    }
+}
+
+/// A stop's context has the stop's own deadline (its stop budget, or the
+/// shutdown's deadline without one), the component's name and its stop
+/// signal, set; not the launch's deadline.
+#[test]
+fn a_stops_context_has_its_own_deadline_name_and_signal() {
+    let budgeted = Arc::new(std::sync::Mutex::new(None));
+    let unbudgeted = Arc::new(std::sync::Mutex::new(None));
+    let lc = Lifecycle::builder()
+        .shutdown_timeout(ms(60_000))
+        .component_with(
+            "budgeted",
+            StopSeen {
+                seen: budgeted.clone(),
+            },
+            ComponentOptions::new()
+                .start_timeout(ms(1_000))
+                .stop_timeout(ms(3_000)),
+        )
+        .component_with(
+            "unbudgeted",
+            StopSeen {
+                seen: unbudgeted.clone(),
+            },
+            ComponentOptions::new().start_timeout(ms(1_000)),
+        )
+        .build()
+        .unwrap();
+    let before = Instant::now();
+    let (out, _, ready) = run_until_ready(lc);
+    let after = Instant::now();
+    assert!(ready);
+    assert_eq!(out.unwrap().components().len(), 2);
+
+    let (deadline, name, signalled, at) = budgeted.lock().unwrap().take().unwrap();
+    assert_eq!(name, "budgeted");
+    assert!(signalled);
+    let deadline = deadline.expect("a stop budget gives a deadline");
+    // Counted from the stop's beginning, just before `stop` was called:
+    // neither the start's 1 s nor the shutdown's 60 s.
+    assert!(
+        deadline > at + ms(2_000) && deadline <= at + ms(3_000),
+        "{:?} after the call",
+        deadline - at
+    );
+
+    let (deadline, name, signalled, _) = unbudgeted.lock().unwrap().take().unwrap();
+    assert_eq!(name, "unbudgeted");
+    assert!(signalled);
+    let deadline = deadline.expect("the shutdown's deadline bounds a stop without a budget");
+    // The shutdown was requested between `before` and `after`.
+    assert!(
+        deadline >= before + ms(60_000) && deadline <= after + ms(60_000),
+        "{:?} after the run began",
+        deadline - before
+    );
+}

@@ -8,19 +8,23 @@
 //! is the runner's choice. Any number of cells can be in any step at once.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::future::{Aborted, BoxFuture};
-use futures::task::{ArcWake, AtomicWaker};
+use futures::task::ArcWake;
 
 use crate::component::CallResult;
 use crate::context::Context;
 use crate::error::Error;
-use crate::latch::{Host, LatchState, lock};
+use crate::latch::{Host, Latch, LatchState, lock};
 use crate::lifecycle::options::Kept;
 use crate::phase::Step;
+
+mod queue;
+
+pub(crate) use self::queue::ReadyQueue;
 
 /// Puts a component's `run` on a task of the user's executor.
 #[derive(Clone)]
@@ -41,18 +45,36 @@ pub(crate) enum Cmd {
     /// that task is inside a poll of it), then ask `ready` as the component's readiness policy
     /// says, attempt after attempt. Only the end of the whole launch is
     /// reported. The budgets (the readiness policy) come with the command,
-    /// so the component's future does not keep them for its whole life.
+    /// a pointer shared with the runner's slot (none for the defaults),
+    /// rather than as a field of the component's future. The future keeps
+    /// the command once the launch ended, for its context (see `Stop`).
     Launch(Launch),
     /// Stop the component: call `stop`, then wait for `run` to end. Its
     /// end reads `Ok` once both are done, or `stop`'s error at once (the
     /// runner then waits for `run` itself). Its budget is the runner's,
-    /// which gives up on it when it overruns.
-    Stop(Context),
+    /// which gives up on it when it overruns; its deadline (the context's
+    /// that `stop` is given) comes with it. The rest of that context is
+    /// the one of the component's last launch (or close), which its
+    /// future keeps: the same name, stop latch and handle. The deadline
+    /// is given as its offset from the lifecycle's epoch, which most stops
+    /// pass without the cell's lock.
+    Stop(Option<Duration>),
     /// Call `close`, bounded by the context's deadline (a budget counted
     /// from `t0`).
     Close { cx: Context, t0: Instant },
     /// Drop the call in flight (it timed out, or the runner gave up on it).
     Abandon,
+}
+
+impl Cmd {
+    /// The context the command's call is given, if it has one.
+    pub(crate) fn context(&mut self) -> Option<&mut Context> {
+        match self {
+            Cmd::Launch(plan) => Some(&mut plan.cx),
+            Cmd::Close { cx, .. } => Some(cx),
+            Cmd::Stop(_) | Cmd::Abandon => None,
+        }
+    }
 }
 
 /// What a launch is given: its context (whose deadline is `start`'s),
@@ -96,36 +118,6 @@ pub(crate) enum RunExit {
 /// What a `run` on its own task sends back.
 pub(crate) type SpawnedOutput = Result<CallResult<()>, Aborted>;
 
-/// The cells woken since the runner last looked, and the runner's waker.
-#[derive(Default)]
-pub(crate) struct ReadyQueue {
-    woken: Mutex<Vec<usize>>,
-    runner: AtomicWaker,
-}
-
-impl ReadyQueue {
-    /// Registers the runner's waker, then moves the cells woken so far
-    /// into `batch` (emptied first), leaving the queue its old buffer.
-    pub(crate) fn take(&self, runner: &std::task::Waker, batch: &mut Vec<usize>) {
-        self.runner.register(runner);
-        batch.clear();
-        std::mem::swap(&mut *lock(&self.woken), batch);
-    }
-
-    /// Puts back cells taken and not polled: they are still marked
-    /// queued, so nothing else puts them back.
-    pub(crate) fn requeue(&self, cells: &[usize]) {
-        if !cells.is_empty() {
-            lock(&self.woken).extend_from_slice(cells);
-        }
-    }
-
-    /// Whether a cell was woken since the last [`ReadyQueue::take`].
-    pub(crate) fn is_empty(&self) -> bool {
-        lock(&self.woken).is_empty()
-    }
-}
-
 /// The commands in, the results out.
 #[derive(Default)]
 struct Io {
@@ -148,34 +140,20 @@ const STARTED: u8 = 16;
 const DONE_OK: u8 = 32;
 /// `run` returned `Ok(())`, held in the bit alone: the end of most runs.
 const RUN_OK: u8 = 64;
-
-/// Fills or empties one of [`Io`]'s slots.
-macro_rules! slot {
-    ($put:ident, $take:ident, $field:ident, $bit:expr, $ty:ty) => {
-        pub(crate) fn $put(&self, value: $ty) {
-            lock(&self.io).$field = Some(value);
-            self.has.fetch_or($bit, Ordering::AcqRel);
-        }
-
-        /// Empty without a lock when nothing was put: that check is
-        /// inlined where it is asked, on every poll, and only a filled
-        /// slot costs a call.
-        #[inline]
-        pub(crate) fn $take(&self) -> Option<$ty> {
-            if self.has.load(Ordering::Acquire) & $bit == 0 {
-                return None;
-            }
-            self.take_filled(|io| io.$field.take(), $bit)
-        }
-    };
-}
+/// The command is a stop, whose deadline is in [`Cell::stop_deadline`],
+/// not in [`Io`] (with [`CMD`]).
+const STOP: u8 = 128;
+/// No deadline, in [`Cell::stop_deadline`].
+const NO_DEADLINE: u64 = u64::MAX;
 
 /// One component's cell: what the runner and the component's future share.
 /// Its waker queues it for the runner. It holds the component's stop latch
 /// too, in the same allocation. It never holds the component: a component
 /// that keeps its stop latch must not keep itself alive.
 pub(crate) struct Cell {
-    index: usize,
+    /// Four bytes, beside the flags: room for `stop_deadline` without a
+    /// larger cell.
+    index: u32,
     queued: AtomicBool,
     /// Set by every wake: `run` is polled again only after one, not on
     /// every poll a command brings.
@@ -185,28 +163,84 @@ pub(crate) struct Cell {
     /// need no lock.
     has: AtomicU8,
     io: Mutex<Io>,
+    /// A stop command's deadline, in nanoseconds from the epoch
+    /// ([`NO_DEADLINE`]: none), put and taken without the lock.
+    stop_deadline: AtomicU64,
     pub(crate) stop: LatchState,
 }
 
 impl Cell {
     pub(crate) fn new(index: usize, queue: Arc<ReadyQueue>) -> Self {
         Cell {
-            index,
+            // Each component takes over a kilobyte: 2^32 of them would not
+            // fit in memory.
+            index: u32::try_from(index).expect("fewer than 2^32 components"),
             queued: AtomicBool::new(false),
             due: AtomicBool::new(false),
             queue,
             has: AtomicU8::new(0),
             io: Mutex::new(Io::default()),
+            stop_deadline: AtomicU64::new(NO_DEADLINE),
             stop: LatchState::default(),
         }
     }
 
     /// The component's index: its report row's.
     pub(crate) fn index(&self) -> usize {
-        self.index
+        self.index as usize
     }
 
-    slot!(put_cmd, take_cmd, cmd, CMD, Cmd);
+    /// Puts a command, in place of any not taken yet.
+    pub(crate) fn put_cmd(&self, value: Cmd) {
+        lock(&self.io).cmd = Some(value);
+        if self.has.fetch_or(CMD, Ordering::AcqRel) & STOP != 0 {
+            self.has.fetch_and(!STOP, Ordering::AcqRel);
+        }
+    }
+
+    /// Puts a stop command (its deadline's offset from the epoch) without
+    /// the lock, unless another command waits to be taken (it is dropped
+    /// in its place, under the lock) or the deadline does not fit.
+    pub(crate) fn put_stop(&self, deadline: Option<Duration>) {
+        let nanos = match deadline {
+            None => Some(NO_DEADLINE),
+            Some(d) => u64::try_from(d.as_nanos())
+                .ok()
+                .filter(|&n| n != NO_DEADLINE),
+        };
+        match nanos {
+            Some(n) if self.has.load(Ordering::Acquire) & CMD == 0 => {
+                self.stop_deadline.store(n, Ordering::Relaxed);
+                // Its release makes the deadline visible with the bit.
+                self.has.fetch_or(CMD | STOP, Ordering::AcqRel);
+            }
+            _ => self.put_cmd(Cmd::Stop(deadline)),
+        }
+    }
+
+    /// Empty without a lock when nothing was put: that check is inlined
+    /// where it is asked, on every poll, and only a filled slot costs a
+    /// call.
+    #[inline]
+    pub(crate) fn take_cmd(&self) -> Option<Cmd> {
+        if self.has.load(Ordering::Acquire) & CMD == 0 {
+            return None;
+        }
+        self.take_filled_cmd()
+    }
+
+    /// Takes the command put: a stop put without the lock is read from its
+    /// bit and its deadline.
+    #[inline(never)]
+    fn take_filled_cmd(&self) -> Option<Cmd> {
+        if self.has.load(Ordering::Acquire) & STOP != 0 {
+            let nanos = self.stop_deadline.load(Ordering::Relaxed);
+            self.has.fetch_and(!(CMD | STOP), Ordering::AcqRel);
+            let deadline = (nanos != NO_DEADLINE).then(|| Duration::from_nanos(nanos));
+            return Some(Cmd::Stop(deadline));
+        }
+        self.take_filled(|io| io.cmd.take(), CMD)
+    }
 
     /// Takes what a filled slot of [`Io`] holds, and clears its bit.
     #[inline(never)]
@@ -241,16 +275,6 @@ impl Cell {
         value
     }
 
-    /// Takes a call's end if it is `Ok(())`; leaves any other in place.
-    pub(crate) fn take_done_ok(&self) -> bool {
-        const BOTH: u8 = DONE | DONE_OK;
-        if self.has.load(Ordering::Acquire) & BOTH != BOTH {
-            return false;
-        }
-        self.has.fetch_and(!BOTH, Ordering::AcqRel);
-        true
-    }
-
     /// Puts how `run` ended; an `Ok(())` needs no lock.
     pub(crate) fn put_run_end(&self, value: RunExit) {
         let late = if self.has_done() { LATE } else { 0 };
@@ -276,6 +300,18 @@ impl Cell {
         let value = lock(&self.io).run_end.take();
         self.has.fetch_and(!(RUN_END | LATE), Ordering::AcqRel);
         value
+    }
+
+    /// Takes a stop that ended whole in one poll: `run` returned `Ok(())`
+    /// and then the call `Ok(())`, in that order; leaves anything else in
+    /// place. One write for the two ends.
+    pub(crate) fn take_stopped_ok(&self) -> bool {
+        const WHOLE: u8 = RUN_END | RUN_OK | DONE | DONE_OK;
+        if self.has.load(Ordering::Acquire) & (WHOLE | LATE) != WHOLE {
+            return false;
+        }
+        self.has.fetch_and(!WHOLE, Ordering::AcqRel);
+        true
     }
 
     /// Whether `run` ended after the call's end that waits to be read.
@@ -330,17 +366,26 @@ impl Cell {
         self.due.store(true, Ordering::SeqCst);
     }
 
-    /// Called by the runner when it is about to poll the cell anyway: a
-    /// wake until then (one it brings itself, setting the stop latch)
-    /// only makes `run` due, and puts nothing on the queue.
-    pub(crate) fn claim(&self) {
-        self.queued.store(true, Ordering::SeqCst);
+    /// Sets the component's stop latch, for the runner about to poll the
+    /// cell: a waiter that would wake this cell (its `run`, idle on the
+    /// latch) is not woken, which would only queue the cell for a poll
+    /// that comes anyway; `run` is made due instead. Other waiters are
+    /// woken.
+    pub(crate) fn set_stop(self: &Arc<Self>, stop: &Latch) {
+        let own = futures::task::waker_ref(self);
+        if stop.set_polled_by(&own) {
+            self.set_due();
+        }
     }
 
     /// Called by the runner right before it polls the cell: a wake during
-    /// that poll queues the cell again.
+    /// that poll queues the cell again. A cell found not queued is not
+    /// written to: a wake from now on queues it, and it is polled again.
+    #[inline]
     pub(crate) fn dequeue(&self) {
-        self.queued.store(false, Ordering::SeqCst);
+        if self.queued.load(Ordering::SeqCst) {
+            self.queued.store(false, Ordering::SeqCst);
+        }
     }
 }
 
@@ -350,8 +395,7 @@ impl Cell {
     pub(crate) fn wake(&self) {
         self.due.store(true, Ordering::SeqCst);
         if !self.queued.swap(true, Ordering::SeqCst) {
-            lock(&self.queue.woken).push(self.index);
-            self.queue.runner.wake();
+            self.queue.push(self.index as usize);
         }
     }
 }
@@ -371,34 +415,4 @@ impl Host for Cell {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::task::Context as TaskContext;
-
-    use crate::latch::Latch;
-
-    #[test]
-    fn clearing_a_cell_frees_the_wakers_that_hold_it() {
-        let cell = Arc::new(Cell::new(0, Arc::new(ReadyQueue::default())));
-        let waker = futures::task::waker(cell.clone());
-        let mut stop = Latch::hosted(cell.clone());
-        // As a component's `run` does: waits on its stop latch, and
-        // watches for its abort, with its cell's waker.
-        let mut cx = TaskContext::from_waker(&waker);
-        assert!(Pin::new(&mut stop).poll(&mut cx).is_pending());
-        stop.on_abort(&waker);
-        drop((waker, stop));
-        assert!(
-            Arc::strong_count(&cell) > 1,
-            "the latch's wakers hold the cell"
-        );
-        cell.clear();
-        assert_eq!(
-            Arc::strong_count(&cell),
-            1,
-            "a cycle through the stop latch"
-        );
-    }
-}
+mod tests;

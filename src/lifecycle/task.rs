@@ -77,30 +77,52 @@ fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) -> impl F
             local: pin!(None),
             cell,
         };
+        // The last launch or close command, kept once its call ended: its
+        // context is the one a stop is given (its deadline the stop's), so
+        // a stop clones none. In the room a command takes anyway, and
+        // replaced by the next launch or close.
+        let mut held: Option<Cmd> = None;
         loop {
-            // The command and its call's end in a block of their own: gone
-            // before the yield below, so they take no room beside it in
-            // this future.
+            // A call's end in a block of its own: gone before the yield
+            // below, so it takes no room beside it in this future.
             let given_up = {
                 // Borrowed by the call it makes, not taken apart: one
-                // command in this future, whatever the call.
-                let mut cmd = poll_fn(|t| {
+                // command in this future, whatever the call (the one just
+                // taken is gone at the end of this statement, moved or
+                // dropped, and takes no room across the call's waits).
+                let cmd = match poll_fn(|t| {
                     running.poll(t);
                     match cell.take_cmd() {
                         Some(cmd) => Poll::Ready(cmd),
                         None => Poll::Pending,
                     }
                 })
-                .await;
-                let done = match &mut cmd {
-                    Cmd::Launch(plan) => {
+                .await
+                {
+                    Cmd::Stop(deadline) => Err(deadline),
+                    Cmd::Abandon => Ok(None),
+                    cmd => Ok(Some(held.insert(cmd))),
+                };
+                let done = match cmd {
+                    Ok(Some(Cmd::Launch(plan))) => {
                         let run_here = |cx| local_run(c, cx);
                         launch(&owner, plan, run_here, &mut running)
                             .await
                             .map(Done::Launch)
                     }
-                    Cmd::Stop(cx) => stop(c, cx, &mut running).await.map(Done::Unit),
-                    Cmd::Close { cx, t0 } => {
+                    Err(deadline) => match held.as_mut().and_then(Cmd::context) {
+                        Some(cx) => {
+                            let epoch = cx.handle.shared.epoch;
+                            // The exact instant: the offset is the runner's
+                            // difference of the two.
+                            cx.deadline = deadline.map(|d| epoch + d);
+                            stop(c, cx, &mut running).await.map(Done::Unit)
+                        }
+                        // Never: a stop follows the launch of the same
+                        // component. As a stop given up on.
+                        None => None,
+                    },
+                    Ok(Some(Cmd::Close { cx, t0 })) => {
                         let cx = &*cx;
                         let slot = pin!(to_make(|| Component::close(c, cx)));
                         let bound = cx.deadline.map(|until| Bound {
@@ -119,9 +141,8 @@ fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) -> impl F
                         .map(Done::Unit)
                     }
                     // `Abandon` with no call in flight: as for a call given up on.
-                    Cmd::Abandon => None,
+                    Ok(_) => None,
                 };
-                drop(cmd);
                 match done {
                     Some(done) => {
                         cell.put_done(done);

@@ -24,6 +24,12 @@ impl Runner {
     /// of its `run` if that came and is to be recorded now (one that came
     /// after the end of a call waits for it to be read).
     pub(super) fn poll_task(&mut self, index: usize) -> Option<RunExit> {
+        self.poll_only(index);
+        self.run_end_now(index)
+    }
+
+    /// Polls a component's future with its cell's waker, and nothing else.
+    pub(super) fn poll_only(&mut self, index: usize) {
         let slot = &mut self.slots[index];
         slot.cell.dequeue();
         if let Some(task) = slot.task.as_mut() {
@@ -32,6 +38,11 @@ impl Runner {
         }
         // The component's code may have taken any time.
         self.clock_moved();
+    }
+
+    /// The end of a component's `run` after a poll, as [`Runner::poll_task`]
+    /// returns it.
+    pub(super) fn run_end_now(&mut self, index: usize) -> Option<RunExit> {
         let slot = &self.slots[index];
         if slot.cell.run_end_is_late() {
             // The call ended first: its end must be read first.

@@ -22,7 +22,6 @@ use super::{Runner, budget_of, deadline_after, earliest};
 use crate::error::{Error, ErrorKind};
 use crate::graph::Graph;
 use crate::latch::lock;
-use crate::lifecycle::cell::{Cmd, RunExit};
 use crate::logging::{event, ms};
 use crate::phase::Step;
 use crate::report::ComponentState;
@@ -31,6 +30,9 @@ use crate::report::ComponentState;
 pub(super) struct Stopper {
     index: usize,
     t0: Instant,
+    /// `t0` as a report stamp: the stop's duration is the difference of
+    /// its two stamps.
+    at: Duration,
     /// The end of its stop budget.
     bound: Option<Instant>,
     step: StopStep,
@@ -154,39 +156,42 @@ impl Runner {
     fn begin_stop(&mut self, index: usize, cx: &mut TaskContext<'_>, deadline: Option<Instant>) {
         let stop_timeout = self.slots[index].options.stop_timeout;
         if stop_timeout == Some(Duration::ZERO) || self.slots[index].close_only {
-            let t0 = self.mark_stopping(index);
+            let (t0, at) = self.mark_stopping(index);
             let bound = earliest(deadline_after(t0, stop_timeout), deadline);
             let step = StopStep::Close(self.begin_close(index, deadline));
             let s = Stopper {
                 index,
                 t0,
+                at,
                 bound,
                 step,
                 timer: None,
             };
             return self.go_on(s, cx, deadline);
         }
-        let t0 = self.now();
+        // With the default chain, the clock read that ended the stop
+        // before: its stamp is worked out already.
+        let (t0, at) = self.stamp();
         let bound = earliest(deadline_after(t0, stop_timeout), deadline);
         self.announce_stop(index);
-        let stop = Cmd::Stop(self.context(index, bound));
+        let stop = self.stop_deadline(bound);
         let slot = &self.slots[index];
-        slot.cell.put_cmd(stop);
-        slot.cell.claim();
-        slot.stop.set();
-        match self.poll_task(index) {
-            // Nothing to record of a `run` that ended cleanly when asked
-            // to, but its stamp, written with the stop's.
-            Some(RunExit::Done(Ok(()))) if self.slots[index].cell.take_done_ok() => {
-                self.slots[index].run_done = true;
-                self.stopped(index, t0, true);
-                return;
-            }
-            Some(end) => self.on_run_end(index, end),
-            None => {}
+        slot.cell.put_stop(stop);
+        slot.cell.set_stop(&slot.stop);
+        self.poll_only(index);
+        // Nothing to record of a `run` that ended cleanly when asked to
+        // (before `stop` was called), but its stamp, written with the
+        // stop's: both ends taken at once.
+        if self.slots[index].cell.take_stopped_ok() {
+            self.slots[index].run_done = true;
+            self.stopped(index, at, true);
+            return;
+        }
+        // Otherwise an end of `run` is recorded as any is.
+        if let Some(end) = self.run_end_now(index) {
+            self.on_run_end(index, end);
         }
         // Not over in its first poll: the report says so meanwhile.
-        let at = self.since_epoch(t0);
         self.update(index, |r| {
             r.state = unless_failed(r.state, ComponentState::Stopping);
             r.stop_at = Some(at);
@@ -194,6 +199,7 @@ impl Runner {
         let s = Stopper {
             index,
             t0,
+            at,
             bound,
             step: StopStep::Stop,
             timer: None,
@@ -245,7 +251,7 @@ impl Runner {
                 // after it.
                 self.flush_deferred();
                 if self.slots[index].run_done {
-                    self.stopped(index, s.t0, false);
+                    self.stopped(index, s.at, false);
                     return Moved::Done;
                 }
                 if !s.expired(cx) {
@@ -279,14 +285,15 @@ impl Runner {
 
     /// A component's `run` ended within its stop budget. `whole`: its stop
     /// ended in the poll that began it, whose report row is written now
-    /// only, with the stamp of its `run`'s end.
-    fn stopped(&mut self, index: usize, t0: Instant, whole: bool) {
-        let took = self.now().saturating_duration_since(t0);
-        let stop_at = if whole {
-            Some(self.since_epoch(t0))
-        } else {
-            None
-        };
+    /// only, with the stamp of its `run`'s end. `at`: the stamp of the
+    /// stop's beginning; its duration is the difference of the two stamps
+    /// (both counted from the epoch, so the same as of the two instants),
+    /// and the end's stamp is the next stop's beginning with the default
+    /// chain.
+    fn stopped(&mut self, index: usize, at: Duration, whole: bool) {
+        let (_, end) = self.stamp();
+        let took = end.saturating_sub(at);
+        let stop_at = if whole { Some(at) } else { None };
         let name = &self.slots[index].name;
         event!(info, { component = name, step = Step::Stop, elapsed_ms = ms(took) }, "stopped `{name}` in {took:?}");
         let mut st = lock(&self.handle.shared.state);
@@ -296,11 +303,24 @@ impl Runner {
             if let Some(at) = stop_at {
                 r.stop_at = Some(at);
                 // The same clock read as `took`'s end.
-                r.run_ended_at = Some(at + took);
+                r.run_ended_at = Some(end);
             }
         }
         st.graph.set_stopped(index as u32);
         take_stoppable(&mut st.graph, &mut self.stoppable);
+    }
+
+    /// A stop command's deadline, as its offset from the epoch.
+    pub(super) fn stop_deadline(&mut self, bound: Option<Instant>) -> Option<Duration> {
+        let bound = bound?;
+        Some(match self.stop_bound {
+            Some((at, offset)) if at == bound => offset,
+            _ => {
+                let offset = self.since_epoch(bound);
+                self.stop_bound = Some((bound, offset));
+                offset
+            }
+        })
     }
 
     /// A component is stopped or closed: those it depends on may stop once

@@ -147,6 +147,13 @@ pub(crate) struct Runner {
     /// run (a cell is polled) or the runner may have waited (a new poll):
     /// stamps taken in between share one clock read.
     now: Option<Instant>,
+    /// That clock read as a report stamp (its offset from the epoch), once
+    /// asked: consecutive stops share it, one's end being the next's
+    /// beginning.
+    stamp: Option<Duration>,
+    /// The last stop deadline given, and its offset from the epoch: the
+    /// stops of a drain mostly share one.
+    stop_bound: Option<(Instant, Duration)>,
     /// Held from construction, so that a lifecycle dropped without ever
     /// being run still resolves `Handle::stopped` and disarms the watchdog.
     guard: Option<StoppedGuard>,
@@ -267,6 +274,8 @@ impl Runner {
             deferred: Vec::new(),
             force_deadline: None,
             now: None,
+            stamp: None,
+            stop_bound: None,
         }
     }
 
@@ -328,6 +337,18 @@ impl Runner {
     /// Forgets the last clock read: time may have passed since.
     fn clock_moved(&mut self) {
         self.now = None;
+        self.stamp = None;
+    }
+
+    /// [`Runner::now`] and its report stamp, the offset from the epoch
+    /// worked out once per clock read.
+    fn stamp(&mut self) -> (Instant, Duration) {
+        let now = self.now();
+        let epoch = self.handle.shared.epoch;
+        let at = *self
+            .stamp
+            .get_or_insert_with(|| now.saturating_duration_since(epoch));
+        (now, at)
     }
 
     fn since_epoch(&self, t: Instant) -> Duration {

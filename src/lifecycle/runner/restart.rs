@@ -95,7 +95,7 @@ impl Runner {
                     return Moved::On;
                 }
                 l.deadline = deadline_after(Instant::now(), Some(budget));
-                let stop = Cmd::Stop(self.context(index, l.deadline));
+                let stop = Cmd::Stop(self.stop_deadline(l.deadline));
                 if let Some(r) = l.restart.as_mut() {
                     r.stop_called = true;
                 }

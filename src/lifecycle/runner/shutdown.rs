@@ -148,16 +148,16 @@ impl Runner {
     }
 
     /// Marks a component stopping in the report and sets its stop signal.
-    pub(super) fn mark_stopping(&mut self, index: usize) -> Instant {
-        let t0 = self.now();
-        let at = self.since_epoch(t0);
+    /// Returns when, as an instant and as its report stamp.
+    pub(super) fn mark_stopping(&mut self, index: usize) -> (Instant, Duration) {
+        let (t0, at) = self.stamp();
         self.update(index, |r| {
             r.state = unless_failed(r.state, ComponentState::Stopping);
             r.stop_at = Some(at);
         });
         self.announce_stop(index);
         self.slots[index].stop.set();
-        t0
+        (t0, at)
     }
 
     /// Logs that a component's stop begins, and marks it stopping.
