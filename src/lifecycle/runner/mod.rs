@@ -147,6 +147,9 @@ pub(crate) struct Runner {
     /// run (a cell is polled) or the runner may have waited (a new poll):
     /// stamps taken in between share one clock read.
     now: Option<Instant>,
+    /// That reading as a report stamp, once converted: converted once,
+    /// whatever the stamps taken from it.
+    now_at: Option<Duration>,
     /// Held from construction, so that a lifecycle dropped without ever
     /// being run still resolves `Handle::stopped` and disarms the watchdog.
     guard: Option<StoppedGuard>,
@@ -267,6 +270,7 @@ impl Runner {
             deferred: Vec::new(),
             force_deadline: None,
             now: None,
+            now_at: None,
         }
     }
 
@@ -328,10 +332,33 @@ impl Runner {
     /// Forgets the last clock read: time may have passed since.
     fn clock_moved(&mut self) {
         self.now = None;
+        self.now_at = None;
     }
 
+    /// [`Runner::now`] and its report stamp, converted at most once.
+    fn stamp(&mut self) -> (Instant, Duration) {
+        let now = self.now();
+        let epoch = self.handle.shared.epoch;
+        let at = *self
+            .now_at
+            .get_or_insert_with(|| now.saturating_duration_since(epoch));
+        (now, at)
+    }
+
+    /// Takes a clock reading made in a cell's poll that just ended (and
+    /// its stamp) as the runner's: the stamps the runner takes next, before
+    /// any other poll, share it.
+    fn adopt_clock(&mut self, now: Instant, at: Duration) {
+        self.now = Some(now);
+        self.now_at = Some(at);
+    }
+
+    /// `t` as a report stamp: the lifecycle's age at `t`.
     fn since_epoch(&self, t: Instant) -> Duration {
-        t.saturating_duration_since(self.handle.shared.epoch)
+        match (self.now, self.now_at) {
+            (Some(now), Some(at)) if now == t => at,
+            _ => t.saturating_duration_since(self.handle.shared.epoch),
+        }
     }
 
     /// Records an error of the named part (component, drainer or hook), in
