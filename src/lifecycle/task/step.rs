@@ -108,7 +108,10 @@ where
     fn poll(self: Pin<&mut Self>, t: &mut TaskContext<'_>) -> Poll<Self::Output> {
         // Every field is a reference, a pinned reference or `Unpin`.
         let this = self.get_mut();
-        if this.run.cell.take_cmd().is_some() {
+        // Matched rather than tested with `is_some`: the empty slot, as
+        // most polls find it, then calls no drop.
+        if let Some(cmd) = this.run.cell.take_cmd() {
+            drop(cmd);
             return Poll::Ready(None);
         }
         if this.run.poll(t) && this.launching {
