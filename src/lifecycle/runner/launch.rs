@@ -19,9 +19,9 @@ use futures::stream::StreamExt as _;
 use futures_timer::Delay;
 
 use super::drive::Interrupt;
+pub(super) use super::outcomes::take_startable;
 use super::shutdown::InFlight;
 use super::{Runner, Slot, deadline_after};
-use crate::graph::Graph;
 use crate::latch::{Latch, lock};
 use crate::lifecycle::cell::{Cell, Cmd, Launch};
 use crate::lifecycle::parts::Registration;
@@ -391,17 +391,5 @@ impl Runner {
                 slot.stopping = true;
             }
         }
-    }
-}
-
-/// Takes what the graph lets start: the earliest registered first.
-pub(super) fn take_startable(graph: &mut Graph, into: &mut Vec<usize>) {
-    let from = into.len();
-    while let Some(node) = graph.next_startable() {
-        into.push(node as usize);
-    }
-    // The default chain lets one start at a time: nothing to sort.
-    if into.len() - from > 1 {
-        into[from..].sort_unstable();
     }
 }

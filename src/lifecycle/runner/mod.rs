@@ -147,8 +147,7 @@ pub(crate) struct Runner {
     /// run (a cell is polled) or the runner may have waited (a new poll):
     /// stamps taken in between share one clock read.
     now: Option<Instant>,
-    /// That reading as a report stamp, once converted: converted once,
-    /// whatever the stamps taken from it.
+    /// That reading as a report stamp, once converted.
     now_at: Option<Duration>,
     /// Held from construction, so that a lifecycle dropped without ever
     /// being run still resolves `Handle::stopped` and disarms the watchdog.
@@ -345,20 +344,15 @@ impl Runner {
         (now, at)
     }
 
-    /// Takes a clock reading made in a cell's poll that just ended (and
-    /// its stamp) as the runner's: the stamps the runner takes next, before
-    /// any other poll, share it.
+    /// Takes a reading made in the cell poll that just ended, and its
+    /// stamp, as the runner's until the next poll.
     fn adopt_clock(&mut self, now: Instant, at: Duration) {
         self.now = Some(now);
         self.now_at = Some(at);
     }
 
-    /// `t` as a report stamp: the lifecycle's age at `t`.
     fn since_epoch(&self, t: Instant) -> Duration {
-        match (self.now, self.now_at) {
-            (Some(now), Some(at)) if now == t => at,
-            _ => t.saturating_duration_since(self.handle.shared.epoch),
-        }
+        t.saturating_duration_since(self.handle.shared.epoch)
     }
 
     /// Records an error of the named part (component, drainer or hook), in

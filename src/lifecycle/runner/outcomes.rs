@@ -4,8 +4,9 @@
 use std::time::{Duration, Instant};
 
 use super::Runner;
-use super::launch::{Launching, Moved, take_startable};
+use super::launch::{Launching, Moved};
 use crate::error::Error;
+use crate::graph::Graph;
 use crate::latch::lock;
 use crate::lifecycle::cell::{Done, Launched};
 use crate::logging::{event, ms};
@@ -109,5 +110,17 @@ impl Runner {
         }
         st.graph.set_ready(index as u32);
         take_startable(&mut st.graph, &mut self.startable);
+    }
+}
+
+/// Takes what the graph lets start: the earliest registered first.
+pub(super) fn take_startable(graph: &mut Graph, into: &mut Vec<usize>) {
+    let from = into.len();
+    while let Some(node) = graph.next_startable() {
+        into.push(node as usize);
+    }
+    // The default chain lets one start at a time: nothing to sort.
+    if into.len() - from > 1 {
+        into[from..].sort_unstable();
     }
 }
