@@ -210,42 +210,81 @@ pub struct Report {
     elapsed: Duration,
     shutdown_at: Option<Duration>,
     cause: Option<ShutdownCause>,
-    components: Records,
+    components: Arc<Vec<ComponentRecord>>,
     by_name: NameIndex,
 }
 
-/// The report rows, shared between the lifecycle and the reports taken of
-/// it: taking a report copies no row, and the lifecycle copies the rows
-/// only when it writes to them while an earlier report still holds them.
-/// The final report of a run shares the rows the lifecycle keeps, which
+/// The report rows as the lifecycle keeps them: its own while no report
+/// holds them, so that writing a row checks nothing; shared with the
+/// reports taken of it otherwise. Taking a report copies no row (the rows
+/// move into a shared allocation), and the lifecycle copies the rows only
+/// when it writes to them while an earlier report still holds them; the
+/// first write after every such report is dropped takes them back. The
+/// final report of a run shares the rows the lifecycle keeps, which
 /// `Handle::report` gives out from then on.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub(crate) struct Records(Arc<Vec<ComponentRecord>>);
+pub(crate) enum Records {
+    Own(Vec<ComponentRecord>),
+    Shared(Arc<Vec<ComponentRecord>>),
+}
+
+impl Records {
+    /// The rows, to hand to a report: shared from now on.
+    pub(crate) fn share(&mut self) -> Arc<Vec<ComponentRecord>> {
+        if let Records::Own(rows) = self {
+            *self = Records::Shared(Arc::new(std::mem::take(rows)));
+        }
+        match self {
+            Records::Shared(rows) => rows.clone(),
+            Records::Own(_) => unreachable!("the rows were just shared"),
+        }
+    }
+
+    /// The rows to write to, taken back (copied if a report still holds
+    /// them) when they were shared.
+    #[cold]
+    fn take_back(&mut self) -> &mut Vec<ComponentRecord> {
+        if let Records::Shared(rows) = std::mem::take(self) {
+            *self = Records::Own(Arc::unwrap_or_clone(rows));
+        }
+        match self {
+            Records::Own(rows) => rows,
+            Records::Shared(_) => unreachable!("the rows were just taken back"),
+        }
+    }
+}
+
+impl Default for Records {
+    fn default() -> Self {
+        Records::Own(Vec::new())
+    }
+}
 
 impl std::ops::Deref for Records {
     type Target = Vec<ComponentRecord>;
 
+    #[inline]
     fn deref(&self) -> &Vec<ComponentRecord> {
-        &self.0
+        match self {
+            Records::Own(rows) => rows,
+            Records::Shared(rows) => rows,
+        }
     }
 }
 
-/// A write copies the rows first if a report still holds them.
+/// A write checks nothing while the rows are the lifecycle's own.
 impl std::ops::DerefMut for Records {
+    #[inline]
     fn deref_mut(&mut self) -> &mut Vec<ComponentRecord> {
-        Arc::make_mut(&mut self.0)
-    }
-}
-
-impl From<Vec<ComponentRecord>> for Records {
-    fn from(rows: Vec<ComponentRecord>) -> Self {
-        Records(Arc::new(rows))
+        match self {
+            Records::Own(rows) => rows,
+            Records::Shared(_) => self.take_back(),
+        }
     }
 }
 
 impl fmt::Debug for Records {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        (**self).fmt(f)
     }
 }
 
@@ -308,7 +347,7 @@ impl Report {
         epoch: Instant,
         phase: Phase,
         moments: &Moments,
-        components: impl Into<Records>,
+        components: impl Into<Arc<Vec<ComponentRecord>>>,
     ) -> Self {
         Report {
             phase,

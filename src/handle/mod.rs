@@ -223,13 +223,13 @@ impl Handle {
 
     /// A snapshot of the timeline so far.
     pub fn report(&self) -> Report {
-        let st = lock(&self.shared.state);
+        let mut st = lock(&self.shared.state);
         let (state, moments) = self.shared.machine.snapshot();
         Report::new(
             self.shared.epoch,
             state.phase(),
             &moments,
-            st.records.clone(),
+            st.records.share(),
         )
     }
 }

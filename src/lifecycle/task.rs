@@ -33,6 +33,7 @@ use self::step::{Bound, step};
 use self::stop::stop;
 use super::cell::{Cell, Cmd, Done, Spawner};
 use crate::component::Component;
+use crate::latch::Latch;
 
 /// A type-erased [`Component`] waiting to be launched.
 pub(crate) trait DynComponent: Send + Sync {
@@ -132,7 +133,7 @@ fn component_task<C: Component>(owner: impl Owner<C>, cell: Arc<Cell>) -> impl F
                         });
                         step(
                             call(&cx.name, "close", slot),
-                            None,
+                            None::<&Latch>,
                             false,
                             bound,
                             &mut running,

@@ -100,3 +100,28 @@ fn a_large_report_finds_every_component_by_name_and_no_other() {
         assert!(r.component("").is_none());
     }
 }
+
+/// The lifecycle's rows are its own until a report is taken: a write then
+/// leaves every report taken before it as it was, and the rows are taken
+/// back (not copied again) once no report holds them.
+#[test]
+fn rows_written_after_a_report_leave_it_unchanged() {
+    let mut rows = Records::default();
+    rows.push(ComponentRecord::new("db".into()));
+    let first = rows.share();
+    rows[0].attempts = 1;
+    assert_eq!(first[0].attempts, 0, "the report taken before the write");
+    assert_eq!(rows[0].attempts, 1);
+    let second = rows.share();
+    assert!(
+        Arc::ptr_eq(&second, &rows.share()),
+        "taking a report copies nothing"
+    );
+    drop((first, second));
+    rows[0].attempts = 2;
+    assert!(
+        matches!(rows, Records::Own(_)),
+        "taken back once no report holds them"
+    );
+    assert_eq!(rows[0].attempts, 2);
+}

@@ -19,9 +19,9 @@ use futures::stream::StreamExt as _;
 use futures_timer::Delay;
 
 use super::drive::Interrupt;
+pub(super) use super::outcomes::take_startable;
 use super::shutdown::InFlight;
 use super::{Runner, Slot, deadline_after};
-use crate::graph::Graph;
 use crate::latch::{Latch, lock};
 use crate::lifecycle::cell::{Cell, Cmd, Launch};
 use crate::lifecycle::parts::Registration;
@@ -149,6 +149,10 @@ impl Runner {
     /// can no longer come, or shutdown began as every component was ready.
     fn poll_launch(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
         let shared = self.handle.shared.clone();
+        // The phase as one load, not through the shutdown latch's gate: a
+        // `start` or `ready` may begin the shutdown, so it is read again
+        // before each step, but cheaply.
+        let shutting_down = || shared.machine.state().is_shutting_down();
         // Whether the runner's waker is registered on the channel in this
         // poll: a poll of it that found nothing did so, and the waker stays
         // until a registration wakes it, so the passes after it only look,
@@ -179,7 +183,7 @@ impl Runner {
             // costs no allocation.
             let mut startable = std::mem::take(&mut self.startable);
             for index in startable.drain(..) {
-                if shared.shutdown.is_set() {
+                if shutting_down() {
                     self.startable.push(index);
                     continue;
                 }
@@ -190,18 +194,18 @@ impl Runner {
             self.startable = startable;
             let mut launching = std::mem::take(&mut self.launching);
             launching.retain_mut(|l| {
-                if shared.shutdown.is_set() {
+                if shutting_down() {
                     return true;
                 }
                 self.advance(l, cx).keep(&mut moved)
             });
             launching.append(&mut self.launching);
             self.launching = launching;
-            if !moved || shared.shutdown.is_set() {
+            if !moved || shutting_down() {
                 break;
             }
         }
-        if self.launching.is_empty() && self.unready == 0 && !shared.ready.is_set() {
+        if self.launching.is_empty() && self.unready == 0 && !shared.machine.state().was_ready() {
             if !shared.mark_ready() {
                 return Poll::Ready(());
             }
@@ -237,10 +241,11 @@ impl Runner {
         {
             return false;
         }
-        let name = self.slots[index].name.clone();
-        let t0 = self.now();
+        // Right after the end of the launch before it (the default chain),
+        // the clock read that ended it.
+        let (t0, at) = self.stamp();
+        let name = &self.slots[index].name;
         event!(debug, { component = name, step = Step::Start }, "starting `{name}`");
-        let at = self.since_epoch(t0);
         self.update(index, |r| {
             r.state = ComponentState::Starting;
             r.start_at = Some(at);
@@ -284,22 +289,25 @@ impl Runner {
                 // The end of a `run` held back behind a call's end comes
                 // before the next call.
                 self.flush_deferred();
-                if self.handle.shared.shutdown.is_set() {
+                if self.handle.shared.machine.state().is_shutting_down() {
                     return Moved::No;
                 }
                 if !self.issue_launch(l) {
                     return Moved::Done;
                 }
-                match self.advance(l, cx) {
-                    Moved::No => Moved::On,
-                    moved => moved,
+                // Issuing it polled its cell, and no other since: a launch
+                // that ended in that poll ended with the runner's latest
+                // view of the clock.
+                match self.slots[index].cell.take_done() {
+                    Some(done) => self.launch_ended(l, done, true),
+                    None => Moved::On,
                 }
             }
             LaunchStep::Restop | LaunchStep::Reclose | LaunchStep::Rewait => {
                 self.advance_restart(l, cx)
             }
             LaunchStep::Launch => match self.slots[index].cell.take_done() {
-                Some(done) => self.launch_ended(l, done),
+                Some(done) => self.launch_ended(l, done, false),
                 None => Moved::No,
             },
         }
@@ -325,7 +333,7 @@ impl Runner {
             };
             if let Some(done) = done {
                 // Ended before the runner saw the shutdown: it counts.
-                self.launch_ended(&mut l, done);
+                self.launch_ended(&mut l, done, false);
                 continue;
             }
             if l.issued {
@@ -384,13 +392,4 @@ impl Runner {
             }
         }
     }
-}
-
-/// Takes what the graph lets start: the earliest registered first.
-pub(super) fn take_startable(graph: &mut Graph, into: &mut Vec<usize>) {
-    let from = into.len();
-    while let Some(node) = graph.next_startable() {
-        into.push(node as usize);
-    }
-    into[from..].sort_unstable();
 }

@@ -351,6 +351,13 @@ impl Runner {
         (now, at)
     }
 
+    /// Takes a reading made in the cell poll that just ended, and its
+    /// stamp, as the runner's until the next poll.
+    fn adopt_clock(&mut self, now: Instant, at: Duration) {
+        self.now = Some(now);
+        self.stamp = Some(at);
+    }
+
     fn since_epoch(&self, t: Instant) -> Duration {
         t.saturating_duration_since(self.handle.shared.epoch)
     }

@@ -1,11 +1,12 @@
 //! What the end of a launch leads to: a ready component lets what depends
 //! on it start; a failed one begins shutdown.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Runner;
-use super::launch::{Launching, Moved, take_startable};
+use super::launch::{Launching, Moved};
 use crate::error::Error;
+use crate::graph::Graph;
 use crate::latch::lock;
 use crate::lifecycle::cell::{Done, Launched};
 use crate::logging::{event, ms};
@@ -13,8 +14,9 @@ use crate::phase::Step;
 use crate::report::ComponentState;
 
 impl Runner {
-    /// What the end of a component's launch leads to.
-    pub(super) fn launch_ended(&mut self, l: &mut Launching, done: Done) -> Moved {
+    /// What the end of a component's launch leads to. `fresh` if its cell
+    /// was the last polled, and that poll ended the launch.
+    pub(super) fn launch_ended(&mut self, l: &mut Launching, done: Done, fresh: bool) -> Moved {
         let index = l.index;
         let Done::Launch(launched) = done else {
             return Moved::No;
@@ -28,7 +30,7 @@ impl Runner {
             end,
         } = launched;
         match end {
-            Ok(at) => self.became_ready(index, l.start_at, at, start_took, attempts),
+            Ok(at) => self.became_ready(index, l.start_at, at, start_took, attempts, fresh),
             Err((Step::Start, e)) => self.start_failed(index, e),
             Err((step, e)) => {
                 self.update(index, |r| {
@@ -67,23 +69,32 @@ impl Runner {
     /// A component is ready (at `at`, its launch having been issued at
     /// `start_at`, its report stamp): those that depend on it may start
     /// once their other dependencies are ready too. Its report row is
-    /// written once, for the whole launch.
+    /// written once, for the whole launch. If `fresh` (no cell was polled
+    /// since the one that read `at`), `at` is the runner's reading of the
+    /// clock from now on, until the next poll.
     pub(super) fn became_ready(
         &mut self,
         index: usize,
-        start_at: std::time::Duration,
+        start_at: Duration,
         at: Instant,
-        start_took: Option<std::time::Duration>,
+        start_took: Option<Duration>,
         attempts: u32,
+        fresh: bool,
     ) {
         self.slots[index].ready = true;
         self.unready -= 1;
         self.handle.shared.machine.settle();
-        let name = self.slots[index].name.clone();
         // Both stamps count from the same epoch, in whole nanoseconds: the
         // difference of the two is the launch's duration, exactly.
-        let since = self.since_epoch(at);
+        let since = at.saturating_duration_since(self.handle.shared.epoch);
         let took = since.saturating_sub(start_at);
+        // The clock read that ended the launch, in the poll that just
+        // ended: a launch issued next, before any other poll (the default
+        // chain's next), starts there, without reading the clock again.
+        if fresh {
+            self.adopt_clock(at, since);
+        }
+        let name = &self.slots[index].name;
         event!(
             info,
             { component = name, step = Step::Ready, elapsed_ms = ms(took) },
@@ -99,5 +110,17 @@ impl Runner {
         }
         st.graph.set_ready(index as u32);
         take_startable(&mut st.graph, &mut self.startable);
+    }
+}
+
+/// Takes what the graph lets start: the earliest registered first.
+pub(super) fn take_startable(graph: &mut Graph, into: &mut Vec<usize>) {
+    let from = into.len();
+    while let Some(node) = graph.next_startable() {
+        into.push(node as usize);
+    }
+    // The default chain lets one start at a time: nothing to sort.
+    if into.len() - from > 1 {
+        into[from..].sort_unstable();
     }
 }

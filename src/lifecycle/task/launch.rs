@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::call::{Owner, call, to_make};
 use super::run::{Running, put_in_flight};
-use super::step::{Bound, step};
+use super::step::{Bound, Shutdown, step};
 use crate::component::{CallResult, Component};
 use crate::context::Context;
 use crate::error::{Error, ErrorKind};
@@ -47,7 +47,7 @@ where
         // Taken apart at once: nothing of it stays in this future.
         if let Err(e) = {
             let slot = pin!(to_make(|| Component::start(owner.get(), cx)));
-            let gate = Some(&cx.handle.shared.shutdown);
+            let gate = Shutdown(&cx.handle.shared.machine);
             // Made in the call, not bound to a name: a value with a name
             // would be kept across every wait of this future.
             step(
@@ -93,7 +93,7 @@ where
             let out = {
                 let bound = attempt_bound(cx, &plan.budgets.readiness, plan.t0, took, attempt);
                 let slot = pin!(to_make(|| Component::ready(owner.get(), cx)));
-                let gate = Some(&cx.handle.shared.shutdown);
+                let gate = Shutdown(&cx.handle.shared.machine);
                 let cell = running.cell;
                 let mut fut = step(call(&cx.name, "ready", slot), gate, true, bound, running);
                 // The step moved into the closure that polls it (it is
@@ -136,7 +136,7 @@ where
                             crate::timer::sleep(wait).await;
                             Ok::<_, Error>(())
                         });
-                        let gate = Some(&cx.handle.shared.shutdown);
+                        let gate = Shutdown(&cx.handle.shared.machine);
                         let _slept = step(fut, gate, true, None, running).await?;
                     }
                     attempt += 1;

@@ -13,6 +13,33 @@ use super::run::Running;
 use crate::component::CallResult;
 use crate::error::{Error, ErrorKind};
 use crate::latch::Latch;
+use crate::machine::PhaseMachine;
+
+/// What stops a call from being polled once it is set: the shutdown for a
+/// launch's calls, the force for a stop, nothing for a close.
+pub(super) trait Gate: Copy + Unpin {
+    fn is_set(self) -> bool;
+}
+
+impl Gate for Option<&Latch> {
+    #[inline]
+    fn is_set(self) -> bool {
+        self.is_some_and(Latch::is_set)
+    }
+}
+
+/// The shutdown, read from the phase machine as one load rather than
+/// through its latch (a gate of the machine, asked through a dynamic
+/// call): asked on every poll of a launch's calls.
+#[derive(Clone, Copy)]
+pub(super) struct Shutdown<'a>(pub(super) &'a PhaseMachine);
+
+impl Gate for Shutdown<'_> {
+    #[inline]
+    fn is_set(self) -> bool {
+        self.0.state().is_shutting_down()
+    }
+}
 
 /// A call's deadline, the instant its budget is counted from, and the
 /// readiness attempt it is, if one: what its timeout error says.
@@ -31,16 +58,17 @@ pub(super) struct Bound {
 /// flag. With a `bound` (a deadline and the instant its budget is counted
 /// from), the call times out past it; a deadline already past still polls
 /// it once.
-pub(super) fn step<'a, 'b, T, F, R>(
+pub(super) fn step<'a, 'b, T, F, R, G>(
     fut: F,
-    gate: Option<&'a Latch>,
+    gate: G,
     launching: bool,
     bound: Option<Bound>,
     run: &'a mut Running<'b, R>,
-) -> Step<'a, 'b, F, R>
+) -> Step<'a, 'b, F, R, G>
 where
     F: Future<Output = CallResult<T>> + Unpin,
     R: Future<Output = CallResult<()>>,
+    G: Gate,
 {
     Step {
         fut,
@@ -54,11 +82,11 @@ where
 
 /// The future of [`step`]: a plain struct, smaller than an `async fn`
 /// that would keep its arguments and the closure borrowing them.
-pub(super) struct Step<'a, 'b, F, R> {
+pub(super) struct Step<'a, 'b, F, R, G> {
     /// `Unpin`: a call, which keeps its future in a slot pinned by the
     /// caller, or a pinned reference.
     fut: F,
-    gate: Option<&'a Latch>,
+    gate: G,
     launching: bool,
     bound: Option<Bound>,
     /// `run`'s parts, reached through one reference: 16 B less in every
@@ -69,17 +97,21 @@ pub(super) struct Step<'a, 'b, F, R> {
     timer: Option<Delay>,
 }
 
-impl<T, F, R> Future for Step<'_, '_, F, R>
+impl<T, F, R, G> Future for Step<'_, '_, F, R, G>
 where
     F: Future<Output = CallResult<T>> + Unpin,
     R: Future<Output = CallResult<()>>,
+    G: Gate,
 {
     type Output = Option<CallResult<T>>;
 
     fn poll(self: Pin<&mut Self>, t: &mut TaskContext<'_>) -> Poll<Self::Output> {
         // Every field is a reference, a pinned reference or `Unpin`.
         let this = self.get_mut();
-        if this.run.cell.take_cmd().is_some() {
+        // Matched rather than tested with `is_some`: the empty slot, as
+        // most polls find it, then calls no drop.
+        if let Some(cmd) = this.run.cell.take_cmd() {
+            drop(cmd);
             return Poll::Ready(None);
         }
         if this.run.poll(t) && this.launching {
@@ -88,7 +120,7 @@ where
             t.waker().wake_by_ref();
             return Poll::Pending;
         }
-        if this.gate.is_some_and(Latch::is_set) {
+        if this.gate.is_set() {
             return Poll::Pending;
         }
         if let Poll::Ready(out) = this.fut.poll_unpin(t) {
