@@ -10,6 +10,10 @@ use std::task::{Context, Poll, Waker};
 use futures::future::Aborted;
 use futures::task::AtomicWaker;
 
+mod waiters;
+
+pub(crate) use self::waiters::WaitList;
+
 /// A one-shot notification, such as "this component must stop" or
 /// "shutdown was requested".
 ///
@@ -88,42 +92,6 @@ pub(crate) trait Gates: Send + Sync {
     fn waiters(&self, gate: u8) -> &WaitList;
 }
 
-/// The wakers of tasks waiting for a latch.
-#[derive(Default)]
-pub(crate) struct WaitList(Mutex<Waiters>);
-
-impl WaitList {
-    /// Wakes every waiter registered so far.
-    pub(crate) fn wake(&self) {
-        self.wake_all_but(None);
-    }
-
-    /// Wakes every waiter registered so far, but drops unwoken one of the
-    /// same data as `own` (a clone of it): tells whether there was one.
-    ///
-    /// Compared by data only: `Waker::will_wake` also compares the
-    /// vtables, and a clone's vtable may be another copy of the same one
-    /// (`futures`' wakers made in different codegen units), which would
-    /// wake the task after all. Only the owner's wakers point to its data.
-    fn wake_all_but(&self, own: Option<&Waker>) -> bool {
-        let Waiters { first, rest, .. } = std::mem::take(&mut *lock(&self.0));
-        let mut skipped = false;
-        // Outside the lock: a waker may run code that polls the latch.
-        let mut wake = |w: Waker| match own {
-            Some(own) if w.data() == own.data() => skipped = true,
-            _ => w.wake(),
-        };
-        if let Some(w) = first {
-            wake(w);
-        }
-        // Most flags have one waiter at most: nothing more to walk.
-        if !rest.is_empty() {
-            rest.into_iter().flatten().for_each(wake);
-        }
-        skipped
-    }
-}
-
 /// The state behind a [`Latch`] and all its clones.
 #[derive(Default)]
 pub(crate) struct LatchState {
@@ -133,51 +101,6 @@ pub(crate) struct LatchState {
     /// [`Latch::abortable`] wraps (a component's `run`, beside its stop).
     aborted: AtomicBool,
     abort_waker: AtomicWaker,
-}
-
-/// A slab of wakers. Most signals have a single waiter, kept inline so that
-/// waiting allocates nothing.
-#[derive(Default)]
-struct Waiters {
-    first: Option<Waker>,
-    first_taken: bool,
-    rest: Vec<Option<Waker>>,
-    free: Vec<u32>,
-}
-
-impl Waiters {
-    fn insert(&mut self, waker: Waker) -> u32 {
-        if !self.first_taken {
-            self.first_taken = true;
-            self.first = Some(waker);
-            return 0;
-        }
-        if let Some(i) = self.free.pop() {
-            self.rest[i as usize] = Some(waker);
-            return i + 1;
-        }
-        self.rest.push(Some(waker));
-        // Each waiter is a live `Latch` of 32 bytes: four billion of them
-        // would not fit in memory.
-        u32::try_from(self.rest.len()).expect("fewer than 2^32 waiters")
-    }
-
-    fn slot(&mut self, key: u32) -> &mut Option<Waker> {
-        if key == 0 {
-            &mut self.first
-        } else {
-            &mut self.rest[key as usize - 1]
-        }
-    }
-
-    fn remove(&mut self, key: u32) {
-        *self.slot(key) = None;
-        if key == 0 {
-            self.first_taken = false;
-        } else {
-            self.free.push(key - 1);
-        }
-    }
 }
 
 impl LatchState {

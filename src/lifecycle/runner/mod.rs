@@ -19,6 +19,7 @@
 //! one component at a time, in order, and in reverse order.
 
 mod cells;
+mod clock;
 mod drain;
 mod drive;
 mod flush;
@@ -29,12 +30,13 @@ mod shutdown;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::task::{Context as TaskContext, Poll};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::future::BoxFuture;
 
+use self::clock::{budget_of, deadline_after, earliest, expired};
 pub(crate) use super::cell::Spawner;
 use super::cell::{Cell, ReadyQueue};
 use crate::cause::{RunEnd, ShutdownCause};
@@ -214,39 +216,6 @@ impl Drop for StoppedGuard {
     }
 }
 
-/// Whether `deadline` has passed; arms `timer` for it otherwise (only
-/// then: a step that ends on its first poll costs no timer).
-fn expired(
-    deadline: Option<Instant>,
-    timer: &mut Option<futures_timer::Delay>,
-    cx: &mut TaskContext<'_>,
-) -> bool {
-    use futures::future::FutureExt as _;
-    let Some(deadline) = deadline else {
-        return false;
-    };
-    let now = Instant::now();
-    if now >= deadline {
-        return true;
-    }
-    let timer = timer.get_or_insert_with(|| futures_timer::Delay::new(deadline - now));
-    timer.poll_unpin(cx).is_ready()
-}
-
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
-    }
-}
-
-/// `from + budget`; `None` without a budget or for one too long for the
-/// clock (no deadline).
-fn deadline_after(from: Instant, budget: Option<Duration>) -> Option<Instant> {
-    budget.and_then(|b| crate::timer::after(from, b))
-}
-
 impl Runner {
     pub(crate) fn new(
         handle: Handle,
@@ -328,40 +297,6 @@ impl Runner {
         }
     }
 
-    /// The instant for a report stamp: the clock, read at most once between
-    /// two polls of a cell or of the runner.
-    fn now(&mut self) -> Instant {
-        *self.now.get_or_insert_with(Instant::now)
-    }
-
-    /// Forgets the last clock read: time may have passed since.
-    fn clock_moved(&mut self) {
-        self.now = None;
-        self.stamp = None;
-    }
-
-    /// [`Runner::now`] and its report stamp, the offset from the epoch
-    /// worked out once per clock read.
-    fn stamp(&mut self) -> (Instant, Duration) {
-        let now = self.now();
-        let epoch = self.handle.shared.epoch;
-        let at = *self
-            .stamp
-            .get_or_insert_with(|| now.saturating_duration_since(epoch));
-        (now, at)
-    }
-
-    /// Takes a reading made in the cell poll that just ended, and its
-    /// stamp, as the runner's until the next poll.
-    fn adopt_clock(&mut self, now: Instant, at: Duration) {
-        self.now = Some(now);
-        self.stamp = Some(at);
-    }
-
-    fn since_epoch(&self, t: Instant) -> Duration {
-        t.saturating_duration_since(self.handle.shared.epoch)
-    }
-
     /// Records an error of the named part (component, drainer or hook), in
     /// the step and phase it happened in.
     fn record(&self, name: &str, error: Error, step: Step) {
@@ -402,10 +337,4 @@ impl Runner {
         self.update(index, |r| r.state = ComponentState::Failed);
         self.fail(index, error, step);
     }
-}
-
-/// The budget a call had, from `from` to `bound` (zero without a bound,
-/// where no timeout can happen anyway).
-fn budget_of(bound: Option<Instant>, from: Instant) -> Duration {
-    bound.map_or(Duration::ZERO, |b| b.saturating_duration_since(from))
 }
