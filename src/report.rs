@@ -231,22 +231,22 @@ pub(crate) enum Records {
 impl Records {
     /// The rows, to hand to a report: shared from now on.
     pub(crate) fn share(&mut self) -> Arc<Vec<ComponentRecord>> {
-        if let Records::Own(rows) = self {
-            *self = Records::Shared(Arc::new(std::mem::take(rows)));
-        }
-        match self {
-            Records::Shared(rows) => rows.clone(),
-            Records::Own(_) => unreachable!("the rows were just shared"),
-        }
+        let rows = match std::mem::take(self) {
+            Records::Own(rows) => Arc::new(rows),
+            Records::Shared(rows) => rows,
+        };
+        *self = Records::Shared(Arc::clone(&rows));
+        rows
     }
 
     /// The rows to write to, taken back (copied if a report still holds
     /// them) when they were shared.
     #[cold]
     fn take_back(&mut self) -> &mut Vec<ComponentRecord> {
-        if let Records::Shared(rows) = std::mem::take(self) {
-            *self = Records::Own(Arc::unwrap_or_clone(rows));
-        }
+        *self = Records::Own(match std::mem::take(self) {
+            Records::Own(rows) => rows,
+            Records::Shared(rows) => Arc::unwrap_or_clone(rows),
+        });
         match self {
             Records::Own(rows) => rows,
             Records::Shared(_) => unreachable!("the rows were just taken back"),

@@ -94,6 +94,11 @@ impl Cell {
     }
 
     /// Puts a command, in place of any not taken yet.
+    ///
+    /// Commands are put by the runner and taken by the component's future,
+    /// which only the runner polls (a spawned `run` takes none): a put and
+    /// a take never overlap, so the bits' two steps here and in
+    /// [`Cell::take_cmd`] need not be one.
     pub(crate) fn put_cmd(&self, value: Cmd) {
         lock(&self.io).cmd = Some(value);
         if self.has.fetch_or(CMD, Ordering::AcqRel) & STOP != 0 {

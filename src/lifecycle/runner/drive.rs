@@ -44,8 +44,7 @@ impl Runner {
         let asked = slot.stop.is_set();
         let aborted = slot.run_aborted;
         let restarts = slot.restart.is_some();
-        let now = self.now();
-        let at = self.since_epoch(now);
+        let (_, at) = self.stamp();
         self.update(index, |r| r.run_ended_at = Some(at));
         let shared = &self.handle.shared;
         match end {

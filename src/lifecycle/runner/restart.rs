@@ -25,8 +25,7 @@ impl Runner {
     /// A component with a restart policy failed in `run` after it was
     /// ready: restart it, or, its budget spent, fail as without a policy.
     pub(super) fn on_failure(&mut self, index: usize, e: Error) {
-        let now = self.now();
-        let at = self.since_epoch(now);
+        let (now, at) = self.stamp();
         let slot = &mut self.slots[index];
         let Some(budget) = slot.restart.as_mut() else {
             return self.fail(index, e, Step::Run);
@@ -101,8 +100,7 @@ impl Runner {
                 }
                 // Stamped as any stop is: a shutdown that cancels the
                 // restart after this stop leaves it the component's last.
-                let now = self.now();
-                let at = self.since_epoch(now);
+                let (_, at) = self.stamp();
                 self.update(index, |r| r.stop_at = Some(at));
                 self.command(index, stop);
                 match self.advance_restart(l, cx) {
